@@ -1,0 +1,1 @@
+"""The data and its rules: models, sessions, money and the services every adapter calls."""

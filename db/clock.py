@@ -1,0 +1,35 @@
+"""The one clock every service reads, so the demo (and tests) can move time forward."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+_lock = threading.Lock()
+_offset = timedelta(0)
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC, plus the demo's offset (zero in production)."""
+    return datetime.now(UTC) + _offset
+
+
+def today(tz: ZoneInfo) -> date:
+    """Today's calendar date in the given zone."""
+    return utcnow().astimezone(tz).date()
+
+
+def advance(delta: timedelta) -> timedelta:
+    """Move the clock forward (demo only); return the total offset."""
+    global _offset
+    with _lock:
+        _offset += delta
+        return _offset
+
+
+def reset() -> None:
+    """Back to real time."""
+    global _offset
+    with _lock:
+        _offset = timedelta(0)

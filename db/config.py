@@ -1,0 +1,159 @@
+"""Settings, read from the environment or a .env file (never at import time)."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from enum import StrEnum
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message is one line naming it."""
+
+
+class SmsBackend(StrEnum):
+    TWILIO = "twilio"
+    CONSOLE = "console"
+
+
+class LateFeeKind(StrEnum):
+    NONE = "none"
+    FIXED = "fixed"
+    PERCENT = "percent"
+
+
+# ISO 4217 minor units for the currencies an agency is likely to use; others default to 2.
+_MINOR_UNITS = {"JPY": 0, "KRW": 0, "VND": 0, "IDR": 2, "KWD": 3, "BHD": 3, "OMR": 3}
+
+
+class Settings(BaseSettings):
+    """Every setting of Vasooli; the names are DESIGN.md's (environment variables)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    database_url: str = "sqlite:///vasooli.db"
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_bot_username: str | None = None
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base_url: str = "https://api.twilio.com"
+    sms_backend: SmsBackend | None = None
+    public_base_url: str | None = None
+    port: int = Field(default=8080, ge=1, le=65535)
+
+    agency_name: str = Field(default="Vasooli", min_length=1, max_length=60)
+    agency_phone: str | None = None
+    agency_timezone: str = "Asia/Kolkata"
+    default_phone_region: str = "IN"
+    currency: str = Field(default="INR", pattern=r"^[A-Z]{3}$")
+    max_amount: Decimal = Field(default=Decimal("100000000"), gt=0)
+
+    session_idle_minutes: int = Field(default=120, ge=1)
+    session_max_hours: int = Field(default=24 * 7, ge=1)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_minutes: int = Field(default=15, ge=1)
+    invite_valid_hours: int = Field(default=72, ge=1)
+
+    late_fee_kind: LateFeeKind = LateFeeKind.NONE
+    late_fee_amount: Decimal = Field(default=Decimal("0"), ge=0)
+    late_fee_percent: Decimal = Field(default=Decimal("0"), ge=0, le=100)
+    late_fee_grace_days: int = Field(default=3, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith("postgres://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgres://")
+        elif value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("agency_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("default_phone_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        value = value.upper()
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown phone region {value!r}")
+        return value
+
+    @field_validator("telegram_api_base_url", "twilio_api_base_url", "public_base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value and not value.endswith("/bot") else value
+
+    @model_validator(mode="after")
+    def _sms_backend(self) -> Settings:
+        if self.sms_backend is None:
+            has_twilio = self.twilio_account_sid and self.twilio_auth_token
+            self.sms_backend = SmsBackend.TWILIO if has_twilio else SmsBackend.CONSOLE
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.agency_timezone)
+
+    @property
+    def minor_units(self) -> int:
+        return _MINOR_UNITS.get(self.currency, 2)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    name = ".".join(str(p) for p in err.get("loc", ())).upper() or "settings"
+    return f"setting {name} is invalid: {err.get('msg', 'bad value')}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings now; raise SettingsError with one line naming a bad one."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once on first use."""
+    return load_settings()
+
+
+def require(settings: Settings, *names: str) -> None:
+    """Stop with one line when a setting this command needs is not set."""
+    for name in names:
+        if getattr(settings, name) in (None, ""):
+            raise SettingsError(f"setting {name.upper()} is required for this command")

@@ -1,0 +1,1 @@
+"""Services: take a Session and keyword-only arguments, never commit, return frozen dataclasses."""

@@ -1,0 +1,74 @@
+"""Test harness: one database per run, migrated once with alembic; each test rolled back.
+
+SQLite (a file in a temporary folder) by default; PostgreSQL when TEST_DATABASE_URL is set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, delete
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import clock
+from db.config import Settings, load_settings
+from db.migrate import upgrade
+from db.models import Base
+from db.session import make_engine, make_session_factory
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return load_settings(database_url=url).database_url
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session inside a transaction that is rolled back after the test."""
+    conn = engine.connect()
+    trans = conn.begin()
+    sess = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield sess
+    finally:
+        sess.close()
+        trans.rollback()
+        conn.close()
+
+
+@pytest.fixture
+def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """For tests whose code commits in other threads or tasks: real commits, emptied after."""
+    factory = make_session_factory(engine)
+    try:
+        yield factory
+    finally:
+        with engine.begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(delete(table))
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Settings for tests: the test database, nothing read from a developer's .env."""
+    return Settings(_env_file=None, database_url=database_url)
+
+
+@pytest.fixture(autouse=True)
+def _real_clock() -> Iterator[None]:
+    clock.reset()
+    yield
+    clock.reset()
