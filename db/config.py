@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import time
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
@@ -76,6 +77,25 @@ class Settings(BaseSettings):
     late_fee_percent: Decimal = Field(default=Decimal("0"), ge=0, le=100)
     late_fee_grace_days: int = Field(default=3, ge=0)
 
+    # The worker: reminder rules are days relative to a due date (-3 = three days before).
+    reminder_rules: str = "-3,0,1,7,14,30"
+    sms_allowed_hours: str = "08:00-19:00"
+    sms_frequency_cap: int = Field(default=3, ge=1)
+    sms_frequency_days: int = Field(default=7, ge=1)
+    sms_rate_per_second: float = Field(default=10.0, gt=0, le=1000)
+    sms_max_attempts: int = Field(default=5, ge=1, le=20)
+    sms_retry_base_seconds: float = Field(default=30.0, gt=0)
+    sms_batch_size: int = Field(default=100, ge=1, le=5000)
+    sms_expiry_hours: int = Field(default=48, ge=1)
+    reconcile_after_hours: float = Field(default=2.0, gt=0)
+    dispatch_interval_seconds: float = Field(default=5.0, gt=0)
+    daily_jobs_at: str = "06:00"
+    notify_payment_received: bool = True
+    notify_loan_closed: bool = True
+
+    # The bot: commands an agent may send in a minute before being asked to slow down.
+    bot_commands_per_minute: int = Field(default=30, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
@@ -112,6 +132,31 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value and not value.endswith("/bot") else value
 
+    @field_validator("reminder_rules")
+    @classmethod
+    def _rules(cls, value: str) -> str:
+        try:
+            days = [int(part) for part in value.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError("must be comma-separated whole days, e.g. -3,0,1,7") from None
+        if not days or any(abs(d) > 365 for d in days):
+            raise ValueError("must list 1+ days between -365 and 365")
+        return ",".join(str(d) for d in sorted(set(days)))
+
+    @field_validator("sms_allowed_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        start, end = _parse_window(value)
+        if start >= end:
+            raise ValueError("the window must start before it ends, e.g. 08:00-19:00")
+        return value
+
+    @field_validator("daily_jobs_at")
+    @classmethod
+    def _daily(cls, value: str) -> str:
+        _parse_hhmm(value)
+        return value
+
     @model_validator(mode="after")
     def _sms_backend(self) -> Settings:
         if self.sms_backend is None:
@@ -128,14 +173,42 @@ class Settings(BaseSettings):
         return _MINOR_UNITS.get(self.currency, 2)
 
     @property
+    def reminder_days(self) -> list[int]:
+        return [int(d) for d in self.reminder_rules.split(",")]
+
+    @property
+    def allowed_window(self) -> tuple[time, time]:
+        return _parse_window(self.sms_allowed_hours)
+
+    @property
+    def daily_time(self) -> time:
+        return _parse_hhmm(self.daily_jobs_at)
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _parse_hhmm(text: str) -> time:
+    try:
+        hours, minutes = text.strip().split(":")
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time like 08:00") from None
+
+
+def _parse_window(text: str) -> tuple[time, time]:
+    start, sep, end = text.partition("-")
+    if not sep:
+        raise ValueError("must look like 08:00-19:00")
+    return _parse_hhmm(start), _parse_hhmm(end)
 
 
 def _one_line(exc: ValidationError) -> str:
     err = exc.errors()[0]
     name = ".".join(str(p) for p in err.get("loc", ())).upper() or "settings"
-    return f"setting {name} is invalid: {err.get('msg', 'bad value')}"
+    msg = str(err.get('msg', 'bad value')).removeprefix('Value error, ')
+    return f"setting {name} is invalid: {msg}"
 
 
 def load_settings(**overrides: object) -> Settings:
