@@ -1,0 +1,231 @@
+"""Promises to pay and contacts with borrowers; also the loan lookup the payment services share.
+
+One open promise per loan: recording a new one supersedes the open one, which becomes
+BROKEN at once with a PROMISE_BROKEN event noted "replaced by a new promise" and made by the
+actor (the daily job's breaks have no staff and the note "date passed"). The schema has no
+SUPERSEDED state, and a renegotiated promise is one the borrower did not keep as made.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from db import clock
+from db.models import (
+    Contact,
+    ContactChannel,
+    ContactOutcome,
+    Loan,
+    LoanEventKind,
+    LoanState,
+    Promise,
+    PromiseState,
+    Staff,
+)
+from db.money import format_money, q
+from db.services import access
+from db.services.access import Actor
+from db.services.audit import AuditAction, audit, loan_event
+from db.services.errors import Conflict, InvalidInput
+from db.services.views import ContactView, PromiseView
+from db.validation import clean_text, parse_loan_number
+
+log = logging.getLogger(__name__)
+
+PROMISE_MAX_DAYS = 90
+BATCH = 500
+NOTE_REPLACED = "replaced by a new promise"
+NOTE_DATE_PASSED = "date passed"
+
+
+def find_loan(session: Session, *, actor: Actor, loan_number: str, lock: bool = False) -> Loan:
+    """The loan actor may see by number; lock=True holds its row until the transaction ends."""
+    number = parse_loan_number(loan_number)
+    stmt = select(Loan).where(Loan.loan_number == number)
+    if lock:
+        # Every change to a loan's money locks its row first, so two agents paying at once
+        # allocate one after the other; populate_existing drops what the session had cached.
+        stmt = (
+            stmt.with_for_update(of=Loan)
+            .options(selectinload(Loan.installments))
+            .execution_options(populate_existing=True)
+        )
+    return access.check_loan(actor, session.scalars(stmt).one_or_none(), number)
+
+
+def check_amount(amount: Decimal, *, max_amount: Decimal) -> Decimal:
+    """A positive money amount with at most two decimals, at most max_amount."""
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise InvalidInput("That is not an amount.", code="amount_format")
+    if amount <= 0:
+        raise InvalidInput("The amount must be more than zero.", code="amount_not_positive")
+    if amount != q(amount):
+        raise InvalidInput("Use at most 2 decimal places.", code="amount_decimals", places=2)
+    if amount > max_amount:
+        raise InvalidInput(
+            f"That amount is above the limit of {max_amount:,}.", code="amount_too_large"
+        )
+    return q(amount)
+
+
+def require_active(loan: Loan) -> None:
+    """Refuse money changes on a loan that is closed or written off."""
+    if loan.state != LoanState.ACTIVE:
+        raise Conflict(
+            f"Loan {loan.loan_number} is {loan.state.value.replace('_', ' ')}.",
+            code="loan_not_active", state=loan.state,
+        )
+
+
+def refuse_above_owed(loan: Loan, amount: Decimal, *, code: str) -> None:
+    """Refuse an amount above what the loan still owes, saying how much that is."""
+    owed = loan.outstanding
+    if amount > owed:
+        raise InvalidInput(
+            f"That is more than the {format_money(owed)} owed on {loan.loan_number}.",
+            code=code, owed=owed,
+        )
+
+
+def _promise_view(p: Promise, made_by: str | None) -> PromiseView:
+    return PromiseView(p.id, p.amount, p.promised_date, p.state, made_by, p.created_at)
+
+
+def _check_promise_date(promised_date: date, today: date) -> None:
+    if promised_date < today:
+        raise InvalidInput("That date has passed; give today or a later date.", code="date_past")
+    if promised_date > today + timedelta(days=PROMISE_MAX_DAYS):
+        raise InvalidInput(
+            f"A promise can be at most {PROMISE_MAX_DAYS} days ahead.", code="date_far",
+            max_days=PROMISE_MAX_DAYS,
+        )
+
+
+_RESOLVED_KIND = {
+    PromiseState.KEPT: LoanEventKind.PROMISE_KEPT,
+    PromiseState.BROKEN: LoanEventKind.PROMISE_BROKEN,
+}
+
+
+def _resolve(
+    session: Session, p: Promise, state: PromiseState, actor: Actor | None, note: str
+) -> None:
+    kind = _RESOLVED_KIND[state]
+    p.state, p.resolved_at = state, clock.utcnow()
+    loan_event(
+        session, loan_id=p.loan_id, actor=actor, kind=kind, note=note,
+        before={"promise_id": p.id, "state": PromiseState.OPEN},
+        after={"promise_id": p.id, "state": state, "amount": p.amount},
+    )
+
+
+def _open_promises(session: Session, loan_id: int) -> list[Promise]:
+    stmt = select(Promise).where(Promise.loan_id == loan_id, Promise.state == PromiseState.OPEN)
+    # Locked, so a payment keeping a promise and the daily job breaking it cannot both win.
+    stmt = stmt.order_by(Promise.id).with_for_update().execution_options(populate_existing=True)
+    return list(session.scalars(stmt))
+
+
+def record_promise(
+    session: Session, *, actor: Actor, loan_number: str, amount: Decimal,
+    promised_date: date, today: date, note: str | None = None,
+) -> PromiseView:
+    """Record what the borrower promised to pay by a date; it supersedes an open promise."""
+    amount = check_amount(amount, max_amount=Decimal("100000000"))
+    _check_promise_date(promised_date, today)
+    note = clean_text(note, field="note", max_len=500, required=False)
+    loan = find_loan(session, actor=actor, loan_number=loan_number, lock=True)
+    require_active(loan)
+    refuse_above_owed(loan, amount, code="promise_too_much")
+    for old in _open_promises(session, loan.id):
+        _resolve(session, old, PromiseState.BROKEN, actor, NOTE_REPLACED)
+    promise = Promise(
+        loan_id=loan.id, amount=amount, promised_date=promised_date, state=PromiseState.OPEN,
+        paid_baseline=loan.amount_paid, made_by_id=actor.staff_id, note=note,
+    )
+    session.add(promise)
+    session.flush()
+    details = {"promise_id": promise.id, "amount": amount, "promised_date": promised_date}
+    loan_event(session, loan_id=loan.id, actor=actor, kind=LoanEventKind.PROMISE, after=details)
+    audit(session, actor=actor, action=AuditAction.PROMISE_RECORDED, target_type="loan",
+          target_id=loan.loan_number, details=details)
+    return _promise_view(promise, actor.name or None)
+
+
+def settle_promises(session: Session, *, loan: Loan, actor: Actor | None = None) -> int:
+    """Mark KEPT the loan's open promises that payments since they were made now cover."""
+    kept = 0
+    for p in _open_promises(session, loan.id):
+        if loan.amount_paid - p.paid_baseline >= p.amount:
+            _resolve(session, p, PromiseState.KEPT, actor, "covered by payments")
+            kept += 1
+    return kept
+
+
+def break_overdue_promises(session: Session, *, today: date) -> int:
+    """The daily job: open promises whose date has passed uncovered become BROKEN."""
+    broken, after_id = 0, 0
+    while True:
+        stmt = (
+            select(Promise)
+            .join(Loan, Loan.id == Promise.loan_id)
+            .where(
+                Promise.state == PromiseState.OPEN,
+                Promise.promised_date < today,
+                Loan.amount_paid - Promise.paid_baseline < Promise.amount,
+                Promise.id > after_id,
+            )
+            .order_by(Promise.id)
+            .limit(BATCH)
+            # Two workers running the job at once must not break (and log) one promise twice.
+            .with_for_update(of=Promise, skip_locked=True)
+        )
+        batch = list(session.scalars(stmt))
+        if not batch:
+            break
+        for p in batch:
+            _resolve(session, p, PromiseState.BROKEN, None, NOTE_DATE_PASSED)
+        session.flush()
+        broken += len(batch)
+        after_id = batch[-1].id
+    log.info("broke %s overdue promises", broken)
+    return broken
+
+
+def record_contact(
+    session: Session, *, actor: Actor, loan_number: str, channel: ContactChannel,
+    outcome: ContactOutcome, note: str | None,
+) -> ContactView:
+    """Note a call, visit or message with the borrower and what came of it."""
+    note = clean_text(note, field="note", max_len=1000, required=False)
+    loan = find_loan(session, actor=actor, loan_number=loan_number)
+    contact = Contact(
+        loan_id=loan.id, channel=ContactChannel(channel), outcome=ContactOutcome(outcome),
+        note=note, staff_id=actor.staff_id,
+    )
+    session.add(contact)
+    session.flush()
+    details = {"contact_id": contact.id, "channel": contact.channel, "outcome": contact.outcome}
+    loan_event(session, loan_id=loan.id, actor=actor, kind=LoanEventKind.CONTACT,
+               after=details, note=note)
+    audit(session, actor=actor, action=AuditAction.CONTACT_RECORDED, target_type="loan",
+          target_id=loan.loan_number, details=details)
+    return ContactView(contact.id, contact.channel, contact.outcome, contact.note,
+                       actor.name or None, contact.created_at)
+
+
+def list_promises(session: Session, *, actor: Actor, loan_number: str) -> list[PromiseView]:
+    """The loan's promises, newest first."""
+    loan = find_loan(session, actor=actor, loan_number=loan_number)
+    stmt = (
+        select(Promise, Staff.name)
+        .outerjoin(Staff, Staff.id == Promise.made_by_id)
+        .where(Promise.loan_id == loan.id)
+        .order_by(Promise.created_at.desc(), Promise.id.desc())
+    )
+    return [_promise_view(p, name) for p, name in session.execute(stmt)]

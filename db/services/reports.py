@@ -1,0 +1,231 @@
+"""Portfolio figures, collections per day and an agent's work list: aggregate SQL, never per loan.
+
+Money is summed in minor units (round(x * 100)): SQLite keeps NUMERIC as floating point, and a
+sum of many floats drifts by cents; PostgreSQL's numeric sum is exact either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, select
+from sqlalchemy.orm import Session, aliased
+
+from db.models import Loan, LoanState, Payment, Promise, PromiseState, Staff
+from db.money import q
+from db.services.access import Actor
+from db.services.ledger import Bucket, bucket_dates
+from db.services.views import LoanSummary, loan_summary
+
+ZERO = Decimal("0")
+BROKEN_LOOKBACK_DAYS = 7
+_OUTSTANDING = Loan.amount_payable + Loan.fees_charged - Loan.amount_paid
+
+
+@dataclass(frozen=True)
+class AgentLine:
+    agent_id: int | None
+    name: str
+    loans: int
+    outstanding: Decimal
+    overdue: int
+    collected_month: Decimal
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    """The book of ACTIVE loans (borrowed = payable + fees) and the money collected."""
+
+    loans_active: int
+    borrowed: Decimal
+    repaid: Decimal
+    outstanding: Decimal
+    overdue_loans: int
+    overdue_by_bucket: dict[str, tuple[int, Decimal]]  # bucket label -> (loans, outstanding)
+    collected_today: Decimal
+    collected_month: Decimal
+    per_agent: tuple[AgentLine, ...]  # managers and admins looking at all agents only
+
+
+class WorkReason(StrEnum):
+    DUE_TODAY = "due today"
+    PROMISE_DUE = "promise due today"
+    PROMISE_BROKEN = "promise broken"
+    OVERDUE = "overdue"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    loan: LoanSummary
+    reason: str  # e.g. "due today", "overdue 12 days"
+    kind: WorkReason
+
+
+def _cents(expr: ColumnElement) -> ColumnElement:
+    return func.coalesce(func.sum(func.round(expr * 100)), 0)
+
+
+def _money(cents: object) -> Decimal:
+    return q(Decimal(int(cents or 0)).scaleb(-2))
+
+
+def _count_if(cond: ColumnElement) -> ColumnElement:
+    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+
+def _scoped(stmt: Select, actor: Actor, agent_id: int | None) -> Select:
+    """Agents see their own loans whatever agent_id says; managers all, or one agent's."""
+    if not actor.sees_all_loans:
+        return stmt.where(Loan.agent_id == actor.staff_id)
+    return stmt if agent_id is None else stmt.where(Loan.agent_id == agent_id)
+
+
+def _local_midnight_utc(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def _bucket_cond(bucket: Bucket, today: date) -> ColumnElement:
+    earliest, latest = bucket_dates(bucket, today)
+    cond = Loan.next_due_date <= latest
+    return cond if earliest is None else and_(cond, Loan.next_due_date >= earliest)
+
+
+def _book(session: Session, actor: Actor, agent_id: int | None, today: date) -> list:
+    """One row: count, borrowed, repaid, overdue count, then (count, cents) per bucket."""
+    cols = [func.count(), _cents(Loan.amount_payable + Loan.fees_charged),
+            _cents(Loan.amount_paid), _count_if(Loan.next_due_date < today)]
+    for bucket in Bucket:
+        cond = _bucket_cond(bucket, today)
+        cols += [_count_if(cond), _cents(case((cond, _OUTSTANDING), else_=0))]
+    stmt = select(*cols).select_from(Loan).where(Loan.state == LoanState.ACTIVE)
+    return list(session.execute(_scoped(stmt, actor, agent_id)).one())
+
+
+def _collections(session: Session, actor: Actor, agent_id: int | None, today: date,
+                 tz: ZoneInfo) -> dict[int | None, tuple[Decimal, Decimal]]:
+    """Per loan agent: (collected today, collected this month), reversals netted out."""
+    day_start = _local_midnight_utc(today, tz)
+    month_start = _local_midnight_utc(today.replace(day=1), tz)
+    end = _local_midnight_utc(today + timedelta(days=1), tz)
+    stmt = (
+        select(Loan.agent_id, _cents(case((Payment.paid_at >= day_start, Payment.amount),
+                                          else_=0)), _cents(Payment.amount))
+        .join(Loan, Loan.id == Payment.loan_id)
+        .where(Payment.paid_at >= month_start, Payment.paid_at < end)
+        .group_by(Loan.agent_id)
+    )
+    rows = session.execute(_scoped(stmt, actor, agent_id))
+    return {agent: (_money(day), _money(month)) for agent, day, month in rows}
+
+
+def _agent_lines(session: Session, today: date,
+                 collected: dict[int | None, tuple[Decimal, Decimal]]) -> tuple[AgentLine, ...]:
+    stmt = (
+        select(Loan.agent_id, Staff.name, func.count(), _cents(_OUTSTANDING),
+               _count_if(Loan.next_due_date < today))
+        .outerjoin(Staff, Staff.id == Loan.agent_id)
+        .where(Loan.state == LoanState.ACTIVE)
+        .group_by(Loan.agent_id, Staff.name)
+    )
+    lines = [
+        AgentLine(agent, name or "Unassigned", int(n), _money(cents), int(overdue),
+                  collected.get(agent, (ZERO, ZERO))[1])
+        for agent, name, n, cents, overdue in session.execute(stmt)
+    ]
+    return tuple(sorted(lines, key=lambda line: (-line.outstanding, line.name)))
+
+
+def portfolio(session: Session, *, actor: Actor, today: date, tz: ZoneInfo,
+              agent_id: int | None = None) -> Portfolio:
+    """The portfolio the actor may see: totals, overdue buckets, collections, per agent."""
+    count, borrowed, repaid, overdue, *per_bucket = _book(session, actor, agent_id, today)
+    buckets = {
+        b.value: (int(per_bucket[2 * i]), _money(per_bucket[2 * i + 1]))
+        for i, b in enumerate(Bucket)
+    }
+    collected = _collections(session, actor, agent_id, today, tz)
+    everyone = actor.sees_all_loans and agent_id is None
+    return Portfolio(
+        loans_active=int(count), borrowed=_money(borrowed), repaid=_money(repaid),
+        outstanding=_money(borrowed) - _money(repaid), overdue_loans=int(overdue),
+        overdue_by_bucket=buckets,
+        collected_today=sum((d for d, _ in collected.values()), ZERO),
+        collected_month=sum((m for _, m in collected.values()), ZERO),
+        per_agent=_agent_lines(session, today, collected) if everyone else (),
+    )
+
+
+def collections_by_day(session: Session, *, actor: Actor, today: date, tz: ZoneInfo,
+                       days: int = 30, agent_id: int | None = None) -> list[tuple[date, Decimal]]:
+    """Money collected on each of the last days local days up to today, zeros included."""
+    days = max(1, min(days, 366))
+    first = today - timedelta(days=days - 1)
+    edges = [_local_midnight_utc(first + timedelta(days=i), tz) for i in range(days + 1)]
+    # The day index comes from the zone's own midnights (DST-safe on both databases);
+    # grouped in an outer query since PostgreSQL can't match a CASE with bound parameters.
+    day = case(*[(Payment.paid_at < edges[i + 1], i) for i in range(days)], else_=days)
+    inner = (
+        select(day.label("day"), Payment.amount.label("amount"))
+        .join(Loan, Loan.id == Payment.loan_id)
+        .where(Payment.paid_at >= edges[0], Payment.paid_at < edges[-1])
+    )
+    sub = _scoped(inner, actor, agent_id).subquery()
+    rows = session.execute(select(sub.c.day, _cents(sub.c.amount)).group_by(sub.c.day))
+    totals = {int(i): _money(cents) for i, cents in rows}
+    return [(first + timedelta(days=i), totals.get(i, q(ZERO))) for i in range(days)]
+
+
+def _latest_promise_is(state: PromiseState, *conds: ColumnElement) -> ColumnElement:
+    """The loan's newest promise is in state and meets conds (superseded ones never count)."""
+    newer = aliased(Promise)
+    return exists(
+        select(Promise.id).where(
+            Promise.loan_id == Loan.id, Promise.state == state, *conds,
+            ~exists(select(newer.id).where(newer.loan_id == Promise.loan_id,
+                                           newer.id > Promise.id)),
+        )
+    )
+
+
+def _work_queries(today: date) -> list[tuple[WorkReason, Select]]:
+    active = select(Loan).where(Loan.state == LoanState.ACTIVE)
+    lookback = today - timedelta(days=BROKEN_LOOKBACK_DAYS)
+    broken = _latest_promise_is(PromiseState.BROKEN, Promise.promised_date >= lookback,
+                                Promise.promised_date < today)
+    return [
+        (WorkReason.DUE_TODAY, active.where(Loan.next_due_date == today).order_by(Loan.id)),
+        (WorkReason.PROMISE_DUE, active.where(
+            _latest_promise_is(PromiseState.OPEN, Promise.promised_date == today)
+        ).order_by(Loan.id)),
+        (WorkReason.PROMISE_BROKEN, active.where(broken).order_by(Loan.next_due_date, Loan.id)),
+        (WorkReason.OVERDUE, active.where(Loan.next_due_date < today)
+         .order_by(Loan.next_due_date, Loan.id)),
+    ]
+
+
+def _reason(kind: WorkReason, summary: LoanSummary) -> str:
+    if kind is not WorkReason.OVERDUE:
+        return kind.value
+    n = summary.days_past_due
+    return f"overdue {n} day{'' if n == 1 else 's'}"
+
+
+def work_list(session: Session, *, actor: Actor, today: date, limit: int = 30) -> list[WorkItem]:
+    """Today's list: due today, promises due today, recently broken, then most overdue."""
+    items: list[WorkItem] = []
+    seen: set[int] = set()
+    for kind, stmt in _work_queries(today):
+        if len(items) >= limit:
+            break
+        stmt = _scoped(stmt, actor, None).limit(limit + len(seen))
+        for loan in session.scalars(stmt):
+            if loan.id in seen or len(items) >= limit:
+                continue
+            seen.add(loan.id)
+            summary = loan_summary(loan, today=today)
+            items.append(WorkItem(summary, _reason(kind, summary), kind))
+    return items
