@@ -1,0 +1,303 @@
+"""SMS from borrowers: keywords (STOP / START / HELP / BAL), storage, and relay to the agent.
+
+Choices:
+- STOP and its aliases opt the borrower out and get no reply from us: Twilio answers its
+  default opt-out keywords itself and blocks later sends (error 21610).
+- Opt-out words that are ordinary words too (END, QUIT, CANCEL), and START, HELP, BAL,
+  count only as the whole message: "End of month I will pay" is news for the agent, not
+  an opt-out. STOP, STOPALL and UNSUBSCRIBE count as the first word of a sentence too,
+  erring towards honouring an opt-out. YES (a Twilio opt-in word) is not one here: a "yes"
+  to a reminder is not consent to more of them.
+- Replies go through the outbox (kind REPLY), so they are recorded, rate-limited, retried
+  and refused to opted-out numbers like every other SMS.
+- Every message from a known borrower is stored on their most relevant loan (history);
+  what has news in it waits for the bot to relay it (relayed_at NULL), a bare keyword does
+  not (relayed_at = received_at: nothing to relay).
+- A number we do not know gets nothing about any account in any reply.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+
+import phonenumbers
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from db import clock
+from db.models import (
+    Borrower,
+    InboundMessage,
+    Loan,
+    LoanEventKind,
+    LoanState,
+    MessageKind,
+    Staff,
+    StaffState,
+)
+from db.services import outbox
+from db.services.audit import loan_event
+from db.services.errors import InvalidInput
+from db.sms_text import sms_amount
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1600
+MAX_BAL_LOANS = 5
+_PUNCTUATION = ".,!?;:-'\"()[]"
+
+
+class Keyword(StrEnum):
+    STOP = "STOP"
+    START = "START"
+    HELP = "HELP"
+    BAL = "BAL"
+
+
+_ALIASES = {
+    "STOP": Keyword.STOP, "STOPALL": Keyword.STOP, "UNSUBSCRIBE": Keyword.STOP,
+    "CANCEL": Keyword.STOP, "END": Keyword.STOP, "QUIT": Keyword.STOP,
+    "START": Keyword.START, "UNSTOP": Keyword.START,
+    "HELP": Keyword.HELP, "INFO": Keyword.HELP, "BAL": Keyword.BAL, "BALANCE": Keyword.BAL,
+}  # fmt: skip
+_IN_A_SENTENCE = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE"})
+
+
+@dataclass(frozen=True)
+class RelayInfo:
+    inbound_id: int
+    agent_chat_id: int
+    agent_id: int
+    borrower_name: str
+    loan_number: str
+    body: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    inbound_id: int
+    keyword: Keyword | None
+    reply_queued: bool
+    relay: RelayInfo | None
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class _Agency:
+    name: str
+    phone: str | None
+    currency: str
+    minor_units: int
+
+
+def keyword_of(body: str) -> Keyword | None:
+    """The keyword a message is, or None for free text (see the module's choices)."""
+    words = body.split()
+    if not words:
+        return None
+    first = words[0].strip(_PUNCTUATION).upper()
+    found = _ALIASES.get(first)
+    if found is not None and (len(words) == 1 or first in _IN_A_SENTENCE):
+        return found
+    return None
+
+
+def normalise_phone(raw: str, *, region: str) -> str:
+    """E.164 when the number parses (Twilio's From already is); else the raw sender, cut."""
+    raw = (raw or "").strip()
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return raw[:20]
+    if not phonenumbers.is_possible_number(number):
+        return raw[:20]
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def clean_body(body: str | None) -> str:
+    """At most MAX_BODY characters; NUL removed (PostgreSQL text cannot hold it)."""
+    return (body or "").replace("\x00", "").strip()[:MAX_BODY]
+
+
+def _relevant_loan(session: Session, borrower_id: int, today: date) -> Loan | None:
+    """The most overdue active loan, else the newest active one, else the newest of any."""
+    loans = session.scalars(select(Loan).where(Loan.borrower_id == borrower_id)).all()
+    active = [ln for ln in loans if ln.state == LoanState.ACTIVE]
+    overdue = [ln for ln in active if ln.next_due_date and ln.next_due_date < today]
+    if overdue:
+        return min(overdue, key=lambda ln: (ln.next_due_date, ln.id))
+    pool = active or loans
+    return max(pool, key=lambda ln: (ln.created_at, ln.id)) if pool else None
+
+
+def _store(session: Session, *, sid: str, phone: str, body: str, keyword: Keyword | None,
+           borrower: Borrower | None, loan: Loan | None, relay: bool) -> int | None:
+    """Insert the row once per provider SID; None when it was already there."""
+    now = clock.utcnow()
+    stmt = outbox.dialect_insert(session, InboundMessage).values(
+        provider_sid=sid, from_phone=phone, body=body,
+        keyword=keyword.value if keyword else None,
+        borrower_id=borrower.id if borrower else None, loan_id=loan.id if loan else None,
+        received_at=now, relayed_at=None if relay else now,
+    )
+    stmt = stmt.on_conflict_do_nothing(index_elements=["provider_sid"])
+    return session.execute(stmt.returning(InboundMessage.id)).scalar_one_or_none()
+
+
+def _help_text(agency: _Agency, borrower: Borrower | None) -> str:
+    call = f" call {agency.phone}" if agency.phone else " contact your agent"
+    if borrower is None:
+        return f"{agency.name}: for help{call}."
+    return (f"{agency.name}: for help with your loan{call}. "
+            "Reply BAL for your balance, STOP to opt out.")
+
+
+def _balance_text(session: Session, agency: _Agency, borrower: Borrower | None) -> str:
+    if borrower is None:
+        return f"{agency.name}: we could not find an account for this number."
+    loans = session.scalars(
+        select(Loan)
+        .where(Loan.borrower_id == borrower.id, Loan.state == LoanState.ACTIVE)
+        .order_by(Loan.loan_number)
+    ).all()
+    if not loans:
+        return f"{agency.name}: you have no active loans."
+    parts = [f"{ln.loan_number} {sms_amount(ln.outstanding, agency.currency, agency.minor_units)}"
+             for ln in loans[:MAX_BAL_LOANS]]
+    more = f" and {len(loans) - MAX_BAL_LOANS} more" if len(loans) > MAX_BAL_LOANS else ""
+    return f"{agency.name}: outstanding {'; '.join(parts)}{more}."
+
+
+def _opt_in(session: Session, borrower: Borrower) -> bool:
+    """Clear the borrower's opt-out; True when they were opted out."""
+    result = session.execute(
+        update(Borrower)
+        .where(Borrower.id == borrower.id, Borrower.opted_out_at.is_not(None))
+        .values(opted_out_at=None, updated_at=clock.utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount > 0
+
+
+def _act(session: Session, keyword: Keyword | None, borrower: Borrower | None, phone: str,
+         agency: _Agency) -> tuple[str | None, dict[str, object]]:
+    """Do what the keyword asks; return the reply text (or None) and what changed."""
+    if keyword is Keyword.STOP:
+        was_out = borrower is not None and borrower.opted_out_at is not None
+        outbox.opt_out(session, borrower_id=borrower.id if borrower else None, phone=phone)
+        return None, ({"opted_out": True} if borrower and not was_out else {})
+    if keyword is Keyword.START:
+        if borrower is None:
+            return None, {}
+        changed = _opt_in(session, borrower)
+        text = f"{agency.name}: you will receive messages from us again. Reply STOP to opt out."
+        return text, ({"opted_out": False} if changed else {})
+    if keyword is Keyword.HELP:
+        return _help_text(agency, borrower), {}
+    if keyword is Keyword.BAL:
+        return _balance_text(session, agency, borrower), {}
+    return None, {}
+
+
+def _queue_reply(session: Session, *, sid: str, phone: str, text: str | None,
+                 borrower: Borrower | None, loan: Loan | None) -> bool:
+    """Queue the reply through the outbox (once per inbound SID); True when queued."""
+    if not text or not reachable(phone):
+        return False
+    queued = outbox.queue_message(
+        session, to=phone, body=text, kind=MessageKind.REPLY, idempotency_key=f"reply:{sid}",
+        borrower_id=borrower.id if borrower else None, loan_id=loan.id if loan else None,
+    )
+    return queued is not None
+
+
+def reachable(phone: str) -> bool:
+    """Only a real number (not an alphanumeric sender) can be answered."""
+    return phone.startswith("+") and phone[1:].isdigit() and len(phone) >= 8
+
+
+def _duplicate(session: Session, sid: str, keyword: Keyword | None) -> InboundResult:
+    """A webhook retried (or raced) with a SID already stored: nothing more is done."""
+    stmt = select(InboundMessage.id).where(InboundMessage.provider_sid == sid)
+    existing = session.scalar(stmt)
+    log.info("inbound %s seen before (row %s)", sid, existing)
+    return InboundResult(existing or 0, keyword, False, None, duplicate=True)
+
+
+def handle_inbound(
+    session: Session, *, provider_sid: str, from_phone: str, to_phone: str | None = None,
+    body: str | None, agency_name: str, agency_phone: str | None, currency: str, today: date,
+    minor_units: int = 2, region: str = "IN",
+) -> InboundResult:
+    """Store one inbound SMS once per provider SID, act on its keyword, queue any reply."""
+    sid = (provider_sid or "").strip()
+    if not sid or len(sid) > 64:
+        raise InvalidInput("An inbound SMS needs its provider SID.", code="inbound_sid")
+    phone, text = normalise_phone(from_phone, region=region), clean_body(body)
+    keyword = keyword_of(text)
+    borrower = session.scalar(select(Borrower).where(Borrower.phone == phone))
+    loan = _relevant_loan(session, borrower.id, today) if borrower else None
+    news = keyword is None or len(text.split()) > 1
+    inbound_id = _store(session, sid=sid, phone=phone, body=text, keyword=keyword,
+                        borrower=borrower, loan=loan, relay=news and loan is not None)
+    if inbound_id is None:
+        return _duplicate(session, sid, keyword)
+    agency = _Agency(agency_name, agency_phone, currency, minor_units)
+    reply, changed = _act(session, keyword, borrower, phone, agency)
+    queued = _queue_reply(session, sid=sid, phone=phone, text=reply, borrower=borrower, loan=loan)
+    if loan is not None:
+        loan_event(session, loan_id=loan.id, actor=None, kind=LoanEventKind.INBOUND_SMS,
+                   after={"inbound_id": inbound_id, "keyword": keyword, **changed},
+                   note=text[:200] or None)
+    session.flush()
+    log.info("inbound %s stored as %s (keyword %s, to %s)", sid, inbound_id, keyword, to_phone)
+    relay = _relays(session, inbound_id=inbound_id, limit=1)
+    return InboundResult(inbound_id, keyword, queued, relay[0] if relay else None)
+
+
+def _relays(session: Session, *, inbound_id: int | None = None, limit: int) -> list[RelayInfo]:
+    # The agent is the loan's CURRENT one, so a message waits through a reassignment
+    # and goes to whoever holds the loan when the bot next looks; never to a disabled agent.
+    stmt = (
+        select(InboundMessage, Loan.loan_number, Borrower.name, Staff)
+        .join(Loan, Loan.id == InboundMessage.loan_id)
+        .join(Borrower, Borrower.id == Loan.borrower_id)
+        .join(Staff, Staff.id == Loan.agent_id)
+        .where(InboundMessage.relayed_at.is_(None), Staff.state == StaffState.ACTIVE)
+        .order_by(InboundMessage.received_at, InboundMessage.id)
+        .limit(limit)
+    )
+    if inbound_id is not None:
+        stmt = stmt.where(InboundMessage.id == inbound_id)
+    return [
+        RelayInfo(
+            inbound_id=msg.id, agent_chat_id=agent.telegram_chat_id or agent.telegram_user_id,
+            agent_id=agent.id, borrower_name=name, loan_number=number, body=msg.body,
+            received_at=msg.received_at,
+        )
+        for msg, number, name, agent in session.execute(stmt)
+    ]
+
+
+def pending_relays(session: Session, *, limit: int = 50) -> list[RelayInfo]:
+    """Borrower messages the bot has yet to pass to the agent, oldest first."""
+    if not 1 <= limit <= 500:
+        raise InvalidInput("limit must be between 1 and 500.", code="limit")
+    return _relays(session, limit=limit)
+
+
+def mark_relayed(session: Session, *, inbound_ids: list[int]) -> int:
+    """Record that the bot delivered these messages; returns how many were still pending."""
+    if not inbound_ids:
+        return 0
+    result = session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.id.in_(inbound_ids), InboundMessage.relayed_at.is_(None))
+        .values(relayed_at=clock.utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
