@@ -241,7 +241,7 @@ class Borrower(Base):
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
 
     tags: Mapped[list[BorrowerTag]] = relationship(
-        back_populates="borrower", cascade="all, delete-orphan", lazy="selectin"
+        back_populates="borrower", cascade="all, delete-orphan"
     )
 
 

@@ -71,11 +71,14 @@ def _reducing_split(
     with localcontext() as ctx:
         ctx.prec = 34
         growth = (1 + r) ** count
-        emi = q(principal * r * growth / (growth - 1), minor_units)
+        # Rounded down: rounding up can repay the principal a period early and leave
+        # a 0.00 last installment; the last one takes the remainder instead.
+        exact = principal * r * growth / (growth - 1)
+        emi = exact.quantize(unit(minor_units), rounding="ROUND_DOWN")
     rows, balance = [], principal
     for i in range(count):
         interest = q(balance * r, minor_units)
-        part = balance if i == count - 1 else min(emi - interest, balance)
+        part = balance if i == count - 1 else max(ZERO, min(emi - interest, balance))
         rows.append((part, interest))
         balance -= part
     return rows
