@@ -1,0 +1,178 @@
+"""What every handler needs: settings, the database off the event loop, and the auth gate.
+
+    @require_staff
+    async def mine(update: Update, context: Context, actor: Actor) -> int:
+        loans = await db(context, loans_service.list_mine, actor=actor)
+        await reply(update, texts.loans(loans))
+        return ConversationHandler.END
+
+db() runs a service in a worker thread inside one transaction: commit on success,
+rollback on error, except an AuthError carrying params["commit"] (a failed login's
+counter and audit rows), which is committed and re-raised (db.services.sessions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+from telegram import Bot, BotCommand, BotCommandScopeChat, Update
+from telegram.error import TelegramError
+from telegram.ext import ContextTypes, ConversationHandler
+
+from bot import texts
+from db.config import Settings
+from db.models import Role, StaffState
+from db.services import staff as staff_service
+from db.services.access import Actor
+from db.services.errors import AuthError
+
+log = logging.getLogger(__name__)
+
+Context = ContextTypes.DEFAULT_TYPE
+T = TypeVar("T")
+
+SETTINGS = "settings"
+SESSION_FACTORY = "session_factory"
+
+_GATE_TEXTS = {
+    "not_staff": texts.NOT_STAFF,
+    "rejected": texts.NOT_STAFF,
+    "pending": texts.PENDING,
+    "disabled": texts.DISABLED,
+    "no_password": texts.NO_PASSWORD,
+    "no_session": texts.PLEASE_LOGIN,
+    "session_expired": texts.SESSION_EXPIRED,
+}
+
+
+def settings_of(context: Context) -> Settings:
+    """The Settings the Application was built with."""
+    return context.bot_data[SETTINGS]
+
+
+def _run(factory: sessionmaker[Session], fn: Callable[..., T], kwargs: dict[str, Any]) -> T:
+    with factory() as session:
+        try:
+            result = fn(session, **kwargs)
+        except AuthError as err:
+            # The refusal's own rows (failed-login counter, lock, audit) must survive it.
+            if err.params.get("commit"):
+                session.commit()
+            else:
+                session.rollback()
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        session.commit()
+        return result
+
+
+async def db(context: Context, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    """fn(session, **kwargs) in a worker thread, in one transaction (see module docstring)."""
+    factory = context.bot_data[SESSION_FACTORY]
+    return await asyncio.to_thread(_run, factory, fn, kwargs)
+
+
+async def reply(update: Update, text: str, **kwargs: Any) -> None:
+    """Answer in the chat of update (HTML); a button press also gets its query answered."""
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+    if update.effective_chat is not None:
+        await update.effective_chat.send_message(text, **kwargs)
+
+
+async def answer_button(update: Update, text: str) -> None:
+    """A short notice on a pressed button (plain text, at most 200 characters)."""
+    if update.callback_query is not None:
+        await update.callback_query.answer(text[:200])
+
+
+def refusal_text(code: str) -> str:
+    """The sentence for an AuthError code or a StaffState value that keeps someone out."""
+    return _GATE_TEXTS.get(code, texts.PLEASE_LOGIN)
+
+
+def gate_text(err: AuthError) -> str:
+    """The sentence for a user the gate refused."""
+    return refusal_text(err.code)
+
+
+async def staff_actor(update: Update, context: Context) -> Actor | None:
+    """The logged-in Actor behind update; otherwise answer why not and return None."""
+    settings = settings_of(context)
+    user = update.effective_user
+    if user is None:
+        return None
+    try:
+        return await db(
+            context,
+            staff_service.current_actor,
+            telegram_user_id=user.id,
+            idle_minutes=settings.session_idle_minutes,
+            max_hours=settings.session_max_hours,
+        )
+    except AuthError as err:
+        log.info("gate refused user %s: %s", user.id, err.code)
+        text = gate_text(err)
+        if update.callback_query is not None:
+            await answer_button(update, text)
+        elif update.effective_chat is not None:
+            await update.effective_chat.send_message(text)
+        return None
+
+
+StaffCallback = Callable[[Update, Context, Actor], Awaitable[Any]]
+
+
+def require_staff(callback: StaffCallback) -> Callable[[Update, Context], Awaitable[Any]]:
+    """Run callback(update, context, actor) for logged-in active staff only.
+
+    Anyone else gets one sentence (not staff / waiting / disabled / please /login) and the
+    callback does not run; ConversationHandler.END is returned so a conversation whose
+    session expired ends instead of resuming after the next login.
+    """
+
+    @functools.wraps(callback)
+    async def gate(update: Update, context: Context) -> Any:
+        actor = await staff_actor(update, context)
+        if actor is None:
+            return ConversationHandler.END
+        return await callback(update, context, actor)
+
+    return gate
+
+
+# --- command menus -----------------------------------------------------------------------
+
+
+def menu(role: Role | None) -> list[BotCommand]:
+    """The command menu of a role (None: the public menu)."""
+    return [BotCommand(c.name, c.description) for c in texts.commands_for(role)]
+
+
+async def set_menu_for(bot: Bot, staff: staff_service.StaffInfo) -> None:
+    """Show a staff member their role's commands in their chat (public ones unless active)."""
+    if staff.chat_id is None:
+        return
+    scope = BotCommandScopeChat(staff.chat_id)
+    try:
+        if staff.state == StaffState.ACTIVE:
+            await bot.set_my_commands(menu(staff.role), scope=scope)
+        else:
+            await bot.delete_my_commands(scope=scope)
+    except TelegramError as exc:
+        log.warning("could not set the menu of chat %s: %s", staff.chat_id, exc)
+
+
+async def reset_menu(bot: Bot, chat_id: int) -> None:
+    """Back to the public menu in one chat (after /logout)."""
+    try:
+        await bot.delete_my_commands(scope=BotCommandScopeChat(chat_id))
+    except TelegramError as exc:
+        log.warning("could not reset the menu of chat %s: %s", chat_id, exc)

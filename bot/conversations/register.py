@@ -1,0 +1,196 @@
+"""Getting in: /start with an invite code, /start without one (access request), first password.
+
+The invite code waits in user_data between the /start and the password message (it is
+single-use and consumed by that very message); it is cleared when the conversation ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import IntEnum
+
+from telegram import Bot, Update
+from telegram.error import TelegramError
+from telegram.ext import CommandHandler, ConversationHandler, MessageHandler
+
+from bot import keyboards, texts
+from bot.context import Context, db, reply, set_menu_for, staff_actor
+from bot.conversations import TEXT_INPUT, cancel_fallback, delete_quietly
+from db.models import StaffState
+from db.services import staff as staff_service
+from db.services.errors import InvalidInput, ServiceError
+from db.services.staff import StaffInfo
+
+log = logging.getLogger(__name__)
+
+INVITE_CODE = "register.invite_code"
+
+
+class State(IntEnum):
+    INVITE_PASSWORD = 1
+    FIRST_PASSWORD = 2
+
+
+def build_handler() -> ConversationHandler:
+    """The register conversation (persistent: a restart half-way through resumes it)."""
+    return ConversationHandler(
+        entry_points=[CommandHandler("start", start), CommandHandler("request", request)],
+        states={
+            State.INVITE_PASSWORD: [MessageHandler(TEXT_INPUT, invite_password)],
+            State.FIRST_PASSWORD: [MessageHandler(TEXT_INPUT, first_password)],
+        },
+        fallbacks=[cancel_fallback()],
+        name="register",
+        persistent=True,
+        allow_reentry=True,
+    )
+
+
+async def start(update: Update, context: Context) -> int:
+    """/start: with a code (t.me deep link) redeem an invite, without one find out who this is."""
+    context.user_data.clear()
+    if context.args:
+        return await _start_with_code(update, context, context.args[0])
+    info = await db(context, staff_service.get_staff, telegram_user_id=update.effective_user.id)
+    if info is None:
+        return await _ask_access(update, context)
+    if info.state == StaffState.ACTIVE and not info.has_password:
+        await reply(update, texts.NEW_PASSWORD_ASK)
+        return State.FIRST_PASSWORD
+    if info.state == StaffState.ACTIVE:
+        actor = await staff_actor(update, context)  # answers "please /login" itself
+        if actor is not None:
+            await reply(update, texts.welcome_back(actor.name))
+        return ConversationHandler.END
+    await reply(update, _state_text(info.state))
+    return ConversationHandler.END
+
+
+def _state_text(state: StaffState) -> str:
+    return {
+        StaffState.PENDING: texts.PENDING,
+        StaffState.DISABLED: texts.DISABLED,
+    }.get(state, texts.REJECTED_OR_BLOCKED)
+
+
+async def _start_with_code(update: Update, context: Context, code: str) -> int:
+    info = await db(context, staff_service.get_staff, telegram_user_id=update.effective_user.id)
+    if info is not None and info.state == StaffState.ACTIVE:
+        await reply(update, texts.ALREADY_STAFF)
+        return ConversationHandler.END
+    try:
+        role = await db(context, staff_service.check_invite, code=code)
+    except ServiceError as err:
+        await reply(update, texts.service_error(err))
+        return ConversationHandler.END
+    context.user_data[INVITE_CODE] = code
+    await reply(update, texts.invite_ask_password(role))
+    return State.INVITE_PASSWORD
+
+
+async def request(update: Update, context: Context) -> int:
+    """/request: ask for access (someone known gets told where they stand instead)."""
+    context.user_data.clear()
+    info = await db(context, staff_service.get_staff, telegram_user_id=update.effective_user.id)
+    if info is None:
+        return await _ask_access(update, context)
+    await reply(update, texts.ALREADY_STAFF if info.state == StaffState.ACTIVE
+                else _state_text(info.state))
+    return ConversationHandler.END
+
+
+async def _ask_access(update: Update, context: Context) -> int:
+    user, chat = update.effective_user, update.effective_chat
+    try:
+        info = await db(
+            context, staff_service.request_access, telegram_user_id=user.id, chat_id=chat.id,
+            name=user.full_name, username=user.username,
+        )
+    except ServiceError as err:
+        await reply(update, texts.ALREADY_STAFF if err.code == "already_staff"
+                    else texts.REJECTED_OR_BLOCKED)
+        return ConversationHandler.END
+    admins = await db(context, staff_service.admins)
+    told = await notify_admins(context.bot, info, admins)
+    await reply(update, texts.REQUEST_SENT if told else texts.NO_ADMINS)
+    return ConversationHandler.END
+
+
+async def notify_admins(bot: Bot, info: StaffInfo, admins: list[StaffInfo]) -> int:
+    """Send the request with Approve/Reject to every admin; return how many got it."""
+    told = 0
+    for admin in admins:
+        if admin.chat_id is None:
+            continue
+        try:
+            await bot.send_message(
+                admin.chat_id,
+                texts.access_request_for_admin(info.name, info.username, info.telegram_user_id),
+                reply_markup=keyboards.access_decision(info.id),
+            )
+            told += 1
+        except TelegramError as exc:
+            log.warning("could not tell admin %s about request %s: %s", admin.id, info.id, exc)
+    return told
+
+
+async def invite_password(update: Update, context: Context) -> int:
+    """The password after an invite: delete the message, then redeem the invite with it."""
+    message = update.message
+    password = message.text or ""
+    await delete_quietly(message)
+    code = context.user_data.get(INVITE_CODE)
+    if not code:
+        await reply(update, texts.TOO_LATE)
+        return ConversationHandler.END
+    user = update.effective_user
+    try:
+        result = await db(
+            context, staff_service.redeem_invite, code=code, telegram_user_id=user.id,
+            chat_id=update.effective_chat.id, name=user.full_name, username=user.username,
+            password=password,
+        )
+    except InvalidInput as err:
+        await reply(update, texts.password_again(err.message))
+        return State.INVITE_PASSWORD
+    except ServiceError as err:
+        context.user_data.clear()
+        await reply(update, texts.service_error(err))
+        return ConversationHandler.END
+    context.user_data.clear()
+    await set_menu_for(context.bot, result.staff)
+    await reply(update, texts.welcome(result.staff.name, result.staff.role))
+    return ConversationHandler.END
+
+
+async def save_first_password(update: Update, context: Context) -> bool:
+    """Delete the password message and set it as approved staff's first password.
+
+    True when done (logged in, or refused for good); False to ask for another password.
+    Shared with /login, which asks approved staff without a password the same way.
+    """
+    message = update.message
+    password = message.text or ""
+    await delete_quietly(message)
+    try:
+        result = await db(
+            context, staff_service.set_password, telegram_user_id=update.effective_user.id,
+            password=password,
+        )
+    except InvalidInput as err:
+        await reply(update, texts.password_again(err.message))
+        return False
+    except ServiceError as err:
+        await reply(update, texts.service_error(err))
+        return True
+    await set_menu_for(context.bot, result.staff)
+    await reply(update, texts.welcome(result.staff.name, result.staff.role))
+    return True
+
+
+async def first_password(update: Update, context: Context) -> int:
+    """The first password of approved staff (asked on /start)."""
+    if await save_first_password(update, context):
+        context.user_data.clear()
+        return ConversationHandler.END
+    return State.FIRST_PASSWORD

@@ -1,0 +1,635 @@
+"""Every sentence the bot says, and the command list the menus and /help are built from.
+
+Conventions (for everyone adding a conversation):
+- Messages are sent with parse_mode HTML (the Application's default), so ANY text that
+  came from a user, a borrower or the database (names, notes, codes) goes through esc()
+  inside a function here. Constants hold no user text.
+- Add your sentences under a section header of your own (# --- name ---), constants for
+  fixed sentences and small functions for sentences with values.
+- Add your commands to COMMANDS (the menus and /help are made from it).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from db.models import Role
+from db.services.access import Actor
+from db.services.errors import ServiceError
+
+
+def esc(value: object) -> str:
+    """value as text that is safe inside an HTML message."""
+    return html.escape(str(value), quote=False)
+
+
+def local_time(moment: datetime, tz: ZoneInfo) -> str:
+    """A UTC moment shown in the agency's time zone, e.g. 2025-03-01 14:05."""
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
+def service_error(err: ServiceError) -> str:
+    """A service's refusal sentence, escaped (it may quote what the user typed)."""
+    return esc(err.message)
+
+
+# --- commands: the menus (set_menu_for) and /help are built from this list ---------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """A bot command: public ones show before login; min_role ones to staff of that rank."""
+
+    name: str
+    description: str
+    public: bool = False
+    min_role: Role | None = Role.AGENT
+
+
+COMMANDS: list[Command] = [
+    # getting in
+    Command("start", "Start, or ask for access", public=True, min_role=None),
+    Command("login", "Log in with your password", public=True),
+    Command("help", "What I can do for you", public=True),
+    # loans (loan conversations add their commands here)
+    Command("new", "Add a loan"),
+    Command("find", "Find loans: /find number, phone or name"),
+    Command("loan", "A loan's card: /loan LN-10234"),
+    Command("history", "A loan's history: /history LN-10234"),
+    Command("list", "Your loans, with filters"),
+    Command("today", "Today's work: due, promised, overdue"),
+    Command("pay", "Record a payment: /pay LN-10234 1500"),
+    Command("promise", "Record a promise: /promise LN-10234 1500 tomorrow"),
+    Command("contact", "Note a call or visit: /contact LN-10234"),
+    Command("edit", "Change a loan or its borrower: /edit LN-10234"),
+    Command("close", "Close a paid-off loan: /close LN-10234"),
+    Command("stats", "Portfolio figures and a collections chart"),
+    Command("assign", "Give a loan to someone else: /assign LN-10234 Ravi", min_role=Role.MANAGER),
+    Command("delete", "Delete a loan: /delete LN-10234", min_role=Role.ADMIN),
+    # staff admin
+    Command("invite", "Make an invite: /invite agent|manager|admin", min_role=Role.ADMIN),
+    Command("requests", "Pending access requests", min_role=Role.ADMIN),
+    Command("staff", "Staff list: disable, enable, change role", min_role=Role.ADMIN),
+    Command("audit", "Latest audit events: /audit [name]", min_role=Role.ADMIN),
+    # always last for staff
+    Command("cancel", "Stop what you are doing"),
+    Command("logout", "Log out"),
+]
+
+
+def commands_for(role: Role | None) -> list[Command]:
+    """The commands shown to a role (None: someone who is not logged-in staff)."""
+    if role is None:
+        return [c for c in COMMANDS if c.public]
+    rank = Actor(staff_id=0, role=role)
+    return [c for c in COMMANDS if c.min_role is not None and rank.at_least(c.min_role)]
+
+
+def _command_lines(role: Role | None) -> str:
+    return "\n".join(f"/{c.name} — {esc(c.description)}" for c in commands_for(role))
+
+
+# --- general -----------------------------------------------------------------------------
+
+ERROR = "Sorry, something went wrong on my side. Please try again in a moment."
+PRIVATE_ONLY = "I only work in private chats. Please write to me directly."
+SLOW_DOWN = "You are going a bit fast. Please wait a minute and try again."
+UNKNOWN_COMMAND = "I don't know that command. Send /help to see what I can do."
+UNKNOWN_TEXT = "I'm not sure what you mean. Send /help to see what I can do."
+CANCELLED = "Cancelled. Nothing was changed."
+NOTHING_TO_CANCEL = "There is nothing to cancel."
+BAD_BUTTON = "That button is not valid."
+OLD_BUTTON = "That button no longer works. Send the command again."
+TOO_LATE = "That took too long, so I stopped. Please start again."
+
+
+def help_text(role: Role | None, agency: str) -> str:
+    """/help for a role; None explains how to get in."""
+    if role is None:
+        return (
+            f"<b>{esc(agency)}</b> collection assistant, for the agency's staff.\n\n"
+            "To get in, open the invite link an admin sent you, or send /start to ask "
+            "for access. Already staff? Send /login.\n\n" + _command_lines(None)
+        )
+    return f"<b>What you can do</b> ({esc(role.value)}):\n\n" + _command_lines(role)
+
+
+# --- auth gate (require_staff) ---------------------------------------------------------
+
+NOT_STAFF = "This bot is for the agency's staff only."
+PENDING = "Your access request is waiting for an admin's approval."
+DISABLED = "Your account is disabled. Please ask an admin."
+NO_PASSWORD = "Your access was approved. Send /login to choose your password."
+PLEASE_LOGIN = "Please log in first: send /login."
+SESSION_EXPIRED = "Your session has ended. Please log in again: send /login."
+REJECTED_OR_BLOCKED = "You cannot request access. Please ask an admin for an invite."
+
+# --- register: invites and access requests ------------------------------------------------
+
+INVITE_ASK_PASSWORD = (
+    "Welcome! This invite makes you <b>{role}</b>.\n\n"
+    "Choose a password (at least 8 characters) and send it to me. "
+    "I will delete your message right away."
+)
+NEW_PASSWORD_ASK = (
+    "Please choose a password (at least 8 characters) and send it to me. "
+    "I will delete your message right away."
+)
+PASSWORD_AGAIN = "{reason} Please send another password."
+ALREADY_STAFF = "You are already staff here. Send /login if you need to log in."
+REQUEST_SENT = "Your request was sent to the admins. I will tell you when they decide."
+NO_ADMINS = "Your request is saved, but there is no admin yet to approve it."
+WELCOME_BACK = "Welcome back, {name}. Send /help to see what you can do."
+
+
+def invite_ask_password(role: Role) -> str:
+    """Asked after a valid invite code."""
+    return INVITE_ASK_PASSWORD.format(role=esc(role.value))
+
+
+def password_again(reason: str) -> str:
+    """Re-prompt after a refused password (reason from the password rules)."""
+    return PASSWORD_AGAIN.format(reason=esc(reason))
+
+
+def welcome(name: str, role: Role) -> str:
+    """After redeeming an invite or setting the first password."""
+    return (
+        f"Welcome, {esc(name)}! You are logged in as <b>{esc(role.value)}</b>.\n"
+        "Send /help to see what you can do."
+    )
+
+
+def welcome_back(name: str) -> str:
+    """/start by logged-in staff."""
+    return WELCOME_BACK.format(name=esc(name))
+
+
+def access_request_for_admin(name: str, username: str | None, user_id: int) -> str:
+    """Sent to every admin when someone asks for access."""
+    handle = f" (@{esc(username)})" if username else ""
+    return (
+        f"<b>Access request</b>\n{esc(name)}{handle}, Telegram id <code>{user_id}</code> "
+        "asks for access. Approve as agent, or reject?"
+    )
+
+
+def access_decided_for_admin(name: str, approved: bool, by: str) -> str:
+    """The admin's request message once decided."""
+    verdict = "approved ✅" if approved else "rejected ❌"
+    return f"Access request of {esc(name)}: {verdict} by {esc(by)}."
+
+
+ALREADY_DECIDED = "This request was already decided."
+ACCESS_APPROVED = "Good news: an admin approved your access. Send /login to choose your password."
+ACCESS_REJECTED = "Sorry, your access request was not approved."
+
+# --- login / logout -----------------------------------------------------------------------
+
+LOGIN_ASK_PASSWORD = "Send me your password. I will delete your message right away."
+LOGGED_IN = "You are logged in, {name}. Send /help to see what you can do."
+LOGGED_OUT = "You are logged out. Send /login to come back."
+ALREADY_LOGGED_IN = "You are already logged in, {name}."
+
+
+def logged_in(name: str) -> str:
+    """After a successful /login (the interrupted command is not replayed)."""
+    return LOGGED_IN.format(name=esc(name))
+
+
+def already_logged_in(name: str) -> str:
+    """/login while a session is open."""
+    return ALREADY_LOGGED_IN.format(name=esc(name))
+
+
+def wrong_password(attempts_left: int) -> str:
+    """A wrong password with attempts left before the lock."""
+    plural = "s" if attempts_left != 1 else ""
+    return f"Wrong password. {attempts_left} attempt{plural} left. Send it again, or /cancel."
+
+
+def locked(minutes: int) -> str:
+    """Too many wrong passwords."""
+    plural = "s" if minutes != 1 else ""
+    return (
+        "Too many wrong passwords. Your account is locked; "
+        f"try again in {minutes} minute{plural}."
+    )
+
+
+# --- admin: invites, staff, requests, audit -----------------------------------------------
+
+INVITE_USAGE = "Say which role the invite is for: /invite agent, /invite manager or /invite admin."
+NO_REQUESTS = "There are no pending access requests."
+NO_STAFF = "There is no staff yet."
+NO_AUDIT = "No audit events found."
+STAFF_LIST_HEADER = "<b>Staff</b> — tap someone to manage them:"
+
+
+def invite_created(code: str, link: str, role: Role, expires: str) -> str:
+    """The new invite for the admin to forward."""
+    return (
+        f"Invite for a new <b>{esc(role.value)}</b>, valid until {esc(expires)}:\n\n"
+        f"{esc(link)}\n\nCode: <code>{esc(code)}</code>\n"
+        "Send the link to the person; it works once."
+    )
+
+
+def staff_card(name: str, username: str | None, role: Role, state: str, last_login: str) -> str:
+    """One staff member's details above the action buttons."""
+    handle = f" (@{esc(username)})" if username else ""
+    return (
+        f"<b>{esc(name)}</b>{handle}\nRole: {esc(role.value)}\nState: {esc(state)}\n"
+        f"Last login: {esc(last_login)}"
+    )
+
+
+def staff_line(name: str, role: Role, state: str) -> str:
+    """A button label in the staff list (buttons are plain text, not HTML)."""
+    return f"{name} · {role.value} · {state}"[:60]
+
+
+def request_line(name: str, username: str | None, asked: str) -> str:
+    """One pending request in /requests."""
+    handle = f" (@{esc(username)})" if username else ""
+    return f"{esc(name)}{handle}, asked {esc(asked)}"
+
+
+def audit_line(at: str, who: str, action: str, target: str) -> str:
+    """One audit event in /audit."""
+    return f"{esc(at)} · {esc(who)} · <b>{esc(action)}</b> {esc(target)}".rstrip()
+
+
+def audit_header(count: int, name: str | None) -> str:
+    """The head of the /audit answer."""
+    scope = f" for {esc(name)}" if name else ""
+    return f"<b>Latest {count} audit events{scope}</b>"
+
+
+# --- loans: card and lookup (/new, /find, /loan, /history, /list, /today) ----------------
+# Layout of cards and lists: bot/views.py builds them from these sentences.
+
+LOAN_USAGE = "Send /loan followed by the loan number, e.g. /loan LN-10234."
+HISTORY_USAGE = "Send /history followed by the loan number, e.g. /history LN-10234."
+FIND_ASK = (
+    "What should I look for? Send a loan number, a phone number or the start of a name. "
+    "(/cancel to stop)"
+)
+FIND_OVER = "That search has ended. Send /find again."
+LIST_EMPTY = "No loans in this list."
+TODAY_EMPTY = "Nothing to chase today: nothing due, no promises due, nothing overdue."
+HISTORY_EMPTY = "Nothing has happened on this loan yet."
+CARD_UNASSIGNED = "nobody"
+CARD_NOT_DUE = "nothing due"
+
+# The card: one line each; values are filled in (and escaped) by bot/views.py.
+CARD_TITLE = "<b>Loan {number}</b> · {state}"
+CARD_BORROWER = "👤 {name}"
+CARD_OPTED_OUT = " (no SMS: opted out)"
+CARD_PHONE = "📞 {phone}"
+CARD_ADDRESS = "🏠 {address}"
+CARD_AMOUNT = "Amount: {principal} · {plan}"
+CARD_PAYABLE = "Payable: {payable} (interest included)"
+CARD_FEES = "Late fees: {fees}"
+CARD_PAID = "Paid: {paid} ({done} of {count} installments)"
+CARD_OUTSTANDING = "Outstanding: <b>{outstanding}</b>"
+CARD_NEXT_DUE = "Next due: {date} · {amount}"
+CARD_PAST_DUE = "⚠️ {days} days past due · {amount} overdue"
+CARD_PROMISE = "🤝 Promise: {amount} by {date} (by {by})"
+CARD_CONTACT = "Last contact: {what}, {at} (by {by})"
+CARD_AGENT = "Agent: {agent}"
+CARD_REASON = "Reason: {reason}"
+CARD_STATES = {"active": "active", "closed": "closed ✅", "written_off": "written off"}
+CARD_PLAN_SINGLE = "one payment"
+CARD_PLAN_INSTALLMENTS = "{count} × {frequency}"
+CARD_INTEREST = "{method} interest {rate}% a year"
+
+LIST_TITLE_MINE = "<b>Your loans</b> · {filter} · page {page}"
+LIST_TITLE_ALL = "<b>All loans</b> · {filter} · page {page}"
+FIND_TITLE = "<b>Loans matching “{query}”</b> · {first}–{last}"
+FIND_NONE = "No loans match “{query}”. Try a loan number, a phone number or a name."
+TODAY_TITLE = "<b>Today</b> · {count} loans to work on:"
+TODAY_LINE = "{n}. <b>{number}</b> {name} · {reason} · {outstanding}"
+HISTORY_TITLE = "<b>History of {number}</b> · page {page}, newest first"
+HISTORY_LINE = "<i>{at}</i> · {summary}{by}"
+
+# /new: prompts, then the summary before Confirm
+NEW_ASK_PHONE = "New loan. What is the borrower's phone number? (/cancel to stop)"
+NEW_EXISTING = (
+    "This number belongs to <b>{name}</b>{address}, with {loans} loan(s) already.\n"
+    "Add the new loan for this borrower?"
+)
+NEW_ASK_NAME = "What is the borrower's full name?"
+NEW_ASK_ADDRESS = "The borrower's address? Send it, or tap Skip."
+NEW_ASK_AMOUNT = "How much is lent (the principal)? e.g. 25000 or 25,000.50"
+NEW_ASK_PLAN = "How is it repaid?"
+NEW_ASK_COUNT = "How many installments? (2 to 360)"
+NEW_ASK_FREQUENCY = "How often is an installment due?"
+NEW_ASK_DUE_SINGLE = "When is it due? e.g. 15/08/2026, tomorrow or +30 (days from today)"
+NEW_ASK_DUE_FIRST = (
+    "When is the first installment due? e.g. 15/08/2026, tomorrow or +30 (days from today)"
+)
+NEW_ASK_INTEREST = "Interest?"
+NEW_ASK_RATE = "The yearly interest rate in percent? e.g. 18 or 12.5"
+NEW_ASK_NUMBER = "The loan number? Type one (e.g. LN-10234), or tap Generate."
+NEW_USE_BUTTONS = "Please answer with the buttons."
+NEW_AGAIN = "{reason}\n{ask}"
+NEW_SUMMARY = (
+    "<b>Please check the new loan</b>\n"
+    "Borrower: {name}{existing}\nPhone: {phone}\nAddress: {address}\n"
+    "Amount: {principal}\nRepayment: {plan}\nInterest: {interest}\n"
+    "Total to repay: {total}\nLoan number: {number}"
+)
+NEW_EXISTING_MARK = " (existing borrower)"
+NEW_NO_ADDRESS = "—"
+NEW_NUMBER_AUTO = "generated when saved"
+NEW_SCHEDULE_SINGLE = "{amount} on {date}"
+NEW_SCHEDULE = "{count} × {frequency}, {first} first on {date}"
+NEW_NO_INTEREST = "none"
+NEW_ADDED = "✅ Loan {number} added."
+NEW_SUMMARY_DONE = "<b>Saved.</b>"
+NEW_USE_BORROWER = [("use", "✅ Use this borrower"), ("no", "Cancel")]
+NEW_SKIP = [("skip", "Skip")]
+NEW_PLANS = [("single", "Single due date"), ("inst", "Installments")]
+NEW_FREQUENCIES = [("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")]
+NEW_INTEREST = [("none", "None"), ("flat", "Flat"), ("reducing", "Reducing")]
+NEW_GENERATE = [("auto", "Generate")]
+NEW_CONFIRM = [("yes", "✅ Confirm"), ("no", "Cancel")]
+
+
+def new_again(reason: str, ask: str) -> str:
+    """A refused answer during /new: why (escaped), then the question again."""
+    return NEW_AGAIN.format(reason=esc(reason), ask=ask)
+
+
+def new_existing(name: str, address: str | None, loans: int) -> str:
+    """/new found a borrower with the phone typed."""
+    where = f", {esc(address)}" if address else ""
+    return NEW_EXISTING.format(name=esc(name), address=where, loans=loans)
+
+
+def new_added(number: str) -> str:
+    """After Confirm: the note above the new loan's card (plain text: the card escapes it)."""
+    return NEW_ADDED.format(number=number)
+
+
+def find_none(query: str) -> str:
+    """/find found nothing."""
+    return FIND_NONE.format(query=esc(query))
+
+
+# --- loan actions: /pay /promise /contact /edit /close /assign /delete, write-off, /stats -
+# (conversations/payment.py, promise.py, contact.py, edit_loan.py, close_loan.py;
+# handlers/stats.py). Amounts arrive formatted (format_money); everything else is escaped.
+
+LOAN_CHANGED = "This loan changed since that was shown; here is the current card."
+ACTION_SUPERSEDED = (
+    "You started something else, so I stopped the earlier step. Please send that again."
+)
+USE_BUTTONS = "Please answer with the buttons above, or send /cancel."
+ACTION_AGAIN = "{reason}\n{ask}"
+BTN_CONFIRM = "✅ Confirm"
+BTN_CANCEL = "Cancel"
+BTN_SKIP = "Skip"
+SKIP_WORDS = ("skip", "-", "no")
+
+PAY_USAGE = (
+    "Send /pay with the loan number and the amount, e.g. /pay LN-10234 1500, "
+    "or tap Pay on a loan card."
+)
+PAY_ASK = (
+    "Payment on loan <b>{number}</b> ({name}). Outstanding: {outstanding}.\n"
+    "How much was paid? (/cancel to stop)"
+)
+PAY_ASK_AGAIN = "How much was paid? (/cancel to stop)"
+PAY_CONFIRM = (
+    "<b>Please check the payment</b>\nAmount: {amount}\nLoan: {number}\n"
+    "Borrower: {name}\nBalance after: {balance}"
+)
+PAY_CONFIRM_CLOSES = "\nThis pays the loan off, so it will be closed."
+PAY_DONE = "💰 Payment of {amount} recorded. Balance {balance}."
+PAY_CLOSED = "\nLoan {number} is paid off and closed."
+
+PROMISE_USAGE = (
+    "Send /promise with the loan number, amount and date, e.g. /promise LN-10234 1500 "
+    "tomorrow, or tap Promise on a loan card."
+)
+PROMISE_ASK_AMOUNT = (
+    "Promise on loan <b>{number}</b> ({name}). Outstanding: {outstanding}.\n"
+    "How much did the borrower promise to pay? (/cancel to stop)"
+)
+PROMISE_ASK_AMOUNT_AGAIN = "How much did the borrower promise to pay? (/cancel to stop)"
+PROMISE_ASK_DATE = "By when? e.g. 15/08/2026, today, tomorrow or +3 (days from today)"
+PROMISE_DONE = "🤝 Promise recorded: {amount} by {date}."
+
+CONTACT_USAGE = (
+    "Send /contact with the loan number, e.g. /contact LN-10234, or tap Contact on a loan card."
+)
+CONTACT_ASK_CHANNEL = "Contact with {name} about loan <b>{number}</b>. How did you reach them?"
+CONTACT_ASK_OUTCOME = "Contact with {name} by {channel}. What came of it?"
+CONTACT_ASK_NOTE = (
+    "Contact with {name}: {channel}, {outcome}.\nAdd a short note, or tap Skip."
+)
+CONTACT_DONE = "📞 Contact recorded: {channel}, {outcome}."
+CONTACT_CHANNELS = {"call": "Call", "visit": "Visit", "sms": "SMS", "other": "Other"}
+CONTACT_OUTCOMES = {
+    "paid": "Paid", "promised": "Promised", "no_answer": "No answer", "refused": "Refused",
+    "wrong_number": "Wrong number", "disputed": "Disputed",
+}
+
+EDIT_USAGE = "Send /edit with the loan number, e.g. /edit LN-10234, or tap Edit on a loan card."
+EDIT_ASK_FIELD = "Edit loan <b>{number}</b> ({name}). What do you want to change?"
+EDIT_ASK_VALUE = "{field} now: {current}\nSend the new value{hint}. (/cancel to stop)"
+EDIT_CONFIRM = "<b>Please check the change</b> on loan {number}\n{field}: {before} → {after}"
+EDIT_DONE = "✏️ Changed {field}: {before} → {after}"
+EDIT_EMPTY = "—"
+EDIT_FIELDS = {
+    "borrower_name": "Borrower name", "borrower_phone": "Phone", "borrower_address": "Address",
+    "next_due_date": "Next due date", "principal": "Principal",
+}
+EDIT_HINTS = {
+    "borrower_phone": ", e.g. 98765 43210",
+    "next_due_date": ": DD/MM/YYYY, tomorrow or +7 (days from today)",
+    "principal": ", e.g. 25000 (only before any payment)",
+}
+
+CLOSE_USAGE = "Send /close with the loan number, e.g. /close LN-10234, or tap Close on a card."
+CLOSE_CONFIRM = "Close loan <b>{number}</b> ({name})? Nothing is owed on it."
+CLOSE_DONE = "✅ Loan {number} is closed."
+WRITE_OFF_ASK = (
+    "Write off loan <b>{number}</b> ({name}) with {outstanding} outstanding?\n"
+    "Send the reason. (/cancel to stop)"
+)
+WRITE_OFF_CONFIRM = (
+    "<b>Write off loan {number}?</b>\nOutstanding: {outstanding}\nReason: {reason}"
+)
+WRITE_OFF_DONE = "Loan {number} is written off."
+ASSIGN_USAGE = (
+    "Send /assign with the loan number and the agent (name, @username or staff number), "
+    "e.g. /assign LN-10234 Ravi, or tap Reassign on a loan card."
+)
+ASSIGN_ASK = "Give loan <b>{number}</b> (now with {agent}) to whom?"
+ASSIGN_MORE = "\nOnly the first {shown} are shown; use /assign for the others."
+ASSIGN_NOBODY = "There is no other active agent or manager to give it to."
+ASSIGN_UNASSIGNED = "nobody"
+ASSIGN_DONE = "👤 Loan {number} is now with {agent}."
+DELETE_USAGE = "Send /delete with the loan number, e.g. /delete LN-10234."
+DELETE_CONFIRM = "🗑 Delete loan <b>{number}</b> ({name})? {payments}\nThis cannot be undone."
+DELETE_NO_PAYMENTS = "It has no payments."
+DELETE_HAS_PAYMENTS = "It has {count} payment(s); closing it would keep them."
+DELETE_FORCE = (
+    "Loan <b>{number}</b> has {count} payment(s). Deleting removes them too.\n"
+    "Delete it anyway?"
+)
+DELETE_DONE = "🗑 Loan {number} was deleted."
+BTN_DELETE = "🗑 Delete"
+BTN_DELETE_ANYWAY = "⚠️ Delete anyway, with its payments"
+BTN_WRITE_OFF = "✖️ Write off"
+
+STATS_TITLE = "<b>Portfolio</b> · {scope} · {date}"
+STATS_SCOPE_MINE = "your loans"
+STATS_SCOPE_ALL = "all loans"
+STATS_BOOK = (
+    "Active loans: {loans}\nBorrowed: {borrowed}\nRepaid: {repaid}\n"
+    "Outstanding: <b>{outstanding}</b>"
+)
+STATS_OVERDUE = "Overdue: {loans} loan(s)"
+STATS_BUCKET = "  {bucket} days: {loans} · {amount}"
+STATS_COLLECTED = "Collected today: {today}\nCollected this month: {month}"
+STATS_AGENTS = "<b>Per agent</b> (loans · outstanding · overdue · collected this month)"
+STATS_AGENT = "{name}: {loans} · {outstanding} · {overdue} overdue · {month}"
+STATS_AGENTS_MORE = "…and {count} more."
+STATS_CHART_CAPTION = "Collected per day, last {days} days ({currency})"
+STATS_CHART_TITLE = "Collected per day, last {days} days"
+CONTACT_ASK_NOTE_AGAIN = "Send the note again, or tap Skip."
+EDIT_ASK_AGAIN = "Send the new value again, or /cancel."
+WRITE_OFF_ASK_AGAIN = "Send the reason again, or /cancel."
+
+
+def action_again(reason: str, ask: str) -> str:
+    """A refused answer inside a loan action: why (escaped), then the question again."""
+    return ACTION_AGAIN.format(reason=esc(reason), ask=ask)
+
+
+def pay_ask(number: str, name: str, outstanding: str) -> str:
+    """The amount question of a payment."""
+    return PAY_ASK.format(number=esc(number), name=esc(name), outstanding=outstanding)
+
+
+def pay_confirm(amount: str, number: str, name: str, balance: str, closes: bool) -> str:
+    """The payment summary above Confirm / Cancel."""
+    text = PAY_CONFIRM.format(amount=amount, number=esc(number), name=esc(name), balance=balance)
+    return text + (PAY_CONFIRM_CLOSES if closes else "")
+
+
+def pay_done(amount: str, balance: str, number: str, closed: bool) -> str:
+    """After a payment was recorded."""
+    text = PAY_DONE.format(amount=amount, balance=balance)
+    return text + (PAY_CLOSED.format(number=esc(number)) if closed else "")
+
+
+def promise_ask_amount(number: str, name: str, outstanding: str) -> str:
+    """The amount question of a promise."""
+    return PROMISE_ASK_AMOUNT.format(number=esc(number), name=esc(name), outstanding=outstanding)
+
+
+def promise_done(amount: str, date: str) -> str:
+    """After a promise was recorded."""
+    return PROMISE_DONE.format(amount=amount, date=esc(date))
+
+
+def contact_ask_channel(number: str, name: str) -> str:
+    """The first question of a contact."""
+    return CONTACT_ASK_CHANNEL.format(number=esc(number), name=esc(name))
+
+
+def contact_ask_outcome(name: str, channel: str) -> str:
+    """The outcome question of a contact."""
+    return CONTACT_ASK_OUTCOME.format(name=esc(name), channel=esc(CONTACT_CHANNELS[channel]))
+
+
+def contact_ask_note(name: str, channel: str, outcome: str) -> str:
+    """The note question of a contact."""
+    return CONTACT_ASK_NOTE.format(name=esc(name), channel=esc(CONTACT_CHANNELS[channel]),
+                                   outcome=esc(CONTACT_OUTCOMES[outcome]))
+
+
+def contact_done(channel: str, outcome: str) -> str:
+    """After a contact was recorded."""
+    return CONTACT_DONE.format(channel=esc(CONTACT_CHANNELS[channel]),
+                               outcome=esc(CONTACT_OUTCOMES[outcome]))
+
+
+def edit_ask_field(number: str, name: str) -> str:
+    """Which field to edit."""
+    return EDIT_ASK_FIELD.format(number=esc(number), name=esc(name))
+
+
+def edit_ask_value(field: str, current: str) -> str:
+    """The new value of a field, with what it is now."""
+    return EDIT_ASK_VALUE.format(field=esc(EDIT_FIELDS[field]), current=esc(current or EDIT_EMPTY),
+                                 hint=esc(EDIT_HINTS.get(field, "")))
+
+
+def edit_confirm(number: str, field: str, before: str, after: str) -> str:
+    """Before → after above Confirm / Cancel."""
+    return EDIT_CONFIRM.format(number=esc(number), field=esc(EDIT_FIELDS[field]),
+                               before=esc(before or EDIT_EMPTY), after=esc(after or EDIT_EMPTY))
+
+
+def edit_done(field: str, before: str, after: str) -> str:
+    """After an edit was saved."""
+    return EDIT_DONE.format(field=esc(EDIT_FIELDS[field]), before=esc(before or EDIT_EMPTY),
+                            after=esc(after or EDIT_EMPTY))
+
+
+def close_confirm(number: str, name: str) -> str:
+    """Close this loan?"""
+    return CLOSE_CONFIRM.format(number=esc(number), name=esc(name))
+
+
+def write_off_ask(number: str, name: str, outstanding: str) -> str:
+    """The reason question of a write-off."""
+    return WRITE_OFF_ASK.format(number=esc(number), name=esc(name), outstanding=outstanding)
+
+
+def write_off_confirm(number: str, outstanding: str, reason: str) -> str:
+    """The write-off summary above Confirm / Cancel."""
+    return WRITE_OFF_CONFIRM.format(number=esc(number), outstanding=outstanding,
+                                    reason=esc(reason))
+
+
+def assign_ask(number: str, agent: str | None, more: int) -> str:
+    """Whom to give the loan to (more: how many were left off the buttons)."""
+    text = ASSIGN_ASK.format(number=esc(number), agent=esc(agent or ASSIGN_UNASSIGNED))
+    return text + (ASSIGN_MORE.format(shown=more) if more else "")
+
+
+def assign_done(number: str, agent: str | None) -> str:
+    """After a reassignment."""
+    return ASSIGN_DONE.format(number=esc(number), agent=esc(agent or ASSIGN_UNASSIGNED))
+
+
+def delete_confirm(number: str, name: str, payments: int) -> str:
+    """Delete this loan? With how many payments it has."""
+    said = DELETE_HAS_PAYMENTS.format(count=payments) if payments else DELETE_NO_PAYMENTS
+    return DELETE_CONFIRM.format(number=esc(number), name=esc(name), payments=said)
+
+
+def delete_force(number: str, payments: int) -> str:
+    """The second, explicit confirmation for a loan with payments."""
+    return DELETE_FORCE.format(number=esc(number), count=payments)
+
+
+def loan_done(template: str, number: str) -> str:
+    """A one-value result line: CLOSE_DONE, WRITE_OFF_DONE or DELETE_DONE."""
+    return template.format(number=esc(number))
+
+
+def stats_agent(name: str, loans: int, outstanding: str, overdue: int, month: str) -> str:
+    """One agent's line in /stats."""
+    return STATS_AGENT.format(name=esc(name[:40]), loans=loans, outstanding=outstanding,
+                              overdue=overdue, month=month)
