@@ -72,7 +72,9 @@ def send_text(
         stored = world.new_message(chat_id, user, fields)
         world.mark_input(chat_id)
         message = copy.deepcopy(stored.message)
-        world.enqueue("message", message)
+    # Outside the state lock: enqueue wakes pollers, and a listener running on the server
+    # thread may hold the dispatch lock while it waits for the state lock.
+    world.enqueue("message", message)
     return message
 
 
@@ -112,7 +114,7 @@ def press(
         query["message"] = _query_message(world, chat_id, message_id, stored)
         world.queries[query_id] = {"chat_id": chat_id, "message_id": message_id, "answer": None}
         world.mark_input(chat_id)
-        world.enqueue("callback_query", query)
+    world.enqueue("callback_query", query)
     return query_id
 
 
@@ -137,11 +139,18 @@ def tap(world: World, user_id: int, label: str, chat_id: int | None = None) -> s
     """Press the button labelled `label` on the newest bot message that shows one."""
     with world.lock:
         _, chat = _actor(world, user_id, chat_id)
-        for stored in reversed(world.bot_messages(chat)):
-            if stored.deleted:
-                continue
-            for button in inline_buttons(stored.message.get("reply_markup")):
-                if button.get("text") == label and "callback_data" in button:
-                    message_id = stored.message["message_id"]
-                    return press(world, user_id, message_id, button["callback_data"], chat)
-        raise ValueError(f"no button {label!r} on the bot's messages:\n{world.describe(chat)}")
+        found = _labelled(world, chat, label)
+        if found is None:
+            raise ValueError(f"no button {label!r} on the bot's messages:\n{world.describe(chat)}")
+    return press(world, user_id, found[0], found[1], chat)
+
+
+def _labelled(world: World, chat: int, label: str) -> tuple[int, str] | None:
+    """(message id, callback data) of the newest button labelled label (lock held)."""
+    for stored in reversed(world.bot_messages(chat)):
+        if stored.deleted:
+            continue
+        for button in inline_buttons(stored.message.get("reply_markup")):
+            if button.get("text") == label and "callback_data" in button:
+                return stored.message["message_id"], button["callback_data"]
+    return None
