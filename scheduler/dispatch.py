@@ -1,0 +1,318 @@
+"""The outbox dispatcher and the reconciler: send what is due, find out what happened.
+
+A crash of the worker sends nothing twice and drops nothing: a message is committed as
+SENDING before the provider is called, and a SENDING row is only ever resent after the
+provider's own list shows it never arrived. Better one message late than two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from aiolimiter import AsyncLimiter
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import clock
+from db.config import Settings
+from db.models import Message
+from db.services import outbox
+from db.services.outbox import ClaimedMessage, EventSource, MessageInfo
+from scheduler import policy
+from scheduler.sms import (
+    PermanentSmsError,
+    ProviderMessage,
+    RetryableSmsError,
+    SendResult,
+    SmsError,
+    SmsSender,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Back-off ceiling, and floor so a retry never lands inside the run that failed it.
+MAX_BACKOFF_SECONDS = 3600.0
+MIN_BACKOFF_SECONDS = 1.0
+MAX_IN_FLIGHT = 32
+# A provider's clock and ours differ a little: look for a lost send from a bit earlier.
+CLOCK_SLACK = timedelta(minutes=1)
+# A SENT message is asked about for this long, then its last status stands.
+POLL_FOR = timedelta(days=3)
+
+
+@dataclass(frozen=True)
+class DispatchReport:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    deferred: int = 0
+    unknown: int = 0
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    polled: int = 0
+    updated: int = 0
+    recovered: int = 0
+    requeued: int = 0
+
+
+Factory = sessionmaker[Session]
+
+
+def _in_tx(factory: Factory, fn: Callable[..., T], **kwargs: Any) -> T:
+    """Run one service call in its own short transaction."""
+    with factory.begin() as session:
+        return fn(session, **kwargs)
+
+
+async def _db(factory: Factory, fn: Callable[..., T], **kwargs: Any) -> T:
+    """The same, on a thread, so sends carry on while the database is written."""
+    return await asyncio.to_thread(_in_tx, factory, fn, **kwargs)
+
+
+def make_limiter(rate_per_second: float) -> AsyncLimiter:
+    """At most rate_per_second sends a second (a rate below 1 means one every 1/rate s)."""
+    if rate_per_second >= 1:
+        return AsyncLimiter(rate_per_second, 1.0)
+    return AsyncLimiter(1, 1.0 / rate_per_second)
+
+
+def backoff(attempts: int, settings: Settings, retry_after: float | None = None) -> float:
+    """Seconds before the next try: full jitter over base * 2**(attempts-1), capped."""
+    ceiling = min(MAX_BACKOFF_SECONDS, settings.sms_retry_base_seconds * 2 ** max(attempts - 1, 0))
+    delay = random.uniform(0, ceiling)
+    return max(delay, retry_after or 0.0, MIN_BACKOFF_SECONDS)
+
+
+def stuck_after(settings: Settings) -> timedelta:
+    """How long SENDING may last before reconcile steps in: longer than a whole batch takes."""
+    batch_seconds = settings.sms_batch_size / settings.sms_rate_per_second
+    return timedelta(seconds=max(600.0, 3 * batch_seconds + 60))
+
+
+def status_callback_url(settings: Settings) -> str | None:
+    """Where Twilio reports a message's progress (vasooli web), when it is reachable."""
+    return f"{settings.public_base_url}/twilio/status" if settings.public_base_url else None
+
+
+# --- dispatch ---------------------------------------------------------------------------
+
+
+def _apply_policy(
+    session: Session, *, batch: list[ClaimedMessage], now: datetime, settings: Settings,
+    tally: Counter,
+) -> list[ClaimedMessage]:  # fmt: skip
+    """Defer or suppress what may not go now; return the messages to send."""
+    to_send = []
+    for m in batch:
+        decision = policy.decide(session, message=m, now=now, settings=settings)
+        if decision.kind is policy.DecisionKind.SEND:
+            to_send.append(m)
+        elif decision.kind is policy.DecisionKind.WAIT and decision.until is not None:
+            # At least a second ahead, so this run does not claim it again.
+            until = max(decision.until, now + timedelta(seconds=1))
+            outbox.defer(session, message_id=m.id, until=until, reason=decision.reason)
+            tally["deferred"] += 1
+        else:
+            outbox.mark_suppressed(session, message_id=m.id, reason=decision.reason)
+            tally["suppressed"] += 1
+    return to_send
+
+
+def _record_sent(session: Session, *, message: MessageInfo, result: SendResult) -> bool:
+    """SENT with the SID; a send answer already past "sent" (the console) is applied too."""
+    done = outbox.mark_sent(
+        session, message_id=message.id, sid=result.sid, segments=result.segments
+    )
+    if done and result.status not in ("sent", "queued", "accepted", "sending"):
+        session.flush()
+        outbox.apply_status(
+            session, sid=result.sid, status=result.status, error_code=None,
+            source=EventSource.WORKER,
+        )  # fmt: skip
+    return done
+
+
+class Dispatcher:
+    """One dispatch run: the limiter, the in-flight cap and the tally."""
+
+    def __init__(self, factory: Factory, sender: SmsSender, settings: Settings,
+                 limiter: AsyncLimiter | None, now: datetime | None) -> None:  # fmt: skip
+        self.factory, self.sender, self.settings = factory, sender, settings
+        self.fixed_now = now
+        self.limiter = limiter or make_limiter(settings.sms_rate_per_second)
+        self.in_flight = asyncio.Semaphore(min(settings.sms_batch_size, MAX_IN_FLIGHT))
+        self.callback = status_callback_url(settings)
+        self.tally: Counter = Counter()
+
+    def now(self) -> datetime:
+        return self.fixed_now or clock.utcnow()
+
+    async def send(self, m: ClaimedMessage) -> None:
+        """Send one claimed message and record its fate in its own transaction."""
+        async with self.in_flight, self.limiter:
+            try:
+                await self._send(m)
+            except Exception:
+                # Unknown whether it left: reconcile asks the provider before any resend.
+                log.exception("message %s: send or record failed; left for reconcile", m.id)
+                self.tally["unknown"] += 1
+
+    async def _send(self, m: ClaimedMessage) -> None:
+        try:
+            result = await self.sender.send(to=m.to, body=m.body, status_callback=self.callback)
+        except PermanentSmsError as exc:
+            await self._failed(m, exc)
+        except RetryableSmsError as exc:
+            await self._retry(m, exc)
+        else:
+            await _db(self.factory, _record_sent, message=m, result=result)
+            self.tally["sent"] += 1
+
+    async def _failed(self, m: ClaimedMessage, exc: SmsError) -> None:
+        text = exc.message or "refused by the provider"
+        await _db(self.factory, outbox.mark_failed, message_id=m.id, code=exc.code, text=text)
+        self.tally["failed"] += 1
+
+    async def _retry(self, m: ClaimedMessage, exc: RetryableSmsError) -> None:
+        if exc.maybe_sent:
+            # The request may have arrived: sending again could text the borrower twice.
+            found = await find_lost_send(self.factory, self.sender, m)
+            if found is None:  # could not ask: reconcile decides later
+                self.tally["unknown"] += 1
+                return
+            if found:
+                await adopt(self.factory, m, found[0])
+                self.tally["sent"] += 1
+                return
+        delay = backoff(m.attempts, self.settings, exc.retry_after)
+        status = await _db(
+            self.factory, outbox.mark_retry, message_id=m.id, error=exc.message,
+            error_code=exc.code, retry_at=self.now() + timedelta(seconds=delay),
+            max_attempts=self.settings.sms_max_attempts,
+        )  # fmt: skip
+        self.tally["failed" if status == "failed" else "retried"] += 1
+
+
+async def dispatch_due(
+    session_factory: Factory,
+    sender: SmsSender,
+    *,
+    settings: Settings,
+    worker_id: str,
+    now: datetime | None = None,
+    limiter: AsyncLimiter | None = None,
+    stop: asyncio.Event | None = None,
+) -> DispatchReport:
+    """Send every message due at the start of the run, a batch at a time (until stop is set)."""
+    cutoff = now or clock.utcnow()
+    run = Dispatcher(session_factory, sender, settings, limiter, now)
+    while stop is None or not stop.is_set():
+        batch = await _db(session_factory, outbox.claim_due, now=cutoff,
+                          limit=settings.sms_batch_size, worker_id=worker_id)  # fmt: skip
+        if not batch:
+            break
+        run.tally["claimed"] += len(batch)
+        to_send = await _db(session_factory, _apply_policy, batch=batch, now=run.now(),
+                            settings=settings, tally=run.tally)  # fmt: skip
+        await asyncio.gather(*(run.send(m) for m in to_send))
+    report = DispatchReport(**run.tally)
+    if report.claimed:
+        log.info("dispatch %s: %s", worker_id, report)
+    return report
+
+
+# --- reconcile --------------------------------------------------------------------------
+
+
+def _known_sids(session: Session, *, sids: list[str]) -> set[str]:
+    if not sids:
+        return set()
+    return set(session.scalars(select(Message.provider_sid).where(Message.provider_sid.in_(sids))))
+
+
+async def find_lost_send(
+    factory: Factory, sender: SmsSender, m: MessageInfo
+) -> list[ProviderMessage] | None:
+    """Provider messages to m's number since it was claimed, with its body, not yet ours."""
+    since = (m.sending_at or m.send_after) - CLOCK_SLACK
+    try:
+        listed = await sender.list_sent(to=m.to, since=since)
+    except SmsError as exc:
+        log.warning("could not list messages to check message %s: %s", m.id, exc.message)
+        return None
+    same = [p for p in listed if p.body is None or p.body == m.body]
+    known = await _db(factory, _known_sids, sids=[p.sid for p in same])
+    fresh = [p for p in same if p.sid not in known]
+    return sorted(fresh, key=lambda p: p.date_created or since)
+
+
+async def adopt(factory: Factory, m: MessageInfo, found: ProviderMessage) -> bool:
+    """The provider has m after all: record its SID and the status it reports."""
+    ok = await _db(factory, outbox.mark_sent, message_id=m.id, sid=found.sid, segments=None,
+                   source=EventSource.RECONCILE)  # fmt: skip
+    if ok:
+        await _db(factory, outbox.apply_status, sid=found.sid, status=found.status,
+                  error_code=found.error_code, source=EventSource.POLL)  # fmt: skip
+    return ok
+
+
+async def _recover(factory: Factory, sender: SmsSender, m: MessageInfo, *,
+                   older_than: datetime, settings: Settings) -> str | None:  # fmt: skip
+    """A SENDING row whose worker vanished: SENT if the provider has it, else QUEUED."""
+    found = await find_lost_send(factory, sender, m)
+    if found is None:
+        return None
+    if found:
+        return "recovered" if await adopt(factory, m, found[0]) else None
+    status = await _db(factory, outbox.requeue_stuck, message_id=m.id, older_than=older_than,
+                       max_attempts=settings.sms_max_attempts)  # fmt: skip
+    return "requeued" if status is not None else None
+
+
+async def _poll(factory: Factory, sender: SmsSender, m: MessageInfo) -> bool:
+    """Ask the provider about a SENT message that never got a final report."""
+    try:
+        found = await sender.fetch(m.provider_sid or "")
+    except SmsError as exc:
+        log.warning("could not fetch %s: %s", m.provider_sid, exc.message)
+        return False
+    return await _db(factory, outbox.apply_status, sid=found.sid, status=found.status,
+                     error_code=found.error_code, source=EventSource.POLL)  # fmt: skip
+
+
+async def reconcile(
+    session_factory: Factory, sender: SmsSender, *, settings: Settings, now: datetime | None = None
+) -> ReconcileReport:
+    """Poll SENT messages without a final status; settle SENDING ones a dead worker left."""
+    now = now or clock.utcnow()
+    tally: Counter = Counter()
+    quiet = await _db(session_factory, outbox.sent_without_final,
+                      older_than=now - timedelta(hours=settings.reconcile_after_hours),
+                      sent_since=now - POLL_FOR)  # fmt: skip
+    for m in quiet:
+        tally["polled"] += 1
+        tally["updated"] += await _poll(session_factory, sender, m)
+    older_than = now - stuck_after(settings)
+    stuck = await _db(session_factory, outbox.stuck_sending, older_than=older_than)
+    # One at a time, oldest first: two stuck rows to one number must not take one SID.
+    for m in stuck:
+        outcome = await _recover(session_factory, sender, m, older_than=older_than,
+                                 settings=settings)  # fmt: skip
+        if outcome:
+            tally[outcome] += 1
+    report = ReconcileReport(**tally)
+    if quiet or stuck:
+        log.info("reconcile: %s", report)
+    return report

@@ -1,0 +1,419 @@
+"""The dispatcher and the reconciler against the sandbox Twilio API, over real HTTP.
+
+The real TwilioSender (the twilio client) talks to scheduler.sandbox; the database is
+real and committed, since the dispatcher writes from worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import clock
+from db.config import Settings
+from db.migrate import upgrade
+from db.models import Borrower, Message, MessageEvent, MessageKind, MessageStatus, Suppression
+from db.services import outbox
+from db.session import make_engine, make_session_factory
+from scheduler.dispatch import ReconcileReport, dispatch_due, reconcile
+from scheduler.sandbox import CallbackTiming, TwilioSandbox
+from scheduler.sms import ConsoleSender, TwilioSender
+from scheduler.worker import build_scheduler
+from tests.factories import make_borrower
+
+pytestmark = pytest.mark.e2e
+
+S = MessageStatus
+# 10:30 in Kolkata (the agency's zone): inside the allowed hours.
+NOW = datetime(2030, 1, 15, 5, 0, tzinfo=UTC)
+_keys = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[TwilioSandbox]:
+    with TwilioSandbox(seed=11, hang_seconds=3.0) as sb:
+        yield sb
+
+
+@pytest.fixture
+def sb(sandbox: TwilioSandbox) -> TwilioSandbox:
+    sandbox.reset()
+    sandbox.latency = 0.0
+    sandbox.callback_timing = CallbackTiming()
+    sandbox.failure_profile = None
+    return sandbox
+
+
+@pytest.fixture
+def at_now() -> None:
+    """The shared clock (ours and the sandbox's) reads NOW."""
+    clock.advance(NOW - clock.utcnow())
+
+
+@pytest.fixture
+def cfg(settings: Settings) -> Settings:
+    return settings.model_copy(update={"sms_rate_per_second": 500.0, "sms_batch_size": 50})
+
+
+@pytest.fixture
+async def sender(sb: TwilioSandbox) -> AsyncIterator[TwilioSender]:
+    s = TwilioSender(sb.account_sid, sb.auth_token, from_number=sb.phone_number,
+                     api_base_url=sb.base_url, timeout=0.5, environ={})  # fmt: skip
+    yield s
+    await s.aclose()
+
+
+def _queue(factory: sessionmaker[Session], n: int = 1, **borrower_kw) -> list[outbox.MessageInfo]:
+    with factory.begin() as s:
+        out = []
+        for _ in range(n):
+            b = make_borrower(s, **borrower_kw)
+            info = outbox.queue_message(
+                s, to=b.phone, body=f"Payment due, ref {next(_keys)}", kind=MessageKind.REMINDER,
+                idempotency_key=f"d:{next(_keys)}", borrower_id=b.id,
+                send_after=NOW - timedelta(minutes=1),
+            )  # fmt: skip
+            out.append(info)
+        return out
+
+
+def _row(factory: sessionmaker[Session], message_id: int) -> Message:
+    with factory() as s:
+        return s.get(Message, message_id)
+
+
+async def _dispatch(factory, sender, cfg, now=NOW, worker="test:1"):
+    return await dispatch_due(factory, sender, settings=cfg, worker_id=worker, now=now)
+
+
+async def test_sends_and_records_the_sid(committed, sb, sender, cfg, at_now):
+    queued = _queue(committed, 3)
+    report = await _dispatch(committed, sender, cfg)
+    assert (report.claimed, report.sent) == (3, 3)
+    for info in queued:
+        row = _row(committed, info.id)
+        [remote] = sb.messages_to(info.to)
+        assert (row.status, row.provider_sid, row.segments) == (S.SENT, remote.sid, 1)
+        assert remote.body == info.body and row.attempts == 1
+    assert (await _dispatch(committed, sender, cfg)).claimed == 0
+
+
+async def test_the_status_callback_url_is_passed(committed, sb, sender, cfg, at_now):
+    cfg = cfg.model_copy(update={"public_base_url": "http://127.0.0.1:9"})
+    [info] = _queue(committed)
+    await _dispatch(committed, sender, cfg)
+    assert sb.messages_to(info.to)[0].status_callback == "http://127.0.0.1:9/twilio/status"
+
+
+@pytest.mark.parametrize(
+    ("script", "min_wait"),
+    [(dict(outcome=429, retry_after=7), 7.0), (dict(outcome=500), 1.0),
+     (dict(outcome=503), 1.0), (dict(outcome="timeout"), 1.0), (dict(outcome="disconnect"), 1.0)],
+)  # fmt: skip
+async def test_transient_errors_back_off_then_send_once(
+    committed, sb, sender, cfg, at_now, script, min_wait
+):
+    [info] = _queue(committed)
+    sb.script(**script)
+    first = await _dispatch(committed, sender, cfg)
+    row = _row(committed, info.id)
+    assert first.retried == 1 and row.status is S.QUEUED and row.attempts == 1
+    wait = (row.send_after - NOW).total_seconds()
+    assert min_wait <= wait <= cfg.sms_retry_base_seconds + min_wait
+    assert row.error_message and sb.created_count(info.to) == 0
+    assert (await _dispatch(committed, sender, cfg)).claimed == 0  # not before its time
+    second = await _dispatch(committed, sender, cfg, now=row.send_after + timedelta(seconds=1))
+    row = _row(committed, info.id)
+    assert second.sent == 1 and row.status is S.SENT and row.attempts == 2
+    assert sb.created_count(info.to) == 1
+
+
+@pytest.mark.parametrize("outcome", [500, "timeout", "disconnect"])
+async def test_a_lost_answer_for_a_created_message_is_not_sent_again(
+    committed, sb, sender, cfg, at_now, outcome
+):
+    [info] = _queue(committed)
+    sb.script(outcome, created=True)
+    report = await _dispatch(committed, sender, cfg)
+    row = _row(committed, info.id)
+    [remote] = sb.messages_to(info.to)
+    assert report.sent == 1 and row.provider_sid == remote.sid
+    assert row.status is S.DELIVERED  # what Twilio says of it, asked at once
+    assert sb.created_count(info.to) == 1
+
+
+async def test_max_attempts_ends_failed(committed, sb, sender, cfg, at_now):
+    cfg = cfg.model_copy(update={"sms_max_attempts": 2})
+    [info] = _queue(committed)
+    sb.script(429, times=2)
+    await _dispatch(committed, sender, cfg)
+    later = _row(committed, info.id).send_after + timedelta(seconds=1)
+    report = await _dispatch(committed, sender, cfg, now=later)
+    row = _row(committed, info.id)
+    assert report.failed == 1 and row.status is S.FAILED and row.attempts == 2
+    assert row.error_code == "20429" and sb.created_count(info.to) == 0
+
+
+@pytest.mark.parametrize("code", [21211, 21614, 21408])
+async def test_permanent_errors_fail_with_the_code(committed, sb, sender, cfg, at_now, code):
+    [info] = _queue(committed)
+    sb.fail_number(info.to, code=code)
+    report = await _dispatch(committed, sender, cfg)
+    row = _row(committed, info.id)
+    assert report.failed == 1 and (row.status, row.error_code) == (S.FAILED, str(code))
+    assert row.attempts == 1
+
+
+async def test_21610_fails_and_opts_the_borrower_out(committed, sb, sender, cfg, at_now):
+    [info] = _queue(committed)
+    sb.fail_number(info.to, code=21610)
+    await _dispatch(committed, sender, cfg)
+    with committed.begin() as s:
+        assert s.get(Message, info.id).error_code == "21610"
+        assert s.get(Borrower, info.borrower_id).opted_out_at is not None
+        later = outbox.queue_message(
+            s, to=info.to, body="Another", kind=MessageKind.NOTICE, idempotency_key="d:after",
+            borrower_id=info.borrower_id, send_after=NOW - timedelta(minutes=1),
+        )  # fmt: skip
+    report = await _dispatch(committed, sender, cfg)
+    assert report.suppressed == 1 and _row(committed, later.id).error_message == "opted out"
+    assert sb.request_count("create") == 1
+
+
+async def test_policy_suppresses_and_defers_before_sending(committed, sb, sender, cfg, at_now):
+    [opted] = _queue(committed, opted_out_at=NOW - timedelta(days=1))
+    [asleep] = _queue(committed, timezone="America/New_York")  # midnight there
+    report = await _dispatch(committed, sender, cfg)
+    assert (report.suppressed, report.deferred, report.sent) == (1, 1, 0)
+    assert _row(committed, opted.id).status is S.SUPPRESSED
+    row = _row(committed, asleep.id)
+    assert (row.status, row.attempts) == (S.QUEUED, 0)
+    assert row.send_after == datetime(2030, 1, 15, 13, 0, tzinfo=UTC)
+    assert sb.messages == []
+
+
+async def test_console_sender_records_sent_then_delivered(committed, cfg, at_now, capsys):
+    [info] = _queue(committed)
+    console = ConsoleSender()
+    report = await _dispatch(committed, console, cfg)
+    row = _row(committed, info.id)
+    assert report.sent == 1 and row.status is S.DELIVERED
+    assert row.provider_sid == console.sent[0].sid
+    assert "SMS to" in capsys.readouterr().out
+
+
+# --- reconcile ---------------------------------------------------------------------------
+
+
+def _claim(factory, info) -> None:
+    with factory.begin() as s:
+        claimed = outbox.claim_due(s, now=NOW, limit=1000, worker_id="dead:1")
+        assert info.id in {m.id for m in claimed}
+
+
+async def test_a_worker_killed_after_sending_is_marked_sent_not_resent(
+    committed, sb, sender, cfg, at_now
+):
+    [info] = _queue(committed)
+    _claim(committed, info)
+    sent = await sender.send(to=info.to, body=info.body)  # ...and the worker dies here
+    # Too early: a live worker may still be sending it.
+    early = await reconcile(committed, sender, settings=cfg, now=NOW + timedelta(minutes=1))
+    assert early == ReconcileReport() and _row(committed, info.id).status is S.SENDING
+    report = await reconcile(committed, sender, settings=cfg, now=NOW + timedelta(minutes=11))
+    row = _row(committed, info.id)
+    # Its SID, and the status Twilio reports for it (the sandbox delivers at once).
+    assert report.recovered == 1 and row.provider_sid == sent.sid
+    assert row.status is S.DELIVERED
+    assert (await _dispatch(committed, sender, cfg, now=NOW + timedelta(minutes=12))).claimed == 0
+    assert sb.created_count(info.to) == 1
+
+
+async def test_a_worker_killed_before_sending_is_requeued_and_sent_once(
+    committed, sb, sender, cfg, at_now
+):
+    [info] = _queue(committed)
+    _claim(committed, info)
+    later = NOW + timedelta(minutes=11)
+    report = await reconcile(committed, sender, settings=cfg, now=later)
+    assert report.requeued == 1 and _row(committed, info.id).status is S.QUEUED
+    assert (await _dispatch(committed, sender, cfg, now=later)).sent == 1
+    assert sb.created_count(info.to) == 1
+
+
+async def test_two_stuck_messages_to_one_number_do_not_share_a_sid(
+    committed, sb, sender, cfg, at_now
+):
+    [a] = _queue(committed)
+    with committed.begin() as s:
+        b = outbox.queue_message(
+            s, to=a.to, body=a.body, kind=MessageKind.NOTICE, idempotency_key="d:second",
+            borrower_id=a.borrower_id, send_after=NOW - timedelta(minutes=1),
+        )  # fmt: skip
+    _claim(committed, a)
+    sent = await sender.send(to=a.to, body=a.body)  # only one of the two reached Twilio
+    report = await reconcile(committed, sender, settings=cfg, now=NOW + timedelta(minutes=11))
+    assert (report.recovered, report.requeued) == (1, 1)
+    rows = [_row(committed, a.id), _row(committed, b.id)]
+    assert sorted(r.status for r in rows) == [S.DELIVERED, S.QUEUED]
+    assert [r.provider_sid for r in rows if r.provider_sid] == [sent.sid]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "code", "status"),
+    [("delivered", None, S.DELIVERED), ("undelivered", 30006, S.UNDELIVERED),
+     ("failed", 30005, S.FAILED)],
+)  # fmt: skip
+async def test_reconcile_asks_about_sent_messages_without_a_final_status(
+    committed, sb, sender, cfg, at_now, outcome, code, status
+):
+    [info] = _queue(committed)
+    sb.set_delivery(info.to, outcome, error_code=code)
+    await _dispatch(committed, sender, cfg)  # no public URL: no callbacks come back
+    sb.wait_callbacks()
+    assert _row(committed, info.id).status is S.SENT
+    assert (await reconcile(committed, sender, settings=cfg, now=NOW)).polled == 0
+    report = await reconcile(committed, sender, settings=cfg, now=NOW + timedelta(hours=3))
+    row = _row(committed, info.id)
+    assert (report.polled, report.updated) == (1, 1) and row.status is status
+    with committed() as s:
+        sources = s.scalars(select(MessageEvent.source).where(MessageEvent.message_id == info.id))
+        assert "poll" in list(sources)
+        assert (s.get(Suppression, info.to) is not None) is (code is not None)
+
+
+# --- several workers ------------------------------------------------------------------------
+
+
+def _bulk_queue(factory, n: int) -> list[str]:
+    phones = [f"+9197{i:08d}" for i in range(n)]
+    with factory.begin() as s:
+        for phone in phones:
+            outbox.queue_message(
+                s, to=phone, body="Broadcast: office closed Friday.", kind=MessageKind.BROADCAST,
+                idempotency_key=f"bulk:{phone}", send_after=NOW - timedelta(minutes=1),
+            )  # fmt: skip
+    return phones
+
+
+def test_three_dispatchers_drain_the_outbox_without_duplicates(
+    committed, database_url, sb, cfg, at_now
+):
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has one writer at a time: concurrent workers are a PostgreSQL setup")
+    phones = _bulk_queue(committed, 2000)
+    cfg = cfg.model_copy(update={"sms_rate_per_second": 1000.0, "sms_batch_size": 100})
+    reports, errors = [], []
+
+    def worker(n: int) -> None:
+        engine = make_engine(database_url, pool_size=5)
+        sender = TwilioSender(sb.account_sid, sb.auth_token, from_number=sb.phone_number,
+                              api_base_url=sb.base_url, timeout=5.0, environ={})  # fmt: skip
+
+        async def run():
+            try:
+                factory = make_session_factory(engine)
+                return await dispatch_due(factory, sender, settings=cfg, worker_id=f"w:{n}")
+            finally:
+                await sender.aclose()
+
+        try:
+            reports.append(asyncio.run(run()))
+        except Exception as exc:  # reported below, with the thread's own error
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert errors == []
+    assert sum(r.sent for r in reports) == 2000
+    assert sum(1 for r in reports if r.sent) >= 2  # the work was really shared
+    assert all(sb.created_count(p) == 1 for p in phones)
+    assert len(sb.messages) == 2000
+    with committed() as s:
+        statuses = s.scalars(select(Message.status).where(Message.idempotency_key.like("bulk:%")))
+        assert set(statuses) == {S.SENT}
+
+
+# --- the worker process ----------------------------------------------------------------------
+
+
+def test_build_scheduler_adds_every_job_once(committed, settings):
+    scheduler = build_scheduler(settings, committed, ConsoleSender(), worker="test:w")
+    found = {job.id: job for job in scheduler.get_jobs()}
+    assert set(found) == {"dispatch", "plan", "plan_at_start", "reconcile", "daily",
+                          "daily_at_start"}  # fmt: skip
+    assert all(job.max_instances == 1 and job.coalesce for job in found.values())
+    daily = found["daily"].trigger
+    assert isinstance(daily, CronTrigger) and str(daily.timezone) == "Asia/Kolkata"
+    assert {f.name: str(f) for f in daily.fields if f.name in ("hour", "minute")} == {
+        "hour": "6", "minute": "0",
+    }  # fmt: skip
+    assert found["dispatch"].trigger.interval == timedelta(seconds=5)
+
+
+async def test_the_worker_sends_what_is_queued_and_stops_cleanly(committed, cfg, at_now):
+    [info] = _queue(committed)
+    cfg = cfg.model_copy(update={"dispatch_interval_seconds": 0.1})
+    scheduler = build_scheduler(cfg, committed, ConsoleSender(), worker="test:w")
+    scheduler.start()
+    try:
+        for _ in range(200):
+            if _row(committed, info.id).status is S.DELIVERED:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await scheduler.drain(timeout=5)
+    await asyncio.sleep(0.05)  # shutdown runs on the loop's next turn
+    row = _row(committed, info.id)
+    assert (row.status, row.claimed_by) == (S.DELIVERED, "test:w")
+    assert not scheduler.running
+
+
+def _worker_env(tmp_path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "SMS_"))}
+    return env | {"SMS_BACKEND": "console"} | extra
+
+
+def test_python_m_scheduler_stops_with_one_line_on_a_bad_setting(tmp_path):
+    env = _worker_env(tmp_path, DATABASE_URL="mysql://nope")
+    done = subprocess.run([sys.executable, "-m", "scheduler"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "DATABASE_URL" in done.stderr
+
+
+def test_python_m_scheduler_stops_cleanly_on_sigterm(tmp_path):
+    url = f"sqlite:///{tmp_path / 'worker.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    proc = subprocess.Popen([sys.executable, "-m", "scheduler"], cwd=tmp_path,
+                            env=_worker_env(tmp_path, DATABASE_URL=url),
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "worker" in line and "started" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
