@@ -449,6 +449,8 @@ class Message(Base):
         Index("ix_message_status_send_after", "status", "send_after"),
         Index("ix_message_borrower_created", "borrower_id", "created_at"),
         Index("ix_message_broadcast_status", "broadcast_id", "status"),
+        # Delivery reports count the last day / week by creation time.
+        Index("ix_message_created", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
