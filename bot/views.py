@@ -1,0 +1,230 @@
+"""Loans as HTML text: the card, list and search lines, history pages, the /new summary.
+
+Pure functions over the services' frozen views, built from texts.py sentences; every value
+that came from a person or the database is escaped here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, tzinfo
+from decimal import Decimal
+
+from bot import texts
+from bot.texts import esc
+from db.config import Settings
+from db.models import Frequency, InterestMethod, LoanState
+from db.money import build_schedule, format_money
+from db.services.loan_queries import HistoryItem
+from db.services.reports import WorkItem
+from db.services.views import LoanSummary, LoanView
+
+LABEL_MAX = 60  # button labels: plain text, kept short enough for a phone screen
+NOTE_MAX = 200  # a contact note or history line shown in full would crowd the card out
+LINE_MAX = 300
+
+
+@dataclass(frozen=True)
+class Fmt:
+    """How amounts, dates and times are shown (from the settings)."""
+
+    currency: str = "INR"
+    minor_units: int = 2
+    tz: tzinfo = UTC
+
+    @classmethod
+    def of(cls, settings: Settings) -> Fmt:
+        return cls(settings.currency, settings.minor_units, settings.tz)
+
+    def money(self, amount: Decimal) -> str:
+        return format_money(amount, self.currency, self.minor_units)
+
+
+def day(value: date) -> str:
+    """A calendar date as 05 Mar 2026 (no day/month order to misread)."""
+    return f"{value:%d %b %Y}"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- the card ------------------------------------------------------------------------------
+
+
+def _plan(view: LoanView) -> str:
+    if view.installments_count == 1:
+        plan = texts.CARD_PLAN_SINGLE
+    else:
+        plan = texts.CARD_PLAN_INSTALLMENTS.format(
+            count=view.installments_count, frequency=view.frequency.value
+        )
+    if view.interest_method is InterestMethod.NONE:
+        return plan
+    rate = texts.CARD_INTEREST.format(
+        method=view.interest_method.value, rate=f"{view.interest_rate.normalize():f}"
+    )
+    return f"{plan} · {rate}"
+
+
+def _who_lines(view: LoanView) -> list[str]:
+    name = texts.CARD_BORROWER.format(name=esc(view.borrower_name))
+    lines = [name + (texts.CARD_OPTED_OUT if view.borrower_opted_out else "")]
+    lines.append(texts.CARD_PHONE.format(phone=esc(view.borrower_phone)))
+    if view.borrower_address:
+        lines.append(texts.CARD_ADDRESS.format(address=esc(view.borrower_address)))
+    return lines
+
+
+def _money_lines(view: LoanView, fmt: Fmt) -> list[str]:
+    lines = [texts.CARD_AMOUNT.format(principal=fmt.money(view.principal), plan=_plan(view))]
+    if view.amount_payable != view.principal:
+        lines.append(texts.CARD_PAYABLE.format(payable=fmt.money(view.amount_payable)))
+    if view.fees_charged:
+        lines.append(texts.CARD_FEES.format(fees=fmt.money(view.fees_charged)))
+    lines.append(texts.CARD_PAID.format(paid=fmt.money(view.amount_paid),
+                                        done=view.installments_paid,
+                                        count=view.installments_count))
+    lines.append(texts.CARD_OUTSTANDING.format(outstanding=fmt.money(view.outstanding)))
+    return lines
+
+
+def _due_lines(view: LoanView, fmt: Fmt) -> list[str]:
+    if view.next_due_date is None:
+        return [texts.CARD_NEXT_DUE.format(date=texts.CARD_NOT_DUE, amount="-")]
+    lines = [texts.CARD_NEXT_DUE.format(date=day(view.next_due_date),
+                                        amount=fmt.money(view.next_due_amount))]
+    if view.days_past_due > 0:
+        lines.append(texts.CARD_PAST_DUE.format(days=view.days_past_due,
+                                                amount=fmt.money(view.overdue_amount)))
+    return lines
+
+
+def _activity_lines(view: LoanView, fmt: Fmt) -> list[str]:
+    lines = []
+    if (p := view.open_promise) is not None:
+        lines.append(texts.CARD_PROMISE.format(amount=fmt.money(p.amount),
+                                               date=day(p.promised_date), by=esc(p.made_by or "-")))
+    if (c := view.last_contact) is not None:
+        what = f"{c.channel.value}: {c.outcome.value.replace('_', ' ')}"
+        if c.note:
+            what += f" ({_cut(c.note, NOTE_MAX)})"
+        at = texts.local_time(c.created_at, fmt.tz)
+        lines.append(texts.CARD_CONTACT.format(what=esc(what), at=at, by=esc(c.staff_name or "-")))
+    lines.append(texts.CARD_AGENT.format(agent=esc(view.agent_name or texts.CARD_UNASSIGNED)))
+    if view.state_reason:
+        lines.append(texts.CARD_REASON.format(reason=esc(view.state_reason)))
+    return lines
+
+
+def card(view: LoanView, fmt: Fmt, note: str | None = None) -> str:
+    """A loan's card; note (plain text) goes on top, in italics."""
+    head = [f"<i>{esc(note)}</i>", ""] if note else []
+    title = texts.CARD_TITLE.format(number=esc(view.loan_number),
+                                    state=texts.CARD_STATES[view.state.value])
+    state_lines = _due_lines(view, fmt) if view.state is LoanState.ACTIVE else []
+    body = [*_who_lines(view), "", *_money_lines(view, fmt), *state_lines,
+            *_activity_lines(view, fmt)]
+    return "\n".join([*head, title, *body])
+
+
+# --- lists ----------------------------------------------------------------------------------
+
+
+def loan_label(loan: LoanSummary, fmt: Fmt) -> str:
+    """A loan's button label (plain text): number, borrower, outstanding, days late."""
+    late = f" · {loan.days_past_due}d late" if loan.days_past_due > 0 else ""
+    head = f"{loan.loan_number} · {fmt.money(loan.outstanding)}{late} · "
+    return head + _cut(loan.borrower_name, max(LABEL_MAX - len(head), 8))
+
+
+def loan_buttons(loans: list[LoanSummary], fmt: Fmt) -> list[tuple[int, str]]:
+    """(id, label) for keyboards that open cards."""
+    return [(loan.id, loan_label(loan, fmt)) for loan in loans]
+
+
+def list_title(filter_label: str, page: int, sees_all: bool) -> str:
+    """The head of a /list page."""
+    title = texts.LIST_TITLE_ALL if sees_all else texts.LIST_TITLE_MINE
+    return title.format(filter=esc(filter_label), page=page)
+
+
+def find_title(query: str, offset: int, count: int) -> str:
+    """The head of a /find page."""
+    return texts.FIND_TITLE.format(query=esc(_cut(query, 40)), first=offset + 1,
+                                   last=offset + count)
+
+
+def today_text(items: list[WorkItem], fmt: Fmt) -> str:
+    """/today: one numbered line per loan with why it is on the list."""
+    if not items:
+        return texts.TODAY_EMPTY
+    lines = [texts.TODAY_TITLE.format(count=len(items))]
+    for n, item in enumerate(items, 1):
+        loan = item.loan
+        lines.append(texts.TODAY_LINE.format(
+            n=n, number=esc(loan.loan_number), name=esc(_cut(loan.borrower_name, 40)),
+            reason=esc(item.reason), outstanding=fmt.money(loan.outstanding)))
+    return "\n".join(lines)
+
+
+def history_text(number: str, items: list[HistoryItem], page: int, fmt: Fmt) -> str:
+    """One page of a loan's history, newest first (page 1 is the newest)."""
+    if not items and page == 1:
+        return texts.HISTORY_EMPTY
+    lines = [texts.HISTORY_TITLE.format(number=esc(number), page=page)]
+    for item in items:
+        by = f" · {esc(item.staff_name)}" if item.staff_name else ""
+        lines.append(texts.HISTORY_LINE.format(at=texts.local_time(item.at, fmt.tz),
+                                               summary=esc(_cut(item.summary, LINE_MAX)), by=by))
+    return "\n".join(lines)
+
+
+# --- /new -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What /new collected, as the summary shows it."""
+
+    name: str
+    existing: bool
+    phone: str
+    address: str | None
+    principal: Decimal
+    count: int
+    frequency: Frequency
+    first_due: date
+    method: InterestMethod
+    rate: Decimal
+    number: str | None
+
+
+def _repayment(draft: Draft, fmt: Fmt) -> tuple[str, Decimal]:
+    schedule = build_schedule(principal=draft.principal, count=draft.count,
+                              frequency=draft.frequency, first_due=draft.first_due,
+                              method=draft.method, annual_rate=draft.rate,
+                              minor_units=fmt.minor_units)
+    total = sum((s.amount for s in schedule), Decimal(0))
+    if draft.count == 1:
+        plan = texts.NEW_SCHEDULE_SINGLE.format(amount=fmt.money(total), date=day(draft.first_due))
+    else:
+        plan = texts.NEW_SCHEDULE.format(count=draft.count, frequency=draft.frequency.value,
+                                         first=fmt.money(schedule[0].amount),
+                                         date=day(draft.first_due))
+    return plan, total
+
+
+def new_summary(draft: Draft, fmt: Fmt) -> str:
+    """The summary /new shows above Confirm / Cancel."""
+    plan, total = _repayment(draft, fmt)
+    interest = texts.NEW_NO_INTEREST
+    if draft.method is not InterestMethod.NONE:
+        interest = texts.CARD_INTEREST.format(method=draft.method.value,
+                                              rate=f"{draft.rate.normalize():f}")
+    return texts.NEW_SUMMARY.format(
+        name=esc(draft.name), existing=texts.NEW_EXISTING_MARK if draft.existing else "",
+        phone=esc(draft.phone), address=esc(draft.address or texts.NEW_NO_ADDRESS),
+        principal=fmt.money(draft.principal), plan=plan, interest=interest,
+        total=fmt.money(total), number=esc(draft.number or texts.NEW_NUMBER_AUTO),
+    )
