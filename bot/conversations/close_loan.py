@@ -1,0 +1,283 @@
+"""Ending a loan's life: /close, write-off (managers) and /delete (admins).
+
+Close and write-off are previewed with the service itself (actions.dry_run), so a loan with
+money owed, or a reason too short, is refused before anything is asked to be confirmed.
+Delete asks once, and once more, explicitly, when the loan has payments. Reassigning is in
+bot/handlers/assign.py (it needs no conversation).
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import IntEnum
+
+from telegram import Update
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+)
+
+from bot import keyboards, texts
+from bot.context import Context, answer_button, db, require_staff, settings_of
+from bot.conversations import TEXT_INPUT, actions, cancel_fallback
+from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
+from bot.handlers.loans import show_card
+from bot.keyboards import CB
+from db.models import Role
+from db.services import loans as loan_service
+from db.services import payments
+from db.services.access import Actor
+from db.services.errors import Conflict, InvalidInput, ServiceError
+from db.services.views import LoanView
+
+log = logging.getLogger(__name__)
+
+NAME = "close_loan"
+REASON = "act.reason"
+
+
+class State(IntEnum):
+    CLOSE = 1
+    WRITE_OFF_REASON = 2
+    WRITE_OFF = 3
+    DELETE = 4
+    DELETE_FORCE = 5
+
+
+def _buttons(state_handlers: list[BaseHandler]) -> list[BaseHandler]:
+    return [*state_handlers, MessageHandler(TEXT_INPUT, actions.buttons_only(NAME))]
+
+
+def build_handler() -> ConversationHandler:
+    """Close, write off and delete: each a confirmation (write-off asks the reason first)."""
+    cancel = CallbackQueryHandler(actions.cancel_step(NAME),
+                                  pattern=keyboards.pattern(CB.ACTION_CANCEL))
+
+    def on(prefix: CB, callback) -> CallbackQueryHandler:
+        return CallbackQueryHandler(callback, pattern=keyboards.pattern(prefix))
+
+    return actions.conversation(
+        entry_points=[
+            CommandHandler("close", close_command), on(CB.LOAN_CLOSE, close_button),
+            on(CB.LOAN_WRITE_OFF, write_off_button),
+            CommandHandler("delete", delete_command), on(CB.LOAN_DELETE, delete_button),
+        ],
+        states={
+            State.CLOSE: _buttons([on(CB.CLOSE_CONFIRM, close_confirmed), cancel]),
+            State.WRITE_OFF_REASON: [MessageHandler(TEXT_INPUT, write_off_reason)],
+            State.WRITE_OFF: _buttons([on(CB.WRITE_OFF_CONFIRM, write_off_confirmed), cancel]),
+            State.DELETE: _buttons([on(CB.DELETE_CONFIRM, delete_confirmed), cancel]),
+            State.DELETE_FORCE: _buttons([on(CB.DELETE_FORCE, delete_forced), cancel]),
+        },
+        fallbacks=[cancel_fallback()],
+        name="close_loan",
+    )
+
+
+async def _by_number(update: Update, context: Context, actor: Actor,
+                     usage: str) -> LoanView | None:
+    args = context.args or []
+    if len(args) != 1:
+        await actions.say(update, usage)
+        return None
+    return await actions.loan_of_number(update, context, actor, args[0])
+
+
+def _markup(context: Context, prefix: CB, label: str):
+    data = context.user_data
+    return keyboards.action_confirm(prefix, data[LOAN_ID], data[VERSION], label, texts.BTN_CANCEL)
+
+
+async def _confirm(update: Update, context: Context, prefix: CB, label: str, text: str) -> None:
+    await actions.say(update, text, reply_markup=_markup(context, prefix, label))
+
+
+async def _pressed(update: Update, context: Context, prefix: CB) -> list[int] | None:
+    """The ids of a pressed confirmation of this conversation (answered), else None."""
+    ids = actions.my_button(update, context, prefix)
+    if ids is None:
+        await answer_button(update, texts.BAD_BUTTON)
+        return None
+    await update.callback_query.answer()
+    return ids
+
+
+async def _done(update: Update, context: Context, actor: Actor, text: str,
+                loan_id: int | None) -> int:
+    """Say the result in place of the confirmation, then the fresh card (if there is a loan)."""
+    actions.finish(context)
+    await update.callback_query.edit_message_text(text)
+    if loan_id is not None:
+        await show_card(update, context, actor, loan_id)
+    return actions.END
+
+
+# --- close ---------------------------------------------------------------------------------
+
+
+@require_staff
+async def close_command(update: Update, context: Context, actor: Actor) -> int:
+    """/close <number>."""
+    view = await _by_number(update, context, actor, texts.CLOSE_USAGE)
+    return actions.END if view is None else await _offer_close(update, context, actor, view)
+
+
+@require_staff
+async def close_button(update: Update, context: Context, actor: Actor) -> int:
+    """Close on a card."""
+    view = await actions.loan_of_button(update, context, actor, CB.LOAN_CLOSE)
+    return actions.END if view is None else await _offer_close(update, context, actor, view)
+
+
+async def _offer_close(update: Update, context: Context, actor: Actor, view: LoanView) -> int:
+    actions.begin(context, NAME, view)
+    try:
+        await db(context, actions.dry_run, fn=loan_service.close_loan, actor=actor,
+                 loan_number=view.loan_number, expected_version=view.version,
+                 today=actions.today_of(context), currency=_currency(context))
+    except ServiceError as err:
+        return await actions.refused(update, context, actor, err)
+    text = texts.close_confirm(view.loan_number, view.borrower_name)
+    await _confirm(update, context, CB.CLOSE_CONFIRM, texts.BTN_CONFIRM, text)
+    return State.CLOSE
+
+
+@actions.step(NAME)
+async def close_confirmed(update: Update, context: Context, actor: Actor) -> int | None:
+    """Confirm pressed: close the loan."""
+    ids = await _pressed(update, context, CB.CLOSE_CONFIRM)
+    if ids is None:
+        return None
+    try:
+        view = await db(context, loan_service.close_loan, actor=actor,
+                        loan_number=context.user_data[NUMBER], expected_version=ids[1],
+                        today=actions.today_of(context), currency=_currency(context))
+    except ServiceError as err:
+        return await actions.refused(update, context, actor, err)
+    return await _done(update, context, actor, texts.loan_done(texts.CLOSE_DONE,
+                                                               view.loan_number), view.id)
+
+
+def _currency(context: Context) -> str:
+    return settings_of(context).currency
+
+
+# --- write-off -----------------------------------------------------------------------------
+
+
+@require_staff
+async def write_off_button(update: Update, context: Context, actor: Actor) -> int:
+    """Write off on a card (managers and admins): ask the reason."""
+    if not await actions.allowed(update, actor, Role.MANAGER, "write off loans"):
+        return actions.END
+    view = await actions.loan_of_button(update, context, actor, CB.LOAN_WRITE_OFF)
+    if view is None:
+        return actions.END
+    actions.begin(context, NAME, view)
+    await actions.say(update, texts.write_off_ask(view.loan_number, view.borrower_name,
+                                                  actions.money(context, view.outstanding)))
+    return State.WRITE_OFF_REASON
+
+
+@actions.step(NAME)
+async def write_off_reason(update: Update, context: Context, actor: Actor) -> int:
+    """The reason typed: check it with the service (nothing written), then confirm."""
+    data, reason = context.user_data, update.message.text
+    try:
+        view = await db(context, actions.dry_run, fn=loan_service.write_off_loan, actor=actor,
+                        loan_number=data[NUMBER], reason=reason,
+                        expected_version=data[VERSION], today=actions.today_of(context))
+    except InvalidInput as err:
+        await actions.say(update, texts.action_again(err.message, texts.WRITE_OFF_ASK_AGAIN))
+        return State.WRITE_OFF_REASON
+    except ServiceError as err:
+        return await actions.refused(update, context, actor, err)
+    data[REASON] = reason
+    text = texts.write_off_confirm(view.loan_number, actions.money(context, view.outstanding),
+                                   view.state_reason or reason)
+    await _confirm(update, context, CB.WRITE_OFF_CONFIRM, texts.BTN_WRITE_OFF, text)
+    return State.WRITE_OFF
+
+
+@actions.step(NAME)
+async def write_off_confirmed(update: Update, context: Context, actor: Actor) -> int | None:
+    """Write off pressed: write the loan off with the reason."""
+    ids = await _pressed(update, context, CB.WRITE_OFF_CONFIRM)
+    if ids is None:
+        return None
+    data = context.user_data
+    try:
+        view = await db(context, loan_service.write_off_loan, actor=actor,
+                        loan_number=data[NUMBER], reason=data[REASON], expected_version=ids[1],
+                        today=actions.today_of(context))
+    except ServiceError as err:
+        return await actions.refused(update, context, actor, err)
+    text = texts.loan_done(texts.WRITE_OFF_DONE, view.loan_number)
+    return await _done(update, context, actor, text, view.id)
+
+
+# --- delete --------------------------------------------------------------------------------
+
+
+@require_staff
+async def delete_command(update: Update, context: Context, actor: Actor) -> int:
+    """/delete <number> (admins)."""
+    if not await actions.allowed(update, actor, Role.ADMIN, "delete loans"):
+        return actions.END
+    view = await _by_number(update, context, actor, texts.DELETE_USAGE)
+    return actions.END if view is None else await _offer_delete(update, context, actor, view)
+
+
+@require_staff
+async def delete_button(update: Update, context: Context, actor: Actor) -> int:
+    """Delete on a card (admins)."""
+    if not await actions.allowed(update, actor, Role.ADMIN, "delete loans"):
+        return actions.END
+    view = await actions.loan_of_button(update, context, actor, CB.LOAN_DELETE)
+    return actions.END if view is None else await _offer_delete(update, context, actor, view)
+
+
+async def _offer_delete(update: Update, context: Context, actor: Actor, view: LoanView) -> int:
+    actions.begin(context, NAME, view)
+    paid = await db(context, payments.list_payments, actor=actor, loan_number=view.loan_number,
+                    limit=200)
+    text = texts.delete_confirm(view.loan_number, view.borrower_name, len(paid))
+    await _confirm(update, context, CB.DELETE_CONFIRM, texts.BTN_DELETE, text)
+    return State.DELETE
+
+
+@actions.step(NAME)
+async def delete_confirmed(update: Update, context: Context, actor: Actor) -> int | None:
+    """Delete pressed: delete a loan without payments; with payments, ask once more."""
+    if await _pressed(update, context, CB.DELETE_CONFIRM) is None:
+        return None
+    try:
+        number = await db(context, loan_service.delete_loan, actor=actor,
+                          loan_number=context.user_data[NUMBER])
+    except Conflict as err:
+        if err.code != "has_payments":
+            return await actions.refused(update, context, actor, err)
+        count = int(err.params.get("payments", 0))
+        text = texts.delete_force(context.user_data[NUMBER], count)
+        await update.callback_query.edit_message_text(
+            text, reply_markup=_markup(context, CB.DELETE_FORCE, texts.BTN_DELETE_ANYWAY))
+        return State.DELETE_FORCE
+    except ServiceError as err:
+        return await actions.refused(update, context, actor, err)
+    return await _done(update, context, actor, texts.loan_done(texts.DELETE_DONE, number), None)
+
+
+@actions.step(NAME)
+async def delete_forced(update: Update, context: Context, actor: Actor) -> int | None:
+    """Delete anyway pressed: delete the loan with its payments."""
+    if await _pressed(update, context, CB.DELETE_FORCE) is None:
+        return None
+    try:
+        number = await db(context, loan_service.delete_loan, actor=actor,
+                          loan_number=context.user_data[NUMBER], force=True)
+    except ServiceError as err:
+        return await actions.refused(update, context, actor, err)
+    return await _done(update, context, actor, texts.loan_done(texts.DELETE_DONE, number), None)

@@ -1,0 +1,189 @@
+"""/edit and the card's Edit button: a field, its new value, before → after, then the change.
+
+The summary is the service's own answer: edit_loan runs in a savepoint that is rolled
+back (actions.dry_run), so it shows exactly what Confirm will write, or why it will not.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from decimal import Decimal
+from enum import IntEnum
+
+from telegram import Update
+from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler
+
+from bot import keyboards, texts, views
+from bot.context import Context, answer_button, db, require_staff, settings_of
+from bot.conversations import TEXT_INPUT, actions, cancel_fallback
+from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
+from bot.handlers.loans import show_card
+from bot.keyboards import CB
+from db.money import format_money
+from db.services import loans as loan_service
+from db.services.access import Actor
+from db.services.errors import InvalidInput, ServiceError
+from db.services.loans import EditableField, EditResult
+from db.services.views import LoanView
+
+log = logging.getLogger(__name__)
+
+NAME = "edit"
+FIELD = "act.field"
+VALUE = "act.value"
+CURRENT = "act.current"
+RETRYABLE = {"phone_taken"}  # refusals another value can cure: ask again
+
+
+class State(IntEnum):
+    FIELD = 1
+    VALUE = 2
+    CONFIRM = 3
+
+
+def build_handler() -> ConversationHandler:
+    """The edit conversation."""
+    return actions.conversation(
+        entry_points=[
+            CommandHandler("edit", edit_command),
+            CallbackQueryHandler(edit_button, pattern=keyboards.pattern(CB.LOAN_EDIT)),
+        ],
+        states={
+            State.FIELD: [
+                CallbackQueryHandler(field_button, pattern=keyboards.pattern(CB.EDIT_FIELD)),
+                MessageHandler(TEXT_INPUT, actions.buttons_only(NAME)),
+            ],
+            State.VALUE: [MessageHandler(TEXT_INPUT, value_text)],
+            State.CONFIRM: [
+                CallbackQueryHandler(confirm, pattern=keyboards.pattern(CB.EDIT_CONFIRM)),
+                CallbackQueryHandler(actions.cancel_step(NAME),
+                                     pattern=keyboards.pattern(CB.ACTION_CANCEL)),
+                MessageHandler(TEXT_INPUT, actions.buttons_only(NAME)),
+            ],
+        },
+        fallbacks=[cancel_fallback()],
+        name="edit_loan",
+    )
+
+
+def _current(view: LoanView) -> dict[str, str]:
+    """What each editable field holds now, as edit_loan reports it (str, "" for none)."""
+    values = {
+        EditableField.BORROWER_NAME: view.borrower_name,
+        EditableField.BORROWER_PHONE: view.borrower_phone,
+        EditableField.BORROWER_ADDRESS: view.borrower_address,
+        EditableField.NEXT_DUE_DATE: view.next_due_date,
+        EditableField.PRINCIPAL: view.principal,
+    }
+    return {field.value: "" if value is None else str(value) for field, value in values.items()}
+
+
+def shown(field: str, value: str, currency: str) -> str:
+    """A field's value as people read it: money formatted, dates as the card shows them."""
+    if not value:
+        return ""
+    if field == EditableField.PRINCIPAL:
+        return format_money(Decimal(value), currency)
+    if field == EditableField.NEXT_DUE_DATE:
+        return views.day(date.fromisoformat(value))
+    return value
+
+
+@require_staff
+async def edit_command(update: Update, context: Context, actor: Actor) -> int:
+    """/edit <number>: which field?"""
+    args = context.args or []
+    if len(args) != 1:
+        await actions.say(update, texts.EDIT_USAGE)
+        return actions.END
+    view = await actions.loan_of_number(update, context, actor, args[0])
+    return actions.END if view is None else await _ask_field(update, context, view)
+
+
+@require_staff
+async def edit_button(update: Update, context: Context, actor: Actor) -> int:
+    """Edit on a card (a stale card is shown afresh instead)."""
+    view = await actions.loan_of_button(update, context, actor, CB.LOAN_EDIT)
+    return actions.END if view is None else await _ask_field(update, context, view)
+
+
+async def _ask_field(update: Update, context: Context, view: LoanView) -> int:
+    actions.begin(context, NAME, view)
+    context.user_data[CURRENT] = _current(view)
+    choices = [(f.value, texts.EDIT_FIELDS[f.value]) for f in EditableField]
+    await actions.say(update, texts.edit_ask_field(view.loan_number, view.borrower_name),
+                      reply_markup=keyboards.action_choices(CB.EDIT_FIELD, view.id, choices))
+    return State.FIELD
+
+
+@actions.step(NAME)
+async def field_button(update: Update, context: Context, actor: Actor) -> int | None:
+    """A field pressed: ask its new value, showing the current one."""
+    query, data = update.callback_query, context.user_data
+    parts = keyboards.parse_fields(query.data, CB.EDIT_FIELD, 2)
+    if parts is None or parts[0] != str(data[LOAN_ID]) or parts[1] not in data[CURRENT]:
+        await answer_button(update, texts.BAD_BUTTON)
+        return None
+    await query.answer()
+    field = data[FIELD] = parts[1]
+    current = shown(field, data[CURRENT][field], settings_of(context).currency)
+    await query.edit_message_text(texts.edit_ask_value(field, current))
+    return State.VALUE
+
+
+def _edit(context: Context, actor: Actor, value: str, version: int) -> dict:
+    """edit_loan's arguments for this conversation's field and value."""
+    settings, data = settings_of(context), context.user_data
+    return {
+        "actor": actor, "loan_number": data[NUMBER], "field": EditableField(data[FIELD]),
+        "value": value, "expected_version": version, "today": actions.today_of(context),
+        "region": settings.default_phone_region, "max_amount": settings.max_amount,
+    }
+
+
+@actions.step(NAME)
+async def value_text(update: Update, context: Context, actor: Actor) -> int:
+    """The new value typed: preview the change (nothing written) and ask to confirm."""
+    data, value = context.user_data, update.message.text
+    try:
+        preview: EditResult = await db(context, actions.dry_run, fn=loan_service.edit_loan,
+                                       **_edit(context, actor, value, data[VERSION]))
+    except ServiceError as err:
+        if isinstance(err, InvalidInput) or err.code in RETRYABLE:
+            await actions.say(update, texts.action_again(err.message, texts.EDIT_ASK_AGAIN))
+            return State.VALUE
+        return await actions.refused(update, context, actor, err)
+    data[VALUE] = value
+    currency = settings_of(context).currency
+    field = data[FIELD]
+    text = texts.edit_confirm(data[NUMBER], field, shown(field, preview.before, currency),
+                              shown(field, preview.after, currency))
+    markup = keyboards.action_confirm(CB.EDIT_CONFIRM, data[LOAN_ID], data[VERSION],
+                                      texts.BTN_CONFIRM, texts.BTN_CANCEL)
+    await actions.say(update, text, reply_markup=markup)
+    return State.CONFIRM
+
+
+@actions.step(NAME)
+async def confirm(update: Update, context: Context, actor: Actor) -> int | None:
+    """Confirm pressed: make the change, say before → after, show the fresh card."""
+    ids = actions.my_button(update, context, CB.EDIT_CONFIRM)
+    if ids is None:
+        await answer_button(update, texts.BAD_BUTTON)
+        return None
+    query = update.callback_query
+    await query.answer()
+    try:
+        done: EditResult = await db(context, loan_service.edit_loan,
+                                    **_edit(context, actor, context.user_data[VALUE], ids[1]))
+    except ServiceError as err:
+        return await actions.refused(update, context, actor, err)
+    actions.finish(context)
+    currency = settings_of(context).currency
+    await query.edit_message_text(texts.edit_done(
+        done.field.value, shown(done.field, done.before, currency),
+        shown(done.field, done.after, currency),
+    ))
+    await show_card(update, context, actor, done.loan.id)
+    return actions.END

@@ -1,0 +1,167 @@
+"""/pay and the card's Pay button: amount, a summary to confirm, then the payment.
+
+The payment and the borrower's notice are written in one transaction (pay_and_notify).
+Confirm carries the loan's version: a loan that changed since the summary is not paid but
+shown afresh, and a second press finds the conversation over (one payment).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from decimal import Decimal
+from enum import IntEnum
+
+from sqlalchemy.orm import Session
+from telegram import Update
+from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler
+
+from bot import keyboards, texts
+from bot.context import Context, answer_button, db, require_staff, settings_of
+from bot.conversations import TEXT_INPUT, actions, cancel_fallback
+from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
+from bot.handlers.loans import show_card
+from bot.keyboards import CB
+from db.config import Settings
+from db.services import notices, payments
+from db.services.access import Actor
+from db.services.errors import InvalidInput, ServiceError
+from db.services.payments import PaymentResult
+from db.services.views import LoanView
+from db.validation import parse_amount
+
+log = logging.getLogger(__name__)
+
+NAME = "pay"
+AMOUNT = "act.amount"  # str(Decimal), as persistence keeps JSON only
+
+
+class State(IntEnum):
+    AMOUNT = 1
+    CONFIRM = 2
+
+
+def build_handler() -> ConversationHandler:
+    """The payment conversation."""
+    return actions.conversation(
+        entry_points=[
+            CommandHandler("pay", pay_command),
+            CallbackQueryHandler(pay_button, pattern=keyboards.pattern(CB.LOAN_PAY)),
+        ],
+        states={
+            State.AMOUNT: [MessageHandler(TEXT_INPUT, amount_text)],
+            State.CONFIRM: [
+                CallbackQueryHandler(confirm, pattern=keyboards.pattern(CB.PAY_CONFIRM)),
+                CallbackQueryHandler(actions.cancel_step(NAME),
+                                     pattern=keyboards.pattern(CB.ACTION_CANCEL)),
+                MessageHandler(TEXT_INPUT, actions.buttons_only(NAME)),
+            ],
+        },
+        fallbacks=[cancel_fallback()],
+        name="pay",
+    )
+
+
+def pay_and_notify(session: Session, *, actor: Actor, loan_number: str, amount: Decimal,
+                   expected_version: int, today: date, settings: Settings) -> PaymentResult:
+    """Record the payment and queue the borrower's notice, in the caller's one transaction."""
+    result = payments.record_payment(
+        session, actor=actor, loan_number=loan_number, amount=amount, today=today,
+        expected_version=expected_version, max_amount=settings.max_amount,
+    )
+    notices.payment_notice(
+        session, loan_id=result.loan.id, payment_id=result.payment_id, amount=result.amount,
+        outstanding=result.outstanding, closed=result.closed, agency_name=settings.agency_name,
+        currency=settings.currency, notify_payment=settings.notify_payment_received,
+        notify_closed=settings.notify_loan_closed, minor_units=settings.minor_units,
+    )
+    return result
+
+
+@require_staff
+async def pay_command(update: Update, context: Context, actor: Actor) -> int:
+    """/pay <number> [amount]: the summary at once, or the amount question first."""
+    args = context.args or []
+    if not args:
+        await actions.say(update, texts.PAY_USAGE)
+        return actions.END
+    view = await actions.loan_of_number(update, context, actor, args[0])
+    if view is None:
+        return actions.END
+    if len(args) == 1:
+        return await _ask_amount(update, context, view)
+    actions.begin(context, NAME, view)
+    return await _take_amount(update, context, actor, " ".join(args[1:]))
+
+
+@require_staff
+async def pay_button(update: Update, context: Context, actor: Actor) -> int:
+    """Pay on a card: ask the amount (a stale card is shown afresh instead)."""
+    view = await actions.loan_of_button(update, context, actor, CB.LOAN_PAY)
+    if view is None:
+        return actions.END
+    return await _ask_amount(update, context, view)
+
+
+async def _ask_amount(update: Update, context: Context, view: LoanView) -> int:
+    actions.begin(context, NAME, view)
+    outstanding = actions.money(context, view.outstanding)
+    await actions.say(update, texts.pay_ask(view.loan_number, view.borrower_name, outstanding))
+    return State.AMOUNT
+
+
+@actions.step(NAME)
+async def amount_text(update: Update, context: Context, actor: Actor) -> int:
+    """The amount typed: check it against what is owed, then the summary."""
+    return await _take_amount(update, context, actor, update.message.text)
+
+
+async def _take_amount(update: Update, context: Context, actor: Actor, text: str) -> int:
+    settings = settings_of(context)
+    data = context.user_data
+    try:
+        amount = parse_amount(text, max_amount=settings.max_amount,
+                              minor_units=settings.minor_units)
+        balance = await db(context, actions.check_owed, actor=actor, loan_number=data[NUMBER],
+                           amount=amount, code="overpay")
+    except InvalidInput as err:
+        await actions.say(update, texts.action_again(err.message, texts.PAY_ASK_AGAIN))
+        return State.AMOUNT
+    except ServiceError as err:
+        await actions.say(update, texts.service_error(err))
+        return actions.finish(context)
+    data[AMOUNT] = str(amount)
+    text = texts.pay_confirm(actions.money(context, amount), data[NUMBER],
+                             data[actions.BORROWER], actions.money(context, balance),
+                             closes=balance == 0)
+    markup = keyboards.action_confirm(CB.PAY_CONFIRM, data[LOAN_ID], data[VERSION],
+                                      texts.BTN_CONFIRM, texts.BTN_CANCEL)
+    await actions.say(update, text, reply_markup=markup)
+    return State.CONFIRM
+
+
+@actions.step(NAME)
+async def confirm(update: Update, context: Context, actor: Actor) -> int | None:
+    """Confirm pressed: record the payment (once), say the balance, show the fresh card."""
+    ids = actions.my_button(update, context, CB.PAY_CONFIRM)
+    if ids is None:
+        await answer_button(update, texts.BAD_BUTTON)
+        return None
+    query = update.callback_query
+    await query.answer()
+    settings, data = settings_of(context), context.user_data
+    try:
+        result = await db(
+            context, pay_and_notify, actor=actor, loan_number=data[NUMBER],
+            amount=Decimal(data[AMOUNT]), expected_version=ids[1],
+            today=actions.today_of(context), settings=settings,
+        )
+    except ServiceError as err:
+        return await actions.refused(update, context, actor, err)
+    actions.finish(context)
+    await query.edit_message_text(texts.pay_done(
+        actions.money(context, result.amount), actions.money(context, result.outstanding),
+        result.loan_number, result.closed,
+    ))
+    await show_card(update, context, actor, result.loan.id)
+    return actions.END

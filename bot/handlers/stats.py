@@ -1,0 +1,110 @@
+"""/stats: the portfolio the user may see in figures, and a chart of the last 30 days.
+
+The chart is drawn with matplotlib's object API on the Agg canvas (no pyplot, no global
+state), in a worker thread so the event loop keeps serving others meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from datetime import date
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sqlalchemy.orm import Session
+from telegram import Update
+from telegram.ext import CommandHandler
+
+from bot import texts, views
+from bot.context import Context, db, reply, require_staff, settings_of
+from db import clock
+from db.money import format_money
+from db.services import reports
+from db.services.access import Actor
+from db.services.errors import ServiceError
+from db.services.reports import Portfolio
+
+log = logging.getLogger(__name__)
+
+CHART_DAYS = 30
+MAX_AGENT_LINES = 30  # keeps the message well under Telegram's 4096 characters
+
+
+def handler() -> CommandHandler:
+    """The /stats command."""
+    return CommandHandler("stats", stats)
+
+
+def figures(session: Session, *, actor: Actor, today: date,
+            tz: ZoneInfo) -> tuple[Portfolio, list[tuple[date, Decimal]]]:
+    """The portfolio and the collections per day, read in one transaction (consistent)."""
+    book = reports.portfolio(session, actor=actor, today=today, tz=tz)
+    days = reports.collections_by_day(session, actor=actor, today=today, tz=tz, days=CHART_DAYS)
+    return book, days
+
+
+@require_staff
+async def stats(update: Update, context: Context, actor: Actor) -> None:
+    """/stats: figures as text, then the collections chart as a photo."""
+    settings = settings_of(context)
+    today = clock.today(settings.tz)
+    try:
+        book, days = await db(context, figures, actor=actor, today=today, tz=settings.tz)
+    except ServiceError as err:
+        await reply(update, texts.service_error(err))
+        return
+    await reply(update, stats_text(book, today, actor.sees_all_loans, settings.currency))
+    png = await asyncio.to_thread(collections_chart, days, settings.currency)
+    caption = texts.STATS_CHART_CAPTION.format(days=CHART_DAYS, currency=settings.currency)
+    await update.effective_chat.send_photo(photo=png, caption=caption)
+
+
+def stats_text(book: Portfolio, today: date, everyone: bool, currency: str) -> str:
+    """The figures of /stats (per-agent lines when the book is everyone's)."""
+
+    def money(amount: Decimal) -> str:
+        return format_money(amount, currency)
+
+    lines = [
+        texts.STATS_TITLE.format(
+            scope=texts.STATS_SCOPE_ALL if everyone else texts.STATS_SCOPE_MINE,
+            date=views.day(today),
+        ),
+        texts.STATS_BOOK.format(loans=book.loans_active, borrowed=money(book.borrowed),
+                                repaid=money(book.repaid), outstanding=money(book.outstanding)),
+        texts.STATS_OVERDUE.format(loans=book.overdue_loans),
+        *(texts.STATS_BUCKET.format(bucket=label, loans=n, amount=money(amount))
+          for label, (n, amount) in book.overdue_by_bucket.items()),
+        texts.STATS_COLLECTED.format(today=money(book.collected_today),
+                                     month=money(book.collected_month)),
+    ]
+    if book.per_agent:
+        lines += ["", texts.STATS_AGENTS]
+        lines += [texts.stats_agent(a.name, a.loans, money(a.outstanding), a.overdue,
+                                    money(a.collected_month))
+                  for a in book.per_agent[:MAX_AGENT_LINES]]
+        if len(book.per_agent) > MAX_AGENT_LINES:
+            lines.append(texts.STATS_AGENTS_MORE.format(
+                count=len(book.per_agent) - MAX_AGENT_LINES))
+    return "\n".join(lines)
+
+
+def collections_chart(days: list[tuple[date, Decimal]], currency: str) -> bytes:
+    """A PNG bar chart of the money collected on each day."""
+    fig = Figure(figsize=(8, 4), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    # Floats only to draw: the figures themselves are in the text, as exact Decimals.
+    ax.bar([d for d, _ in days], [float(amount) for _, amount in days], color="#2a9d8f")
+    ax.set_title(texts.STATS_CHART_TITLE.format(days=len(days)))
+    ax.set_ylabel(currency)
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y", alpha=0.3)
+    ax.tick_params(axis="x", labelrotation=45)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()

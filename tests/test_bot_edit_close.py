@@ -1,0 +1,201 @@
+"""End-to-end over HTTP: /edit, /close, write-off, reassign, /delete, and who may do them."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from bot.keyboards import CB, data
+from db import clock
+from db.models import AuditEvent, Borrower, Loan, LoanEvent, LoanEventKind, LoanState, Payment, Role
+from db.services import payments
+from db.services.audit import AuditAction
+from tests.bot_harness import BotHarness
+from tests.test_bot_payment import (
+    BORROWER,
+    actor_of,
+    button,
+    count,
+    is_card,
+    new_loan,
+    open_card,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_edit_name_shows_before_after_and_writes_history(settings, committed):
+    async with BotHarness(settings, committed) as h:
+        agent = h.make_staff(Role.AGENT)
+        loan = new_loan(h, agent)
+        card = await open_card(h, agent, loan)
+        await h.press(agent, card, button(card, "Edit"))
+        fields = await h.wait(agent, contains="What do you want to change")
+        await h.press(agent, fields, button(fields, "Borrower name"))
+        ask = await h.wait(agent, contains="Send the new value")
+        assert f"Borrower name now: {BORROWER}" in ask["text"]
+        assert (await h.say(agent, "x"))["text"].startswith("A name needs at least two")
+        summary = await h.say(agent, "Asha Devi <A&S>", contains="Please check the change")
+        assert f"Borrower name: {BORROWER} → Asha Devi <A&S>" in summary["text"]
+        assert h.db(lambda s: s.get(Loan, loan.id).borrower.name) == BORROWER, "preview only"
+
+        await h.press(agent, summary, button(summary, "Confirm"))
+        done = await h.wait(agent, contains="Changed")
+        assert done["text"] == f"✏️ Changed Borrower name: {BORROWER} → Asha Devi <A&S>"
+        assert "Asha Devi <A&S>" in (await h.wait(agent, predicate=is_card))["text"]
+        events = h.db(lambda s: s.scalars(select(LoanEvent).where(
+            LoanEvent.loan_id == loan.id, LoanEvent.kind == LoanEventKind.EDITED)).all())
+        assert [(e.before, e.after) for e in events] == [
+            ({"borrower_name": BORROWER}, {"borrower_name": "Asha Devi <A&S>"})]
+        history = await h.say(agent, f"/history {loan.number}")
+        assert "Asha Devi" in history["text"]
+
+
+async def test_edit_principal_after_a_payment_is_refused(settings, committed):
+    async with BotHarness(settings, committed) as h:
+        agent = h.make_staff(Role.AGENT)
+        loan = new_loan(h, agent)
+        h.db(payments.record_payment, actor=actor_of(agent), loan_number=loan.number,
+             amount=Decimal("10"), today=clock.today(h.settings.tz))
+        fields = await h.say(agent, f"/edit {loan.number}")
+        await h.press(agent, fields, button(fields, "Principal"))
+        assert "₹10,000.00" in (await h.wait(agent, contains="Principal now"))["text"]
+        reply = await h.say(agent, "20000")
+        assert reply["text"] == "The amount can only be changed before any payment is recorded."
+        assert h.db(lambda s: s.get(Loan, loan.id).principal) == Decimal("10000.00")
+
+
+async def test_another_agents_loan_is_not_found_like_a_missing_one(settings, committed):
+    async with BotHarness(settings, committed) as h:
+        agent, other = h.make_staff(Role.AGENT), h.make_staff(Role.AGENT)
+        theirs = new_loan(h, other)
+        for command in ("/pay {} 100", "/edit {}", "/close {}", "/promise {} 100 tomorrow",
+                        "/contact {}"):
+            foreign = (await h.say(agent, command.format(theirs.number)))["text"]
+            missing = (await h.say(agent, command.format("NOPE-123")))["text"]
+            assert foreign == f"No loan {theirs.number} found.", command
+            assert missing == "No loan NOPE-123 found.", command
+        assert count(h, Payment, Payment.loan_id == theirs.id) == 0
+
+
+async def test_close_is_refused_while_money_is_owed(settings, committed):
+    async with BotHarness(settings, committed) as h:
+        agent = h.make_staff(Role.AGENT)
+        loan = new_loan(h, agent)
+        card = await open_card(h, agent, loan)
+        await h.press(agent, card, button(card, "Close"))
+        refused = await h.wait(agent)
+        assert refused["text"] == (f"Loan {loan.number} still has ₹10,000.00 to pay; "
+                                   "it cannot be closed.")
+        assert h.db(lambda s: s.get(Loan, loan.id).state) == LoanState.ACTIVE
+
+
+async def test_close_a_loan_with_nothing_owed_after_confirmation(settings, committed):
+    async with BotHarness(settings, committed) as h:
+        agent = h.make_staff(Role.AGENT)
+        loan = new_loan(h, agent)
+
+        def settle(session) -> None:  # owed nothing yet still active: e.g. migrated data
+            row = session.get(Loan, loan.id)
+            row.amount_paid = row.amount_payable
+
+        h.db(settle)
+        ask = await h.say(agent, f"/close {loan.number}")
+        assert "Nothing is owed" in ask["text"]
+        await h.press(agent, ask, button(ask, "Confirm"))
+        done = await h.wait(agent, contains="closed")
+        assert done["text"] == f"✅ Loan {loan.number} is closed."
+        assert h.db(lambda s: s.get(Loan, loan.id).state) == LoanState.CLOSED
+
+
+async def test_manager_writes_off_with_a_reason(settings, committed):
+    async with BotHarness(settings, committed) as h:
+        agent, manager = h.make_staff(Role.AGENT), h.make_staff(Role.MANAGER)
+        loan = new_loan(h, agent)
+        card = await open_card(h, manager, loan)
+        await h.press(manager, card, button(card, "Write off"))
+        await h.wait(manager, contains="Send the reason")
+        assert (await h.say(manager, "no"))["text"].startswith("Give a reason of at least 3")
+        summary = await h.say(manager, "Borrower moved <abroad>", contains="Write off loan")
+        assert "Reason: Borrower moved <abroad>" in summary["text"]
+        assert "Outstanding: ₹10,000.00" in summary["text"]
+        await h.press(manager, summary, button(summary, "Write off"))
+        assert (await h.wait(manager, contains="written off"))["buttons"] == []
+        row = h.db(lambda s: s.get(Loan, loan.id))
+        assert (row.state, row.state_reason) == (LoanState.WRITTEN_OFF, "Borrower moved <abroad>")
+
+
+async def test_agent_has_no_write_off_or_reassign_and_forged_ones_are_refused(settings,
+                                                                            committed):
+    async with BotHarness(settings, committed) as h:
+        agent = h.make_staff(Role.AGENT)
+        loan = new_loan(h, agent)
+        card = await open_card(h, agent, loan)
+        labels = " ".join(b["text"] for b in card["buttons"])
+        assert "Write off" not in labels and "Reassign" not in labels and "Delete" not in labels
+        answer = await h.press(agent, card, data(CB.LOAN_WRITE_OFF, loan.id, 1), force=True)
+        assert answer["text"] == "Only a manager or above may write off loans."
+        answer = await h.press(agent, card, data(CB.LOAN_ASSIGN, loan.id, 1), force=True)
+        assert answer["text"] == "Only a manager or above may reassign loans."
+        answer = await h.press(agent, card, data(CB.LOAN_DELETE, loan.id, 1), force=True)
+        assert answer["text"].startswith("Only a") and "delete loans" in answer["text"]
+        assert (await h.say(agent, f"/assign {loan.number} {agent.name}"))["text"] == (
+            "Only a manager or above may look up staff.")
+        await h.silence(agent, 0.3)
+        assert h.db(lambda s: s.get(Loan, loan.id).state) == LoanState.ACTIVE
+
+
+async def test_manager_reassigns_by_button_and_by_command(settings, committed):
+    async with BotHarness(settings, committed) as h:
+        first = h.make_staff(Role.AGENT, name="Ravi First")
+        second = h.make_staff(Role.AGENT, name="Meena Second")
+        manager = h.make_staff(Role.MANAGER)
+        loan = new_loan(h, first)
+        card = await open_card(h, manager, loan)
+        await h.press(manager, card, button(card, "Reassign"))
+        choices = await h.wait(manager, contains="to whom")
+        labels = [b["text"] for b in choices["buttons"]]
+        assert any("Meena Second" in label for label in labels)
+        assert not any("Ravi First" in label for label in labels), "not to its own holder"
+        await h.press(manager, choices, button(choices, "Meena Second"))
+        assert "now with Meena Second" in (await h.wait(manager, contains="now with"))["text"]
+        assert h.db(lambda s: s.get(Loan, loan.id).agent_id) == second.staff_id
+        await h.wait(manager, predicate=is_card)
+
+        done = await h.say(manager, f"/assign {loan.number} ravi")
+        assert done["text"] == f"👤 Loan {loan.number} is now with Ravi First."
+        assert h.db(lambda s: s.get(Loan, loan.id).agent_id) == first.staff_id
+
+
+async def test_admin_deletes_after_confirmation_and_twice_with_payments(settings, committed):
+    async with BotHarness(settings, committed) as h:
+        agent, admin = h.make_staff(Role.AGENT), h.make_staff(Role.ADMIN)
+        plain, paid = new_loan(h, agent), new_loan(h, agent)
+        h.db(payments.record_payment, actor=actor_of(agent), loan_number=paid.number,
+             amount=Decimal("100"), today=clock.today(h.settings.tz))
+
+        ask = await h.say(admin, f"/delete {plain.number}")
+        assert "It has no payments." in ask["text"]
+        await h.press(admin, ask, button(ask, "Delete"))
+        assert (await h.wait(admin, contains="deleted"))["text"] == (
+            f"🗑 Loan {plain.number} was deleted.")
+
+        card = await open_card(h, admin, paid)
+        await h.press(admin, card, button(card, "Delete"))
+        ask = await h.wait(admin, contains="Delete loan")
+        assert "It has 1 payment(s)" in ask["text"]
+        await h.press(admin, ask, button(ask, "Delete"))
+        again = await h.wait(admin, contains="Delete it anyway")
+        assert h.db(lambda s: s.get(Loan, paid.id)) is not None, "not on the first press"
+        await h.press(admin, again, button(again, "Delete anyway"))
+        await h.wait(admin, contains="was deleted")
+
+        gone = h.db(lambda s: [s.get(Loan, plain.id), s.get(Loan, paid.id)])
+        assert gone == [None, None]
+        deleted = h.db(lambda s: s.scalars(select(AuditEvent.details).where(
+            AuditEvent.action == AuditAction.LOAN_DELETED).order_by(AuditEvent.id)).all())
+        numbers = [(d["loan_number"], d["forced"]) for d in deleted]
+        assert numbers[-2:] == [(plain.number, False), (paid.number, True)]
+        assert count(h, Borrower, Borrower.name == BORROWER) == 2, "borrowers stay"
