@@ -1,0 +1,114 @@
+"""The bot end to end: the real Application polling the sandbox Bot API, 20 agents at once.
+
+Each simulated agent sends `/loan <number>` and waits for the card before the next one, so
+updates/s is replies per second and latency is from sending to the card being shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+from pydantic import SecretStr
+
+from bench.common import Bench, Ctx, Goal, percentile
+from bench.seedfast import loan_number
+from bot.app import build_application
+from bot.sandbox import TelegramSandbox
+from db.models import Role
+from db.services import staff as staff_service
+
+TOKEN = "424242:BENCH"
+AGENTS = 20
+PASSWORD = "bench horse battery staple"
+FIRST_USER_ID = 770_000_000
+# The start of the bot's answer when a handler crashed (bot/texts.py).
+SORRY = "something went wrong"
+
+
+def _make_staff(ctx: Ctx, sandbox: TelegramSandbox, count: int) -> list[int]:
+    """count logged-in managers (they see every loan), made through the services."""
+    users = []
+    for n in range(count):
+        user_id = FIRST_USER_ID + n
+        sandbox.user(user_id, f"Bench {n}", None, started=True)
+        with ctx.factory.begin() as session:
+            invite = staff_service.create_invite(session, actor=None, role=Role.MANAGER)
+        with ctx.factory.begin() as session:
+            staff_service.redeem_invite(session, code=invite.code, telegram_user_id=user_id,
+                                        chat_id=user_id, name=f"Bench {n}", username=None,
+                                        password=PASSWORD)  # fmt: skip
+        users.append(user_id)
+    return users
+
+
+def _send(sandbox: TelegramSandbox, user_id: int, text: str) -> None:
+    # The sandbox's listener lock first, as tests/bot_harness.py does (lock order).
+    dispatching = getattr(sandbox._world, "_dispatching", None)
+    if dispatching is None:
+        sandbox.send_text(user_id, text)
+        return
+    with dispatching:
+        sandbox.send_text(user_id, text)
+
+
+def _answer(number: str):
+    return lambda m: number in m["text"] or SORRY in m["text"]
+
+
+async def _agent(ctx: Ctx, sandbox: TelegramSandbox, user_id: int, until: float,
+                 errors: list[str]) -> list[float]:  # fmt: skip
+    rng, times = random.Random(user_id), []
+    while time.perf_counter() < until:
+        number = loan_number(rng.randint(1, ctx.loans))
+        started = time.perf_counter()
+        _send(sandbox, user_id, f"/loan {number}")
+        reply = await sandbox.wait_for_async(user_id, _answer(number), timeout=30)
+        if SORRY in reply["text"]:
+            errors.append(number)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+async def _drive(ctx: Ctx, seconds: float, errors: list[str]) -> tuple[float, list[float]]:
+    sandbox = TelegramSandbox(token=TOKEN, bot_username="vasooli_bench_bot").start()
+    settings = ctx.settings.model_copy(update={
+        "telegram_bot_token": SecretStr(TOKEN), "telegram_api_base_url": sandbox.base_url,
+        "bot_commands_per_minute": 100_000,
+    })  # fmt: skip
+    app = build_application(settings, ctx.factory)
+    try:
+        await app.initialize()
+        if app.post_init:
+            await app.post_init(app)
+        await app.start()
+        await app.updater.start_polling(poll_interval=0.0, timeout=1)
+        users = await asyncio.to_thread(_make_staff, ctx, sandbox, 3 if ctx.smoke else AGENTS)
+        warm = time.perf_counter() + (0.2 if ctx.smoke else 1.0)
+        await asyncio.gather(*(_agent(ctx, sandbox, u, warm, []) for u in users))
+        started = time.perf_counter()
+        until = started + seconds
+        runs = await asyncio.gather(*(_agent(ctx, sandbox, u, until, errors) for u in users))
+        return time.perf_counter() - started, [t for run in runs for t in run]
+    finally:
+        if app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        await app.shutdown()
+        sandbox.stop()
+
+
+def run(ctx: Ctx) -> list:
+    bench = Bench("bot", ctx.backend)
+    errors: list[str] = []
+    duration = 1.0 if ctx.smoke else 5.0 if ctx.quick else 20.0
+    seconds, times = asyncio.run(_drive(ctx, duration, errors))
+    bench.say("%s agents: %s replies in %.1f s", 3 if ctx.smoke else AGENTS, len(times), seconds)
+    bench.figure("updates_per_s", len(times) / seconds, 100, Goal.AT_LEAST, "updates/s",
+                 "AIORateLimiter caps the bot at Telegram's 30 msg/s")  # fmt: skip
+    bench.figure("errors", len(errors), 0, Goal.AT_MOST, "replies", "the bot's 'went wrong' answer")
+    bench.figure("reply_p50_ms", percentile(times, 50), None, Goal.INFO, "ms")
+    bench.figure("reply_p95_ms", percentile(times, 95), None, Goal.INFO, "ms")
+    return bench.finish()
