@@ -32,18 +32,21 @@ from telegram.ext import (
     filters,
 )
 
+from bot import jobs
 from bot.context import SESSION_FACTORY, SETTINGS, menu, set_menu_for
 from bot.conversations import (
     add_loan,
+    broadcast,
     close_loan,
     contact,
     edit_loan,
+    guard,
     login,
     payment,
     promise,
     register,
 )
-from bot.handlers import admin, assign, common, loans, stats
+from bot.handlers import admin, assign, common, loans, sms, stats
 from bot.persistence import DbPersistence
 from db.config import Settings, require
 
@@ -52,8 +55,10 @@ __all__ = ["build_application", "handler_list", "register_handlers", "set_menu_f
 log = logging.getLogger(__name__)
 
 # Guards run first, each in its own group (only one handler per group runs).
-GROUP_PRIVATE_ONLY = -2
-GROUP_RATE_LIMIT = -1
+GROUP_PRIVATE_ONLY = -3
+GROUP_RATE_LIMIT = -2
+# A new conversation's entry point ends the user's other open ones (one form at a time).
+GROUP_ONE_CONVERSATION = -1
 # How many updates run at once; one user's updates still run one after another.
 MAX_CONCURRENT_UPDATES = 32
 
@@ -64,6 +69,7 @@ def handler_list() -> list[tuple[int, BaseHandler]]:
         # --- guards: group chats are refused, then fast senders slowed down -------------
         (GROUP_PRIVATE_ONLY, TypeHandler(Update, common.private_only)),
         (GROUP_RATE_LIMIT, TypeHandler(Update, common.rate_limit)),
+        (GROUP_ONE_CONVERSATION, TypeHandler(Update, guard.end_other_conversations)),
         # --- conversations (add yours here: (0, your_module.build_handler())) -----------
         (0, register.build_handler()),
         (0, login.build_handler()),
@@ -74,6 +80,7 @@ def handler_list() -> list[tuple[int, BaseHandler]]:
         (0, contact.build_handler()),
         (0, edit_loan.build_handler()),
         (0, close_loan.build_handler()),
+        (0, broadcast.build_handler()),
         # --- simple commands and buttons (add yours here) -------------------------------
         (0, CommandHandler("help", common.help_command)),
         (0, CommandHandler("cancel", common.cancel_command)),
@@ -82,6 +89,7 @@ def handler_list() -> list[tuple[int, BaseHandler]]:
         *((0, handler) for handler in loans.handlers()),
         *((0, handler) for handler in assign.handlers()),
         (0, stats.handler()),
+        *((0, handler) for handler in sms.handlers()),
         # --- fallbacks: keep these last ------------------------------------------------
         (0, MessageHandler(filters.UpdateType.MESSAGE & filters.COMMAND, common.unknown_command)),
         (0, MessageHandler(filters.UpdateType.MESSAGE, common.unknown_text)),
@@ -180,4 +188,5 @@ def build_application(
     app.bot_data[SETTINGS] = settings
     app.bot_data[SESSION_FACTORY] = session_factory
     register_handlers(app)
+    jobs.schedule(app)  # SMS relay and broadcast progress (bot/jobs.py)
     return app

@@ -65,6 +65,16 @@ class CB(StrEnum):
     DELETE_CONFIRM = "del:ok:"
     DELETE_FORCE = "del:force:"
     ACTION_CANCEL = "act:no:"
+    # SMS (conversations/broadcast.py: <field>:<form token>; handlers/sms.py: <broadcast id>)
+    BC_AUDIENCE = "bc:aud:"
+    BC_BUCKET = "bc:bkt:"
+    BC_AGENT = "bc:agt:"
+    BC_SEND = "bc:ok:"
+    BC_EDIT = "bc:edit:"
+    BC_ABORT = "bc:no:"
+    BC_CANCEL = "bc:cancel:"
+    BC_CANCEL_YES = "bc:cxl:"
+    BC_LIST = "bc:list:"
 
 
 def pattern(prefix: CB) -> str:
@@ -268,3 +278,52 @@ def assign_choices(loan_id: int, version: int,
     return InlineKeyboardMarkup(
         [[_button(label[:60], CB.ASSIGN_TO, loan_id, version, sid)] for sid, label in people]
     )
+
+
+# --- SMS: /broadcast form, /broadcasts cancel, a relayed SMS (conversations/broadcast.py,
+# handlers/sms.py, jobs.py). The form's buttons carry its random token, so a button of an
+# older /broadcast does nothing to the current one.
+
+
+def broadcast_audiences(token: str, choices: list[tuple[str, str]]) -> InlineKeyboardMarkup:
+    """One audience button (kind, label) a row, then Cancel."""
+    rows = [[_button(label, CB.BC_AUDIENCE, kind, token)] for kind, label in choices]
+    return InlineKeyboardMarkup([*rows, [_button("Cancel", CB.BC_ABORT, token)]])
+
+
+def broadcast_buckets(token: str, labels: list[str]) -> InlineKeyboardMarkup:
+    """One button per days-past-due bucket (carrying its index), then Cancel."""
+    buttons = [_button(label, CB.BC_BUCKET, i, token) for i, label in enumerate(labels)]
+    return InlineKeyboardMarkup([buttons[:2], buttons[2:], [_button("Cancel", CB.BC_ABORT, token)]])
+
+
+def broadcast_agents(token: str, people: list[tuple[int, str]]) -> InlineKeyboardMarkup:
+    """One button per agent (id, label), then Cancel."""
+    rows = [[_button(label[:60], CB.BC_AGENT, sid, token)] for sid, label in people]
+    return InlineKeyboardMarkup([*rows, [_button("Cancel", CB.BC_ABORT, token)]])
+
+
+def broadcast_confirm(token: str, send_label: str, edit_label: str) -> InlineKeyboardMarkup:
+    """Send / Edit text / Cancel under a preview."""
+    return InlineKeyboardMarkup([
+        [_button(send_label, CB.BC_SEND, token)],
+        [_button(edit_label, CB.BC_EDIT, token), _button("Cancel", CB.BC_ABORT, token)],
+    ])
+
+
+def broadcast_list(cancelable: list[tuple[int, str]]) -> InlineKeyboardMarkup | None:
+    """A Cancel button (id, label) per running broadcast; None when none runs."""
+    if not cancelable:
+        return None
+    return InlineKeyboardMarkup([[_button(label, CB.BC_CANCEL, bid)] for bid, label in cancelable])
+
+
+def broadcast_cancel(broadcast_id: int, yes: str, back: str) -> InlineKeyboardMarkup:
+    """Yes, cancel it / Back under the confirmation."""
+    return InlineKeyboardMarkup([[_button(yes, CB.BC_CANCEL_YES, broadcast_id),
+                                  _button(back, CB.BC_LIST, 0)]])
+
+
+def relay_card(loan_id: int, label: str) -> InlineKeyboardMarkup:
+    """Under a relayed SMS: open the loan's card."""
+    return InlineKeyboardMarkup([[_button(label, CB.LOAN_CARD, loan_id)]])

@@ -74,6 +74,11 @@ COMMANDS: list[Command] = [
     Command("requests", "Pending access requests", min_role=Role.ADMIN),
     Command("staff", "Staff list: disable, enable, change role", min_role=Role.ADMIN),
     Command("audit", "Latest audit events: /audit [name]", min_role=Role.ADMIN),
+    # SMS
+    Command("remind", "Text a borrower a reminder now: /remind LN-10234"),
+    Command("broadcast", "Send an SMS to a group of borrowers", min_role=Role.ADMIN),
+    Command("broadcasts", "Recent broadcasts; cancel a running one", min_role=Role.ADMIN),
+    Command("deliveries", "What became of the SMS: last day and week", min_role=Role.ADMIN),
     # always last for staff
     Command("cancel", "Stop what you are doing"),
     Command("logout", "Log out"),
@@ -394,7 +399,7 @@ ACTION_AGAIN = "{reason}\n{ask}"
 BTN_CONFIRM = "✅ Confirm"
 BTN_CANCEL = "Cancel"
 BTN_SKIP = "Skip"
-SKIP_WORDS = ("skip", "-", "no")
+SKIP_WORDS = ("skip", "-")  # typed instead of tapping Skip
 
 PAY_USAGE = (
     "Send /pay with the loan number and the amount, e.g. /pay LN-10234 1500, "
@@ -633,3 +638,188 @@ def stats_agent(name: str, loans: int, outstanding: str, overdue: int, month: st
     """One agent's line in /stats."""
     return STATS_AGENT.format(name=esc(name[:40]), loans=loans, outstanding=outstanding,
                               overdue=overdue, month=month)
+
+
+# --- SMS: /broadcast, /broadcasts, /deliveries, /remind, borrowers' replies --------------
+# (conversations/broadcast.py, handlers/sms.py, jobs.py). Counts arrive as ints; templates,
+# names, tags, audiences and SMS texts are escaped here.
+
+BC_PLACEHOLDERS = ("name", "amount_due", "outstanding", "due_date", "loan_number", "agency",
+                   "opt_out")  # the order the prompt lists them in
+BC_ASK_AUDIENCE = "📣 <b>New broadcast</b>. Who should receive it? (/cancel to stop)"
+BC_ASK_BUCKET = "Which days-past-due bucket?"
+BC_ASK_AGENT = "Whose borrowers?"
+BC_NO_AGENTS = "There is no active agent or manager to choose. Choose another audience:"
+BC_NOBODY = "Nobody matches that audience. Choose another one:"
+BC_ASK_TAG = "Send the tag, e.g. festival or ward-12. (/cancel to stop)"
+BC_TAG_AGAIN = "Send the tag again, or /cancel."
+BC_TEXT_ONLY = "Please send the message as text, or /cancel."
+BC_TEXT_AGAIN = "Send the text again, or /cancel."
+BC_EDIT_TEXT = "✏️ Send the new text."
+BC_CANCELLED = "Broadcast cancelled. Nothing was sent."
+BC_AUDIENCES = [
+    ("all_active", "All active borrowers"), ("overdue", "Overdue"),
+    ("bucket", "A days-past-due bucket"), ("agent", "One agent's borrowers"), ("tag", "A tag"),
+]  # fmt: skip
+BC_BTN_SEND = "✅ Send to {count}"
+BC_BTN_EDIT = "✏️ Edit text"
+BC_STATES = {"queued": "sending", "done": "finished", "canceled": "canceled"}
+BC_WAITING_REPORTS = "waiting for delivery reports"
+BC_LIST_TITLE = "<b>Recent broadcasts</b>"
+BC_LIST_EMPTY = "No broadcasts yet. Send /broadcast to make one."
+BC_BTN_CANCEL = "✖️ Cancel #{id}"
+BC_BTN_CANCEL_YES = "Yes, cancel it"
+BC_BTN_BACK = "« Back"
+BC_CANCEL_CONFIRM = (
+    "Cancel broadcast <b>#{id}</b> to {audience}?\n"
+    "{queued} message(s) not yet sent will not go; those already sent stay sent."
+)
+BC_CANCELED = "Broadcast #{id} is canceled: {count} message(s) will not be sent."
+
+DLV_TITLE = "📊 <b>Deliveries</b>"
+DLV_NO_RATE = "Delivery rate: no final reports yet"
+REMIND_USAGE = (
+    "Send /remind with the loan number, e.g. /remind LN-10234, or tap Remind now on a loan card."
+)
+RELAY_BTN_CARD = "📄 Open the loan"
+
+
+def bc_ask_text(audience: str) -> str:
+    """The text prompt, listing the placeholders."""
+    names = " ".join("{" + p + "}" for p in BC_PLACEHOLDERS)
+    return (
+        f"Message to {esc(audience)}. Send the text.\n"
+        f"Placeholders: <code>{esc(names)}</code>\n"
+        "{opt_out} adds “Reply STOP to opt out.” Plain letters keep messages cheap (GSM-7); "
+        "₹, emoji or Hindi make them UCS-2 (70 characters a part). (/cancel to stop)"
+    )
+
+
+def bc_again(reason: str, ask: str) -> str:
+    """A refused answer in /broadcast: why (escaped), then what to send."""
+    return f"{esc(reason)}\n{ask}"
+
+
+def bc_preview(audience: str, recipients: int, sendable: int, reasons: dict[str, int],
+               sample: str, encoding: str, per_message: int, total_segments: int) -> str:
+    """The preview above Send / Edit text / Cancel."""
+    why = "; ".join(f"{esc(r)}: {n}" for r, n in sorted(reasons.items()))
+    lines = [
+        f"<b>Broadcast preview</b> · to {esc(audience)}",
+        f"Recipients: {recipients}",
+        f"Will be sent: {sendable}",
+        f"Suppressed: {recipients - sendable}" + (f" ({why})" if why else ""),
+        f"Encoding: {esc(encoding)} · {per_message} SMS part(s) per message · "
+        f"{total_segments} part(s) in all",
+        "Sample, exactly as the first recipient gets it:",
+        f"<blockquote>{esc(sample)}</blockquote>",
+    ]
+    return "\n".join(lines)
+
+
+def _failed(counts: dict[str, int]) -> int:
+    return counts.get("failed", 0) + counts.get("undelivered", 0)
+
+
+def bc_progress(broadcast_id: int, audience: str, state: str, counts: dict[str, int],
+                total: int) -> str:
+    """The progress message, edited in place while the broadcast goes."""
+    c = counts.get
+    lines = [
+        f"📣 <b>Broadcast #{broadcast_id}</b> · {esc(state)}",
+        f"To {esc(audience)} · {total} message(s)",
+        f"Queued {c('queued', 0)} · Sending {c('sending', 0)} · Sent {c('sent', 0)}",
+        f"Delivered {c('delivered', 0)} · Failed {_failed(counts)} · "
+        f"Suppressed {c('suppressed', 0)}",
+    ]
+    if c("canceled", 0):
+        lines.append(f"Canceled {c('canceled', 0)}")
+    return "\n".join(lines)
+
+
+def bc_final(broadcast_id: int, audience: str, canceled: bool, counts: dict[str, int],
+             total: int, failures: list[tuple[str, int, str]]) -> str:
+    """The final report that replaces the progress message."""
+    c = counts.get
+    known = c("delivered", 0) + _failed(counts)
+    rate = ""
+    if known:
+        rate = f" ({100 * c('delivered', 0) / known:.1f}% of those with a final report)"
+    lines = [
+        f"📣 <b>Broadcast #{broadcast_id}</b> · {'canceled' if canceled else 'finished'}",
+        f"To {esc(audience)} · {total} message(s)",
+        f"Delivered: {c('delivered', 0)}{rate}",
+        f"Failed: {c('failed', 0)} · Undelivered: {c('undelivered', 0)}",
+        f"Suppressed (never sent): {c('suppressed', 0)} · Canceled: {c('canceled', 0)}",
+    ]
+    if c("sent", 0):
+        lines.append(f"Sent, no report from the carrier: {c('sent', 0)}")
+    if failures:
+        lines.append("<b>Why messages failed</b>")
+        lines += [f"• {esc(words)}: {n} (code {esc(code)})" for code, n, words in failures]
+    else:
+        lines.append("No message failed.")
+    return "\n".join(lines)
+
+
+def bc_list_line(broadcast_id: int, state: str, at: str, audience: str,
+                 counts: dict[str, int], total: int) -> str:
+    """One broadcast in /broadcasts."""
+    c = counts.get
+    return (
+        f"<b>#{broadcast_id}</b> · {esc(state)} · {esc(at)} · to {esc(audience)}\n"
+        f"   {total} message(s): {c('queued', 0) + c('sending', 0)} waiting, "
+        f"{c('sent', 0)} sent, {c('delivered', 0)} delivered, {_failed(counts)} failed, "
+        f"{c('suppressed', 0)} suppressed, {c('canceled', 0)} canceled"
+    )
+
+
+def bc_cancel_confirm(broadcast_id: int, audience: str, queued: int) -> str:
+    """Are you sure? under the /broadcasts list."""
+    return BC_CANCEL_CONFIRM.format(id=broadcast_id, audience=esc(audience), queued=queued)
+
+
+def bc_canceled(broadcast_id: int, count: int) -> str:
+    """Above the list after a cancel."""
+    return BC_CANCELED.format(id=broadcast_id, count=count)
+
+
+def dlv_period(title: str, total: int, totals: dict[str, int], rate: str | None,
+               by_kind: dict[str, dict[str, int]]) -> str:
+    """One period of /deliveries: totals, rate, then each kind that has messages."""
+    t = totals.get
+    lines = [
+        f"<b>{esc(title)}</b>: {total} message(s)",
+        f"Delivered {t('delivered', 0)} · Failed {t('failed', 0)} · "
+        f"Undelivered {t('undelivered', 0)} · Waiting {t('queued', 0) + t('sending', 0)} · "
+        f"Sent, no report yet {t('sent', 0)} · Suppressed {t('suppressed', 0)} · "
+        f"Canceled {t('canceled', 0)}",
+        f"Delivery rate: {esc(rate)}%" if rate is not None else DLV_NO_RATE,
+    ]
+    for kind, counts in by_kind.items():
+        shown = ", ".join(f"{esc(s)} {n}" for s, n in counts.items() if n)
+        if shown:
+            lines.append(f"  {esc(kind)}: {shown}")
+    return "\n".join(lines)
+
+
+def dlv_errors(errors: list[tuple[str, int, str]]) -> str:
+    """The top error codes of /deliveries, in plain words."""
+    if not errors:
+        return "<b>Errors (7 days)</b>: none."
+    lines = ["<b>Top errors (7 days)</b>"]
+    lines += [f"• {esc(words)}: {n} (code {esc(code)})" for code, n, words in errors]
+    return "\n".join(lines)
+
+
+def remind_queued(number: str, waits_until: str | None) -> str:
+    """After /remind or Remind now: queued, or queued to wait for the allowed hours."""
+    if waits_until is None:
+        return f"🔔 Reminder for loan {esc(number)} queued; it goes out within minutes."
+    return (f"🔔 Reminder for loan {esc(number)} queued; it will go out at {esc(waits_until)} "
+            "(SMS go out only in the allowed hours).")
+
+
+def relay_text(borrower: str, number: str, body: str) -> str:
+    """A borrower's SMS passed on to their agent."""
+    return f"💬 {esc(borrower)} ({esc(number)}): {esc(body or '(empty message)')}"

@@ -1,0 +1,229 @@
+"""SMS commands: /broadcasts (and its Cancel buttons), /deliveries, /remind and Remind now.
+
+The services check who may do what (admins for broadcasts and reports; a loan's holder for
+a reminder); these handlers translate and show.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+from telegram import Update
+from telegram.error import BadRequest
+from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
+
+from bot import keyboards, texts
+from bot.context import Context, answer_button, db, reply, require_staff, settings_of
+from bot.conversations import actions
+from bot.keyboards import CB
+from db import clock
+from db.models import BroadcastState
+from db.services import broadcasts as bc
+from db.services import deliveries
+from db.services.access import Actor
+from db.services.broadcast_progress import audience_words
+from db.services.errors import Conflict, NotFound, ServiceError
+from db.validation import parse_loan_number
+
+log = logging.getLogger(__name__)
+
+LIST_LIMIT = 10
+FIND_LIMIT = 50  # a Cancel button names one of the latest this many broadcasts
+
+
+def handlers() -> list[BaseHandler]:
+    """The SMS commands and their buttons, in the order app.py registers them."""
+    return [
+        CommandHandler("broadcasts", broadcasts_command),
+        CommandHandler("deliveries", deliveries_command),
+        CommandHandler("remind", remind_command),
+        CallbackQueryHandler(remind_button, pattern=keyboards.pattern(CB.LOAN_REMIND)),
+        CallbackQueryHandler(cancel_button, pattern=keyboards.pattern(CB.BC_CANCEL)),
+        CallbackQueryHandler(cancel_yes_button, pattern=keyboards.pattern(CB.BC_CANCEL_YES)),
+        CallbackQueryHandler(list_button, pattern=keyboards.pattern(CB.BC_LIST)),
+    ]
+
+
+# --- /broadcasts ---------------------------------------------------------------------------
+
+
+def _listing(session: Session, *, actor: Actor, limit: int) -> list[tuple]:
+    """(info, progress, audience in words) of the latest broadcasts, newest first."""
+    return [
+        (info, bc.broadcast_progress(session, broadcast_id=info.id),
+         audience_words(session, info.audience))
+        for info in bc.list_broadcasts(session, actor=actor, limit=limit)
+    ]  # fmt: skip
+
+
+def _list_view(rows: list[tuple], tz: ZoneInfo, note: str | None = None):
+    """The /broadcasts text and its Cancel buttons (running broadcasts only)."""
+    if not rows:
+        return texts.BC_LIST_EMPTY, None
+    lines = [note] if note else []
+    lines.append(texts.BC_LIST_TITLE)
+    for info, progress, words in rows:
+        lines.append(texts.bc_list_line(
+            info.id, texts.BC_STATES[info.state.value], texts.local_time(info.created_at, tz),
+            words, progress.counts, progress.total))
+    running = [(info.id, texts.BC_BTN_CANCEL.format(id=info.id))
+               for info, _, _ in rows if info.state is BroadcastState.QUEUED]
+    return "\n".join(lines), keyboards.broadcast_list(running)
+
+
+@require_staff
+async def broadcasts_command(update: Update, context: Context, actor: Actor) -> None:
+    """/broadcasts: the latest broadcasts with their counts; Cancel on running ones."""
+    try:
+        rows = await db(context, _listing, actor=actor, limit=LIST_LIMIT)
+    except ServiceError as err:
+        await reply(update, texts.service_error(err))
+        return
+    text, markup = _list_view(rows, settings_of(context).tz)
+    await reply(update, text, reply_markup=markup)
+
+
+async def _edit_list(update: Update, context: Context, actor: Actor,
+                     note: str | None = None) -> None:
+    rows = await db(context, _listing, actor=actor, limit=LIST_LIMIT)
+    text, markup = _list_view(rows, settings_of(context).tz, note)
+    try:
+        await update.callback_query.edit_message_text(text, reply_markup=markup)
+    except BadRequest as exc:
+        if "not modified" not in exc.message.lower():
+            raise
+
+
+@require_staff
+async def cancel_button(update: Update, context: Context, actor: Actor) -> None:
+    """bc:cancel:<id>: ask to confirm, in place of the list."""
+    ids = keyboards.parse_ids(update.callback_query.data, CB.BC_CANCEL)
+    if ids is None:
+        await answer_button(update, texts.BAD_BUTTON)
+        return
+    try:
+        rows = await db(context, _listing, actor=actor, limit=FIND_LIMIT)
+    except ServiceError as err:
+        await answer_button(update, err.message)
+        return
+    found = next((row for row in rows if row[0].id == ids[0]), None)
+    if found is None or found[0].state is not BroadcastState.QUEUED:
+        await answer_button(update, texts.OLD_BUTTON)
+        await _edit_list(update, context, actor)
+        return
+    info, progress, words = found
+    await update.callback_query.answer()
+    await update.callback_query.edit_message_text(
+        texts.bc_cancel_confirm(info.id, words, progress.counts["queued"]),
+        reply_markup=keyboards.broadcast_cancel(info.id, texts.BC_BTN_CANCEL_YES,
+                                                texts.BC_BTN_BACK),
+    )
+
+
+def _cancel(session: Session, *, actor: Actor, broadcast_id: int) -> int:
+    """Cancel the broadcast; how many of its messages are canceled now."""
+    bc.cancel_broadcast(session, actor=actor, broadcast_id=broadcast_id)
+    return bc.broadcast_progress(session, broadcast_id=broadcast_id).counts["canceled"]
+
+
+@require_staff
+async def cancel_yes_button(update: Update, context: Context, actor: Actor) -> None:
+    """bc:cxl:<id>: cancel the queued messages, then show the list again."""
+    ids = keyboards.parse_ids(update.callback_query.data, CB.BC_CANCEL_YES)
+    if ids is None:
+        await answer_button(update, texts.BAD_BUTTON)
+        return
+    try:
+        count = await db(context, _cancel, actor=actor, broadcast_id=ids[0])
+    except (Conflict, NotFound) as err:  # done or gone meanwhile: show the list as it is
+        await answer_button(update, err.message)
+        await _edit_list(update, context, actor)
+        return
+    except ServiceError as err:
+        await answer_button(update, err.message)
+        return
+    log.info("broadcast %s canceled by staff %s", ids[0], actor.staff_id)
+    await update.callback_query.answer()
+    await _edit_list(update, context, actor, note=texts.bc_canceled(ids[0], count))
+
+
+@require_staff
+async def list_button(update: Update, context: Context, actor: Actor) -> None:
+    """bc:list:0: back to the list (fresh counts)."""
+    if keyboards.parse_fields(update.callback_query.data, CB.BC_LIST, 1) is None:
+        await answer_button(update, texts.BAD_BUTTON)
+        return
+    try:
+        await _edit_list(update, context, actor)
+    except ServiceError as err:
+        await answer_button(update, err.message)
+        return
+    await update.callback_query.answer()
+
+
+# --- /deliveries ---------------------------------------------------------------------------
+
+
+def _period(title: str, period: deliveries.PeriodCounts) -> str:
+    rate = None if period.delivery_rate is None else str(period.delivery_rate)
+    return texts.dlv_period(title, sum(period.totals.values()), period.totals, rate,
+                            period.by_kind)
+
+
+@require_staff
+async def deliveries_command(update: Update, context: Context, actor: Actor) -> None:
+    """/deliveries: the last day and week by status and kind, and the top errors."""
+    try:
+        report = await db(context, deliveries.delivery_report, actor=actor, now=clock.utcnow())
+    except ServiceError as err:
+        await reply(update, texts.service_error(err))
+        return
+    errors = [(e.code, e.count, e.words) for e in report.top_errors]
+    await reply(update, "\n\n".join([
+        texts.DLV_TITLE, _period("Last 24 hours", report.day), _period("Last 7 days", report.week),
+        texts.dlv_errors(errors),
+    ]))
+
+
+# --- /remind and Remind now ---------------------------------------------------------------
+
+
+def _when(moment: datetime, tz: ZoneInfo) -> str:
+    """HH:MM in the agency's zone, with the date when it is not today."""
+    local = moment.astimezone(tz)
+    if local.date() == clock.utcnow().astimezone(tz).date():
+        return local.strftime("%H:%M")
+    return local.strftime("%H:%M on %d %b")
+
+
+async def _remind(update: Update, context: Context, actor: Actor, number: str) -> None:
+    settings = settings_of(context)
+    try:
+        info = await db(context, deliveries.queue_reminder_now, actor=actor, loan_number=number,
+                        today=actions.today_of(context), settings=settings)
+    except ServiceError as err:
+        await actions.say(update, texts.service_error(err))
+        return
+    waits = _when(info.waits_until, settings.tz) if info.waits_until else None
+    await actions.say(update, texts.remind_queued(parse_loan_number(number), waits))
+
+
+@require_staff
+async def remind_command(update: Update, context: Context, actor: Actor) -> None:
+    """/remind <number>: one reminder now, subject to the SMS rules."""
+    number = " ".join(context.args or [])
+    if not number:
+        await reply(update, texts.REMIND_USAGE)
+        return
+    await _remind(update, context, actor, number)
+
+
+@require_staff
+async def remind_button(update: Update, context: Context, actor: Actor) -> None:
+    """ln:rem:<id>:<version> on a card; a stale card is shown afresh instead."""
+    view = await actions.loan_of_button(update, context, actor, CB.LOAN_REMIND)
+    if view is not None:
+        await _remind(update, context, actor, view.loan_number)

@@ -1,0 +1,113 @@
+"""The bot's bookkeeping around SMS: where a broadcast's progress message is, and which loan
+a borrower's relayed SMS is about.
+
+Choices:
+- progress_chat_id / progress_message_id name the admin's Telegram message the bot edits
+  while a broadcast goes. They are cleared once the final report is shown (or the message
+  can no longer be edited), so the bot's job reads only broadcasts it still reports on.
+- No audit row: these columns say where a Telegram message is, not what staff did; the
+  broadcast itself was audited when it was created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from db.models import Broadcast, BroadcastState, InboundMessage
+from db.services.audiences import Audience, AudienceKind
+from db.services.errors import InvalidInput, NotFound
+from db.services.staff import get_staff_by_id
+
+MAX_TELEGRAM_ID = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A broadcast whose progress message the bot still has to edit."""
+
+    broadcast_id: int
+    chat_id: int
+    message_id: int
+    state: BroadcastState
+    audience: str  # in words, an agent by name
+    created_at: datetime
+
+
+def _check_id(value: int, what: str, *, signed: bool = False) -> int:
+    low = -MAX_TELEGRAM_ID if signed else 1
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_TELEGRAM_ID:
+        raise InvalidInput(f"That is not a valid {what}.", code="telegram_id")
+    return value
+
+
+def set_progress_message(
+    session: Session, *, broadcast_id: int, chat_id: int, message_id: int
+) -> None:
+    """Point the broadcast at the Telegram message that shows its progress."""
+    values = {
+        "progress_chat_id": _check_id(chat_id, "chat id", signed=True),
+        "progress_message_id": _check_id(message_id, "message id"),
+    }
+    result = session.execute(
+        update(Broadcast)
+        .where(Broadcast.id == broadcast_id)
+        .values(**values)
+        .execution_options(synchronize_session="fetch")
+    )
+    if not result.rowcount:
+        raise NotFound(f"No broadcast #{broadcast_id}.", code="broadcast_not_found")
+
+
+def clear_progress_message(session: Session, *, broadcast_id: int) -> bool:
+    """Stop tracking the broadcast's progress message; False when nothing was tracked."""
+    result = session.execute(
+        update(Broadcast)
+        .where(Broadcast.id == broadcast_id, Broadcast.progress_message_id.is_not(None))
+        .values(progress_chat_id=None, progress_message_id=None)
+        .execution_options(synchronize_session="fetch")
+    )
+    return bool(result.rowcount)
+
+
+def audience_words(session: Session, audience: Audience) -> str:
+    """Who a broadcast goes to, in words; an agent by name rather than by number."""
+    if audience.kind is AudienceKind.AGENT and audience.agent_id:
+        agent = get_staff_by_id(session, staff_id=audience.agent_id)
+        if agent is not None:
+            return f"borrowers of {agent.name}"
+    return audience.describe()
+
+
+def tracked_broadcasts(
+    session: Session, *, limit: int = 20, broadcast_id: int | None = None
+) -> list[Tracked]:
+    """Broadcasts with a progress message to edit, oldest first (or just broadcast_id)."""
+    if not 1 <= limit <= 200:
+        raise InvalidInput("limit must be between 1 and 200.", code="limit")
+    stmt = select(Broadcast).where(
+        Broadcast.progress_chat_id.is_not(None), Broadcast.progress_message_id.is_not(None)
+    )
+    if broadcast_id is not None:
+        stmt = stmt.where(Broadcast.id == broadcast_id)
+    rows = session.scalars(stmt.order_by(Broadcast.id).limit(limit))
+    return [
+        Tracked(b.id, b.progress_chat_id, b.progress_message_id, BroadcastState(b.state),
+                audience_words(session, Audience.from_json(b.audience)), b.created_at)
+        for b in rows
+    ]  # fmt: skip
+
+
+def inbound_loan_ids(session: Session, *, inbound_ids: list[int]) -> dict[int, int]:
+    """inbound message id -> the loan it is stored on (for the relay's card button)."""
+    if not inbound_ids:
+        return {}
+    rows = session.execute(
+        select(InboundMessage.id, InboundMessage.loan_id).where(
+            InboundMessage.id.in_(inbound_ids), InboundMessage.loan_id.is_not(None)
+        )
+    )
+    return {inbound_id: loan_id for inbound_id, loan_id in rows}
