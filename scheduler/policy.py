@@ -16,10 +16,8 @@ the frequency cap, and never after STOP"):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -27,6 +25,8 @@ from sqlalchemy.orm import Session
 from db.config import Settings
 from db.models import Borrower, Message, MessageKind, MessageStatus, Suppression
 from db.services.outbox import MessageInfo
+from db.sms_window import next_window, zone
+from db.sms_window import window_start as window_start  # scheduler.jobs imports it here
 
 # Statuses that mean "this reminder reached, or is reaching, the borrower".
 _COUNTED = (MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.DELIVERED)
@@ -46,30 +46,6 @@ class Decision:
 
 
 SEND = Decision(DecisionKind.SEND)
-
-
-@lru_cache(maxsize=512)
-def zone(name: str | None, default: str) -> ZoneInfo:
-    """The borrower's zone, or the agency's when unset or unknown."""
-    try:
-        return ZoneInfo(name) if name else ZoneInfo(default)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(default)
-
-
-def window_start(day: date, tz: ZoneInfo, start: time) -> datetime:
-    """When the allowed hours open on day in zone tz, as a UTC-comparable datetime."""
-    return datetime.combine(day, start, tzinfo=tz)
-
-
-def next_window(now: datetime, tz: ZoneInfo, window: tuple[time, time]) -> datetime | None:
-    """None when now is inside the allowed hours in tz, else when they next open."""
-    start, end = window
-    local = now.astimezone(tz)
-    if start <= local.time() < end:
-        return None
-    day = local.date() if local.time() < start else local.date() + timedelta(days=1)
-    return window_start(day, tz, start)
 
 
 def _borrower(session: Session, message: MessageInfo) -> Borrower | None:

@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session
 
 from db.models import AuditEvent, Role, Staff
 from db.services.access import Actor, require_role
-from db.services.errors import InvalidInput, NotFound
-from db.validation import name_key
+from db.services.staff import pick_staff, staff_query
 
 MAX_LIMIT = 100
 
@@ -67,24 +66,7 @@ def recent_audit(
 def find_audited_staff(session: Session, *, actor: Actor, text: str) -> StaffRef:
     """Any staff member, in any state (the log outlives them): by id, @username or name start."""
     require_role(actor, Role.ADMIN, "read the audit log")
-    query = " ".join((text or "").split())
-    if not query or len(query) > 120:
-        raise InvalidInput("Name a staff member: a number, @username or name.",
-                           code="staff_query")
+    query = staff_query(text)
     everyone = list(session.scalars(select(Staff).order_by(Staff.id)))
-    if query.isascii() and query.isdigit():
-        matches = [s for s in everyone if s.id == int(query)]
-    elif query.startswith("@"):
-        handle = query[1:].casefold()
-        matches = [s for s in everyone if s.username and s.username.casefold() == handle]
-    else:
-        key = name_key(query)
-        exact = [s for s in everyone if name_key(s.name) == key]
-        matches = exact or [s for s in everyone if name_key(s.name).startswith(key)]
-    if not matches:
-        raise NotFound(f"No staff member matches {query}.", code="staff_not_found")
-    if len(matches) > 1:
-        names = ", ".join(f"{s.name} ({s.id})" for s in matches[:5])
-        raise InvalidInput(f"{query} matches several staff: {names}. Use the number.",
-                           code="staff_ambiguous")
-    return StaffRef(id=matches[0].id, name=matches[0].name)
+    found = pick_staff(everyone, query, missing=f"No staff member matches {query}.")
+    return StaffRef(id=found.id, name=found.name)

@@ -7,10 +7,8 @@ known count; SENT ones still waiting for the carrier's report are shown apart (p
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
@@ -32,31 +30,13 @@ from db.services.access import Actor, require_role
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import Conflict
 from db.services.ledger import ZERO
-from db.services.loan_queries import load_loan
+from db.services.loan_lookup import load_loan
 from db.services.outbox import MessageInfo, queue_message
+from db.sms_window import next_window_open, zone
 
 FAILED = (S.FAILED, S.UNDELIVERED)
 TOP_ERRORS = 5
 MANUAL_RULE = "manual"
-
-
-@lru_cache(maxsize=512)
-def zone(name: str | None, default: str) -> ZoneInfo:
-    """The borrower's zone, or the agency's when unset or unknown."""
-    try:
-        return ZoneInfo(name) if name else ZoneInfo(default)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(default)
-
-
-def next_window_open(now: datetime, tz: ZoneInfo, window: tuple[time, time]) -> datetime | None:
-    """None when now is inside the allowed hours in tz, else when they next open (UTC)."""
-    start, end = window
-    local = now.astimezone(tz)
-    if start <= local.time() < end:
-        return None
-    day = local.date() if local.time() < start else local.date() + timedelta(days=1)
-    return datetime.combine(day, start, tzinfo=tz).astimezone(UTC)
 
 
 # --- failures by code ---------------------------------------------------------------------

@@ -1,39 +1,35 @@
-"""Staff: invites, access requests, approvals, roles and states, lookups.
+"""Staff: access requests, approvals, roles and states, lookups.
 
-Logging in and sessions live in db.services.sessions and are re-exported here, so callers
-import everything staff-related from this module. Read that module's docstring for how
-adapters must commit failed logins.
+Invites live in db.services.invites, logging in and sessions in db.services.sessions; both
+are re-exported here, so callers import everything staff-related from this module. Read
+sessions' docstring for how adapters must commit failed logins.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db import clock
-from db.models import Invite, Role, Staff, StaffState
-from db.security import MAX_CODE, check_password_rules, hash_code, hash_password, new_invite_code
+from db.models import Role, Staff, StaffState
 from db.services.access import Actor, require_role
 from db.services.audit import AuditAction, audit
-from db.services.errors import AccessDenied, AuthError, Conflict, InvalidInput, NotFound
+from db.services.errors import AccessDenied, Conflict, InvalidInput, NotFound
+from db.services.invites import MAX_INVITE_HOURS as MAX_INVITE_HOURS
+from db.services.invites import InviteCode, check_invite, create_invite, redeem_invite, upsert_staff
+from db.services.invites import _claim as _claim  # tests drive the single-use UPDATE here
 from db.services.sessions import (
     LoginResult,
     StaffInfo,
-    as_actor,
     current_actor,
     end_sessions,
     load_staff,
     login,
     logout,
-    open_session,
     set_password,
     staff_info,
 )
+from db.services.sessions import as_actor as as_actor
+from db.services.sessions import open_session as open_session
 from db.validation import name_key
 
 __all__ = [
@@ -42,143 +38,6 @@ __all__ = [
     "get_staff_by_id", "list_requests", "list_staff", "login", "logout", "redeem_invite",
     "request_access", "set_password", "set_state",
 ]
-
-MAX_INVITE_HOURS = 24 * 30
-_CODE = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-@dataclass(frozen=True)
-class InviteCode:
-    """A new invite; code is shown once and never stored."""
-
-    invite_id: int
-    code: str
-    role: Role
-    expires_at: datetime
-
-
-def create_invite(
-    session: Session, *, actor: Actor | None, role: Role, valid_hours: int = 72
-) -> InviteCode:
-    """A single-use invite for role; actor None is the command line (a trusted operator)."""
-    if actor is not None:
-        require_role(actor, Role.ADMIN, "invite staff")
-    if not 1 <= valid_hours <= MAX_INVITE_HOURS:
-        raise InvalidInput(
-            f"An invite can be valid for 1 to {MAX_INVITE_HOURS} hours.", code="invite_hours"
-        )
-    code = new_invite_code()
-    expires_at = clock.utcnow() + timedelta(hours=valid_hours)
-    row = Invite(code_hash=hash_code(code), role=role, expires_at=expires_at,
-                 created_by_id=actor.staff_id if actor else None)
-    session.add(row)
-    session.flush()
-    audit(session, actor=actor, action=AuditAction.INVITE_CREATED, target_type="invite",
-          target_id=row.id, details={"role": role.value, "expires_at": expires_at})
-    session.flush()
-    return InviteCode(invite_id=row.id, code=code, role=role, expires_at=expires_at)
-
-
-def _find_invite(session: Session, code: str) -> Invite:
-    code = (code or "").strip()
-    row = None
-    if 0 < len(code) <= MAX_CODE and _CODE.fullmatch(code):
-        row = session.scalars(select(Invite).where(Invite.code_hash == hash_code(code))).first()
-    if row is None:
-        raise AuthError("That invite code is not valid.", code="invite_invalid")
-    if row.used_at is not None:
-        raise AuthError("That invite code has already been used.", code="invite_used")
-    if row.expires_at <= clock.utcnow():
-        raise AuthError("That invite code has expired; ask for a new one.",
-                        code="invite_expired")
-    return row
-
-
-def check_invite(session: Session, *, code: str) -> Role:
-    """The role an invite code would give; AuthError invite_invalid/used/expired otherwise."""
-    return _find_invite(session, code).role
-
-
-def redeem_invite(
-    session: Session, *, code: str, telegram_user_id: int, chat_id: int | None, name: str,
-    username: str | None, password: str,
-) -> LoginResult:
-    """Make the Telegram user active staff with the invite's role and password; log them in.
-
-    A refused code is audited and raised with commit=True (see db.services.sessions).
-    """
-    check_password_rules(password)
-    try:
-        invite = _find_invite(session, code)
-    except AuthError as err:
-        audit(session, actor=None, action=AuditAction.INVITE_REFUSED, target_type="invite",
-              telegram_user_id=telegram_user_id, details={"reason": err.code})
-        session.flush()
-        err.params["commit"] = True
-        raise
-    staff = load_staff(session, telegram_user_id, lock=True)
-    if staff is not None and staff.state == StaffState.ACTIVE:
-        raise Conflict("You are already staff here; log in instead.", code="already_staff")
-    if staff is not None and staff.state == StaffState.DISABLED:
-        raise AccessDenied("Your account is disabled; an admin must enable it.",
-                           code="disabled")
-    _claim(session, invite)
-    staff = _upsert_staff(session, staff, telegram_user_id, chat_id, name, username)
-    staff.role, staff.state = invite.role, StaffState.ACTIVE
-    staff.password_hash = hash_password(password)
-    staff.decided_by_id = invite.created_by_id
-    session.flush()
-    invite.used_by_id = staff.id
-    result = open_session(session, staff)
-    audit(session, actor=as_actor(staff), action=AuditAction.INVITE_REDEEMED,
-          target_type="invite", target_id=invite.id, telegram_user_id=telegram_user_id,
-          details={"role": invite.role.value})
-    session.flush()
-    return result
-
-
-def _claim(session: Session, invite: Invite) -> None:
-    # The conditional UPDATE is the single-use guarantee: of two concurrent redeems only
-    # one sees used_at still NULL (PostgreSQL re-checks the row after the other commits).
-    now = clock.utcnow()
-    result = session.execute(
-        update(Invite)
-        .where(Invite.id == invite.id, Invite.used_at.is_(None), Invite.expires_at > now)
-        .values(used_at=now)
-        .execution_options(synchronize_session="fetch")
-    )
-    if result.rowcount != 1:
-        raise AuthError("That invite code has already been used.", code="invite_used")
-
-
-def _display_name(name: str | None, username: str | None, telegram_user_id: int) -> str:
-    # Telegram names are profile data, not typed answers: tidy them rather than refuse.
-    text = " ".join("".join(
-        ch for ch in (name or "") if unicodedata.category(ch) not in ("Cc", "Cf", "Co", "Cs")
-    ).split())[:120].strip()
-    if len(text) >= 2 and any(ch.isalpha() for ch in text):
-        return text
-    return f"@{username}" if username else f"User {telegram_user_id}"
-
-
-def _clean_username(username: str | None) -> str | None:
-    text = (username or "").strip().lstrip("@")
-    return text[:64] if text and re.fullmatch(r"\w+", text) else None
-
-
-def _upsert_staff(
-    session: Session, staff: Staff | None, telegram_user_id: int, chat_id: int | None,
-    name: str | None, username: str | None,
-) -> Staff:
-    username = _clean_username(username)
-    if staff is None:
-        staff = Staff(telegram_user_id=telegram_user_id, role=Role.AGENT,
-                      state=StaffState.PENDING, failed_logins=0)
-        session.add(staff)
-    staff.name = _display_name(name, username, telegram_user_id)
-    staff.username = username
-    staff.telegram_chat_id = chat_id if chat_id is not None else staff.telegram_chat_id
-    return staff
 
 
 def request_access(
@@ -195,7 +54,7 @@ def request_access(
             code=f"request_{staff.state.value}",
         )
     created = staff is None
-    staff = _upsert_staff(session, staff, telegram_user_id, chat_id, name, username)
+    staff = upsert_staff(session, staff, telegram_user_id, chat_id, name, username)
     session.flush()
     if created:
         audit(session, actor=None, action=AuditAction.ACCESS_REQUESTED, target_type="staff",
@@ -284,13 +143,19 @@ def _keep_an_admin(session: Session, staff: Staff, what: str) -> None:
                        code="last_admin")
 
 
-def set_state(session: Session, *, actor: Actor, staff_id: int, enabled: bool) -> StaffInfo:
-    """Enable or disable a staff member; disabling ends their sessions."""
-    require_role(actor, Role.ADMIN, "enable or disable staff")
+def _decided(session: Session, staff_id: int) -> Staff:
+    """The staff row, locked; refused unless their access request was decided."""
     staff = _target(session, staff_id)
     if staff.state not in (StaffState.ACTIVE, StaffState.DISABLED):
         raise Conflict(f"{staff.name} has no decided account; decide the request instead.",
                        code="not_decided")
+    return staff
+
+
+def set_state(session: Session, *, actor: Actor, staff_id: int, enabled: bool) -> StaffInfo:
+    """Enable or disable a staff member; disabling ends their sessions."""
+    require_role(actor, Role.ADMIN, "enable or disable staff")
+    staff = _decided(session, staff_id)
     if not enabled and staff.id == actor.staff_id:
         raise Conflict("You cannot disable yourself.", code="self")
     wanted = StaffState.ACTIVE if enabled else StaffState.DISABLED
@@ -309,10 +174,7 @@ def set_state(session: Session, *, actor: Actor, staff_id: int, enabled: bool) -
 def change_role(session: Session, *, actor: Actor, staff_id: int, role: Role) -> StaffInfo:
     """Give a decided staff member another role; the last active admin keeps theirs."""
     require_role(actor, Role.ADMIN, "change roles")
-    staff = _target(session, staff_id)
-    if staff.state not in (StaffState.ACTIVE, StaffState.DISABLED):
-        raise Conflict(f"{staff.name} has no decided account; decide the request instead.",
-                       code="not_decided")
+    staff = _decided(session, staff_id)
     if staff.role == role:
         return staff_info(staff)
     if role != Role.ADMIN:
@@ -327,21 +189,32 @@ def change_role(session: Session, *, actor: Actor, staff_id: int, role: Role) ->
 def find_staff(session: Session, *, actor: Actor, text: str) -> StaffInfo:
     """An active staff member by id, @username, or the start of their name (any case)."""
     require_role(actor, Role.MANAGER, "look up staff")
+    query = staff_query(text)
+    active = list(session.scalars(
+        select(Staff).where(Staff.state == StaffState.ACTIVE).order_by(Staff.id)
+    ))
+    return staff_info(pick_staff(active, query, missing=f"No active staff member matches {query}."))
+
+
+def staff_query(text: str) -> str:
+    """Lookup text with its spaces folded; InvalidInput when empty or too long."""
     query = " ".join((text or "").split())
     if not query or len(query) > 120:
         raise InvalidInput("Name a staff member: a number, @username or name.",
                            code="staff_query")
-    active = list(session.scalars(
-        select(Staff).where(Staff.state == StaffState.ACTIVE).order_by(Staff.id)
-    ))
-    matches = _match_staff(active, query)
+    return query
+
+
+def pick_staff(candidates: list[Staff], query: str, *, missing: str) -> Staff:
+    """The one candidate query names; NotFound with missing, or InvalidInput when several."""
+    matches = _match_staff(candidates, query)
     if not matches:
-        raise NotFound(f"No active staff member matches {query}.", code="staff_not_found")
+        raise NotFound(missing, code="staff_not_found")
     if len(matches) > 1:
         names = ", ".join(f"{s.name} ({s.id})" for s in matches[:5])
         raise InvalidInput(f"{query} matches several staff: {names}. Use the number.",
                            code="staff_ambiguous")
-    return staff_info(matches[0])
+    return matches[0]
 
 
 def _match_staff(active: list[Staff], query: str) -> list[Staff]:

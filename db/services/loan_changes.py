@@ -1,0 +1,251 @@
+"""Changing a loan: edit a field, reassign, close, write off, delete; each with history rows."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db import clock
+from db.models import Borrower, Loan, LoanEventKind, LoanState, Payment, Role
+from db.money import format_money
+from db.services import ledger
+from db.services.access import Actor, require_role
+from db.services.audit import AuditAction, audit, loan_event
+from db.services.errors import Conflict, InvalidInput
+from db.services.loan_lookup import load_loan
+from db.services.loan_terms import DEFAULT_MAX_AMOUNT, active_holder, checked_schedule
+from db.services.views import LoanView, loan_view
+from db.validation import clean_name, clean_text, name_key, parse_amount, parse_date, parse_phone
+
+log = logging.getLogger(__name__)
+
+
+class EditableField(StrEnum):
+    BORROWER_NAME = "borrower_name"
+    BORROWER_PHONE = "borrower_phone"
+    BORROWER_ADDRESS = "borrower_address"
+    NEXT_DUE_DATE = "next_due_date"
+    PRINCIPAL = "principal"
+
+
+@dataclass(frozen=True)
+class EditResult:
+    loan: LoanView
+    field: EditableField
+    before: str
+    after: str
+
+
+def _changeable(
+    session: Session, actor: Actor, loan_number: str, expected_version: int | None
+) -> Loan:
+    """The loan locked for a change; refused when stale, closed or written off."""
+    loan = load_loan(session, actor, loan_number, lock=True)
+    if expected_version is not None and expected_version != loan.version:
+        raise Conflict(
+            "This loan changed since you opened it; here is the current card.", code="stale",
+            version=loan.version,
+        )
+    if loan.state is not LoanState.ACTIVE:
+        raise Conflict(
+            f"Loan {loan.loan_number} is {loan.state.value.replace('_', ' ')}; "
+            "it cannot be changed.",
+            code="loan_inactive", state=loan.state,
+        )
+    return loan
+
+
+def _parse(field: EditableField, value: str, *, today: date, region: str,
+           max_amount: Decimal) -> object:
+    """value read the way field needs it (InvalidInput with the field's own reason)."""
+    if field is EditableField.BORROWER_NAME:
+        return clean_name(value)
+    if field is EditableField.BORROWER_PHONE:
+        return parse_phone(value, region=region)
+    if field is EditableField.BORROWER_ADDRESS:
+        return clean_text(value, field="address", max_len=300, required=False)
+    if field is EditableField.NEXT_DUE_DATE:
+        return parse_date(value, today=today, future=True)
+    return parse_amount(value, max_amount=max_amount)
+
+
+def _current(loan: Loan, field: EditableField) -> object:
+    b = loan.borrower
+    return {
+        EditableField.BORROWER_NAME: b.name,
+        EditableField.BORROWER_PHONE: b.phone,
+        EditableField.BORROWER_ADDRESS: b.address,
+        EditableField.NEXT_DUE_DATE: loan.next_due_date,
+        EditableField.PRINCIPAL: loan.principal,
+    }[field]
+
+
+def _set_phone(session: Session, borrower: Borrower, phone: str) -> None:
+    taken = session.scalar(
+        select(Borrower.id).where(Borrower.phone == phone, Borrower.id != borrower.id)
+    )
+    if taken is None:
+        borrower.phone = phone
+        try:
+            with session.begin_nested():
+                session.flush()
+            return
+        except IntegrityError:
+            pass  # taken a moment ago by another transaction
+    raise Conflict(f"Another borrower already has the phone {phone}.", code="phone_taken")
+
+
+def _move_due_dates(loan: Loan, new: date) -> None:
+    if loan.next_due_date is None:
+        raise Conflict("Nothing is due on this loan.", code="nothing_due")
+    shift = new - loan.next_due_date
+    for inst in loan.installments:
+        if not ledger.is_settled(inst):
+            inst.due_date += shift
+
+
+def _set_principal(session: Session, loan: Loan, amount: Decimal) -> None:
+    paid = session.scalar(select(func.count(Payment.id)).where(Payment.loan_id == loan.id))
+    if loan.amount_paid > 0 or paid:
+        raise Conflict(
+            "The amount can only be changed before any payment is recorded.", code="has_payments"
+        )
+    schedule = checked_schedule({
+        "principal": amount, "count": loan.installments_count, "frequency": loan.frequency,
+        "first_due": loan.first_due_date, "method": loan.interest_method,
+        "annual_rate": loan.interest_rate,
+    })
+    loan.principal = amount
+    # Same count: each installment keeps its row, its (maybe moved) date and any late fee.
+    for inst, new in zip(loan.installments, schedule, strict=True):
+        inst.principal_due, inst.interest_due = new.principal, new.interest
+
+
+def _apply(session: Session, loan: Loan, field: EditableField, new) -> None:
+    borrower = loan.borrower
+    if field is EditableField.BORROWER_NAME:
+        borrower.name, borrower.name_key = new, name_key(new)
+    elif field is EditableField.BORROWER_ADDRESS:
+        borrower.address = new
+    elif field is EditableField.BORROWER_PHONE:
+        _set_phone(session, borrower, new)
+    elif field is EditableField.NEXT_DUE_DATE:
+        _move_due_dates(loan, new)
+    else:
+        _set_principal(session, loan, new)
+
+
+def edit_loan(
+    session: Session, *, actor: Actor, loan_number: str, field: EditableField, value: str,
+    expected_version: int | None, today: date, region: str = "IN",
+    max_amount: Decimal = DEFAULT_MAX_AMOUNT,
+) -> EditResult:
+    """Change one field of an active loan (or its borrower), with its history rows."""
+    field = EditableField(field)
+    loan = _changeable(session, actor, loan_number, expected_version)
+    new = _parse(field, value, today=today, region=region, max_amount=max_amount)
+    old = _current(loan, field)
+    if new == old:
+        raise InvalidInput("That is the same as before: nothing to change.", code="unchanged")
+    _apply(session, loan, field, new)
+    ledger.refresh(loan)
+    ledger.touch(loan, actor)
+    before, after = ("" if v is None else str(v) for v in (old, _current(loan, field)))
+    _record(session, actor, loan, LoanEventKind.EDITED, AuditAction.LOAN_EDITED,
+            before={field.value: before}, after={field.value: after})
+    return EditResult(loan_view(session, loan, today=today), field, before, after)
+
+
+def reassign_loan(
+    session: Session, *, actor: Actor, loan_number: str, agent_id: int, today: date
+) -> LoanView:
+    """Give a loan to another active agent or manager (managers and admins only)."""
+    require_role(actor, Role.MANAGER, "reassign loans")
+    loan = load_loan(session, actor, loan_number, lock=True)
+    target = active_holder(session, agent_id)
+    if loan.agent_id == target.id:
+        raise InvalidInput(f"Loan {loan.loan_number} is already with {target.name}.",
+                           code="unchanged")
+    before = {"agent_id": loan.agent_id}
+    loan.agent_id = target.id
+    ledger.touch(loan, actor)
+    _record(session, actor, loan, LoanEventKind.REASSIGNED, AuditAction.LOAN_REASSIGNED,
+            before=before, after={"agent_id": target.id, "agent": target.name})
+    return loan_view(session, loan, today=today)
+
+
+def close_loan(
+    session: Session, *, actor: Actor, loan_number: str, expected_version: int | None,
+    today: date, currency: str = "INR",
+) -> LoanView:
+    """Close a fully paid loan by hand (payments close loans they settle themselves)."""
+    loan = _changeable(session, actor, loan_number, expected_version)
+    if loan.outstanding != 0:
+        owed = format_money(loan.outstanding, currency)
+        raise Conflict(f"Loan {loan.loan_number} still has {owed} to pay; it cannot be closed.",
+                       code="not_paid", outstanding=loan.outstanding)
+    loan.state, loan.closed_at = LoanState.CLOSED, clock.utcnow()
+    ledger.touch(loan, actor)
+    _record(session, actor, loan, LoanEventKind.CLOSED, AuditAction.LOAN_CLOSED,
+            before={"state": LoanState.ACTIVE}, after={"state": LoanState.CLOSED})
+    return loan_view(session, loan, today=today)
+
+
+def write_off_loan(
+    session: Session, *, actor: Actor, loan_number: str, reason: str,
+    expected_version: int | None, today: date,
+) -> LoanView:
+    """Write off an active loan that will not be repaid (managers and admins, with a reason)."""
+    require_role(actor, Role.MANAGER, "write off loans")
+    why = clean_text(reason, field="reason", max_len=300)
+    if why is None or len(why) < 3:
+        raise InvalidInput("Give a reason of at least 3 characters.", code="reason_short")
+    loan = _changeable(session, actor, loan_number, expected_version)
+    loan.state, loan.state_reason = LoanState.WRITTEN_OFF, why
+    ledger.touch(loan, actor)
+    _record(session, actor, loan, LoanEventKind.WRITTEN_OFF, AuditAction.LOAN_WRITTEN_OFF,
+            before={"state": LoanState.ACTIVE, "outstanding": loan.outstanding},
+            after={"state": LoanState.WRITTEN_OFF}, note=why)
+    return loan_view(session, loan, today=today)
+
+
+def delete_loan(session: Session, *, actor: Actor, loan_number: str, force: bool = False) -> str:
+    """Delete a loan and everything hanging off it (admins only); the audit row remains."""
+    require_role(actor, Role.ADMIN, "delete loans")
+    loan = load_loan(session, actor, loan_number, lock=True)
+    payments = session.scalar(select(func.count(Payment.id)).where(Payment.loan_id == loan.id))
+    if payments and not force:
+        raise Conflict(
+            f"Loan {loan.loan_number} has {payments} payments; close it instead, "
+            "or delete with force.",
+            code="has_payments", payments=payments,
+        )
+    number = loan.loan_number
+    audit(session, actor=actor, action=AuditAction.LOAN_DELETED, target_type="loan",
+          target_id=loan.id, details={
+              "loan_number": number, "borrower": loan.borrower.name,
+              "borrower_phone": loan.borrower.phone, "principal": loan.principal,
+              "payments": payments, "forced": force,
+          })
+    session.delete(loan)
+    session.flush()
+    log.info("loan %s deleted by staff %s", number, actor.staff_id)
+    return number
+
+
+def _record(session: Session, actor: Actor, loan: Loan, kind: LoanEventKind,
+            action: AuditAction, *, before: dict, after: dict, note: str | None = None) -> None:
+    """The loan_event and audit rows of one change, flushed with it."""
+    loan_event(session, loan_id=loan.id, actor=actor, kind=kind, before=before, after=after,
+               note=note)
+    was = {f"{key}_before": value for key, value in before.items()}
+    audit(session, actor=actor, action=action, target_type="loan", target_id=loan.id,
+          details={"loan_number": loan.loan_number, **was, **after, "note": note})
+    session.flush()
