@@ -222,17 +222,17 @@ class Invite(Base):
 class Borrower(Base):
     __tablename__ = "borrower"
     __table_args__ = (
-        # Case-insensitive prefix search on names: name_key is the casefolded name.
-        Index(
-            "ix_borrower_name_key",
-            "name_key",
-            postgresql_ops={"name_key": "text_pattern_ops"},
-        ),
+        # Case-insensitive prefix search on names: name_key is the casefolded name, in the
+        # "C" collation on PostgreSQL so one btree serves both LIKE 'prefix%' and the
+        # ORDER BY name_key, id of the results (SQLite compares bytes anyway).
+        Index("ix_borrower_name_key_id", "name_key", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(120))
-    name_key: Mapped[str] = mapped_column(String(120))
+    name_key: Mapped[str] = mapped_column(
+        String(120).with_variant(String(120, collation="C"), "postgresql")
+    )
     phone: Mapped[str] = mapped_column(String(20), unique=True)
     address: Mapped[str | None] = mapped_column(String(300))
     timezone: Mapped[str | None] = mapped_column(String(64))
