@@ -19,7 +19,7 @@ async def test_invite_needs_a_role_and_an_admin(settings, committed):
         assert (await h.say(admin, "/invite"))["text"] == texts.INVITE_USAGE
         assert (await h.say(admin, "/invite boss"))["text"] == texts.INVITE_USAGE
         refused = await h.say(agent, "/invite agent")
-        assert refused["text"] == "Only a admin or above may invite staff."
+        assert refused["text"] == "Only admins may invite staff."
         made = await h.say(admin, "/invite MANAGER")
         assert "new manager" in made["text"] and "t.me/vasooli_test_bot?start=" in made["text"]
 
@@ -93,7 +93,7 @@ async def test_forged_buttons_are_ignored(settings, committed):
             assert answer["text"] == texts.BAD_BUTTON, forged
         assert (await h.press(admin, listing, "zzz:1", force=True))["text"] == texts.OLD_BUTTON
         answer = await h.press(agent, 1, data(CB.STAFF_DISABLE, admin.staff_id), force=True)
-        assert answer["text"] == "Only a admin or above may enable or disable staff."
+        assert answer["text"] == "Only admins may enable or disable staff."
         info = h.db(staff_service.get_staff, telegram_user_id=admin.user_id)
         assert info.state == StaffState.ACTIVE
 

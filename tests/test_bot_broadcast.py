@@ -211,7 +211,7 @@ async def test_audience_steps_empty_audience_and_refusals(settings, committed):
         _loan(h, agent, days_late=45, tag=tag)
 
         refused = await h.say(agent, "/broadcast")
-        assert refused["text"] == "Only a admin or above may broadcast."
+        assert refused["text"] == "Only admins may broadcast."
         await h.silence(agent, 0.3)
 
         ask = await h.say(admin, "/broadcast")
@@ -260,9 +260,9 @@ async def test_cancel_from_broadcasts_list(settings, committed):
                     settings=h.settings)
 
         assert (await h.say(agent, "/broadcasts"))["text"] == (
-            "Only a admin or above may list broadcasts.")
+            "Only admins may list broadcasts.")
         forged = await h.press(agent, 1, data(CB.BC_CANCEL_YES, info.id), force=True)
-        assert forged["text"] == "Only a admin or above may cancel a broadcast."
+        assert forged["text"] == "Only admins may cancel a broadcast."
         await h.silence(agent, 0.3)
 
         listing = await h.say(admin, "/broadcasts")

@@ -136,13 +136,13 @@ async def test_agent_has_no_write_off_or_reassign_and_forged_ones_are_refused(se
         labels = " ".join(b["text"] for b in card["buttons"])
         assert "Write off" not in labels and "Reassign" not in labels and "Delete" not in labels
         answer = await h.press(agent, card, data(CB.LOAN_WRITE_OFF, loan.id, 1), force=True)
-        assert answer["text"] == "Only a manager or above may write off loans."
+        assert answer["text"] == "Only managers and admins may write off loans."
         answer = await h.press(agent, card, data(CB.LOAN_ASSIGN, loan.id, 1), force=True)
-        assert answer["text"] == "Only a manager or above may reassign loans."
+        assert answer["text"] == "Only managers and admins may reassign loans."
         answer = await h.press(agent, card, data(CB.LOAN_DELETE, loan.id, 1), force=True)
         assert answer["text"].startswith("Only a") and "delete loans" in answer["text"]
         assert (await h.say(agent, f"/assign {loan.number} {agent.name}"))["text"] == (
-            "Only a manager or above may look up staff.")
+            "Only managers and admins may look up staff.")
         await h.silence(agent, 0.3)
         assert h.db(lambda s: s.get(Loan, loan.id).state) == LoanState.ACTIVE
 

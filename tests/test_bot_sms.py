@@ -180,7 +180,7 @@ async def test_deliveries_counts_rate_and_errors_in_words(settings, committed):
             (R, S.QUEUED, None, 0), (B, S.DELIVERED, None, 3), (B, S.SENT, None, 10),
         ])  # fmt: skip
         assert (await h.say(agent, "/deliveries"))["text"] == (
-            "Only a admin or above may read delivery reports.")
+            "Only admins may read delivery reports.")
 
         reply = await h.say(admin, "/deliveries")
         report = h.db(deliveries.delivery_report, now=clock.utcnow(),

@@ -37,7 +37,8 @@ class Actor:
 def require_role(actor: Actor, role: Role, what: str) -> None:
     """Refuse unless actor has at least role."""
     if not actor.at_least(role):
-        raise AccessDenied(f"Only a {role.value} or above may {what}.", code="role", role=role)
+        who = "admins" if role is Role.ADMIN else f"{role.value}s and admins"
+        raise AccessDenied(f"Only {who} may {what}.", code="role", role=role)
 
 
 def scope_loans(stmt: Select, actor: Actor) -> Select:
