@@ -45,10 +45,11 @@ from db.models import (
     StaffState,
 )
 from db.money import build_schedule, q
+from db.services.audit import AuditAction
 from db.validation import name_key
 
 CHUNK = 5_000
-SEED_ACTION = "seed"
+SEED_ACTION = AuditAction.SEED.value
 STAFF_TELEGRAM_BASE = 900_000_000
 ZERO = Decimal("0")
 _OTHER_ZONES = ("Asia/Dubai", "Asia/Singapore", "Europe/London", "America/New_York")

@@ -271,3 +271,18 @@ def test_missing_sid_and_bad_limit_are_refused(session: Session) -> None:
                        agency_name=AGENCY, agency_phone=None, currency="INR", today=TODAY)
     with pytest.raises(InvalidInput):
         pending_relays(session, limit=0)
+
+
+def test_stop_and_start_each_write_one_audit_row(session: Session, agent, borrower) -> None:
+    from db.models import AuditEvent
+    from db.services.audit import AuditAction
+
+    def audits(action: AuditAction) -> int:
+        return session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == action.value, AuditEvent.target_id == str(borrower.id)))
+
+    _sms(session, borrower.phone, "STOP")
+    _sms(session, borrower.phone, "STOP")  # already out: nothing changes, nothing audited
+    assert audits(AuditAction.BORROWER_OPTED_OUT) == 1
+    _sms(session, borrower.phone, "START")
+    assert audits(AuditAction.BORROWER_OPTED_IN) == 1

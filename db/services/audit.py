@@ -39,6 +39,10 @@ class AuditAction(StrEnum):
     REMINDER_REQUESTED = "reminder_requested"
     BROADCAST_CREATED = "broadcast_created"
     BROADCAST_CANCELED = "broadcast_canceled"
+    # Not staff actions, but changes all the same: a borrower's SMS, the sample-data seeder.
+    BORROWER_OPTED_OUT = "borrower_opted_out"
+    BORROWER_OPTED_IN = "borrower_opted_in"
+    SEED = "seed"
 
 
 def _jsonable(data: dict[str, Any] | None) -> dict[str, Any] | None:

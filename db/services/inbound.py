@@ -39,7 +39,7 @@ from db.models import (
     StaffState,
 )
 from db.services import outbox
-from db.services.audit import loan_event
+from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import InvalidInput
 from db.sms_text import sms_amount
 
@@ -183,17 +183,30 @@ def _opt_in(session: Session, borrower: Borrower) -> bool:
     return result.rowcount > 0
 
 
+def _audit_opt(session: Session, borrower: Borrower, action: AuditAction) -> None:
+    """The audit row of a borrower's own STOP / START (no staff member acted)."""
+    audit(session, actor=None, action=action, target_type="borrower", target_id=borrower.id,
+          details={"via": "sms"})
+
+
 def _act(session: Session, keyword: Keyword | None, borrower: Borrower | None, phone: str,
          agency: _Agency) -> tuple[str | None, dict[str, object]]:
     """Do what the keyword asks; return the reply text (or None) and what changed."""
     if keyword is Keyword.STOP:
-        was_out = borrower is not None and borrower.opted_out_at is not None
+        # Read from the database: opt_out() updates in SQL, so the object may be stale.
+        was_out = borrower is not None and session.scalar(
+            select(Borrower.opted_out_at).where(Borrower.id == borrower.id)
+        ) is not None
         outbox.opt_out(session, borrower_id=borrower.id if borrower else None, phone=phone)
+        if borrower and not was_out:
+            _audit_opt(session, borrower, AuditAction.BORROWER_OPTED_OUT)
         return None, ({"opted_out": True} if borrower and not was_out else {})
     if keyword is Keyword.START:
         if borrower is None:
             return None, {}
         changed = _opt_in(session, borrower)
+        if changed:
+            _audit_opt(session, borrower, AuditAction.BORROWER_OPTED_IN)
         text = f"{agency.name}: you will receive messages from us again. Reply STOP to opt out."
         return text, ({"opted_out": False} if changed else {})
     if keyword is Keyword.HELP:
