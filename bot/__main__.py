@@ -20,6 +20,7 @@ from db.session import make_engine, make_session_factory
 
 log = logging.getLogger(__name__)
 
+OFFICIAL_API = "https://api.telegram.org/"
 # What Telegram accepts as a webhook secret_token.
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
@@ -30,7 +31,9 @@ def check_settings(settings: Settings) -> None:
     url = settings.telegram_webhook_url
     if url is not None:
         require(settings, "telegram_webhook_secret")
-        if not url.startswith("https://"):
+        # Telegram itself posts only to https; a self-hosted Bot API server may use http.
+        official = settings.telegram_api_base_url.startswith(OFFICIAL_API)
+        if not url.startswith("https://") and (official or not url.startswith("http://")):
             raise SettingsError("setting TELEGRAM_WEBHOOK_URL is invalid: must start with https://")
         if not _SECRET.match(settings.telegram_webhook_secret.get_secret_value()):
             raise SettingsError(

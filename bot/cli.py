@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 
@@ -256,7 +256,14 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _web(args: argparse.Namespace, settings: Settings) -> int:
-    return _entry("scheduler.web", "main")() or OK
+    if not settings.telegram_webhook_url:
+        return _entry("scheduler.web", "main")() or OK
+    # Webhook mode: Telegram's updates arrive here too, so the bot runs in this process
+    # (behind the same PORT as Twilio's webhooks); the worker stays its own process.
+    with _session(settings):  # refuses a database that is not up to date
+        pass
+    asyncio.run(_run_all(settings, worker=False))
+    return OK
 
 
 # -- run and demo: bot, worker and web on one event loop -----------------------------------
@@ -304,8 +311,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return OK
 
 
-async def _run_all(settings: Settings) -> None:
-    """Bot, worker and web on one loop until Ctrl-C or SIGTERM (or the web server ends)."""
+async def _run_all(settings: Settings, *, worker: bool = True) -> None:
+    """Bot, worker (unless worker=False) and web on one loop until Ctrl-C or SIGTERM."""
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
@@ -317,11 +324,13 @@ async def _run_all(settings: Settings) -> None:
     with _engine(settings) as engine:
         factory = make_session_factory(engine)
         web = build_web_app(settings, factory)  # refuses missing settings before anything runs
-        async with running_bot(settings, factory) as app, running_worker(settings, factory):
+        jobs = running_worker(settings, factory) if worker else nullcontext()
+        async with running_bot(settings, factory) as app, jobs:
             if settings.telegram_webhook_url:
                 web = Starlette(routes=[webhook_route(app, settings), Mount("/", web)])
             async with running_web(web, settings, stopped=stop):
-                log.info("bot, worker and web are running; Ctrl-C stops them")
+                what = "bot, worker and web are" if worker else "bot and web are"
+                log.info("%s running; Ctrl-C stops them", what)
                 await stop.wait()
     log.info("stopped")
 

@@ -248,3 +248,45 @@ def test_the_sms_feed_shows_each_change_once_and_sums_up_bursts(committed):
     assert sum("broadcast" in line for line, _ in lines) <= FEED_LINES
     summary = [line for line, style in lines if style == "summary"]
     assert len(summary) == 1 and re.search(r"… and \d+ more: \d+ queued", summary[0])
+
+
+@pytest.mark.e2e
+def test_web_in_webhook_mode_serves_telegram_and_twilio_on_one_port(tmp_path):
+    with listen_socket("127.0.0.1", 0) as probe:
+        port = probe.getsockname()[1]
+    with TelegramSandbox() as telegram:
+        env = _env() | {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'web.db'}",
+            "TELEGRAM_BOT_TOKEN": telegram.token, "TELEGRAM_API_BASE_URL": telegram.base_url,
+            "TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/update",
+            "TELEGRAM_WEBHOOK_SECRET": "a-webhook-secret-1",
+            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "twilio-token",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "PORT": str(port),
+        }
+        cli = [sys.executable, "-m", "bot.cli"]
+        upgrade = subprocess.run([*cli, "db", "upgrade"], cwd=tmp_path, env=env,
+                                 capture_output=True, text=True, timeout=60, check=False)
+        assert upgrade.returncode == 0, upgrade.stderr
+        proc = subprocess.Popen([*cli, "web"], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            telegram.user(4343, "Stranger")
+            deadline = time.monotonic() + 30
+            while not telegram.calls("setWebhook") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            telegram.send_text(4343, "/help")  # delivered by POST to the web app, not polled
+            answer = telegram.wait_for(4343, timeout=30)
+            assert "invite" in answer["text"].lower()
+            assert not telegram.calls("getUpdates")
+            unsigned = httpx.post(f"http://127.0.0.1:{port}/twilio/status",
+                                  data={"MessageSid": "SM1", "MessageStatus": "sent"}, timeout=10)
+            assert unsigned.status_code == 403
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    log = err.decode("utf-8", "replace")
+    assert proc.returncode == 0, log[-3000:]
+    assert "Traceback" not in log
