@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import secrets
 from datetime import timedelta
 from decimal import Decimal
 
@@ -15,8 +14,8 @@ from bot import texts
 from db import clock
 from db.models import Borrower, InterestMethod, Loan, LoanEvent, LoanEventKind, Role
 from db.services import loans as loan_service
-from db.services.access import Actor
-from tests.bot_harness import BotHarness, Person
+from tests.bot_harness import BotHarness
+from tests.bot_helpers import actor_of, loan_number
 
 pytestmark = pytest.mark.e2e
 
@@ -24,14 +23,6 @@ pytestmark = pytest.mark.e2e
 def _phone() -> str:
     """A valid Indian mobile number, random so parallel runs on one database never clash."""
     return f"98{random.randrange(10**8):08d}"
-
-
-def _number() -> str:
-    return "T-" + secrets.token_hex(4).upper()
-
-
-def _actor(p: Person) -> Actor:
-    return Actor(staff_id=p.staff_id, role=p.role, name=p.name)
 
 
 def _loans_of(h: BotHarness, staff_id: int) -> list[Loan]:
@@ -72,7 +63,7 @@ async def _single_to_summary(h: BotHarness, who, amount: str = "25000",
 async def test_single_due_date_happy_path(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent = h.make_staff(Role.AGENT)
-        phone, number = _phone(), _number()
+        phone, number = _phone(), loan_number()
         await _to_amount(h, agent, phone)
         summary = await _single_to_summary(h, agent, "25,000.50", number)
         assert "Ravi Kumar" in summary["text"] and number in summary["text"]
@@ -187,7 +178,7 @@ async def test_an_existing_borrower_is_offered(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent, other = h.make_staff(Role.AGENT), h.make_staff(Role.AGENT)
         phone = _phone()
-        first = h.db(loan_service.add_loan, actor=_actor(other), phone=phone, name="Meena Rao",
+        first = h.db(loan_service.add_loan, actor=actor_of(other), phone=phone, name="Meena Rao",
                      address="Hill Road", principal=Decimal(900),
                      first_due=clock.today(h.settings.tz), today=clock.today(h.settings.tz))
         await h.say(agent, "/new")
@@ -256,7 +247,7 @@ async def test_cancel_midway_saves_nothing(settings, committed):
 async def test_a_restart_in_the_middle_resumes_the_form(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent = h.make_staff(Role.AGENT)
-        number = _number()
+        number = loan_number()
         await _to_amount(h, agent, _phone(), name="Kiran Das")
         plans = await h.say(agent, "4200")
         await h.restart()
@@ -280,9 +271,9 @@ async def test_a_restart_in_the_middle_resumes_the_form(settings, committed):
 async def test_a_taken_number_asks_for_another(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent = h.make_staff(Role.AGENT)
-        taken = _number()
+        taken = loan_number()
         today = clock.today(h.settings.tz)
-        h.db(loan_service.add_loan, actor=_actor(agent), phone=_phone(), name="First One",
+        h.db(loan_service.add_loan, actor=actor_of(agent), phone=_phone(), name="First One",
              address=None, principal=Decimal(100), first_due=today, today=today,
              loan_number=taken)
         await _to_amount(h, agent, _phone())
@@ -290,7 +281,7 @@ async def test_a_taken_number_asks_for_another(settings, committed):
         await _tap(h, agent, summary, "✅ Confirm")
         again = await h.wait(agent, contains="already in use")
         assert again["text"].endswith(texts.NEW_ASK_NUMBER)
-        fresh = _number()
+        fresh = loan_number()
         summary = await h.say(agent, fresh, contains="Please check")
         await _tap(h, agent, summary, "✅ Confirm")
         await h.wait(agent, contains="added")
@@ -301,7 +292,7 @@ async def test_a_taken_number_asks_for_another(settings, committed):
 async def test_managers_and_admins_are_asked_nothing_more(settings, committed, role):
     async with BotHarness(settings, committed) as h:
         boss = h.make_staff(role)
-        number = _number()
+        number = loan_number()
         await _to_amount(h, boss, _phone())
         summary = await _single_to_summary(h, boss, number=number)
         await _tap(h, boss, summary, "✅ Confirm")

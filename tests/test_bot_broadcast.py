@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import uuid
 from datetime import timedelta
@@ -36,22 +35,13 @@ from db.services.broadcast_progress import (
 from db.services.broadcasts import Audience, AudienceKind
 from db.services.errors import InvalidInput, NotFound
 from tests.bot_harness import BotHarness, Person
+from tests.bot_helpers import button, until
 from tests.factories import actor, make_borrower, make_loan, make_staff
 
 WIDE = "00:00-23:59"  # every hour allowed: queued messages may go at once
 SLOW = 15.0  # the progress job edits every 3 s: allow a few rounds
 GSM = "Dear {name}, {amount_due} on loan {loan_number} is overdue. Please pay. {opt_out}"
 HINDI = "नमस्ते {name}, ऋण {loan_number} पर {amount_due} बकाया है। {opt_out}"
-
-
-async def until(probe, timeout: float = 5.0):
-    """Poll probe() until it returns something truthy; that value."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not (found := probe()):
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-    return found
 
 
 def _phone() -> str:
@@ -77,16 +67,10 @@ def _loan(h: BotHarness, agent: Person, *, days_late: int, name: str | None = No
     return h.db(make)
 
 
-def _button(message: dict, label: str) -> str:
-    found = [b["callback_data"] for b in message["buttons"] if label in b["text"]]
-    assert found, (label, [b["text"] for b in message["buttons"]])
-    return found[0]
-
-
 async def _tap(h: BotHarness, who: Person, message: dict, label: str, **wait) -> dict:
     """Press the button labelled label; the bot's next message or edit in who's chat."""
     mark = h.sandbox.mark()
-    await h.press(who, message, _button(message, label))
+    await h.press(who, message, button(message, label))
     return await h.wait(who, after=mark, **wait)
 
 

@@ -13,14 +13,15 @@ from db.models import AuditEvent, Borrower, Loan, LoanEvent, LoanEventKind, Loan
 from db.services import payments
 from db.services.audit import AuditAction
 from tests.bot_harness import BotHarness
-from tests.test_bot_payment import (
+from tests.bot_helpers import (
     BORROWER,
     actor_of,
-    button,
+    agent_card,
     count,
     is_card,
     new_loan,
     open_card,
+    tap,
 )
 
 pytestmark = pytest.mark.e2e
@@ -28,21 +29,16 @@ pytestmark = pytest.mark.e2e
 
 async def test_edit_name_shows_before_after_and_writes_history(settings, committed):
     async with BotHarness(settings, committed) as h:
-        agent = h.make_staff(Role.AGENT)
-        loan = new_loan(h, agent)
-        card = await open_card(h, agent, loan)
-        await h.press(agent, card, button(card, "Edit"))
-        fields = await h.wait(agent, contains="What do you want to change")
-        await h.press(agent, fields, button(fields, "Borrower name"))
-        ask = await h.wait(agent, contains="Send the new value")
+        agent, loan, card = await agent_card(h)
+        fields = await tap(h, agent, card, "Edit", contains="What do you want to change")
+        ask = await tap(h, agent, fields, "Borrower name", contains="Send the new value")
         assert f"Borrower name now: {BORROWER}" in ask["text"]
         assert (await h.say(agent, "x"))["text"].startswith("A name needs at least two")
         summary = await h.say(agent, "Asha Devi <A&S>", contains="Please check the change")
         assert f"Borrower name: {BORROWER} → Asha Devi <A&S>" in summary["text"]
         assert h.db(lambda s: s.get(Loan, loan.id).borrower.name) == BORROWER, "preview only"
 
-        await h.press(agent, summary, button(summary, "Confirm"))
-        done = await h.wait(agent, contains="Changed")
+        done = await tap(h, agent, summary, "Confirm", contains="Changed")
         assert done["text"] == f"✏️ Changed Borrower name: {BORROWER} → Asha Devi <A&S>"
         assert "Asha Devi <A&S>" in (await h.wait(agent, predicate=is_card))["text"]
         events = h.db(lambda s: s.scalars(select(LoanEvent).where(
@@ -60,8 +56,8 @@ async def test_edit_principal_after_a_payment_is_refused(settings, committed):
         h.db(payments.record_payment, actor=actor_of(agent), loan_number=loan.number,
              amount=Decimal("10"), today=clock.today(h.settings.tz))
         fields = await h.say(agent, f"/edit {loan.number}")
-        await h.press(agent, fields, button(fields, "Principal"))
-        assert "₹10,000.00" in (await h.wait(agent, contains="Principal now"))["text"]
+        asked = await tap(h, agent, fields, "Principal", contains="Principal now")
+        assert "₹10,000.00" in asked["text"]
         reply = await h.say(agent, "20000")
         assert reply["text"] == "The amount can only be changed before any payment is recorded."
         assert h.db(lambda s: s.get(Loan, loan.id).principal) == Decimal("10000.00")
@@ -82,11 +78,8 @@ async def test_another_agents_loan_is_not_found_like_a_missing_one(settings, com
 
 async def test_close_is_refused_while_money_is_owed(settings, committed):
     async with BotHarness(settings, committed) as h:
-        agent = h.make_staff(Role.AGENT)
-        loan = new_loan(h, agent)
-        card = await open_card(h, agent, loan)
-        await h.press(agent, card, button(card, "Close"))
-        refused = await h.wait(agent)
+        agent, loan, card = await agent_card(h)
+        refused = await tap(h, agent, card, "Close")
         assert refused["text"] == (f"Loan {loan.number} still has ₹10,000.00 to pay; "
                                    "it cannot be closed.")
         assert h.db(lambda s: s.get(Loan, loan.id).state) == LoanState.ACTIVE
@@ -104,8 +97,7 @@ async def test_close_a_loan_with_nothing_owed_after_confirmation(settings, commi
         h.db(settle)
         ask = await h.say(agent, f"/close {loan.number}")
         assert "Nothing is owed" in ask["text"]
-        await h.press(agent, ask, button(ask, "Confirm"))
-        done = await h.wait(agent, contains="closed")
+        done = await tap(h, agent, ask, "Confirm", contains="closed")
         assert done["text"] == f"✅ Loan {loan.number} is closed."
         assert h.db(lambda s: s.get(Loan, loan.id).state) == LoanState.CLOSED
 
@@ -115,14 +107,13 @@ async def test_manager_writes_off_with_a_reason(settings, committed):
         agent, manager = h.make_staff(Role.AGENT), h.make_staff(Role.MANAGER)
         loan = new_loan(h, agent)
         card = await open_card(h, manager, loan)
-        await h.press(manager, card, button(card, "Write off"))
-        await h.wait(manager, contains="Send the reason")
+        await tap(h, manager, card, "Write off", contains="Send the reason")
         assert (await h.say(manager, "no"))["text"].startswith("Give a reason of at least 3")
         summary = await h.say(manager, "Borrower moved <abroad>", contains="Write off loan")
         assert "Reason: Borrower moved <abroad>" in summary["text"]
         assert "Outstanding: ₹10,000.00" in summary["text"]
-        await h.press(manager, summary, button(summary, "Write off"))
-        assert (await h.wait(manager, contains="written off"))["buttons"] == []
+        done = await tap(h, manager, summary, "Write off", contains="written off")
+        assert done["buttons"] == []
         row = h.db(lambda s: s.get(Loan, loan.id))
         assert (row.state, row.state_reason) == (LoanState.WRITTEN_OFF, "Borrower moved <abroad>")
 
@@ -130,9 +121,7 @@ async def test_manager_writes_off_with_a_reason(settings, committed):
 async def test_agent_has_no_write_off_or_reassign_and_forged_ones_are_refused(settings,
                                                                             committed):
     async with BotHarness(settings, committed) as h:
-        agent = h.make_staff(Role.AGENT)
-        loan = new_loan(h, agent)
-        card = await open_card(h, agent, loan)
+        agent, loan, card = await agent_card(h)
         labels = " ".join(b["text"] for b in card["buttons"])
         assert "Write off" not in labels and "Reassign" not in labels and "Delete" not in labels
         answer = await h.press(agent, card, data(CB.LOAN_WRITE_OFF, loan.id, 1), force=True)
@@ -154,13 +143,12 @@ async def test_manager_reassigns_by_button_and_by_command(settings, committed):
         manager = h.make_staff(Role.MANAGER)
         loan = new_loan(h, first)
         card = await open_card(h, manager, loan)
-        await h.press(manager, card, button(card, "Reassign"))
-        choices = await h.wait(manager, contains="to whom")
+        choices = await tap(h, manager, card, "Reassign", contains="to whom")
         labels = [b["text"] for b in choices["buttons"]]
         assert any("Meena Second" in label for label in labels)
         assert not any("Ravi First" in label for label in labels), "not to its own holder"
-        await h.press(manager, choices, button(choices, "Meena Second"))
-        assert "now with Meena Second" in (await h.wait(manager, contains="now with"))["text"]
+        done = await tap(h, manager, choices, "Meena Second", contains="now with")
+        assert "now with Meena Second" in done["text"]
         assert h.db(lambda s: s.get(Loan, loan.id).agent_id) == second.staff_id
         await h.wait(manager, predicate=is_card)
 
@@ -178,19 +166,15 @@ async def test_admin_deletes_after_confirmation_and_twice_with_payments(settings
 
         ask = await h.say(admin, f"/delete {plain.number}")
         assert "It has no payments." in ask["text"]
-        await h.press(admin, ask, button(ask, "Delete"))
-        assert (await h.wait(admin, contains="deleted"))["text"] == (
+        assert (await tap(h, admin, ask, "Delete", contains="deleted"))["text"] == (
             f"🗑 Loan {plain.number} was deleted.")
 
         card = await open_card(h, admin, paid)
-        await h.press(admin, card, button(card, "Delete"))
-        ask = await h.wait(admin, contains="Delete loan")
+        ask = await tap(h, admin, card, "Delete", contains="Delete loan")
         assert "It has 1 payment(s)" in ask["text"]
-        await h.press(admin, ask, button(ask, "Delete"))
-        again = await h.wait(admin, contains="Delete it anyway")
+        again = await tap(h, admin, ask, "Delete", contains="Delete it anyway")
         assert h.db(lambda s: s.get(Loan, paid.id)) is not None, "not on the first press"
-        await h.press(admin, again, button(again, "Delete anyway"))
-        await h.wait(admin, contains="was deleted")
+        await tap(h, admin, again, "Delete anyway", contains="was deleted")
 
         gone = h.db(lambda s: [s.get(Loan, plain.id), s.get(Loan, paid.id)])
         assert gone == [None, None]

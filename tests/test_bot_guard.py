@@ -9,23 +9,19 @@ import pytest
 from bot import texts
 from db.models import Role
 from tests.bot_harness import BotHarness
-from tests.test_bot_payment import button, is_card, new_loan, open_card, paid_total
+from tests.bot_helpers import agent_card, is_card, new_loan, paid_total, tap
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_pressing_pay_during_new_loan_sends_the_amount_to_the_payment(settings, committed):
     async with BotHarness(settings, committed) as h:
-        agent = h.make_staff(Role.AGENT)
-        loan = new_loan(h, agent)
-        card = await open_card(h, agent, loan)
+        agent, loan, card = await agent_card(h)
         await h.say(agent, "/new")  # the add-loan form now waits for a phone number
-        await h.press(agent, card, button(card, "Pay"))
-        await h.wait(agent, contains="How much was paid")
+        await tap(h, agent, card, "Pay", contains="How much was paid")
         summary = await h.say(agent, "1500", contains="Please check the payment")
         assert "Balance after: ₹8,500.00" in summary["text"]
-        await h.press(agent, summary, button(summary, "Confirm"))
-        await h.wait(agent, contains="recorded")
+        await tap(h, agent, summary, "Confirm", contains="recorded")
         await h.wait(agent, predicate=is_card)
         assert paid_total(h, loan) == Decimal("1500.00")
         # The abandoned /new does not come back: plain text now gets the generic hint.

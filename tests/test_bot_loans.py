@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import secrets
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -29,10 +28,10 @@ from db.models import (
 from db.money import build_schedule, format_money
 from db.services import loans as loan_service
 from db.services import payments, promises
-from db.services.access import Actor
 from db.services.loans import EditableField, HistoryItem
 from db.services.views import ContactView, LoanSummary, LoanView, PromiseView
 from tests.bot_harness import BotHarness, Person
+from tests.bot_helpers import actor_of, loan_number
 from tests.factories import make_borrower, make_loan
 
 e2e = pytest.mark.e2e
@@ -41,14 +40,6 @@ BUSY = {"bot_commands_per_minute": 500}  # these tests press many buttons in a m
 
 def _phone() -> str:
     return f"+9198{random.randrange(10**8):08d}"
-
-
-def _number() -> str:
-    return "T-" + secrets.token_hex(4).upper()
-
-
-def _actor(p: Person) -> Actor:
-    return Actor(staff_id=p.staff_id, role=p.role, name=p.name)
 
 
 def _today(h: BotHarness) -> date:
@@ -62,7 +53,7 @@ def _loan(h: BotHarness, owner: Person, name: str, *, due_in: int = 10, phone: s
         borrower = make_borrower(session, name=name, phone=phone or _phone(), address="1 Main St")
         loan = make_loan(session, agent=session.get(Staff, owner.staff_id), borrower=borrower,
                          principal=principal, first_due=_today(h) + timedelta(days=due_in),
-                         loan_number=_number())
+                         loan_number=loan_number())
         return loan.id, loan.loan_number
     return h.db(make)
 
@@ -89,7 +80,7 @@ async def test_the_card_shows_the_loan_escaped(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent = h.make_staff(Role.AGENT)
         loan_id, number = _loan(h, agent, "<b>Bold</b> & Sons", due_in=-5)
-        today, who = _today(h), _actor(agent)
+        today, who = _today(h), actor_of(agent)
         h.db(payments.record_payment, actor=who, loan_number=number, amount=Decimal(1000),
              today=today)
         h.db(promises.record_promise, actor=who, loan_number=number, amount=Decimal(500),
@@ -120,7 +111,7 @@ async def test_card_buttons_follow_role_and_state(settings, committed):
         manager_card = await h.say(manager, f"/loan {number}")
         assert _labels(manager_card)[-2:] == ["✖️ Write off", "👤 Reassign"]
         assert _labels(await h.say(admin, f"/loan {number}"))[-1] == "🗑 Delete"
-        h.db(loan_service.write_off_loan, actor=_actor(manager), loan_number=number,
+        h.db(loan_service.write_off_loan, actor=actor_of(manager), loan_number=number,
              reason="Moved away", expected_version=None, today=_today(h))
         card = await h.say(agent, f"/loan {number}")
         assert "written off" in card["text"] and "Reason: Moved away" in card["text"]
@@ -166,7 +157,7 @@ async def test_a_card_button_shows_fresh_data(settings, committed):
         _, number = _loan(h, agent, "Old Name")
         listed = await h.say(agent, "/list")
         card = await h.say(agent, f"/loan {number}")
-        h.db(loan_service.edit_loan, actor=_actor(agent), loan_number=number,
+        h.db(loan_service.edit_loan, actor=actor_of(agent), loan_number=number,
              field=EditableField.BORROWER_NAME, value="New Name", expected_version=None,
              today=_today(h))
         (button,) = _loan_buttons(listed)
@@ -271,7 +262,7 @@ async def test_today_lists_what_to_work_on(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent = h.make_staff(Role.AGENT)
         due_id, due = _loan(h, agent, "Due Today")
-        h.db(loan_service.edit_loan, actor=_actor(agent), loan_number=due,
+        h.db(loan_service.edit_loan, actor=actor_of(agent), loan_number=due,
              field=EditableField.NEXT_DUE_DATE, value="today", expected_version=None,
              today=_today(h))
         _, late = _loan(h, agent, "Twelve Late", due_in=-12)
@@ -294,10 +285,10 @@ async def test_history_pages_newest_first(settings, committed):
     async with BotHarness(settings, committed, **BUSY) as h:
         agent = h.make_staff(Role.AGENT)
         today = _today(h)
-        view = h.db(loan_service.add_loan, actor=_actor(agent), phone=_phone(), name="Hist Ory",
+        view = h.db(loan_service.add_loan, actor=actor_of(agent), phone=_phone(), name="Hist Ory",
                     address="Street 0", principal=Decimal(500), first_due=today, today=today)
         for i in range(1, 22):
-            h.db(loan_service.edit_loan, actor=_actor(agent), loan_number=view.loan_number,
+            h.db(loan_service.edit_loan, actor=actor_of(agent), loan_number=view.loan_number,
                  field=EditableField.BORROWER_ADDRESS, value=f"Street {i}",
                  expected_version=None, today=today)
         page1 = await h.say(agent, f"/history {view.loan_number}")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import random
-import secrets
-from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot import texts
 from bot.keyboards import CB, data
@@ -26,83 +23,35 @@ from db.models import (
     Promise,
     PromiseState,
     Role,
-    Staff,
 )
 from db.services import payments
-from db.services.access import Actor
-from tests import factories
-from tests.bot_harness import BotHarness, Person
+from tests.bot_harness import BotHarness
+from tests.bot_helpers import (
+    BORROWER,
+    actor_of,
+    agent_card,
+    button,
+    count,
+    is_card,
+    new_loan,
+    open_card,
+    paid_total,
+    tap,
+)
 
 pytestmark = pytest.mark.e2e
 
-BORROWER = "Asha & Sons <Kirana>"  # HTML-special: the sandbox refuses unescaped text
-
-
-@dataclass(frozen=True)
-class LoanRef:
-    id: int
-    number: str
-
-
-def new_loan(h: BotHarness, owner: Person, principal: str = "10000.00", **terms) -> LoanRef:
-    """A loan of owner's (committed), with a random number and phone: PostgreSQL is shared."""
-
-    def make(session) -> LoanRef:
-        phone = f"+9198{random.randrange(10**8):08d}"
-        borrower = factories.make_borrower(session, name=BORROWER, phone=phone)
-        loan = factories.make_loan(
-            session, agent=session.get(Staff, owner.staff_id), borrower=borrower,
-            principal=Decimal(principal), loan_number=f"T{secrets.token_hex(4).upper()}", **terms,
-        )
-        return LoanRef(loan.id, loan.loan_number)
-
-    return h.db(make)
-
-
-def actor_of(person: Person) -> Actor:
-    return Actor(staff_id=person.staff_id, role=person.role, name=person.name)
-
-
-def button(message: dict, label: str) -> str:
-    """The callback data of the message's button whose label contains label."""
-    found = [b["callback_data"] for b in message["buttons"] if label in b["text"]]
-    assert found, f"no {label!r} button in {[b['text'] for b in message['buttons']]}"
-    return found[0]
-
-
-def is_card(message: dict) -> bool:
-    return "Outstanding" in message["text"] and bool(message["buttons"])
-
-
-async def open_card(h: BotHarness, who: Person, loan: LoanRef) -> dict:
-    card = await h.say(who, f"/loan {loan.number}")
-    assert is_card(card), card["text"]
-    return card
-
-
-def count(h: BotHarness, model, *where) -> int:
-    return h.db(lambda s: s.scalar(select(func.count()).select_from(model).where(*where)))
-
-
-def paid_total(h: BotHarness, loan: LoanRef) -> Decimal:
-    return h.db(lambda s: s.get(Loan, loan.id).amount_paid)
-
-
 async def test_pay_part_via_card_records_payment_and_queues_notice(settings, committed):
     async with BotHarness(settings, committed) as h:
-        agent = h.make_staff(Role.AGENT)
-        loan = new_loan(h, agent)
-        card = await open_card(h, agent, loan)
-        await h.press(agent, card, button(card, "Pay"))
-        ask = await h.wait(agent, contains="How much was paid")
+        agent, loan, card = await agent_card(h)
+        ask = await tap(h, agent, card, "Pay", contains="How much was paid")
         assert "Outstanding: ₹10,000.00" in ask["text"] and loan.number in ask["text"]
         summary = await h.say(agent, "2,500", contains="Please check the payment")
         for part in ("Amount: ₹2,500.00", loan.number, BORROWER, "Balance after: ₹7,500.00"):
             assert part in summary["text"]
         assert count(h, Payment, Payment.loan_id == loan.id) == 0, "nothing before Confirm"
 
-        await h.press(agent, summary, button(summary, "Confirm"))
-        done = await h.wait(agent, contains="recorded")
+        done = await tap(h, agent, summary, "Confirm", contains="recorded")
         assert done["text"] == "💰 Payment of ₹2,500.00 recorded. Balance ₹7,500.00."
         assert done["buttons"] == []
         fresh = await h.wait(agent, predicate=is_card)
@@ -119,14 +68,13 @@ async def test_one_shot_pays_then_pays_off_and_closes(settings, committed):
         loan = new_loan(h, agent)
         summary = await h.say(agent, f"/pay {loan.number} 4000")
         assert "Balance after: ₹6,000.00" in summary["text"]
-        await h.press(agent, summary, button(summary, "Confirm"))
-        assert "Balance ₹6,000.00" in (await h.wait(agent, contains="recorded"))["text"]
+        done = await tap(h, agent, summary, "Confirm", contains="recorded")
+        assert "Balance ₹6,000.00" in done["text"]
         await h.wait(agent, predicate=is_card)
 
         summary = await h.say(agent, f"/pay {loan.number.lower()} ₹6,000")
         assert "pays the loan off" in summary["text"]
-        await h.press(agent, summary, button(summary, "Confirm"))
-        done = await h.wait(agent, contains="recorded")
+        done = await tap(h, agent, summary, "Confirm", contains="recorded")
         assert done["text"] == (f"💰 Payment of ₹6,000.00 recorded. Balance ₹0.00.\n"
                                 f"Loan {loan.number} is paid off and closed.")
         assert h.db(lambda s: s.get(Loan, loan.id).state) == LoanState.CLOSED
@@ -161,8 +109,7 @@ async def test_bad_amounts_each_get_their_own_answer(settings, committed, one_sh
         loan = new_loan(h, agent)
         if not one_shot:
             card = await open_card(h, agent, loan)
-            await h.press(agent, card, button(card, "Pay"))
-            await h.wait(agent, contains="How much was paid")
+            await tap(h, agent, card, "Pay", contains="How much was paid")
         for typed, answer in answers.items():
             reply = await h.say(agent, f"/pay {loan.number} {typed}" if one_shot else typed)
             assert reply["text"].startswith(answer), (typed, reply["text"])
@@ -173,13 +120,10 @@ async def test_bad_amounts_each_get_their_own_answer(settings, committed, one_sh
 
 async def test_stale_pay_button_shows_the_fresh_card_and_pays_nothing(settings, committed):
     async with BotHarness(settings, committed) as h:
-        agent = h.make_staff(Role.AGENT)
-        loan = new_loan(h, agent)
-        card = await open_card(h, agent, loan)
+        agent, loan, card = await agent_card(h)
         h.db(payments.record_payment, actor=actor_of(agent), loan_number=loan.number,
              amount=Decimal("1000"), today=clock.today(h.settings.tz))
-        await h.press(agent, card, button(card, "Pay"))
-        fresh = await h.wait(agent, contains=texts.LOAN_CHANGED)
+        fresh = await tap(h, agent, card, "Pay", contains=texts.LOAN_CHANGED)
         assert is_card(fresh) and "₹9,000.00" in fresh["text"]
         await h.silence(agent, 0.3)
         assert count(h, Payment, Payment.loan_id == loan.id) == 1
@@ -206,8 +150,7 @@ async def test_changed_loan_between_summary_and_confirm_is_not_paid(settings, co
         summary = await h.say(agent, f"/pay {loan.number} 500")
         h.db(payments.record_payment, actor=actor_of(agent), loan_number=loan.number,
              amount=Decimal("100"), today=clock.today(h.settings.tz))
-        await h.press(agent, summary, button(summary, "Confirm"))
-        fresh = await h.wait(agent, contains=texts.LOAN_CHANGED)
+        fresh = await tap(h, agent, summary, "Confirm", contains=texts.LOAN_CHANGED)
         assert is_card(fresh) and "₹9,900.00" in fresh["text"]
         assert paid_total(h, loan) == Decimal("100.00")
 
@@ -237,8 +180,7 @@ async def test_promise_one_shot_and_via_card_refusing_a_past_date(settings, comm
         assert is_card(await h.wait(agent, predicate=is_card))
 
         card = await open_card(h, agent, loan)
-        await h.press(agent, card, button(card, "Promise"))
-        await h.wait(agent, contains="How much did the borrower promise")
+        await tap(h, agent, card, "Promise", contains="How much did the borrower promise")
         assert "By when?" in (await h.say(agent, "2000"))["text"]
         past = (today - timedelta(days=2)).strftime("%d/%m/%Y")
         refused = await h.say(agent, past)
@@ -252,26 +194,18 @@ async def test_promise_one_shot_and_via_card_refusing_a_past_date(settings, comm
 
 async def test_contact_flow_channel_outcome_note(settings, committed):
     async with BotHarness(settings, committed) as h:
-        agent = h.make_staff(Role.AGENT)
-        loan = new_loan(h, agent)
-        card = await open_card(h, agent, loan)
-        await h.press(agent, card, button(card, "Contact"))
-        ask = await h.wait(agent, contains="How did you reach them")
-        await h.press(agent, ask, button(ask, "Call"))
-        ask = await h.wait(agent, contains="What came of it")
-        await h.press(agent, ask, button(ask, "No answer"))
-        await h.wait(agent, contains="Add a short note")
+        agent, loan, card = await agent_card(h)
+        ask = await tap(h, agent, card, "Contact", contains="How did you reach them")
+        ask = await tap(h, agent, ask, "Call", contains="What came of it")
+        await tap(h, agent, ask, "No answer", contains="Add a short note")
         done = await h.say(agent, "Phone off <again> & will visit", contains="Contact recorded")
         assert done["text"] == "📞 Contact recorded: Call, No answer."
         assert is_card(await h.wait(agent, predicate=is_card))
 
         ask = await h.say(agent, f"/contact {loan.number}")
-        await h.press(agent, ask, button(ask, "Visit"))
-        ask = await h.wait(agent, contains="What came of it")
-        await h.press(agent, ask, button(ask, "Promised"))
-        ask = await h.wait(agent, contains="Add a short note")
-        await h.press(agent, ask, button(ask, "Skip"))
-        await h.wait(agent, contains="Contact recorded: Visit, Promised")
+        ask = await tap(h, agent, ask, "Visit", contains="What came of it")
+        ask = await tap(h, agent, ask, "Promised", contains="Add a short note")
+        await tap(h, agent, ask, "Skip", contains="Contact recorded: Visit, Promised")
         rows = h.db(lambda s: s.execute(select(Contact.channel, Contact.outcome, Contact.note)
                                         .where(Contact.loan_id == loan.id)
                                         .order_by(Contact.id)).all())
@@ -283,13 +217,9 @@ async def test_contact_flow_channel_outcome_note(settings, committed):
 
 async def test_a_new_form_takes_over_and_the_old_one_writes_nothing(settings, committed):
     async with BotHarness(settings, committed) as h:
-        agent = h.make_staff(Role.AGENT)
-        loan = new_loan(h, agent)
-        card = await open_card(h, agent, loan)
-        await h.press(agent, card, button(card, "Pay"))
-        await h.wait(agent, contains="How much was paid")
-        await h.press(agent, card, button(card, "Promise"))
-        await h.wait(agent, contains="How much did the borrower promise")
+        agent, loan, card = await agent_card(h)
+        await tap(h, agent, card, "Pay", contains="How much was paid")
+        await tap(h, agent, card, "Promise", contains="How much did the borrower promise")
         # Promise's entry point ended the payment (bot.conversations.guard): no retyping.
         assert "By when?" in (await h.say(agent, "500"))["text"]
         assert count(h, Payment, Payment.loan_id == loan.id) == 0
@@ -297,13 +227,9 @@ async def test_a_new_form_takes_over_and_the_old_one_writes_nothing(settings, co
 
 async def test_a_payment_half_way_survives_a_restart(settings, committed):
     async with BotHarness(settings, committed) as h:
-        agent = h.make_staff(Role.AGENT)
-        loan = new_loan(h, agent)
-        card = await open_card(h, agent, loan)
-        await h.press(agent, card, button(card, "Pay"))
-        await h.wait(agent, contains="How much was paid")
+        agent, loan, card = await agent_card(h)
+        await tap(h, agent, card, "Pay", contains="How much was paid")
         await h.restart()
         summary = await h.say(agent, "750", contains="Please check the payment")
-        await h.press(agent, summary, button(summary, "Confirm"))
-        await h.wait(agent, contains="Payment of ₹750.00 recorded")
+        await tap(h, agent, summary, "Confirm", contains="Payment of ₹750.00 recorded")
         assert paid_total(h, loan) == Decimal("750.00")

@@ -18,7 +18,8 @@ from db.models import MessageStatus as S
 from db.services import deliveries, inbound
 from db.services.access import Actor
 from tests.bot_harness import BotHarness
-from tests.test_bot_broadcast import WIDE, _button, _loan, _phone, until
+from tests.bot_helpers import button, until
+from tests.test_bot_broadcast import WIDE, _loan, _phone
 
 pytestmark = pytest.mark.e2e
 
@@ -117,7 +118,7 @@ async def test_remind_queues_once_and_refuses_with_the_reason(settings, committe
         assert _reminders(h, theirs) == [] and _reminders(h, opted) == []
 
         card = await h.say(agent, f"/loan {done['number']}")
-        pressed = _button(card, "Remind now")
+        pressed = button(card, "Remind now")
         mark = h.sandbox.mark()
         await h.press(agent, card, pressed)
         by_button = await h.wait(agent, after=mark)

@@ -14,7 +14,7 @@ from db.money import format_money
 from db.services import payments, reports
 from db.services.access import Actor
 from tests.bot_harness import BotHarness
-from tests.test_bot_payment import actor_of, new_loan
+from tests.bot_helpers import actor_of, new_loan
 
 pytestmark = pytest.mark.e2e
 

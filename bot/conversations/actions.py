@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -30,9 +30,10 @@ from db.models import Role
 from db.money import format_money
 from db.services import loans as loan_service
 from db.services.access import Actor, require_role
-from db.services.errors import Conflict, ServiceError
+from db.services.errors import Conflict, InvalidInput, ServiceError
 from db.services.promises import find_loan, refuse_above_owed, require_active
 from db.services.views import LoanView
+from db.validation import parse_amount
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,28 @@ def my_button(update: Update, context: Context, prefix: CB, count: int = 2) -> l
     return ids
 
 
+async def pressed(update: Update, context: Context, prefix: CB,
+                  count: int = 2) -> list[int] | None:
+    """The ids of a pressed button of this conversation's loan (answered), else None."""
+    ids = my_button(update, context, prefix, count)
+    if ids is None:
+        await answer_button(update, texts.BAD_BUTTON)
+        return None
+    await update.callback_query.answer()
+    return ids
+
+
+async def chosen(update: Update, context: Context, prefix: CB,
+                 allowed: Collection[str]) -> str | None:
+    """The value of a pressed choice of this conversation's loan (answered), else None."""
+    parts = keyboards.parse_fields(update.callback_query.data, prefix, 2)
+    if parts is None or parts[0] != str(context.user_data.get(LOAN_ID)) or parts[1] not in allowed:
+        await answer_button(update, texts.BAD_BUTTON)
+        return None
+    await update.callback_query.answer()
+    return parts[1]
+
+
 async def allowed(update: Update, actor: Actor, role: Role, what: str) -> bool:
     """Whether actor has role; if not, say the service's refusal (a forged button too)."""
     try:
@@ -161,6 +184,34 @@ async def loan_of_number(update: Update, context: Context, actor: Actor,
     except ServiceError as err:
         await say(update, texts.service_error(err))
         return None
+
+
+async def loan_of_args(update: Update, context: Context, actor: Actor,
+                       usage: str) -> LoanView | None:
+    """The loan a command's one argument names; otherwise say usage (or why not) and None."""
+    args = context.args or []
+    if len(args) != 1:
+        await say(update, usage)
+        return None
+    return await loan_of_number(update, context, actor, args[0])
+
+
+async def amount_owed(update: Update, context: Context, actor: Actor, text: str, *, code: str,
+                      again: str, retry: int) -> tuple[Decimal, Decimal] | int:
+    """The amount typed and what would be left owing; else the state to return (retry or END)."""
+    settings = settings_of(context)
+    try:
+        amount = parse_amount(text, max_amount=settings.max_amount,
+                              minor_units=settings.minor_units)
+        balance = await db(context, check_owed, actor=actor,
+                           loan_number=context.user_data[NUMBER], amount=amount, code=code)
+    except InvalidInput as err:
+        await say(update, texts.action_again(err.message, again))
+        return retry
+    except ServiceError as err:
+        await say(update, texts.service_error(err))
+        return finish(context)
+    return amount, balance
 
 
 async def refused(update: Update, context: Context, actor: Actor, err: ServiceError) -> int:

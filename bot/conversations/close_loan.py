@@ -21,7 +21,7 @@ from telegram.ext import (
 )
 
 from bot import keyboards, texts
-from bot.context import Context, answer_button, db, require_staff, settings_of
+from bot.context import Context, db, require_staff, settings_of
 from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
 from bot.handlers.loans import show_card
@@ -77,15 +77,6 @@ def build_handler() -> ConversationHandler:
     )
 
 
-async def _by_number(update: Update, context: Context, actor: Actor,
-                     usage: str) -> LoanView | None:
-    args = context.args or []
-    if len(args) != 1:
-        await actions.say(update, usage)
-        return None
-    return await actions.loan_of_number(update, context, actor, args[0])
-
-
 def _markup(context: Context, prefix: CB, label: str):
     data = context.user_data
     return keyboards.action_confirm(prefix, data[LOAN_ID], data[VERSION], label, texts.BTN_CANCEL)
@@ -93,16 +84,6 @@ def _markup(context: Context, prefix: CB, label: str):
 
 async def _confirm(update: Update, context: Context, prefix: CB, label: str, text: str) -> None:
     await actions.say(update, text, reply_markup=_markup(context, prefix, label))
-
-
-async def _pressed(update: Update, context: Context, prefix: CB) -> list[int] | None:
-    """The ids of a pressed confirmation of this conversation (answered), else None."""
-    ids = actions.my_button(update, context, prefix)
-    if ids is None:
-        await answer_button(update, texts.BAD_BUTTON)
-        return None
-    await update.callback_query.answer()
-    return ids
 
 
 async def _done(update: Update, context: Context, actor: Actor, text: str,
@@ -121,7 +102,7 @@ async def _done(update: Update, context: Context, actor: Actor, text: str,
 @require_staff
 async def close_command(update: Update, context: Context, actor: Actor) -> int:
     """/close <number>."""
-    view = await _by_number(update, context, actor, texts.CLOSE_USAGE)
+    view = await actions.loan_of_args(update, context, actor, texts.CLOSE_USAGE)
     return actions.END if view is None else await _offer_close(update, context, actor, view)
 
 
@@ -148,7 +129,7 @@ async def _offer_close(update: Update, context: Context, actor: Actor, view: Loa
 @actions.step(NAME)
 async def close_confirmed(update: Update, context: Context, actor: Actor) -> int | None:
     """Confirm pressed: close the loan."""
-    ids = await _pressed(update, context, CB.CLOSE_CONFIRM)
+    ids = await actions.pressed(update, context, CB.CLOSE_CONFIRM)
     if ids is None:
         return None
     try:
@@ -205,7 +186,7 @@ async def write_off_reason(update: Update, context: Context, actor: Actor) -> in
 @actions.step(NAME)
 async def write_off_confirmed(update: Update, context: Context, actor: Actor) -> int | None:
     """Write off pressed: write the loan off with the reason."""
-    ids = await _pressed(update, context, CB.WRITE_OFF_CONFIRM)
+    ids = await actions.pressed(update, context, CB.WRITE_OFF_CONFIRM)
     if ids is None:
         return None
     data = context.user_data
@@ -227,7 +208,7 @@ async def delete_command(update: Update, context: Context, actor: Actor) -> int:
     """/delete <number> (admins)."""
     if not await actions.allowed(update, actor, Role.ADMIN, "delete loans"):
         return actions.END
-    view = await _by_number(update, context, actor, texts.DELETE_USAGE)
+    view = await actions.loan_of_args(update, context, actor, texts.DELETE_USAGE)
     return actions.END if view is None else await _offer_delete(update, context, actor, view)
 
 
@@ -252,7 +233,7 @@ async def _offer_delete(update: Update, context: Context, actor: Actor, view: Lo
 @actions.step(NAME)
 async def delete_confirmed(update: Update, context: Context, actor: Actor) -> int | None:
     """Delete pressed: delete a loan without payments; with payments, ask once more."""
-    if await _pressed(update, context, CB.DELETE_CONFIRM) is None:
+    if await actions.pressed(update, context, CB.DELETE_CONFIRM) is None:
         return None
     try:
         number = await db(context, loan_service.delete_loan, actor=actor,
@@ -273,7 +254,7 @@ async def delete_confirmed(update: Update, context: Context, actor: Actor) -> in
 @actions.step(NAME)
 async def delete_forced(update: Update, context: Context, actor: Actor) -> int | None:
     """Delete anyway pressed: delete the loan with its payments."""
-    if await _pressed(update, context, CB.DELETE_FORCE) is None:
+    if await actions.pressed(update, context, CB.DELETE_FORCE) is None:
         return None
     try:
         number = await db(context, loan_service.delete_loan, actor=actor,

@@ -9,7 +9,7 @@ from telegram import Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler
 
 from bot import keyboards, texts
-from bot.context import Context, answer_button, db, require_staff
+from bot.context import Context, db, require_staff
 from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import BORROWER, LOAN_ID, NUMBER
 from bot.handlers.loans import show_card
@@ -62,11 +62,7 @@ def build_handler() -> ConversationHandler:
 @require_staff
 async def contact_command(update: Update, context: Context, actor: Actor) -> int:
     """/contact <number>: how was the borrower reached?"""
-    args = context.args or []
-    if len(args) != 1:
-        await actions.say(update, texts.CONTACT_USAGE)
-        return actions.END
-    view = await actions.loan_of_number(update, context, actor, args[0])
+    view = await actions.loan_of_args(update, context, actor, texts.CONTACT_USAGE)
     return actions.END if view is None else await _ask_channel(update, context, view)
 
 
@@ -86,22 +82,11 @@ async def _ask_channel(update: Update, context: Context, view: LoanView) -> int:
     return State.CHANNEL
 
 
-async def _chosen(update: Update, context: Context, prefix: CB, enum: type) -> str | None:
-    """The value of a pressed choice of this conversation's loan (answered), else None."""
-    parts = keyboards.parse_fields(update.callback_query.data, prefix, 2)
-    if parts is None or parts[0] != str(context.user_data.get(LOAN_ID)) or parts[1] not in {
-        m.value for m in enum
-    }:
-        await answer_button(update, texts.BAD_BUTTON)
-        return None
-    await update.callback_query.answer()
-    return parts[1]
-
-
 @actions.step(NAME)
 async def channel(update: Update, context: Context, actor: Actor) -> int | None:
     """A channel pressed: ask the outcome in the same message."""
-    value = await _chosen(update, context, CB.CONTACT_CHANNEL, ContactChannel)
+    value = await actions.chosen(update, context, CB.CONTACT_CHANNEL,
+                                 {c.value for c in ContactChannel})
     if value is None:
         return None
     context.user_data[CHANNEL] = value
@@ -117,7 +102,8 @@ async def channel(update: Update, context: Context, actor: Actor) -> int | None:
 @actions.step(NAME)
 async def outcome(update: Update, context: Context, actor: Actor) -> int | None:
     """An outcome pressed: ask for a note (or Skip)."""
-    value = await _chosen(update, context, CB.CONTACT_OUTCOME, ContactOutcome)
+    value = await actions.chosen(update, context, CB.CONTACT_OUTCOME,
+                                 {o.value for o in ContactOutcome})
     if value is None:
         return None
     data = context.user_data
@@ -132,10 +118,8 @@ async def outcome(update: Update, context: Context, actor: Actor) -> int | None:
 @actions.step(NAME)
 async def skip_note(update: Update, context: Context, actor: Actor) -> int | None:
     """Skip pressed: record the contact without a note."""
-    if actions.my_button(update, context, CB.CONTACT_SKIP, 1) is None:
-        await answer_button(update, texts.BAD_BUTTON)
+    if await actions.pressed(update, context, CB.CONTACT_SKIP, 1) is None:
         return None
-    await update.callback_query.answer()
     await update.callback_query.edit_message_reply_markup(None)
     return await _record(update, context, actor, None)
 

@@ -15,7 +15,7 @@ from telegram import Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler
 
 from bot import keyboards, texts, views
-from bot.context import Context, answer_button, db, require_staff, settings_of
+from bot.context import Context, db, require_staff, settings_of
 from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
 from bot.handlers.loans import show_card
@@ -93,11 +93,7 @@ def shown(field: str, value: str, currency: str) -> str:
 @require_staff
 async def edit_command(update: Update, context: Context, actor: Actor) -> int:
     """/edit <number>: which field?"""
-    args = context.args or []
-    if len(args) != 1:
-        await actions.say(update, texts.EDIT_USAGE)
-        return actions.END
-    view = await actions.loan_of_number(update, context, actor, args[0])
+    view = await actions.loan_of_args(update, context, actor, texts.EDIT_USAGE)
     return actions.END if view is None else await _ask_field(update, context, view)
 
 
@@ -120,15 +116,13 @@ async def _ask_field(update: Update, context: Context, view: LoanView) -> int:
 @actions.step(NAME)
 async def field_button(update: Update, context: Context, actor: Actor) -> int | None:
     """A field pressed: ask its new value, showing the current one."""
-    query, data = update.callback_query, context.user_data
-    parts = keyboards.parse_fields(query.data, CB.EDIT_FIELD, 2)
-    if parts is None or parts[0] != str(data[LOAN_ID]) or parts[1] not in data[CURRENT]:
-        await answer_button(update, texts.BAD_BUTTON)
+    data = context.user_data
+    field = await actions.chosen(update, context, CB.EDIT_FIELD, data[CURRENT])
+    if field is None:
         return None
-    await query.answer()
-    field = data[FIELD] = parts[1]
+    data[FIELD] = field
     current = shown(field, data[CURRENT][field], settings_of(context).currency)
-    await query.edit_message_text(texts.edit_ask_value(field, current))
+    await update.callback_query.edit_message_text(texts.edit_ask_value(field, current))
     return State.VALUE
 
 
@@ -168,12 +162,10 @@ async def value_text(update: Update, context: Context, actor: Actor) -> int:
 @actions.step(NAME)
 async def confirm(update: Update, context: Context, actor: Actor) -> int | None:
     """Confirm pressed: make the change, say before → after, show the fresh card."""
-    ids = actions.my_button(update, context, CB.EDIT_CONFIRM)
+    ids = await actions.pressed(update, context, CB.EDIT_CONFIRM)
     if ids is None:
-        await answer_button(update, texts.BAD_BUTTON)
         return None
     query = update.callback_query
-    await query.answer()
     try:
         done: EditResult = await db(context, loan_service.edit_loan,
                                     **_edit(context, actor, context.user_data[VALUE], ids[1]))

@@ -17,7 +17,7 @@ from telegram import Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler
 
 from bot import keyboards, texts
-from bot.context import Context, answer_button, db, require_staff, settings_of
+from bot.context import Context, db, require_staff, settings_of
 from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
 from bot.handlers.loans import show_card
@@ -25,10 +25,9 @@ from bot.keyboards import CB
 from db.config import Settings
 from db.services import notices, payments
 from db.services.access import Actor
-from db.services.errors import InvalidInput, ServiceError
+from db.services.errors import ServiceError
 from db.services.payments import PaymentResult
 from db.services.views import LoanView
-from db.validation import parse_amount
 
 log = logging.getLogger(__name__)
 
@@ -117,19 +116,12 @@ async def amount_text(update: Update, context: Context, actor: Actor) -> int:
 
 
 async def _take_amount(update: Update, context: Context, actor: Actor, text: str) -> int:
-    settings = settings_of(context)
+    got = await actions.amount_owed(update, context, actor, text, code="overpay",
+                                    again=texts.PAY_ASK_AGAIN, retry=State.AMOUNT)
+    if isinstance(got, int):
+        return got
+    amount, balance = got
     data = context.user_data
-    try:
-        amount = parse_amount(text, max_amount=settings.max_amount,
-                              minor_units=settings.minor_units)
-        balance = await db(context, actions.check_owed, actor=actor, loan_number=data[NUMBER],
-                           amount=amount, code="overpay")
-    except InvalidInput as err:
-        await actions.say(update, texts.action_again(err.message, texts.PAY_ASK_AGAIN))
-        return State.AMOUNT
-    except ServiceError as err:
-        await actions.say(update, texts.service_error(err))
-        return actions.finish(context)
     data[AMOUNT] = str(amount)
     text = texts.pay_confirm(actions.money(context, amount), data[NUMBER],
                              data[actions.BORROWER], actions.money(context, balance),
@@ -143,12 +135,10 @@ async def _take_amount(update: Update, context: Context, actor: Actor, text: str
 @actions.step(NAME)
 async def confirm(update: Update, context: Context, actor: Actor) -> int | None:
     """Confirm pressed: record the payment (once), say the balance, show the fresh card."""
-    ids = actions.my_button(update, context, CB.PAY_CONFIRM)
+    ids = await actions.pressed(update, context, CB.PAY_CONFIRM)
     if ids is None:
-        await answer_button(update, texts.BAD_BUTTON)
         return None
     query = update.callback_query
-    await query.answer()
     settings, data = settings_of(context), context.user_data
     try:
         result = await db(

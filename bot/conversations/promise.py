@@ -10,7 +10,7 @@ from telegram import Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler
 
 from bot import keyboards, texts, views
-from bot.context import Context, db, require_staff, settings_of
+from bot.context import Context, db, require_staff
 from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import NUMBER
 from bot.handlers.loans import show_card
@@ -19,7 +19,7 @@ from db.services import promises
 from db.services.access import Actor
 from db.services.errors import InvalidInput, ServiceError
 from db.services.views import LoanView
-from db.validation import parse_amount, parse_date
+from db.validation import parse_date
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +92,11 @@ async def amount_text(update: Update, context: Context, actor: Actor) -> int:
 
 async def _take_amount(update: Update, context: Context, actor: Actor, text: str,
                        ask_date: bool) -> int:
-    settings = settings_of(context)
-    try:
-        amount = parse_amount(text, max_amount=settings.max_amount,
-                              minor_units=settings.minor_units)
-        await db(context, actions.check_owed, actor=actor,
-                 loan_number=context.user_data[NUMBER], amount=amount, code="promise_too_much")
-    except InvalidInput as err:
-        await actions.say(update, texts.action_again(err.message, texts.PROMISE_ASK_AMOUNT_AGAIN))
-        return State.AMOUNT
-    except ServiceError as err:
-        await actions.say(update, texts.service_error(err))
-        return actions.finish(context)
-    context.user_data[AMOUNT] = str(amount)
+    got = await actions.amount_owed(update, context, actor, text, code="promise_too_much",
+                                    again=texts.PROMISE_ASK_AMOUNT_AGAIN, retry=State.AMOUNT)
+    if isinstance(got, int):
+        return got
+    context.user_data[AMOUNT] = str(got[0])
     if ask_date:
         await actions.say(update, texts.PROMISE_ASK_DATE)
     return State.DATE

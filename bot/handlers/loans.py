@@ -133,15 +133,33 @@ async def show_card(
     return view
 
 
+async def command_text(update: Update, context: Context, usage: str) -> str | None:
+    """The command's arguments as one text; when there are none, say usage and None."""
+    text = " ".join(context.args or [])
+    if not text:
+        await reply(update, usage)
+        return None
+    return text
+
+
+async def _pressed(update: Update, prefix: CB, count: int = 1) -> list[int] | None:
+    """The ids of the pressed button (answered); a forged one is answered so and None."""
+    ids = keyboards.parse_ids(update.callback_query.data, prefix, count)
+    if ids is None:
+        await answer_button(update, texts.BAD_BUTTON)
+        return None
+    await update.callback_query.answer()
+    return ids
+
+
 # --- the card -------------------------------------------------------------------------------
 
 
 @require_staff
 async def loan_command(update: Update, context: Context, actor: Actor) -> None:
     """/loan <number>: the loan's card."""
-    number = " ".join(context.args or [])
-    if not number:
-        await reply(update, texts.LOAN_USAGE)
+    number = await command_text(update, context, texts.LOAN_USAGE)
+    if number is None:
         return
     try:
         view = await db(context, loan_service.get_loan, actor=actor, loan_number=number,
@@ -155,11 +173,9 @@ async def loan_command(update: Update, context: Context, actor: Actor) -> None:
 @require_staff
 async def card_button(update: Update, context: Context, actor: Actor) -> None:
     """ln:card:<id>: the card as it is now, in a new message."""
-    ids = keyboards.parse_ids(update.callback_query.data, CB.LOAN_CARD)
+    ids = await _pressed(update, CB.LOAN_CARD)
     if ids is None:
-        await answer_button(update, texts.BAD_BUTTON)
         return
-    await update.callback_query.answer()
     await show_card(update, context, actor, ids[0])
 
 
@@ -202,9 +218,8 @@ async def _history_page(update: Update, context: Context, actor: Actor, *, page:
 @require_staff
 async def history_command(update: Update, context: Context, actor: Actor) -> None:
     """/history <number>: the newest page of the loan's history."""
-    number = " ".join(context.args or [])
-    if not number:
-        await reply(update, texts.HISTORY_USAGE)
+    number = await command_text(update, context, texts.HISTORY_USAGE)
+    if number is None:
         return
     await _history_page(update, context, actor, page=1, edit=False, number=number)
 
@@ -212,22 +227,18 @@ async def history_command(update: Update, context: Context, actor: Actor) -> Non
 @require_staff
 async def history_button(update: Update, context: Context, actor: Actor) -> None:
     """ln:his:<id>:<version> on a card: the newest history page (any version will do)."""
-    ids = keyboards.parse_ids(update.callback_query.data, CB.LOAN_HISTORY, 2)
+    ids = await _pressed(update, CB.LOAN_HISTORY, 2)
     if ids is None:
-        await answer_button(update, texts.BAD_BUTTON)
         return
-    await update.callback_query.answer()
     await _history_page(update, context, actor, page=1, edit=False, loan_id=ids[0])
 
 
 @require_staff
 async def history_page_button(update: Update, context: Context, actor: Actor) -> None:
     """lnh:<id>:<page>: Older / Newer, edited in place."""
-    ids = keyboards.parse_ids(update.callback_query.data, CB.LOAN_HISTORY_PAGE, 2)
+    ids = await _pressed(update, CB.LOAN_HISTORY_PAGE, 2)
     if ids is None:
-        await answer_button(update, texts.BAD_BUTTON)
         return
-    await update.callback_query.answer()
     await _history_page(update, context, actor, page=ids[1], edit=True, loan_id=ids[0])
 
 

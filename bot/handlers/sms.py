@@ -18,6 +18,7 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 from bot import keyboards, texts
 from bot.context import Context, answer_button, db, reply, require_staff, settings_of
 from bot.conversations import actions
+from bot.handlers.loans import command_text
 from bot.keyboards import CB
 from db import clock
 from db.models import BroadcastState
@@ -214,9 +215,8 @@ async def _remind(update: Update, context: Context, actor: Actor, number: str) -
 @require_staff
 async def remind_command(update: Update, context: Context, actor: Actor) -> None:
     """/remind <number>: one reminder now, subject to the SMS rules."""
-    number = " ".join(context.args or [])
-    if not number:
-        await reply(update, texts.REMIND_USAGE)
+    number = await command_text(update, context, texts.REMIND_USAGE)
+    if number is None:
         return
     await _remind(update, context, actor, number)
 
