@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 from sqlalchemy.orm import Session
 from telegram import Update
 from telegram.ext import CommandHandler
@@ -103,6 +104,8 @@ def collections_chart(days: list[tuple[date, Decimal]], currency: str) -> bytes:
     ax.set_title(texts.STATS_CHART_TITLE.format(days=len(days)))
     ax.set_ylabel(currency)
     ax.set_ylim(bottom=0)
+    # Whole amounts with separators: matplotlib's default "1e6" offset reads badly.
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:,.0f}"))
     ax.grid(axis="y", alpha=0.3)
     ax.tick_params(axis="x", labelrotation=45)
     buffer = io.BytesIO()
