@@ -3,6 +3,9 @@
 A crash of the worker sends nothing twice and drops nothing: a message is committed as
 SENDING before the provider is called, and a SENDING row is only ever resent after the
 provider's own list shows it never arrived. Better one message late than two.
+
+Throughput: the next batch is claimed while the last one sends (two at most), so the rate
+limiter is the only pacing; results are written in groups, one transaction per 50 ms.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import clock
 from db.config import Settings
-from db.models import Message
+from db.models import Borrower, Message
 from db.services import outbox
 from db.services.outbox import ClaimedMessage, EventSource, MessageInfo
 from scheduler import policy
@@ -42,6 +45,10 @@ T = TypeVar("T")
 MAX_BACKOFF_SECONDS = 3600.0
 MIN_BACKOFF_SECONDS = 1.0
 MAX_IN_FLIGHT = 32
+# Batches claimed ahead: the next is claimed while one sends, so the limiter never idles.
+BATCHES_IN_FLIGHT = 2
+# Send results are written together, one transaction per this many seconds.
+GROUP_SECONDS = 0.05
 # A provider's clock and ours differ a little: look for a lost send from a bit earlier.
 CLOCK_SLACK = timedelta(minutes=1)
 # A SENT message is asked about for this long, then its last status stands.
@@ -96,7 +103,7 @@ def backoff(attempts: int, settings: Settings, retry_after: float | None = None)
 
 
 def stuck_after(settings: Settings) -> timedelta:
-    """How long SENDING may last before reconcile steps in: longer than a whole batch takes."""
+    """How long SENDING may last before reconcile steps in: longer than the batches in flight."""
     batch_seconds = settings.sms_batch_size / settings.sms_rate_per_second
     return timedelta(seconds=max(600.0, 3 * batch_seconds + 60))
 
@@ -114,6 +121,10 @@ def _apply_policy(
     tally: Counter,
 ) -> list[ClaimedMessage]:  # fmt: skip
     """Defer or suppress what may not go now; return the messages to send."""
+    # One query loads the batch's borrowers, so policy finds each in the session (kept
+    # referenced here: the identity map holds objects weakly).
+    ids = {m.borrower_id for m in batch if m.borrower_id is not None}
+    _borrowers = session.scalars(select(Borrower).where(Borrower.id.in_(ids))).all()
     to_send = []
     for m in batch:
         decision = policy.decide(session, message=m, now=now, settings=settings)
@@ -144,8 +155,54 @@ def _record_sent(session: Session, *, message: MessageInfo, result: SendResult) 
     return done
 
 
+Write = tuple[Callable[..., Any], dict[str, Any]]
+
+
+def _write_group(factory: Factory, writes: list[Write]) -> list[Any]:
+    """Each write's result (or its exception): all in one transaction, else one by one."""
+    try:
+        with factory.begin() as session:
+            return [fn(session, **kwargs) for fn, kwargs in writes]
+    except Exception:
+        log.warning("writing %s send results together failed; one by one", len(writes),
+                    exc_info=True)  # fmt: skip
+    results: list[Any] = []
+    for fn, kwargs in writes:
+        try:
+            results.append(_in_tx(factory, fn, **kwargs))
+        except Exception as exc:  # this message only: left for reconcile
+            results.append(exc)
+    return results
+
+
+class Recorder:
+    """Send results written in groups: one thread hop and transaction per GROUP_SECONDS."""
+
+    def __init__(self, factory: Factory) -> None:
+        self.factory = factory
+        self.group: list[Write] = []
+        self.written: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+
+    async def write(self, fn: Callable[..., T], **kwargs: Any) -> T:
+        """fn(session, **kwargs) in the next group's transaction; its result."""
+        if not self.group:
+            self.written = asyncio.ensure_future(self._write_later())
+        written, index = self.written, len(self.group)
+        self.group.append((fn, kwargs))
+        # Shielded: a cancelled send must not cancel the other sends' writes.
+        result = (await asyncio.shield(written))[index]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def _write_later(self) -> list[Any]:
+        await asyncio.sleep(GROUP_SECONDS)
+        group, self.group = self.group, []
+        return await asyncio.to_thread(_write_group, self.factory, group)
+
+
 class Dispatcher:
-    """One dispatch run: the limiter, the in-flight cap and the tally."""
+    """One dispatch run: the limiter, the in-flight cap, the result writer and the tally."""
 
     def __init__(self, factory: Factory, sender: SmsSender, settings: Settings,
                  limiter: AsyncLimiter | None, now: datetime | None) -> None:  # fmt: skip
@@ -154,41 +211,58 @@ class Dispatcher:
         self.limiter = limiter or make_limiter(settings.sms_rate_per_second)
         self.in_flight = asyncio.Semaphore(min(settings.sms_batch_size, MAX_IN_FLIGHT))
         self.callback = status_callback_url(settings)
+        self.recorder = Recorder(factory)
         self.tally: Counter = Counter()
 
     def now(self) -> datetime:
         return self.fixed_now or clock.utcnow()
 
+    async def claim(self, cutoff: datetime, worker_id: str) -> list[ClaimedMessage] | None:
+        """The next batch, committed as SENDING, less what policy held back; None when none."""
+        batch = await _db(self.factory, outbox.claim_due, now=cutoff,
+                          limit=self.settings.sms_batch_size, worker_id=worker_id)  # fmt: skip
+        if not batch:
+            return None
+        self.tally["claimed"] += len(batch)
+        return await _db(self.factory, _apply_policy, batch=batch, now=self.now(),
+                         settings=self.settings, tally=self.tally)  # fmt: skip
+
+    async def send_all(self, batch: list[ClaimedMessage]) -> None:
+        await asyncio.gather(*(self.send(m) for m in batch))
+
     async def send(self, m: ClaimedMessage) -> None:
-        """Send one claimed message and record its fate in its own transaction."""
-        async with self.in_flight, self.limiter:
-            try:
-                await self._send(m)
-            except Exception:
-                # Unknown whether it left: reconcile asks the provider before any resend.
-                log.exception("message %s: send or record failed; left for reconcile", m.id)
-                self.tally["unknown"] += 1
-
-    async def _send(self, m: ClaimedMessage) -> None:
+        """Send one claimed message and record its fate."""
         try:
-            result = await self.sender.send(to=m.to, body=m.body, status_callback=self.callback)
-        except PermanentSmsError as exc:
-            await self._failed(m, exc)
-        except RetryableSmsError as exc:
-            await self._retry(m, exc)
-        else:
-            await _db(self.factory, _record_sent, message=m, result=result)
-            self.tally["sent"] += 1
+            async with self.in_flight, self.limiter:
+                try:
+                    result = await self.sender.send(to=m.to, body=m.body,
+                                                    status_callback=self.callback)  # fmt: skip
+                except (PermanentSmsError, RetryableSmsError) as exc:
+                    result = exc
+            # Written after the slot is freed: the next send need not wait for the database.
+            await self._record(m, result)
+        except Exception:
+            # Unknown whether it left: reconcile asks the provider before any resend.
+            log.exception("message %s: send or record failed; left for reconcile", m.id)
+            self.tally["unknown"] += 1
 
-    async def _failed(self, m: ClaimedMessage, exc: SmsError) -> None:
-        text = exc.message or "refused by the provider"
-        await _db(self.factory, outbox.mark_failed, message_id=m.id, code=exc.code, text=text)
-        self.tally["failed"] += 1
+    async def _record(self, m: ClaimedMessage, result: SendResult | SmsError) -> None:
+        if isinstance(result, RetryableSmsError):
+            await self._retry(m, result)
+        elif isinstance(result, SmsError):
+            text = result.message or "refused by the provider"
+            await self.recorder.write(outbox.mark_failed, message_id=m.id, code=result.code,
+                                      text=text)  # fmt: skip
+            self.tally["failed"] += 1
+        else:
+            await self.recorder.write(_record_sent, message=m, result=result)
+            self.tally["sent"] += 1
 
     async def _retry(self, m: ClaimedMessage, exc: RetryableSmsError) -> None:
         if exc.maybe_sent:
             # The request may have arrived: sending again could text the borrower twice.
-            found = await find_lost_send(self.factory, self.sender, m)
+            async with self.in_flight:
+                found = await find_lost_send(self.factory, self.sender, m)
             if found is None:  # could not ask: reconcile decides later
                 self.tally["unknown"] += 1
                 return
@@ -197,12 +271,27 @@ class Dispatcher:
                 self.tally["sent"] += 1
                 return
         delay = backoff(m.attempts, self.settings, exc.retry_after)
-        status = await _db(
-            self.factory, outbox.mark_retry, message_id=m.id, error=exc.message,
-            error_code=exc.code, retry_at=self.now() + timedelta(seconds=delay),
+        status = await self.recorder.write(
+            outbox.mark_retry, message_id=m.id, error=exc.message, error_code=exc.code,
+            retry_at=self.now() + timedelta(seconds=delay),
             max_attempts=self.settings.sms_max_attempts,
         )  # fmt: skip
         self.tally["failed" if status == "failed" else "retried"] += 1
+
+
+async def _pipeline(run: Dispatcher, cutoff: datetime, worker_id: str,
+                    stop: asyncio.Event | None, sending: set[asyncio.Task]) -> None:  # fmt: skip
+    """Claim the next batch while the last one is still sending, BATCHES_IN_FLIGHT at most."""
+    while stop is None or not stop.is_set():
+        if len(sending) >= BATCHES_IN_FLIGHT:
+            await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+            continue
+        to_send = await run.claim(cutoff, worker_id)
+        if to_send is None:
+            break
+        task = asyncio.create_task(run.send_all(to_send))
+        sending.add(task)
+        task.add_done_callback(sending.discard)
 
 
 async def dispatch_due(
@@ -215,18 +304,18 @@ async def dispatch_due(
     limiter: AsyncLimiter | None = None,
     stop: asyncio.Event | None = None,
 ) -> DispatchReport:
-    """Send every message due at the start of the run, a batch at a time (until stop is set)."""
-    cutoff = now or clock.utcnow()
+    """Send every message due at the start of the run, batch after batch (until stop is set)."""
     run = Dispatcher(session_factory, sender, settings, limiter, now)
-    while stop is None or not stop.is_set():
-        batch = await _db(session_factory, outbox.claim_due, now=cutoff,
-                          limit=settings.sms_batch_size, worker_id=worker_id)  # fmt: skip
-        if not batch:
-            break
-        run.tally["claimed"] += len(batch)
-        to_send = await _db(session_factory, _apply_policy, batch=batch, now=run.now(),
-                            settings=settings, tally=run.tally)  # fmt: skip
-        await asyncio.gather(*(run.send(m) for m in to_send))
+    sending: set[asyncio.Task] = set()
+    try:
+        await _pipeline(run, now or clock.utcnow(), worker_id, stop, sending)
+    except asyncio.CancelledError:
+        for task in sending:
+            task.cancel()
+        raise
+    finally:
+        # Claimed messages are SENDING: finish them (or their cancellation) before leaving.
+        await asyncio.gather(*sending, return_exceptions=True)
     report = DispatchReport(**run.tally)
     if report.claimed:
         log.info("dispatch %s: %s", worker_id, report)

@@ -1,20 +1,23 @@
 """The worker's jobs as plain functions, tested without the scheduler.
 
-plan_reminders queues the day's reminders; dispatch_due and reconcile (scheduler.dispatch)
-send them and find out what happened; daily charges late fees and breaks promises.
+plan_reminders queues the day's reminders: one INSERT ... SELECT per rule, the database
+rendering each body exactly as sms_text.render would. dispatch_due and reconcile
+(scheduler.dispatch) send them and find out what happened; daily charges late fees and
+breaks promises.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
-from typing import Any
+from functools import reduce
 
-from sqlalchemy import String, cast, exists, literal, or_, select
+from sqlalchemy import Integer, Select, String, case, cast, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from db import clock, sms_text
 from db.config import Settings
@@ -24,8 +27,10 @@ from db.models import (
     Loan,
     LoanState,
     Message,
+    MessageEvent,
     MessageKind,
     MessageStatus,
+    Money,
     Suppression,
 )
 from db.services import fees, promises
@@ -46,8 +51,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Rows rendered and inserted per round trip; a million loans are never held at once.
-PLAN_BATCH = 500
+# Marks where a per-row value goes in a body rendered by sms_text.render (no text holds NUL).
+_MARK = "\x00"
+# An amount as terms of (sign, column): what is left of the installment, and of the loan.
+_OWED = (
+    (1, Installment.principal_due), (1, Installment.interest_due), (1, Installment.fee_due),
+    (-1, Installment.amount_paid), (-1, Installment.fee_paid),
+)  # fmt: skip
+_OUTSTANDING = ((1, Loan.amount_payable), (1, Loan.fees_charged), (-1, Loan.amount_paid))
+_T = Message.__table__.c
 
 
 def reminder_key(loan_id: int, rule: str, due: date) -> str:
@@ -55,41 +67,9 @@ def reminder_key(loan_id: int, rule: str, due: date) -> str:
     return f"rem:{loan_id}:{rule}:{due.isoformat()}"
 
 
-def _columns() -> tuple:
-    """What a reminder needs: the installment, its loan's totals, the borrower."""
-    return (
-        Installment.loan_id, Installment.due_date, Installment.principal_due,
-        Installment.interest_due, Installment.fee_due, Installment.amount_paid,
-        Installment.fee_paid, Loan.loan_number, Loan.amount_payable, Loan.fees_charged,
-        Loan.amount_paid.label("loan_paid"), Borrower.id.label("borrower_id"), Borrower.name,
-        Borrower.phone, Borrower.timezone,
-    )  # fmt: skip
-
-
-def _due_rows(session: Session, *, due: date, rule: str) -> Iterator[Sequence[Any]]:
-    """Unsettled installments of active loans due on due, not yet reminded, in batches."""
-    key = literal("rem:") + cast(Installment.loan_id, String) + literal(f":{rule}:{due}")
-    stmt = (
-        select(*_columns())
-        .join(Loan, Loan.id == Installment.loan_id)
-        .join(Borrower, Borrower.id == Loan.borrower_id)
-        .where(
-            Installment.due_date == due,
-            Loan.state == LoanState.ACTIVE,
-            or_(
-                Installment.amount_paid < Installment.principal_due + Installment.interest_due,
-                Installment.fee_paid < Installment.fee_due,
-            ),
-            # Opted-out and suppressed numbers are skipped here (policy re-checks at send).
-            Borrower.opted_out_at.is_(None),
-            ~exists().where(Suppression.phone == Borrower.phone),
-            # Cheap re-runs every 15 minutes: the unique key index answers this.
-            ~exists().where(Message.idempotency_key == key),
-        )
-        .order_by(Installment.loan_id)
-    )
-    result = session.execute(stmt.execution_options(yield_per=PLAN_BATCH))
-    yield from result.partitions()
+def _key_sql(rule: str, due: date) -> ColumnElement[str]:
+    """reminder_key in SQL, for every row at once."""
+    return literal("rem:") + cast(Installment.loan_id, String) + literal(f":{rule}:{due}")
 
 
 def _signature(settings: Settings) -> str:
@@ -97,46 +77,163 @@ def _signature(settings: Settings) -> str:
     return " ".join(filter(None, (settings.agency_name, settings.agency_phone)))
 
 
-def _row_values(row: Any, *, rule: str, days: int, settings: Settings, now: datetime) -> dict:
-    """One reminder's message row: rendered body, and the hours it may go out in."""
-    owed = row.principal_due + row.interest_due + row.fee_due - row.amount_paid - row.fee_paid
-    money = partial(
-        sms_text.sms_amount, currency=settings.currency, minor_units=settings.minor_units
-    )
-    body = sms_text.render(
-        sms_text.template_for(days),
-        {
-            "name": row.name, "amount_due": money(owed), "loan_number": row.loan_number,
-            "outstanding": money(row.amount_payable + row.fees_charged - row.loan_paid),
-            "due_date": sms_text.sms_date(row.due_date), "agency": _signature(settings),
-        },
-    )  # fmt: skip
-    tz = zone(row.timezone, settings.agency_timezone)
-    today = row.due_date + timedelta(days=days)
-    send_after = window_start(today, tz, settings.allowed_window[0]).astimezone(UTC)
-    return {
-        "to_phone": row.phone, "body": body, "kind": MessageKind.REMINDER,
-        "borrower_id": row.borrower_id, "loan_id": row.loan_id, "rule": rule,
-        "idempotency_key": reminder_key(row.loan_id, rule, row.due_date),
-        "status": MessageStatus.QUEUED, "attempts": 0, "send_after": send_after,
-        "expires_at": send_after + timedelta(hours=settings.sms_expiry_hours),
-        "created_at": now, "updated_at": now,
+def _sign(value: ColumnElement) -> ColumnElement[str]:
+    return case((value < 0, literal("-")), else_=literal(""))
+
+
+def _digits(units: ColumnElement[int], minor_units: int) -> ColumnElement[str]:
+    """SQLite: whole minor units (not negative) as text with minor_units decimals."""
+    if minor_units == 0:
+        return func.printf("%d", units, type_=String)
+    scale = 10**minor_units
+    return func.printf(f"%d.%0{minor_units}d", units // scale, units % scale, type_=String)
+
+
+def _signed_sum(terms: Sequence[tuple[int, ColumnElement]],
+                each: Callable[[ColumnElement], ColumnElement]) -> ColumnElement:  # fmt: skip
+    return reduce(operator.add, (each(c) if sign > 0 else -each(c) for sign, c in terms))
+
+
+def _cents(column: ColumnElement) -> ColumnElement[int]:
+    return cast(func.round(column * 10**Money.scale), Integer)
+
+
+def amount_sql(terms: Sequence[tuple[int, ColumnElement]], dialect: str,
+               settings: Settings) -> ColumnElement[str]:  # fmt: skip
+    """sms_text.sms_amount of a sum of money columns, in SQL, to the same character."""
+    minor = settings.minor_units
+    if dialect == "postgresql":
+        total = _signed_sum(terms, lambda c: c)
+        text = cast(func.round(func.abs(total), minor), String)
+    else:
+        # SQLite keeps Numeric as REAL: add whole cents, which are exact, then round half up.
+        total = _signed_sum(terms, _cents)
+        shift = Money.scale - minor
+        units = func.abs(total) * 10**-shift if shift < 0 else func.abs(total)
+        if shift > 0:
+            units = (units + 10**shift // 2) // 10**shift
+        text = _digits(units, minor)
+    return literal(f"{settings.currency} ") + _sign(total) + text
+
+
+def body_sql(template: str, *, due: date, dialect: str,
+             settings: Settings) -> ColumnElement[str]:  # fmt: skip
+    """The template as rendered by sms_text.render, with each row's values filled in SQL."""
+    per_row = {
+        "name": Borrower.name, "loan_number": Loan.loan_number,
+        "amount_due": amount_sql(_OWED, dialect, settings),
+        "outstanding": amount_sql(_OUTSTANDING, dialect, settings),
     }  # fmt: skip
+    fixed = {"due_date": sms_text.sms_date(due), "agency": _signature(settings)}
+    marked = {name: f"{_MARK}{name}{_MARK}" for name in per_row}
+    rendered = sms_text.render(template, fixed | marked)
+    if rendered.startswith(_MARK) or rendered.endswith(_MARK):
+        # render strips the whole text, which SQL could not do to a borrower's value.
+        raise ValueError("a reminder template must start and end with fixed text")
+    parts = rendered.split(_MARK)  # text, field, text, field, ..., text
+    pieces = [literal(p) if i % 2 == 0 else per_row[p] for i, p in enumerate(parts) if p]
+    return reduce(operator.add, pieces)
+
+
+def _window_opens(name: str | None, day: date, settings: Settings) -> datetime:
+    tz = zone(name, settings.agency_timezone)
+    return window_start(day, tz, settings.allowed_window[0]).astimezone(UTC)
+
+
+def send_after_sql(session: Session, *, today: date,
+                   settings: Settings) -> tuple[ColumnElement, ColumnElement]:  # fmt: skip
+    """(send_after, expires_at): the window's start in each borrower's zone, via zoneinfo.
+
+    The zones borrowers have are few; each is worked out in Python (as policy does, so
+    an unknown zone is the agency's) and the borrower's zone picks its time with a CASE.
+    A borrower added with a new zone between this read and the INSERT gets the agency's
+    window start; policy still holds the message until the borrower's own hours.
+    """
+    stmt = select(Borrower.timezone).distinct().where(Borrower.timezone.is_not(None))
+    default = _window_opens(None, today, settings)
+    groups: dict[datetime, list[str]] = {}
+    for name in session.scalars(stmt):
+        opens = _window_opens(name, today, settings)
+        if opens != default:
+            groups.setdefault(opens, []).append(name)
+    expiry = timedelta(hours=settings.sms_expiry_hours)
+
+    def pick(offset: timedelta) -> ColumnElement:
+        whens = [(Borrower.timezone.in_(names), literal(at + offset, _T.send_after.type))
+                 for at, names in groups.items()]  # fmt: skip
+        fallback = literal(default + offset, _T.send_after.type)
+        return case(*whens, else_=fallback) if whens else fallback
+
+    return pick(timedelta(0)), pick(expiry)
+
+
+def _unreminded(due: date, key: ColumnElement[str]) -> list[ColumnElement[bool]]:
+    """Unsettled installments of active loans due on due, not yet reminded."""
+    return [
+        Installment.due_date == due,
+        Loan.state == LoanState.ACTIVE,
+        or_(
+            Installment.amount_paid < Installment.principal_due + Installment.interest_due,
+            Installment.fee_paid < Installment.fee_due,
+        ),
+        # Opted-out and suppressed numbers are skipped here (policy re-checks at send).
+        Borrower.opted_out_at.is_(None),
+        ~exists().where(Suppression.phone == Borrower.phone),
+        # Cheap re-runs every 15 minutes: the unique key index answers this.
+        ~exists().where(Message.idempotency_key == key),
+    ]
+
+
+def _due_select(session: Session, *, days: int, due: date, today: date, settings: Settings,
+                now: datetime) -> tuple[list[str], Select]:  # fmt: skip
+    """The message columns, and the SELECT making one reminder row per due installment."""
+    rule = sms_text.rule_name(days)
+    key = _key_sql(rule, due)
+    dialect = session.get_bind().dialect.name
+    send_after, expires_at = send_after_sql(session, today=today, settings=settings)
+    body = body_sql(sms_text.template_for(days), due=due, dialect=dialect, settings=settings)
+    created = literal(now, _T.created_at.type)
+    values = {
+        "to_phone": Borrower.phone, "body": body,
+        "kind": literal(MessageKind.REMINDER, _T.kind.type), "borrower_id": Borrower.id,
+        "loan_id": Installment.loan_id, "rule": literal(rule), "idempotency_key": key,
+        "status": literal(MessageStatus.QUEUED, _T.status.type), "attempts": literal(0),
+        "send_after": send_after, "expires_at": expires_at, "created_at": created,
+        "updated_at": created,
+    }  # fmt: skip
+    stmt = (
+        select(*values.values())
+        .join(Loan, Loan.id == Installment.loan_id)
+        .join(Borrower, Borrower.id == Loan.borrower_id)
+        .where(*_unreminded(due, key))
+        .order_by(Installment.loan_id)
+    )
+    return list(values), stmt
 
 
 def plan_rule(session: Session, *, days: int, today: date, settings: Settings) -> int:
     """Queue reminders for one rule (days relative to the due date); returns rows queued."""
-    rule, due = sms_text.rule_name(days), today - timedelta(days=days)
-    queued, now = 0, clock.utcnow()
-    for rows in _due_rows(session, due=due, rule=rule):
-        values = [_row_values(r, rule=rule, days=days, settings=settings, now=now) for r in rows]
-        stmt = dialect_insert(session, Message.__table__).values(values)
-        # Another planner (a second worker, a restart) may have queued some meanwhile.
-        stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"])
-        ids = list(session.scalars(stmt.returning(Message.__table__.c.id)))
+    rule, due, now = sms_text.rule_name(days), today - timedelta(days=days), clock.utcnow()
+    names, rows = _due_select(session, days=days, due=due, today=today, settings=settings,
+                              now=now)  # fmt: skip
+    # One INSERT ... SELECT: the database renders every body, nothing is streamed through us.
+    # Another planner (a second worker, a restart) may have queued some meanwhile.
+    insert = dialect_insert(session, Message.__table__).from_select(names, rows)
+    insert = insert.on_conflict_do_nothing(index_elements=["idempotency_key"])
+    insert = insert.returning(_T.id)
+    if session.get_bind().dialect.name != "postgresql":
+        # SQLite has no INSERT inside WITH: the new ids come back, their events follow.
+        ids = list(session.scalars(insert))
         record_events(session, ids, MessageStatus.QUEUED, EventSource.PLANNER, rule)
-        queued += len(ids)
-    return queued
+        return len(ids)
+    queued = insert.cte("queued")
+    events = MessageEvent.__table__.insert().from_select(
+        ["message_id", "status", "source", "detail", "created_at"],
+        select(queued.c.id, literal(str(MessageStatus.QUEUED)), literal(EventSource.PLANNER),
+               literal(rule), literal(now, MessageEvent.__table__.c.created_at.type)),
+    )  # fmt: skip
+    # PostgreSQL: both INSERTs in one statement, which answers how many were queued.
+    return session.scalar(select(func.count()).select_from(queued).add_cte(events.cte()))
 
 
 def plan_reminders(session: Session, *, today: date, settings: Settings) -> int:

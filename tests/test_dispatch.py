@@ -7,6 +7,7 @@ real and committed, since the dispatcher writes from worker threads.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import os
 import signal
@@ -29,7 +30,7 @@ from db.services import outbox
 from db.session import make_engine, make_session_factory
 from scheduler.dispatch import ReconcileReport, dispatch_due, reconcile
 from scheduler.sandbox import CallbackTiming, TwilioSandbox
-from scheduler.sms import ConsoleSender, TwilioSender
+from scheduler.sms import ConsoleSender, SendResult, TwilioSender
 from scheduler.worker import build_scheduler
 from tests.factories import make_borrower
 
@@ -212,6 +213,91 @@ async def test_console_sender_records_sent_then_delivered(committed, cfg, at_now
     assert report.sent == 1 and row.status is S.DELIVERED
     assert row.provider_sid == console.sent[0].sid
     assert "SMS to" in capsys.readouterr().out
+
+
+# --- batches in flight and grouped writes ---------------------------------------------------
+
+
+class GatedSender(ConsoleSender):
+    """The console sender, holding every send until the gate opens."""
+
+    def __init__(self) -> None:
+        super().__init__(out=io.StringIO())
+        self.gate = asyncio.Event()
+
+    async def send(self, *, to: str, body: str, status_callback: str | None = None):
+        await self.gate.wait()
+        return await super().send(to=to, body=body, status_callback=status_callback)
+
+
+class OneSidSender(ConsoleSender):
+    """A provider that answers every send with the same SID, which only one row may hold."""
+
+    async def send(self, *, to: str, body: str, status_callback: str | None = None):
+        await super().send(to=to, body=body, status_callback=status_callback)
+        return SendResult(sid="SMsame", status="queued", segments=1)
+
+
+def _statuses(factory: sessionmaker[Session], ids: list[int]) -> list[MessageStatus]:
+    with factory() as s:
+        return list(s.scalars(select(Message.status).where(Message.id.in_(ids))))
+
+
+def _worker_events(factory: sessionmaker[Session], message_id: int) -> list[str]:
+    with factory() as s:
+        stmt = select(MessageEvent.status).where(
+            MessageEvent.message_id == message_id, MessageEvent.source == "worker"
+        )
+        return list(s.scalars(stmt.order_by(MessageEvent.id)))
+
+
+async def test_the_next_batch_is_claimed_while_one_sends_but_no_more(committed, cfg, at_now):
+    cfg = cfg.model_copy(update={"sms_batch_size": 4})
+    ids = [info.id for info in _queue(committed, 13)]
+    sender = GatedSender()
+    run = asyncio.create_task(_dispatch(committed, sender, cfg))
+    for _ in range(300):
+        if _statuses(committed, ids).count(S.SENDING) >= 8:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # a third claim would show by now
+    assert _statuses(committed, ids).count(S.SENDING) == 8  # two batches, nothing sent yet
+    sender.gate.set()
+    report = await run
+    assert (report.claimed, report.sent, report.unknown) == (13, 13, 0)
+    assert set(_statuses(committed, ids)) == {S.DELIVERED}
+    assert sorted(m.to for m in sender.sent) == sorted({m.to for m in sender.sent})
+
+
+async def test_several_batches_end_each_message_in_exactly_one_outcome(
+    committed, sb, sender, cfg, at_now
+):
+    cfg = cfg.model_copy(update={"sms_batch_size": 4})
+    queued = _queue(committed, 15)
+    refused = queued[4::5]  # none in the first batch, which takes the 429
+    for info in refused:
+        sb.fail_number(info.to, code=21211)
+    sb.script(429)  # one of the first batch is told to come back later
+    report = await _dispatch(committed, sender, cfg)
+    assert (report.claimed, report.sent, report.failed, report.retried) == (15, 11, 3, 1)
+    assert report.unknown == 0
+    outcomes = {info.id: _worker_events(committed, info.id) for info in queued}
+    for info in queued:
+        [claimed, outcome] = outcomes[info.id]
+        assert claimed == "sending" and outcome in ("sent", "queued", "failed")
+        assert (outcome == "failed") is (info in refused)
+        assert sb.created_count(info.to) == (1 if outcome == "sent" else 0)
+    assert sorted(o for _c, o in outcomes.values()) == ["failed"] * 3 + ["queued"] + ["sent"] * 11
+
+
+async def test_a_result_that_cannot_be_written_spoils_none_of_its_group(committed, cfg, at_now):
+    ids = [info.id for info in _queue(committed, 3)]
+    report = await _dispatch(committed, OneSidSender(out=io.StringIO()), cfg)
+    # Written together first: the duplicate SID fails that transaction, then one by one.
+    assert (report.sent, report.unknown) == (1, 2)
+    assert sorted(_statuses(committed, ids)) == sorted([S.SENT, S.SENDING, S.SENDING])
+    with committed() as s:
+        assert s.scalar(select(Message.provider_sid).where(Message.status == S.SENT)) == "SMsame"
 
 
 # --- reconcile ---------------------------------------------------------------------------

@@ -5,11 +5,16 @@ from __future__ import annotations
 import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 import pytest
-from sqlalchemy import func, select
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
+from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
+from db import sms_text
 from db.config import LateFeeKind
 from db.models import (
     Frequency,
@@ -19,10 +24,12 @@ from db.models import (
     MessageEvent,
     MessageKind,
     MessageStatus,
+    Money,
     Promise,
     PromiseState,
     Suppression,
 )
+from db.sms_window import window_start, zone
 from scheduler import jobs
 from tests.factories import make_borrower, make_loan
 
@@ -111,8 +118,7 @@ def test_an_unpaid_late_fee_keeps_the_reminders_going(session, settings):
     assert m.body.startswith("Dear ") and "INR 100.00 for loan" in m.body
 
 
-def test_planning_twice_queues_nothing_new(session, settings, monkeypatch):
-    monkeypatch.setattr(jobs, "PLAN_BATCH", 3)  # several batches from a few loans
+def test_planning_twice_queues_nothing_new(session, settings):
     loans = [_loan_due(session, d) for d in (0, 0, 0, 0, -1, -1, -7, 3, 3, 3)]
     first = jobs.plan_reminders(session, today=TODAY, settings=settings)
     assert len(_reminders(session, [ln.id for ln in loans])) == 10
@@ -200,3 +206,87 @@ def test_the_agency_phone_signs_the_reminder(session, settings):
     jobs.plan_reminders(session, today=TODAY, settings=signed)
     [m] = _reminders(session, [loan.id])
     assert "- Acme +919812345678. Reply STOP" in m.body
+
+
+# --- the bodies rendered in SQL are the ones sms_text.render makes ---------------------------
+
+# Names, zones and money that a naive SQL rendering would get wrong.
+TRICKY = [
+    ("O'Brien d'Souza", "America/New_York", "0.05", "0", "0"),
+    ("Zoë Ñúñez 李小龍 🙂", "Asia/Kathmandu", "1234567.89", "0", "0"),
+    ('Quote "Q" {name} 100% \\n', "Mars/Olympus", "999999999.99", "0.01", "0"),
+    ("Half Up", "Pacific/Chatham", "100.50", "0.25", "0"),
+    # Overpaid with a fee left: what is owed is negative, and under 1 in a whole currency.
+    ("Over Paid", None, "100.00", "100.40", "0.10"),
+    ("Same Zone", "Asia/Kolkata", "0.01", "0", "12.35"),
+]
+
+
+def _tricky_loans(session: Session) -> list[int]:
+    ids = []
+    for n, (name, tz, principal, paid, fee) in enumerate(TRICKY):
+        for days in (-3, 0, 7):
+            borrower = make_borrower(session, name=name, timezone=tz)
+            loan = _loan_due(session, -days, borrower=borrower, principal=Decimal(principal),
+                             loan_number=f"L'{n}/ü-{days}")  # fmt: skip
+            inst = loan.installments[0]
+            inst.amount_paid, inst.fee_due = Decimal(paid), Decimal(fee)
+            loan.amount_paid, loan.fees_charged = Decimal(paid), Decimal(fee)
+            ids.append(loan.id)
+    session.flush()
+    return ids
+
+
+def _rendered_in_python(session: Session, m: Message, settings) -> tuple[str, datetime]:
+    """The body and send_after as the planner made them in Python, from the stored values."""
+    days = int(m.rule.removeprefix("due"))
+    due = TODAY - timedelta(days=days)
+    inst = session.scalars(
+        select(Installment).where(Installment.loan_id == m.loan_id, Installment.due_date == due)
+    ).one()
+    loan, borrower = inst.loan, inst.loan.borrower
+    owed = inst.principal_due + inst.interest_due + inst.fee_due - inst.amount_paid - inst.fee_paid
+    money = partial(sms_text.sms_amount, currency=settings.currency,
+                    minor_units=settings.minor_units)  # fmt: skip
+    body = sms_text.render(sms_text.template_for(days), {
+        "name": borrower.name, "amount_due": money(owed), "loan_number": loan.loan_number,
+        "outstanding": money(loan.amount_payable + loan.fees_charged - loan.amount_paid),
+        "due_date": sms_text.sms_date(due), "agency": "Vasooli +919800000000",
+    })  # fmt: skip
+    tz = zone(borrower.timezone, settings.agency_timezone)
+    opens = window_start(TODAY, tz, settings.allowed_window[0]).astimezone(UTC)
+    return body, opens
+
+
+@pytest.mark.parametrize("currency", ["INR", "JPY", "KWD"])  # 2, 0 and 3 minor units
+def test_bodies_rendered_in_sql_match_sms_text_render(session, settings, currency):
+    settings = settings.model_copy(update={"currency": currency, "agency_phone": "+919800000000"})
+    ids = _tricky_loans(session)
+    jobs.plan_reminders(session, today=TODAY, settings=settings)
+    session.expire_all()  # compare with what the database holds, as the old planner read it
+    messages = _reminders(session, ids)
+    assert len(messages) == len(ids)
+    for m in messages:
+        body, opens = _rendered_in_python(session, m, settings)
+        assert m.body == body
+        assert (m.send_after, m.expires_at) == (opens, opens + timedelta(hours=48))
+    bodies = " | ".join(m.body for m in messages)
+    assert "Dear O'Brien d'Souza, " in bodies and "Zoë Ñúñez 李小龍 🙂" in bodies
+    assert f"{currency} -0" in bodies  # the overpaid one
+
+
+# Up to five signed money columns, as large as Numeric(14, 2) holds.
+_MONEY = st.decimals(min_value=0, max_value=Decimal("999999999999.99"), places=2)
+_TERMS = st.lists(st.tuples(st.sampled_from([1, -1]), _MONEY), min_size=1, max_size=5)
+
+
+@settings_(max_examples=60, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(terms=_TERMS, currency=st.sampled_from(["INR", "JPY", "KWD"]))
+def test_amounts_in_sql_match_sms_amount(session, settings, terms, currency):
+    settings = settings.model_copy(update={"currency": currency})
+    dialect = session.get_bind().dialect.name
+    columns = [(sign, literal(value, Money)) for sign, value in terms]
+    got = session.scalar(select(jobs.amount_sql(columns, dialect, settings)))
+    total = sum((sign * value for sign, value in terms), Decimal("0.00"))
+    assert got == sms_text.sms_amount(total, currency, settings.minor_units)
