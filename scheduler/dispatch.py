@@ -1,8 +1,9 @@
-"""The outbox dispatcher and the reconciler: send what is due, find out what happened.
+"""The outbox dispatcher: send what is due and record each message's fate.
 
 A crash of the worker sends nothing twice and drops nothing: a message is committed as
 SENDING before the provider is called, and a SENDING row is only ever resent after the
-provider's own list shows it never arrived. Better one message late than two.
+provider's own list shows it never arrived (scheduler.reconcile). Better one message late
+than two. A worker told to stop puts back what it claimed but has not handed over yet.
 
 Throughput: the next batch is claimed while the last one sends (two at most), so the rate
 limiter is the only pacing; results are written in groups, one transaction per 50 ms.
@@ -21,22 +22,29 @@ from typing import Any, TypeVar
 
 from aiolimiter import AsyncLimiter
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from db import clock
 from db.config import Settings
-from db.models import Borrower, Message
+from db.models import Borrower
 from db.services import outbox
 from db.services.outbox import ClaimedMessage, EventSource, MessageInfo
 from scheduler import policy
-from scheduler.sms import (
-    PermanentSmsError,
-    ProviderMessage,
-    RetryableSmsError,
-    SendResult,
-    SmsError,
-    SmsSender,
+from scheduler.reconcile import (
+    Factory,
+    ReconcileReport,
+    adopt,
+    db_call,
+    find_lost_send,
+    in_tx,
+    reconcile,
+    stuck_after,
 )
+from scheduler.sms import PermanentSmsError, RetryableSmsError, SendResult, SmsError, SmsSender
+
+# Re-exported: callers imported these from here before they moved to scheduler.reconcile.
+__all__ = ["DispatchReport", "ReconcileReport", "dispatch_due", "make_limiter", "reconcile",
+           "stuck_after"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +57,6 @@ MAX_IN_FLIGHT = 32
 BATCHES_IN_FLIGHT = 2
 # Send results are written together, one transaction per this many seconds.
 GROUP_SECONDS = 0.05
-# A provider's clock and ours differ a little: look for a lost send from a bit earlier.
-CLOCK_SLACK = timedelta(minutes=1)
-# A SENT message is asked about for this long, then its last status stands.
-POLL_FOR = timedelta(days=3)
 
 
 @dataclass(frozen=True)
@@ -64,28 +68,7 @@ class DispatchReport:
     suppressed: int = 0
     deferred: int = 0
     unknown: int = 0
-
-
-@dataclass(frozen=True)
-class ReconcileReport:
-    polled: int = 0
-    updated: int = 0
-    recovered: int = 0
-    requeued: int = 0
-
-
-Factory = sessionmaker[Session]
-
-
-def _in_tx(factory: Factory, fn: Callable[..., T], **kwargs: Any) -> T:
-    """Run one service call in its own short transaction."""
-    with factory.begin() as session:
-        return fn(session, **kwargs)
-
-
-async def _db(factory: Factory, fn: Callable[..., T], **kwargs: Any) -> T:
-    """The same, on a thread, so sends carry on while the database is written."""
-    return await asyncio.to_thread(_in_tx, factory, fn, **kwargs)
+    released: int = 0  # claimed, then put back unsent because the worker was stopping
 
 
 def make_limiter(rate_per_second: float) -> AsyncLimiter:
@@ -100,12 +83,6 @@ def backoff(attempts: int, settings: Settings, retry_after: float | None = None)
     ceiling = min(MAX_BACKOFF_SECONDS, settings.sms_retry_base_seconds * 2 ** max(attempts - 1, 0))
     delay = random.uniform(0, ceiling)
     return max(delay, retry_after or 0.0, MIN_BACKOFF_SECONDS)
-
-
-def stuck_after(settings: Settings) -> timedelta:
-    """How long SENDING may last before reconcile steps in: longer than the batches in flight."""
-    batch_seconds = settings.sms_batch_size / settings.sms_rate_per_second
-    return timedelta(seconds=max(600.0, 3 * batch_seconds + 60))
 
 
 def status_callback_url(settings: Settings) -> str | None:
@@ -169,7 +146,7 @@ def _write_group(factory: Factory, writes: list[Write]) -> list[Any]:
     results: list[Any] = []
     for fn, kwargs in writes:
         try:
-            results.append(_in_tx(factory, fn, **kwargs))
+            results.append(in_tx(factory, fn, **kwargs))
         except Exception as exc:  # this message only: left for reconcile
             results.append(exc)
     return results
@@ -205,7 +182,8 @@ class Dispatcher:
     """One dispatch run: the limiter, the in-flight cap, the result writer and the tally."""
 
     def __init__(self, factory: Factory, sender: SmsSender, settings: Settings,
-                 limiter: AsyncLimiter | None, now: datetime | None) -> None:  # fmt: skip
+                 limiter: AsyncLimiter | None, now: datetime | None,
+                 stop: asyncio.Event | None = None) -> None:  # fmt: skip
         self.factory, self.sender, self.settings = factory, sender, settings
         self.fixed_now = now
         self.limiter = limiter or make_limiter(settings.sms_rate_per_second)
@@ -213,38 +191,82 @@ class Dispatcher:
         self.callback = status_callback_url(settings)
         self.recorder = Recorder(factory)
         self.tally: Counter = Counter()
+        # One waiter for the whole run, raced by every send that is waiting for its turn.
+        self.stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
+
+    def close(self) -> None:
+        """Drop the stop waiter (once every send of the run has finished)."""
+        if self.stopped is not None:
+            self.stopped.cancel()
 
     def now(self) -> datetime:
         return self.fixed_now or clock.utcnow()
 
     async def claim(self, cutoff: datetime, worker_id: str) -> list[ClaimedMessage] | None:
         """The next batch, committed as SENDING, less what policy held back; None when none."""
-        batch = await _db(self.factory, outbox.claim_due, now=cutoff,
-                          limit=self.settings.sms_batch_size, worker_id=worker_id)  # fmt: skip
+        batch = await db_call(self.factory, outbox.claim_due, now=cutoff,
+                              limit=self.settings.sms_batch_size, worker_id=worker_id)  # fmt: skip
         if not batch:
             return None
         self.tally["claimed"] += len(batch)
-        return await _db(self.factory, _apply_policy, batch=batch, now=self.now(),
-                         settings=self.settings, tally=self.tally)  # fmt: skip
+        return await db_call(self.factory, _apply_policy, batch=batch, now=self.now(),
+                             settings=self.settings, tally=self.tally)  # fmt: skip
 
     async def send_all(self, batch: list[ClaimedMessage]) -> None:
         await asyncio.gather(*(self.send(m) for m in batch))
 
     async def send(self, m: ClaimedMessage) -> None:
-        """Send one claimed message and record its fate."""
+        """Send one claimed message and record its fate (put it back if stopped first)."""
         try:
-            async with self.in_flight, self.limiter:
-                try:
-                    result = await self.sender.send(to=m.to, body=m.body,
-                                                    status_callback=self.callback)  # fmt: skip
-                except (PermanentSmsError, RetryableSmsError) as exc:
-                    result = exc
+            if not await self._turn():
+                await self._release(m)
+                return
+            try:
+                result = await self.sender.send(to=m.to, body=m.body,
+                                                status_callback=self.callback)  # fmt: skip
+            except (PermanentSmsError, RetryableSmsError) as exc:
+                result = exc
+            finally:
+                self.in_flight.release()
             # Written after the slot is freed: the next send need not wait for the database.
             await self._record(m, result)
         except Exception:
             # Unknown whether it left: reconcile asks the provider before any resend.
             log.exception("message %s: send or record failed; left for reconcile", m.id)
             self.tally["unknown"] += 1
+
+    async def _acquire(self) -> None:
+        await self.in_flight.acquire()
+        try:
+            await self.limiter.acquire()
+        except BaseException:
+            self.in_flight.release()
+            raise
+
+    async def _turn(self) -> bool:
+        """An in-flight slot and the limiter's go, or False (holding nothing) once stopping."""
+        if self.stopped is None:
+            await self._acquire()
+            return True
+        turn = asyncio.ensure_future(self._acquire())
+        try:
+            await asyncio.wait((turn, self.stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not turn.done():
+                turn.cancel()
+                await asyncio.wait((turn,))  # _acquire gives back what it held
+        got = not turn.cancelled() and turn.exception() is None
+        if got and self.stopped.done():  # a tie goes to stop: nothing has left yet
+            self.in_flight.release()
+            return False
+        return got
+
+    async def _release(self, m: ClaimedMessage) -> None:
+        """Stopping before m reached the provider: QUEUED again in its place, attempt given back."""
+        await self.recorder.write(outbox.defer, message_id=m.id, until=m.send_after,
+                                  reason="worker stopped before sending it",
+                                  source=EventSource.WORKER)  # fmt: skip
+        self.tally["released"] += 1
 
     async def _record(self, m: ClaimedMessage, result: SendResult | SmsError) -> None:
         if isinstance(result, RetryableSmsError):
@@ -305,7 +327,7 @@ async def dispatch_due(
     stop: asyncio.Event | None = None,
 ) -> DispatchReport:
     """Send every message due at the start of the run, batch after batch (until stop is set)."""
-    run = Dispatcher(session_factory, sender, settings, limiter, now)
+    run = Dispatcher(session_factory, sender, settings, limiter, now, stop)
     sending: set[asyncio.Task] = set()
     try:
         await _pipeline(run, now or clock.utcnow(), worker_id, stop, sending)
@@ -314,94 +336,11 @@ async def dispatch_due(
             task.cancel()
         raise
     finally:
-        # Claimed messages are SENDING: finish them (or their cancellation) before leaving.
+        # Claimed messages are SENDING: finish them (or their cancellation) before leaving;
+        # once stop is set, those not yet handed to the provider go back to QUEUED.
         await asyncio.gather(*sending, return_exceptions=True)
+        run.close()
     report = DispatchReport(**run.tally)
     if report.claimed:
         log.info("dispatch %s: %s", worker_id, report)
-    return report
-
-
-# --- reconcile --------------------------------------------------------------------------
-
-
-def _known_sids(session: Session, *, sids: list[str]) -> set[str]:
-    if not sids:
-        return set()
-    return set(session.scalars(select(Message.provider_sid).where(Message.provider_sid.in_(sids))))
-
-
-async def find_lost_send(
-    factory: Factory, sender: SmsSender, m: MessageInfo
-) -> list[ProviderMessage] | None:
-    """Provider messages to m's number since it was claimed, with its body, not yet ours."""
-    since = (m.sending_at or m.send_after) - CLOCK_SLACK
-    try:
-        listed = await sender.list_sent(to=m.to, since=since)
-    except SmsError as exc:
-        log.warning("could not list messages to check message %s: %s", m.id, exc.message)
-        return None
-    same = [p for p in listed if p.body is None or p.body == m.body]
-    known = await _db(factory, _known_sids, sids=[p.sid for p in same])
-    fresh = [p for p in same if p.sid not in known]
-    return sorted(fresh, key=lambda p: p.date_created or since)
-
-
-async def adopt(factory: Factory, m: MessageInfo, found: ProviderMessage) -> bool:
-    """The provider has m after all: record its SID and the status it reports."""
-    ok = await _db(factory, outbox.mark_sent, message_id=m.id, sid=found.sid, segments=None,
-                   source=EventSource.RECONCILE)  # fmt: skip
-    if ok:
-        await _db(factory, outbox.apply_status, sid=found.sid, status=found.status,
-                  error_code=found.error_code, source=EventSource.POLL)  # fmt: skip
-    return ok
-
-
-async def _recover(factory: Factory, sender: SmsSender, m: MessageInfo, *,
-                   older_than: datetime, settings: Settings) -> str | None:  # fmt: skip
-    """A SENDING row whose worker vanished: SENT if the provider has it, else QUEUED."""
-    found = await find_lost_send(factory, sender, m)
-    if found is None:
-        return None
-    if found:
-        return "recovered" if await adopt(factory, m, found[0]) else None
-    status = await _db(factory, outbox.requeue_stuck, message_id=m.id, older_than=older_than,
-                       max_attempts=settings.sms_max_attempts)  # fmt: skip
-    return "requeued" if status is not None else None
-
-
-async def _poll(factory: Factory, sender: SmsSender, m: MessageInfo) -> bool:
-    """Ask the provider about a SENT message that never got a final report."""
-    try:
-        found = await sender.fetch(m.provider_sid or "")
-    except SmsError as exc:
-        log.warning("could not fetch %s: %s", m.provider_sid, exc.message)
-        return False
-    return await _db(factory, outbox.apply_status, sid=found.sid, status=found.status,
-                     error_code=found.error_code, source=EventSource.POLL)  # fmt: skip
-
-
-async def reconcile(
-    session_factory: Factory, sender: SmsSender, *, settings: Settings, now: datetime | None = None
-) -> ReconcileReport:
-    """Poll SENT messages without a final status; settle SENDING ones a dead worker left."""
-    now = now or clock.utcnow()
-    tally: Counter = Counter()
-    quiet = await _db(session_factory, outbox.sent_without_final,
-                      older_than=now - timedelta(hours=settings.reconcile_after_hours),
-                      sent_since=now - POLL_FOR)  # fmt: skip
-    for m in quiet:
-        tally["polled"] += 1
-        tally["updated"] += await _poll(session_factory, sender, m)
-    older_than = now - stuck_after(settings)
-    stuck = await _db(session_factory, outbox.stuck_sending, older_than=older_than)
-    # One at a time, oldest first: two stuck rows to one number must not take one SID.
-    for m in stuck:
-        outcome = await _recover(session_factory, sender, m, older_than=older_than,
-                                 settings=settings)  # fmt: skip
-        if outcome:
-            tally[outcome] += 1
-    report = ReconcileReport(**tally)
-    if quiet or stuck:
-        log.info("reconcile: %s", report)
     return report

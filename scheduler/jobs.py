@@ -1,9 +1,9 @@
 """The worker's jobs as plain functions, tested without the scheduler.
 
 plan_reminders queues the day's reminders: one INSERT ... SELECT per rule, the database
-rendering each body exactly as sms_text.render would. dispatch_due and reconcile
-(scheduler.dispatch) send them and find out what happened; daily charges late fees and
-breaks promises.
+rendering each body exactly as sms_text.render would. dispatch_due (scheduler.dispatch)
+and reconcile (scheduler.reconcile) send them and find out what happened; daily charges
+late fees and breaks promises.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from db.models import (
 )
 from db.services import fees, promises
 from db.services.outbox import EventSource, dialect_insert, record_events
-from scheduler.dispatch import DispatchReport, ReconcileReport, dispatch_due, reconcile
+from scheduler.dispatch import DispatchReport, dispatch_due
 from scheduler.policy import window_start, zone
+from scheduler.reconcile import ReconcileReport, reconcile
 
 __all__ = [
     "DailyReport",

@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 
 PLAN_EVERY_MINUTES = 15
 RECONCILE_EVERY_MINUTES = 5
-# How long a stop waits for a running send batch before cancelling it.
+# How long a stop waits for running jobs before cancelling them. A dispatch run only has
+# the sends already handed to the provider to finish: it puts the rest back in the queue.
 DRAIN_SECONDS = 30.0
+# How long cancelled jobs get to unwind.
+CANCEL_SECONDS = 5.0
 
 
 def worker_id() -> str:
@@ -114,6 +117,11 @@ class WorkerScheduler(AsyncIOScheduler):
             _done, late = await asyncio.wait(running, timeout=timeout)
             if late:
                 log.warning("stopping: %s job(s) still running were cancelled", len(late))
+                for task in late:
+                    task.cancel()
+                # Before the sender and engine close under them (a cancelled send is SENDING
+                # for reconcile, the same as after a crash).
+                await asyncio.wait(late, timeout=CANCEL_SECONDS)
         if self.running:
             self.shutdown(wait=False)
 

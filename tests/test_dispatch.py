@@ -300,6 +300,49 @@ async def test_a_result_that_cannot_be_written_spoils_none_of_its_group(committe
         assert s.scalar(select(Message.provider_sid).where(Message.status == S.SENT)) == "SMsame"
 
 
+async def _until(check, seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+async def test_a_stop_puts_back_what_was_claimed_but_not_handed_over(
+    committed, sb, sender, cfg, at_now
+):
+    slow = cfg.model_copy(update={"sms_rate_per_second": 2.0, "sms_batch_size": 20})
+    queued = _queue(committed, 20)
+    stop = asyncio.Event()
+    run = asyncio.create_task(dispatch_due(committed, sender, settings=slow, worker_id="test:1",
+                                           now=NOW, stop=stop))  # fmt: skip
+    await _until(lambda: sb.request_count("create") >= 2)
+    stop.set()
+    loop = asyncio.get_running_loop()
+    stopped_at = loop.time()
+    report = await run
+    # At 2 a second the batch would need 10 s; the stop only waits for sends under way.
+    assert loop.time() - stopped_at < 2.0
+    assert report.claimed == 20 and report.sent >= 2 and report.sent + report.released == 20
+    assert report.unknown == report.failed == 0
+    rows = {info.id: _row(committed, info.id) for info in queued}
+    sent = {i for i, row in rows.items() if row.status is S.SENT}
+    assert len(sent) == report.sent == sum(sb.created_count(info.to) for info in queued)
+    for info in queued:
+        row = rows[info.id]
+        if info.id in sent:
+            assert sb.created_count(info.to) == 1 and row.attempts == 1
+            continue
+        # Back in its place in the queue, its attempt given back, never seen by Twilio.
+        assert (row.status, row.attempts, row.claimed_by) == (S.QUEUED, 0, None)
+        assert row.send_after == info.send_after and sb.created_count(info.to) == 0
+        assert _worker_events(committed, info.id) == ["sending", "queued"]
+    again = await _dispatch(committed, sender, cfg)
+    assert (again.claimed, again.sent) == (report.released, report.released)
+    assert all(sb.created_count(info.to) == 1 for info in queued)
+    assert {_row(committed, info.id).attempts for info in queued} == {1}
+
+
 # --- reconcile ---------------------------------------------------------------------------
 
 
@@ -470,6 +513,21 @@ async def test_the_worker_sends_what_is_queued_and_stops_cleanly(committed, cfg,
     row = _row(committed, info.id)
     assert (row.status, row.claimed_by) == (S.DELIVERED, "test:w")
     assert not scheduler.running
+
+
+async def test_draining_the_worker_puts_back_the_unsent_batch(committed, sb, sender, cfg, at_now):
+    ids = [info.id for info in _queue(committed, 20)]
+    cfg = cfg.model_copy(update={"sms_rate_per_second": 2.0, "sms_batch_size": 20,
+                                 "dispatch_interval_seconds": 0.1})  # fmt: skip
+    scheduler = build_scheduler(cfg, committed, sender, worker="test:w")
+    scheduler.start()
+    try:
+        await _until(lambda: sb.request_count("create") >= 1)
+    finally:
+        await scheduler.drain(timeout=5)  # were the dispatch cancelled, rows would stay SENDING
+    statuses = _statuses(committed, ids)
+    assert S.SENDING not in statuses and statuses.count(S.QUEUED) >= 15
+    assert len(ids) - statuses.count(S.QUEUED) == sb.request_count("create")
 
 
 def _worker_env(tmp_path, **extra: str) -> dict[str, str]:
