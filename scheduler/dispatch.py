@@ -40,7 +40,14 @@ from scheduler.reconcile import (
     reconcile,
     stuck_after,
 )
-from scheduler.sms import PermanentSmsError, RetryableSmsError, SendResult, SmsError, SmsSender
+from scheduler.sms import (
+    AccountSmsError,
+    PermanentSmsError,
+    RetryableSmsError,
+    SendResult,
+    SmsError,
+    SmsSender,
+)
 
 # Re-exported: callers imported these from here before they moved to scheduler.reconcile.
 __all__ = ["DispatchReport", "ReconcileReport", "dispatch_due", "make_limiter", "reconcile",
@@ -55,6 +62,8 @@ MIN_BACKOFF_SECONDS = 1.0
 MAX_IN_FLIGHT = 32
 # Batches claimed ahead: the next is claimed while one sends, so the limiter never idles.
 BATCHES_IN_FLIGHT = 2
+# A refused account (wrong token) holds messages this long before they are tried again.
+ACCOUNT_PAUSE = timedelta(minutes=5)
 # Send results are written together, one transaction per this many seconds.
 GROUP_SECONDS = 0.05
 
@@ -69,6 +78,7 @@ class DispatchReport:
     deferred: int = 0
     unknown: int = 0
     released: int = 0  # claimed, then put back unsent because the worker was stopping
+    held: int = 0  # put back because the provider refused our account (credentials)
 
 
 def make_limiter(rate_per_second: float) -> AsyncLimiter:
@@ -224,7 +234,7 @@ class Dispatcher:
             try:
                 result = await self.sender.send(to=m.to, body=m.body,
                                                 status_callback=self.callback)  # fmt: skip
-            except (PermanentSmsError, RetryableSmsError) as exc:
+            except (PermanentSmsError, RetryableSmsError, AccountSmsError) as exc:
                 result = exc
             finally:
                 self.in_flight.release()
@@ -269,7 +279,9 @@ class Dispatcher:
         self.tally["released"] += 1
 
     async def _record(self, m: ClaimedMessage, result: SendResult | SmsError) -> None:
-        if isinstance(result, RetryableSmsError):
+        if isinstance(result, AccountSmsError):
+            await self._hold(m, result)
+        elif isinstance(result, RetryableSmsError):
             await self._retry(m, result)
         elif isinstance(result, SmsError):
             text = result.message or "refused by the provider"
@@ -279,6 +291,17 @@ class Dispatcher:
         else:
             await self.recorder.write(_record_sent, message=m, result=result)
             self.tally["sent"] += 1
+
+    async def _hold(self, m: ClaimedMessage, exc: AccountSmsError) -> None:
+        """Credentials refused: keep the message queued (attempt given back), try later."""
+        if not self.tally["held"]:
+            log.error("the SMS provider refused our account (%s %s): check TWILIO_ACCOUNT_SID "
+                      "and TWILIO_AUTH_TOKEN; messages stay queued", exc.code, exc.message)
+        await self.recorder.write(outbox.defer, message_id=m.id,
+                                  until=self.now() + ACCOUNT_PAUSE,
+                                  reason=f"provider refused the account ({exc.code})",
+                                  source=EventSource.WORKER)  # fmt: skip
+        self.tally["held"] += 1
 
     async def _retry(self, m: ClaimedMessage, exc: RetryableSmsError) -> None:
         if exc.maybe_sent:

@@ -88,6 +88,17 @@ class PermanentSmsError(SmsError):
     """The provider refused this message for good (4xx), e.g. 21211, 21614, 21408, 21610."""
 
 
+class AccountSmsError(SmsError):
+    """The provider refused our credentials or account (401, 20003, 20005).
+
+    Not this message's fault: failing it would fail the whole queue for a rotated token.
+    """
+
+
+# Authentication failed / account not active: every message would be refused alike.
+ACCOUNT_CODES = frozenset({"20003", "20005"})
+
+
 @runtime_checkable
 class SmsSender(Protocol):
     async def send(self, *, to: str, body: str,
@@ -236,6 +247,8 @@ def map_error(exc: BaseException, headers: Mapping[str, str] | None = None) -> S
             retry_after = parse_retry_after((headers or {}).get("Retry-After"))
             return RetryableSmsError(text, code=code, http_status=status,
                                      retry_after=retry_after, maybe_sent=status >= 500)
+        if status == 401 or code in ACCOUNT_CODES:
+            return AccountSmsError(text, code=code, http_status=status)
         return PermanentSmsError(text, code=code, http_status=status)
     if isinstance(exc, _RETRYABLE_NETWORK):
         kind = "timeout" if isinstance(exc, TimeoutError | httpx.TimeoutException) else "network"

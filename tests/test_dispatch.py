@@ -177,6 +177,30 @@ async def test_permanent_errors_fail_with_the_code(committed, sb, sender, cfg, a
     assert row.attempts == 1
 
 
+async def test_a_refused_account_keeps_messages_queued(committed, sb, cfg, at_now):
+    queued = _queue(committed, 3)
+    wrong = TwilioSender(sb.account_sid, "not-the-token", from_number=sb.phone_number,
+                         api_base_url=sb.base_url, timeout=0.5, environ={})  # fmt: skip
+    try:
+        report = await _dispatch(committed, wrong, cfg)
+    finally:
+        await wrong.aclose()
+    assert (report.held, report.failed, report.sent) == (3, 0, 0)
+    for info in queued:
+        row = _row(committed, info.id)
+        assert (row.status, row.attempts) == (S.QUEUED, 0)
+        assert row.send_after >= NOW + timedelta(minutes=4)
+    assert not sb.messages
+    # With the right token, a later run sends each exactly once.
+    sender = TwilioSender(sb.account_sid, sb.auth_token, from_number=sb.phone_number,
+                          api_base_url=sb.base_url, timeout=0.5, environ={})  # fmt: skip
+    try:
+        later = await _dispatch(committed, sender, cfg, now=NOW + timedelta(minutes=6))
+    finally:
+        await sender.aclose()
+    assert later.sent == 3 and all(len(sb.messages_to(i.to)) == 1 for i in queued)
+
+
 async def test_21610_fails_and_opts_the_borrower_out(committed, sb, sender, cfg, at_now):
     [info] = _queue(committed)
     sb.fail_number(info.to, code=21610)

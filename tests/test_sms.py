@@ -25,6 +25,7 @@ from db.config import Settings, SettingsError
 from scheduler.sandbox import CallbackTiming, TwilioSandbox
 from scheduler.sandbox_server import ServerThread
 from scheduler.sms import (
+    AccountSmsError,
     ConsoleMessage,
     ConsoleSender,
     PermanentSmsError,
@@ -115,10 +116,10 @@ async def test_invalid_number_from_validation_is_permanent(sender: TwilioSender)
     assert raised.value.code == "21211"
 
 
-async def test_wrong_token_is_permanent_20003(sb: TwilioSandbox) -> None:
+async def test_wrong_token_is_an_account_error_20003(sb: TwilioSandbox) -> None:
     s = twilio_sender(sb, auth_token="wrong")
     try:
-        with pytest.raises(PermanentSmsError) as raised:
+        with pytest.raises(AccountSmsError) as raised:
             await s.send(to=TO, body="Hi")
     finally:
         await s.aclose()
