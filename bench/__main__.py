@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="default: quick sqlite (+postgresql with a URL), full both")
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS),
                         help="run only this benchmark (repeatable; seeding always runs)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the seed already in --database-url (same --loans) if present")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (the test suite)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write figures")
     return parser.parse_args(argv)
@@ -68,7 +70,8 @@ def run_backend(backend: str, args: argparse.Namespace, crashed: list[str]) -> l
         ctx = open_ctx(backend, url, loans=loans, borrowers=seedfast.borrowers_for(loans),
                        quick=args.quick or args.smoke, smoke=args.smoke)  # fmt: skip
         try:
-            figures += seedfast.run(ctx)
+            if not (args.reuse and given and seedfast.attach(ctx)):
+                figures += seedfast.run(ctx)
             for name in args.only or list(BENCHMARKS):
                 try:
                     figures += BENCHMARKS[name](ctx)

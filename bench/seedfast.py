@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 
 from bench.common import Bench, Ctx, Goal, psycopg_dsn
 from db.models import Role, Staff, StaffState
@@ -228,6 +228,19 @@ def seed(ctx: Ctx, *, seed: int = 7) -> Counts:
         counts.payments += len(pays)
     sink.close(["borrower", "loan", "installment", "payment"])
     return counts
+
+
+def attach(ctx: Ctx) -> bool:
+    """Use the seed an earlier run left in ctx's database (--reuse): True when it is there."""
+    with ctx.engine.connect() as conn:
+        loans = conn.execute(text("SELECT count(*) FROM loan")).scalar_one()
+        stmt = select(Staff.id).where(Staff.telegram_user_id.between(
+            MANAGER_TELEGRAM_ID, MANAGER_TELEGRAM_ID + AGENTS)).order_by(Staff.telegram_user_id)
+        ids = list(conn.scalars(stmt))
+    if loans != ctx.loans or len(ids) != AGENTS + 1:
+        return False
+    ctx.manager_id, ctx.agent_ids = ids[0], ids[1:]
+    return True
 
 
 def run(ctx: Ctx) -> list:

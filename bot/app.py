@@ -159,11 +159,14 @@ async def _post_init(app: Application) -> None:
 
 
 def build_application(
-    settings: Settings, session_factory: sessionmaker[Session], *, persistence: bool = True
+    settings: Settings, session_factory: sessionmaker[Session], *, persistence: bool = True,
+    rate_limiter: bool = True,
 ) -> Application:
     """The bot's Application with every handler registered (not yet started).
 
     persistence=False keeps conversations and user data in memory only (lost on restart).
+    rate_limiter=False sends without AIORateLimiter, which holds the bot to Telegram's
+    ~30 messages/s: only for benchmarks measuring the bot's own capacity on a sandbox.
     """
     require(settings, "telegram_bot_token")
     store = (
@@ -173,18 +176,19 @@ def build_application(
         else DictPersistence(store_data=PersistenceInput(bot_data=False, callback_data=False))
     )
     base_url = settings.telegram_api_base_url
-    app = (
+    builder = (
         ApplicationBuilder()
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(base_url)
         .base_file_url(file_url(base_url))
         .defaults(Defaults(parse_mode=ParseMode.HTML, tzinfo=settings.tz))
-        .rate_limiter(AIORateLimiter(max_retries=2))
         .concurrent_updates(PerUserUpdateProcessor(MAX_CONCURRENT_UPDATES))
         .persistence(store)
         .post_init(_post_init)
-        .build()
     )
+    if rate_limiter:
+        builder = builder.rate_limiter(AIORateLimiter(max_retries=2))
+    app = builder.build()
     app.bot_data[SETTINGS] = settings
     app.bot_data[SESSION_FACTORY] = session_factory
     register_handlers(app)

@@ -11,7 +11,7 @@ import secrets
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,12 +40,12 @@ from db.services.loan_changes import (
     write_off_loan,
 )
 from db.services.loan_history import HistoryItem, HistoryPage, loan_history
-from db.services.loan_lookup import NO_TAGS, load_loan
+from db.services.loan_lookup import NO_TAGS
 from db.services.loan_queries import LoanFilter, LoanPage, list_loans, search_loans
 from db.services.loan_terms import DEFAULT_MAX_AMOUNT, active_holder, check_terms, checked_schedule
 from db.services.loan_terms import MAX_DAYS_AHEAD as MAX_DAYS_AHEAD
 from db.services.loan_terms import MAX_INSTALLMENTS as MAX_INSTALLMENTS
-from db.services.views import BorrowerView, LoanView, loan_view
+from db.services.views import BorrowerView, LoanView, card_select, loan_view
 from db.validation import clean_name, clean_text, name_key, parse_loan_number, parse_phone
 
 __all__ = [
@@ -189,12 +189,22 @@ def find_borrower(session: Session, *, phone: str, region: str) -> BorrowerView 
     return BorrowerView(b.id, b.name, b.phone, b.address, b.opted_out_at is not None, loans)
 
 
+def _card(session: Session, actor: Actor, found: ColumnElement[bool], today: date,
+          number: str = "") -> LoanView:
+    """The card of the loan found if actor may see it: loan and extras, then installments."""
+    # The installments load lazily: a plain lazy load costs less than selectinload here.
+    stmt = card_select(Loan).where(found).options(NO_TAGS)
+    row = session.execute(stmt).first()
+    loan = check_loan(actor, row[0] if row else None, number)
+    return loan_view(session, loan, today=today, extras=row[1:])
+
+
 def get_loan(session: Session, *, actor: Actor, loan_number: str, today: date) -> LoanView:
     """The card of a loan actor may see; NotFound otherwise."""
-    return loan_view(session, load_loan(session, actor, loan_number), today=today)
+    number = parse_loan_number(loan_number)
+    return _card(session, actor, Loan.loan_number == number, today, number)
 
 
 def get_loan_by_id(session: Session, *, actor: Actor, loan_id: int, today: date) -> LoanView:
     """The card of a loan by its id (from a button), if actor may see it."""
-    loan = session.get(Loan, loan_id, options=[NO_TAGS])
-    return loan_view(session, check_loan(actor, loan), today=today)
+    return _card(session, actor, Loan.id == loan_id, today)

@@ -23,7 +23,6 @@ from db.services.views import LoanSummary, loan_summary
 
 ZERO = Decimal("0")
 BROKEN_LOOKBACK_DAYS = 7
-_OUTSTANDING = Loan.amount_payable + Loan.fees_charged - Loan.amount_paid
 
 
 @dataclass(frozen=True)
@@ -65,16 +64,24 @@ class WorkItem:
     kind: WorkReason
 
 
+@dataclass(frozen=True)
+class _Cell:
+    """The ACTIVE loans of one agent in one bucket (-1: not overdue)."""
+
+    agent_id: int | None
+    name: str | None
+    bucket: int
+    loans: int
+    owed: Decimal
+    paid: Decimal
+
+
 def _cents(expr: ColumnElement) -> ColumnElement:
     return func.coalesce(func.sum(func.round(expr * 100)), 0)
 
 
 def _money(cents: object) -> Decimal:
     return q(Decimal(int(cents or 0)).scaleb(-2))
-
-
-def _count_if(cond: ColumnElement) -> ColumnElement:
-    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
 
 def _scoped(stmt: Select, actor: Actor, agent_id: int | None) -> Select:
@@ -94,15 +101,25 @@ def _bucket_cond(bucket: Bucket, today: date) -> ColumnElement:
     return cond if earliest is None else and_(cond, Loan.next_due_date >= earliest)
 
 
-def _book(session: Session, actor: Actor, agent_id: int | None, today: date) -> list:
-    """One row: count, borrowed, repaid, overdue count, then (count, cents) per bucket."""
-    cols = [func.count(), _cents(Loan.amount_payable + Loan.fees_charged),
-            _cents(Loan.amount_paid), _count_if(Loan.next_due_date < today)]
-    for bucket in Bucket:
-        cond = _bucket_cond(bucket, today)
-        cols += [_count_if(cond), _cents(case((cond, _OUTSTANDING), else_=0))]
-    stmt = select(*cols).select_from(Loan).where(Loan.state == LoanState.ACTIVE)
-    return list(session.execute(_scoped(stmt, actor, agent_id)).one())
+def _book(session: Session, actor: Actor, agent_id: int | None, today: date) -> list[_Cell]:
+    """The ACTIVE loans actor may see, one cell per agent and bucket: a single pass.
+
+    Overdue loans fall in exactly one bucket, so every other figure is a sum of cells.
+    """
+    bucket = case(*((_bucket_cond(b, today), i) for i, b in enumerate(Bucket)), else_=-1)
+    inner = select(Loan.agent_id.label("agent_id"), bucket.label("bucket"),
+                   (Loan.amount_payable + Loan.fees_charged).label("owed"),
+                   Loan.amount_paid.label("paid")).where(Loan.state == LoanState.ACTIVE)
+    rows = _scoped(inner, actor, agent_id).subquery()
+    # Grouped in an outer query (PostgreSQL can't match a CASE with bound parameters),
+    # then the few groups joined to their agent's name.
+    cells = (select(rows.c.agent_id, rows.c.bucket, func.count().label("n"),
+                    _cents(rows.c.owed).label("owed"), _cents(rows.c.paid).label("paid"))
+             .group_by(rows.c.agent_id, rows.c.bucket).subquery())
+    stmt = (select(cells.c.agent_id, Staff.name, cells.c.bucket, cells.c.n, cells.c.owed,
+                   cells.c.paid).outerjoin(Staff, Staff.id == cells.c.agent_id))
+    return [_Cell(a, name, int(b), int(n), _money(owed), _money(paid))
+            for a, name, b, n, owed, paid in session.execute(stmt)]
 
 
 def _collections(session: Session, actor: Actor, agent_id: int | None, today: date,
@@ -122,19 +139,17 @@ def _collections(session: Session, actor: Actor, agent_id: int | None, today: da
     return {agent: (_money(day), _money(month)) for agent, day, month in rows}
 
 
-def _agent_lines(session: Session, today: date,
+def _agent_lines(cells: list[_Cell],
                  collected: dict[int | None, tuple[Decimal, Decimal]]) -> tuple[AgentLine, ...]:
-    stmt = (
-        select(Loan.agent_id, Staff.name, func.count(), _cents(_OUTSTANDING),
-               _count_if(Loan.next_due_date < today))
-        .outerjoin(Staff, Staff.id == Loan.agent_id)
-        .where(Loan.state == LoanState.ACTIVE)
-        .group_by(Loan.agent_id, Staff.name)
-    )
+    by_agent: dict[int | None, list[_Cell]] = {}
+    for cell in cells:
+        by_agent.setdefault(cell.agent_id, []).append(cell)
     lines = [
-        AgentLine(agent, name or "Unassigned", int(n), _money(cents), int(overdue),
+        AgentLine(agent, own[0].name or "Unassigned", sum(c.loans for c in own),
+                  sum((c.owed - c.paid for c in own), ZERO),
+                  sum(c.loans for c in own if c.bucket >= 0),
                   collected.get(agent, (ZERO, ZERO))[1])
-        for agent, name, n, cents, overdue in session.execute(stmt)
+        for agent, own in by_agent.items()
     ]
     return tuple(sorted(lines, key=lambda line: (-line.outstanding, line.name)))
 
@@ -142,20 +157,23 @@ def _agent_lines(session: Session, today: date,
 def portfolio(session: Session, *, actor: Actor, today: date, tz: ZoneInfo,
               agent_id: int | None = None) -> Portfolio:
     """The portfolio the actor may see: totals, overdue buckets, collections, per agent."""
-    count, borrowed, repaid, overdue, *per_bucket = _book(session, actor, agent_id, today)
+    cells = _book(session, actor, agent_id, today)
     buckets = {
-        b.value: (int(per_bucket[2 * i]), _money(per_bucket[2 * i + 1]))
+        b.value: (sum(c.loans for c in cells if c.bucket == i),
+                  q(sum((c.owed - c.paid for c in cells if c.bucket == i), ZERO)))
         for i, b in enumerate(Bucket)
     }
     collected = _collections(session, actor, agent_id, today, tz)
+    borrowed = q(sum((c.owed for c in cells), ZERO))
+    repaid = q(sum((c.paid for c in cells), ZERO))
     everyone = actor.sees_all_loans and agent_id is None
     return Portfolio(
-        loans_active=int(count), borrowed=_money(borrowed), repaid=_money(repaid),
-        outstanding=_money(borrowed) - _money(repaid), overdue_loans=int(overdue),
+        loans_active=sum(c.loans for c in cells), borrowed=borrowed, repaid=repaid,
+        outstanding=borrowed - repaid, overdue_loans=sum(n for n, _ in buckets.values()),
         overdue_by_bucket=buckets,
         collected_today=sum((d for d, _ in collected.values()), ZERO),
         collected_month=sum((m for _, m in collected.values()), ZERO),
-        per_agent=_agent_lines(session, today, collected) if everyone else (),
+        per_agent=_agent_lines(cells, collected) if everyone else (),
     )
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from db.models import (
     Contact,
@@ -123,40 +126,55 @@ def loan_summary(loan: Loan, *, today: date) -> LoanSummary:
     )
 
 
-def _open_promise(session: Session, loan_id: int) -> PromiseView | None:
-    stmt = (
-        select(Promise, Staff.name)
-        .outerjoin(Staff, Staff.id == Promise.made_by_id)
-        .where(Promise.loan_id == loan_id, Promise.state == PromiseState.OPEN)
-        .order_by(Promise.created_at.desc(), Promise.id.desc())
-        .limit(1)
+def _is_newest(row: type, later: type, *conds: ColumnElement[bool]) -> ColumnElement[bool]:
+    """No row of the same loan meeting conds comes after row in (created_at, id) order."""
+    after = or_(later.created_at > row.created_at,
+                and_(later.created_at == row.created_at, later.id > row.id))
+    return ~exists().where(later.loan_id == row.loan_id, after, *conds)
+
+
+@cache
+def card_select(*entities: object) -> Select:
+    """entities, then the card's agent name, open promise, its maker, last contact, its writer.
+
+    Outer joins on the newest matching row (at most one each), so a card is one round trip.
+    Built once: making the aliases costs more than running the statement.
+    """
+    agent, maker, writer = aliased(Staff), aliased(Staff), aliased(Staff)
+    newer_promise, newer_contact = aliased(Promise), aliased(Contact)
+    open_promise = and_(Promise.loan_id == Loan.id, Promise.state == PromiseState.OPEN,
+                        _is_newest(Promise, newer_promise,
+                                   newer_promise.state == PromiseState.OPEN))
+    return (
+        select(*entities, agent.name, Promise, maker.name, Contact, writer.name)
+        .select_from(Loan)
+        .outerjoin(agent, agent.id == Loan.agent_id)
+        .outerjoin(Promise, open_promise)
+        .outerjoin(maker, maker.id == Promise.made_by_id)
+        .outerjoin(Contact, and_(Contact.loan_id == Loan.id, _is_newest(Contact, newer_contact)))
+        .outerjoin(writer, writer.id == Contact.staff_id)
     )
-    row = session.execute(stmt).first()
-    if row is None:
+
+
+def _promise_view(p: Promise | None, made_by: str | None) -> PromiseView | None:
+    if p is None:
         return None
-    p, made_by = row
     return PromiseView(p.id, p.amount, p.promised_date, p.state, made_by, p.created_at)
 
 
-def _last_contact(session: Session, loan_id: int) -> ContactView | None:
-    stmt = (
-        select(Contact, Staff.name)
-        .outerjoin(Staff, Staff.id == Contact.staff_id)
-        .where(Contact.loan_id == loan_id)
-        .order_by(Contact.created_at.desc(), Contact.id.desc())
-        .limit(1)
-    )
-    row = session.execute(stmt).first()
-    if row is None:
+def _contact_view(c: Contact | None, staff_name: str | None) -> ContactView | None:
+    if c is None:
         return None
-    c, staff_name = row
     return ContactView(c.id, c.channel, c.outcome, c.note, staff_name, c.created_at)
 
 
-def loan_view(session: Session, loan: Loan, *, today: date) -> LoanView:
-    """The card for loan: one query each for its open promise and last contact."""
+def loan_view(session: Session, loan: Loan, *, today: date,
+              extras: Sequence[Any] | None = None) -> LoanView:
+    """The card for loan; extras are card_select()'s columns after the entities, if fetched."""
+    if extras is None:
+        extras = session.execute(card_select().where(Loan.id == loan.id)).one()
+    agent_name, promise, made_by, contact, written_by = extras
     borrower = loan.borrower
-    agent = session.get(Staff, loan.agent_id) if loan.agent_id is not None else None
     next_date, next_amount = ledger.next_due(loan)
     return LoanView(
         id=loan.id,
@@ -170,7 +188,7 @@ def loan_view(session: Session, loan: Loan, *, today: date) -> LoanView:
         borrower_address=borrower.address,
         borrower_opted_out=borrower.opted_out_at is not None,
         agent_id=loan.agent_id,
-        agent_name=agent.name if agent else None,
+        agent_name=agent_name,
         principal=loan.principal,
         interest_method=loan.interest_method,
         interest_rate=loan.interest_rate,
@@ -186,8 +204,8 @@ def loan_view(session: Session, loan: Loan, *, today: date) -> LoanView:
         days_past_due=ledger.days_past_due(loan, today),
         overdue_amount=ledger.overdue_amount(loan, today),
         installments_paid=sum(1 for i in loan.installments if ledger.is_settled(i)),
-        open_promise=_open_promise(session, loan.id),
-        last_contact=_last_contact(session, loan.id),
+        open_promise=_promise_view(promise, made_by),
+        last_contact=_contact_view(contact, written_by),
         created_at=loan.created_at,
         updated_at=loan.updated_at,
     )
