@@ -265,7 +265,8 @@ def request_line(name: str, username: str | None, asked: str) -> str:
 
 def audit_line(at: str, who: str, action: str, target: str) -> str:
     """One audit event in /audit."""
-    return f"{esc(at)} · {esc(who)} · <b>{esc(action)}</b> {esc(target)}".rstrip()
+    words = action.replace("_", " ")  # "login_failed" reads as "login failed"
+    return f"{esc(at)} · {esc(who)} · <b>{esc(words)}</b> {esc(target)}".rstrip()
 
 
 def audit_header(count: int, name: str | None) -> str:

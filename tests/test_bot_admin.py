@@ -113,10 +113,10 @@ async def test_audit_shows_latest_events_and_filters_by_name(settings, committed
         await h.say(agent, "definitely wrong")
         log = await h.say(admin, "/audit Zed Unique")
         assert "for Zed Unique" in log["text"]
-        assert "login_failed" in log["text"] and "logout" in log["text"]
+        assert "login failed" in log["text"] and "logout" in log["text"]
         assert "Audrey" not in log["text"]
         everyone = await h.say(admin, "/audit")
-        assert "Latest" in everyone["text"] and "invite_created" in everyone["text"]
+        assert "Latest" in everyone["text"] and "invite created" in everyone["text"]
         assert "No staff member matches" in (await h.say(admin, "/audit Nobody Here"))["text"]
         refused = await h.say(agent, "/audit")
         assert refused["text"] == texts.PLEASE_LOGIN
