@@ -142,6 +142,16 @@ def test_ctrl_c_stops_the_interactive_demo_cleanly(tmp_path):
     assert STRAY_THREADS not in db.with_suffix(".log").read_text()
 
 
+def _upgrade_and_start(cwd, env: dict[str, str], command: str) -> subprocess.Popen:
+    """`vasooli db upgrade`, then `vasooli <command>` in the background."""
+    cli = [sys.executable, "-m", "bot.cli"]
+    upgrade = subprocess.run([*cli, "db", "upgrade"], cwd=cwd, env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert upgrade.returncode == 0, upgrade.stderr
+    return subprocess.Popen([*cli, command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
 @pytest.mark.e2e
 def test_run_serves_bot_worker_and_web_until_sigterm(tmp_path):
     with listen_socket("127.0.0.1", 0) as probe:  # a free port for the web app
@@ -154,16 +164,10 @@ def test_run_serves_bot_worker_and_web_until_sigterm(tmp_path):
             "TWILIO_FROM_NUMBER": twilio.phone_number, "TWILIO_API_BASE_URL": twilio.base_url,
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "PORT": str(port),
         }
-        cli = [sys.executable, "-m", "bot.cli"]
-        upgrade = subprocess.run([*cli, "db", "upgrade"], cwd=tmp_path, env=env,
-                                 capture_output=True, text=True, timeout=60, check=False)
-        assert upgrade.returncode == 0, upgrade.stderr
-        proc = subprocess.Popen([*cli, "run"], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = _upgrade_and_start(tmp_path, env, "run")
         try:
             telegram.user(4242, "Stranger")
-            with telegram._world._dispatching:  # the lock order tests/bot_harness.py uses
-                telegram.send_text(4242, "/help")
+            telegram.send_text(4242, "/help")
             answer = telegram.wait_for(4242, timeout=30)
             assert "invite" in answer["text"].lower()
             health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
@@ -263,12 +267,7 @@ def test_web_in_webhook_mode_serves_telegram_and_twilio_on_one_port(tmp_path):
             "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "twilio-token",
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "PORT": str(port),
         }
-        cli = [sys.executable, "-m", "bot.cli"]
-        upgrade = subprocess.run([*cli, "db", "upgrade"], cwd=tmp_path, env=env,
-                                 capture_output=True, text=True, timeout=60, check=False)
-        assert upgrade.returncode == 0, upgrade.stderr
-        proc = subprocess.Popen([*cli, "web"], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = _upgrade_and_start(tmp_path, env, "web")
         try:
             telegram.user(4343, "Stranger")
             deadline = time.monotonic() + 30
