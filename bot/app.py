@@ -46,7 +46,7 @@ from bot.conversations import (
     promise,
     register,
 )
-from bot.handlers import admin, assign, common, loans, sms, stats
+from bot.handlers import admin, assign, common, lists, loans, sms, stats
 from bot.persistence import DbPersistence
 from db.config import Settings, require
 
@@ -74,7 +74,7 @@ def handler_list() -> list[tuple[int, BaseHandler]]:
         (0, register.build_handler()),
         (0, login.build_handler()),
         (0, add_loan.build_handler()),
-        (0, loans.find_handler()),
+        (0, lists.find_handler()),
         (0, payment.build_handler()),
         (0, promise.build_handler()),
         (0, contact.build_handler()),
@@ -87,6 +87,7 @@ def handler_list() -> list[tuple[int, BaseHandler]]:
         (0, login.logout_handler()),
         *((0, handler) for handler in admin.handlers()),
         *((0, handler) for handler in loans.handlers()),
+        *((0, handler) for handler in lists.handlers()),
         *((0, handler) for handler in assign.handlers()),
         (0, stats.handler()),
         *((0, handler) for handler in sms.handlers()),

@@ -18,7 +18,7 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 from bot import keyboards, texts
 from bot.context import Context, answer_button, db, reply, require_staff, settings_of
 from bot.conversations import actions
-from bot.handlers.loans import command_text
+from bot.handlers.replies import command_text
 from bot.keyboards import CB
 from db import clock
 from db.models import BroadcastState
