@@ -17,9 +17,10 @@ from sqlalchemy import text
 from bench.common import Bench, Ctx, Goal, bench_settings, median
 from db import sms_text
 from db.session import make_engine, make_session_factory
-from scheduler.jobs import plan_reminders
+from scheduler.jobs import late_days, plan_reminders
 
-# The same filters as scheduler.jobs._due_rows; the body is a plain concatenation.
+# The same filters and due-date range (today's, plus the days still caught up, see
+# scheduler.jobs.late_days) as scheduler.jobs._unreminded; the body is a plain concatenation.
 _SELECT = """
 SELECT b.phone, 'Dear ' || b.name || ', ' || CAST(i.principal_due + i.interest_due + i.fee_due
          - i.amount_paid - i.fee_paid AS TEXT) || ' is due on ' || CAST(i.due_date AS TEXT)
@@ -27,7 +28,7 @@ SELECT b.phone, 'Dear ' || b.name || ', ' || CAST(i.principal_due + i.interest_d
        'reminder', b.id, i.loan_id, :rule, {key}, 'queued', 0, :send_after, :expires_at,
        :now, :now
 FROM installment i JOIN loan l ON l.id = i.loan_id JOIN borrower b ON b.id = l.borrower_id
-WHERE i.due_date = :due AND l.state = 'active'
+WHERE i.due_date BETWEEN :first AND :due AND l.state = 'active'
   AND (i.amount_paid < i.principal_due + i.interest_due OR i.fee_paid < i.fee_due)
   AND b.opted_out_at IS NULL
   AND NOT EXISTS (SELECT 1 FROM suppression s WHERE s.phone = b.phone)
@@ -42,13 +43,14 @@ _EVENTS = ("INSERT INTO message_event (message_id, status, source, detail, creat
 
 def _key_sql(postgres: bool) -> str:
     loan_id = "CAST(i.loan_id AS TEXT)"
-    return "'rem:' || " + loan_id + " || :suffix"
+    return "'rem:' || " + loan_id + " || :suffix || CAST(i.due_date AS TEXT)"
 
 
 def _sql_rule(conn, *, postgres: bool, days: int, today: date, ctx: Ctx) -> int:
     rule, due = sms_text.rule_name(days), today - timedelta(days=days)
     now = ctx.noon_utc()
-    params = {"rule": rule, "due": due, "suffix": f":{rule}:{due.isoformat()}", "now": now,
+    first = due - timedelta(days=late_days(days, ctx.settings))
+    params = {"rule": rule, "due": due, "first": first, "suffix": f":{rule}:", "now": now,
               "send_after": now, "expires_at": now + timedelta(hours=48)}  # fmt: skip
     select = _SELECT.format(key=_key_sql(postgres))
     insert = (f"INSERT INTO message ({_COLS}) {select} "

@@ -1,14 +1,16 @@
 """The worker's jobs as plain functions, tested without the scheduler.
 
-plan_reminders queues the day's reminders: one INSERT ... SELECT per rule, the database
-rendering each body exactly as sms_text.render would. dispatch_due (scheduler.dispatch)
-and reconcile (scheduler.reconcile) send them and find out what happened; daily charges
-late fees and breaks promises.
+plan_reminders queues the day's reminders (and those missed while the worker was down,
+while still timely): one INSERT ... SELECT per rule, the database rendering each body
+exactly as sms_text.render would. dispatch_due (scheduler.dispatch) and reconcile
+(scheduler.reconcile) send them and find out what happened; daily charges late fees and
+breaks promises.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ __all__ = [
     "ReconcileReport",
     "daily",
     "dispatch_due",
+    "late_days",
     "plan_reminders",
     "plan_rule",
     "reconcile",
@@ -68,9 +71,27 @@ def reminder_key(loan_id: int, rule: str, due: date) -> str:
     return f"rem:{loan_id}:{rule}:{due.isoformat()}"
 
 
-def _key_sql(rule: str, due: date) -> ColumnElement[str]:
+def late_days(days: int, settings: Settings) -> int:
+    """How many days late a rule's missed reminders may still be planned (0: none)."""
+    if days == 0:  # its text says "due today"
+        return 0
+    # Before its expiry, and only until the next rule takes the installment over.
+    late = math.ceil(settings.sms_expiry_hours / 24) - 1
+    later = [d - days - 1 for d in settings.reminder_days if d > days]
+    return max(0, min([late, *later]))
+
+
+def _per_due(dues: Sequence[date], text: Callable[[date], str]) -> ColumnElement[str]:
+    """A text depending on the row's due date, one of the few being planned."""
+    first, *rest = dues
+    whens = [(Installment.due_date == due, literal(text(due))) for due in rest]
+    return case(*whens, else_=literal(text(first))) if whens else literal(text(first))
+
+
+def _key_sql(rule: str, dues: Sequence[date]) -> ColumnElement[str]:
     """reminder_key in SQL, for every row at once."""
-    return literal("rem:") + cast(Installment.loan_id, String) + literal(f":{rule}:{due}")
+    suffix = _per_due(dues, lambda due: f":{rule}:{due.isoformat()}")
+    return literal("rem:") + cast(Installment.loan_id, String) + suffix
 
 
 def _signature(settings: Settings) -> str:
@@ -117,15 +138,16 @@ def amount_sql(terms: Sequence[tuple[int, ColumnElement]], dialect: str,
     return literal(f"{settings.currency} ") + _sign(total) + text
 
 
-def body_sql(template: str, *, due: date, dialect: str,
+def body_sql(template: str, *, dues: Sequence[date], dialect: str,
              settings: Settings) -> ColumnElement[str]:  # fmt: skip
     """The template as rendered by sms_text.render, with each row's values filled in SQL."""
     per_row = {
         "name": Borrower.name, "loan_number": Loan.loan_number,
         "amount_due": amount_sql(_OWED, dialect, settings),
         "outstanding": amount_sql(_OUTSTANDING, dialect, settings),
+        "due_date": _per_due(dues, sms_text.sms_date),
     }  # fmt: skip
-    fixed = {"due_date": sms_text.sms_date(due), "agency": _signature(settings)}
+    fixed = {"agency": _signature(settings)}
     marked = {name: f"{_MARK}{name}{_MARK}" for name in per_row}
     rendered = sms_text.render(template, fixed | marked)
     if rendered.startswith(_MARK) or rendered.endswith(_MARK):
@@ -141,37 +163,49 @@ def _window_opens(name: str | None, day: date, settings: Settings) -> datetime:
     return window_start(day, tz, settings.allowed_window[0]).astimezone(UTC)
 
 
-def send_after_sql(session: Session, *, today: date,
+def _zone_pick(zones: Sequence[str], day: date, offset: timedelta,
+               settings: Settings) -> ColumnElement:  # fmt: skip
+    """The window's start on day (plus offset) in the borrower's zone, as a CASE."""
+    default = _window_opens(None, day, settings)
+    groups: dict[datetime, list[str]] = {}
+    for name in zones:
+        opens = _window_opens(name, day, settings)
+        if opens != default:
+            groups.setdefault(opens, []).append(name)
+    whens = [(Borrower.timezone.in_(names), literal(at + offset, _T.send_after.type))
+             for at, names in groups.items()]  # fmt: skip
+    fallback = literal(default + offset, _T.send_after.type)
+    return case(*whens, else_=fallback) if whens else fallback
+
+
+def send_after_sql(session: Session, *, days: int, dues: Sequence[date],
                    settings: Settings) -> tuple[ColumnElement, ColumnElement]:  # fmt: skip
     """(send_after, expires_at): the window's start in each borrower's zone, via zoneinfo.
 
-    The zones borrowers have are few; each is worked out in Python (as policy does, so
-    an unknown zone is the agency's) and the borrower's zone picks its time with a CASE.
+    On the day each row's reminder was meant to go (its due date + days). The zones
+    borrowers have are few; each is worked out in Python (as policy does, so an unknown
+    zone is the agency's) and the borrower's zone picks its time with a CASE.
     A borrower added with a new zone between this read and the INSERT gets the agency's
     window start; policy still holds the message until the borrower's own hours.
     """
     stmt = select(Borrower.timezone).distinct().where(Borrower.timezone.is_not(None))
-    default = _window_opens(None, today, settings)
-    groups: dict[datetime, list[str]] = {}
-    for name in session.scalars(stmt):
-        opens = _window_opens(name, today, settings)
-        if opens != default:
-            groups.setdefault(opens, []).append(name)
+    zones = list(session.scalars(stmt))
     expiry = timedelta(hours=settings.sms_expiry_hours)
+    first, *rest = dues
 
     def pick(offset: timedelta) -> ColumnElement:
-        whens = [(Borrower.timezone.in_(names), literal(at + offset, _T.send_after.type))
-                 for at, names in groups.items()]  # fmt: skip
-        fallback = literal(default + offset, _T.send_after.type)
-        return case(*whens, else_=fallback) if whens else fallback
+        on = [(Installment.due_date == due,
+               _zone_pick(zones, due + timedelta(days=days), offset, settings)) for due in rest]
+        fallback = _zone_pick(zones, first + timedelta(days=days), offset, settings)
+        return case(*on, else_=fallback) if on else fallback
 
     return pick(timedelta(0)), pick(expiry)
 
 
-def _unreminded(due: date, key: ColumnElement[str]) -> list[ColumnElement[bool]]:
-    """Unsettled installments of active loans due on due, not yet reminded."""
+def _unreminded(dues: Sequence[date], key: ColumnElement[str]) -> list[ColumnElement[bool]]:
+    """Unsettled installments of active loans due on one of dues, not yet reminded."""
     return [
-        Installment.due_date == due,
+        Installment.due_date.between(min(dues), max(dues)),
         Loan.state == LoanState.ACTIVE,
         or_(
             Installment.amount_paid < Installment.principal_due + Installment.interest_due,
@@ -185,14 +219,14 @@ def _unreminded(due: date, key: ColumnElement[str]) -> list[ColumnElement[bool]]
     ]
 
 
-def _due_select(session: Session, *, days: int, due: date, today: date, settings: Settings,
+def _due_select(session: Session, *, days: int, dues: Sequence[date], settings: Settings,
                 now: datetime) -> tuple[list[str], Select]:  # fmt: skip
     """The message columns, and the SELECT making one reminder row per due installment."""
     rule = sms_text.rule_name(days)
-    key = _key_sql(rule, due)
+    key = _key_sql(rule, dues)
     dialect = session.get_bind().dialect.name
-    send_after, expires_at = send_after_sql(session, today=today, settings=settings)
-    body = body_sql(sms_text.template_for(days), due=due, dialect=dialect, settings=settings)
+    send_after, expires_at = send_after_sql(session, days=days, dues=dues, settings=settings)
+    body = body_sql(sms_text.template_for(days), dues=dues, dialect=dialect, settings=settings)
     created = literal(now, _T.created_at.type)
     values = {
         "to_phone": Borrower.phone, "body": body,
@@ -206,7 +240,9 @@ def _due_select(session: Session, *, days: int, due: date, today: date, settings
         select(*values.values())
         .join(Loan, Loan.id == Installment.loan_id)
         .join(Borrower, Borrower.id == Loan.borrower_id)
-        .where(*_unreminded(due, key))
+        .where(*_unreminded(dues, key))
+        # Planned late and already past its expiry: policy would only suppress it.
+        .where(expires_at > created)
         .order_by(Installment.loan_id)
     )
     return list(values), stmt
@@ -214,9 +250,11 @@ def _due_select(session: Session, *, days: int, due: date, today: date, settings
 
 def plan_rule(session: Session, *, days: int, today: date, settings: Settings) -> int:
     """Queue reminders for one rule (days relative to the due date); returns rows queued."""
-    rule, due, now = sms_text.rule_name(days), today - timedelta(days=days), clock.utcnow()
-    names, rows = _due_select(session, days=days, due=due, today=today, settings=settings,
-                              now=now)  # fmt: skip
+    # Also the days before, missed if the worker was down: the key stops any repeat.
+    rule, now = sms_text.rule_name(days), clock.utcnow()
+    late = range(late_days(days, settings) + 1)
+    dues = [today - timedelta(days=days + k) for k in late]  # today's first
+    names, rows = _due_select(session, days=days, dues=dues, settings=settings, now=now)
     # One INSERT ... SELECT: the database renders every body, nothing is streamed through us.
     # Another planner (a second worker, a restart) may have queued some meanwhile.
     insert = dialect_insert(session, Message.__table__).from_select(names, rows)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import partial
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
-from db import sms_text
+from db import clock, sms_text
 from db.config import LateFeeKind
 from db.models import (
     Frequency,
@@ -48,7 +48,7 @@ def _loan_due(session: Session, days_from_today: int, **kw):
 
 
 def test_each_rule_picks_the_installments_due_its_number_of_days_away(session, settings):
-    loans = {d: _loan_due(session, d) for d in (3, 0, -1, -7, -14, -30, -2, 5)}
+    loans = {d: _loan_due(session, d) for d in (3, 0, -1, -7, -14, -30, -4, 5)}
     queued = jobs.plan_reminders(session, today=TODAY, settings=settings)
     got = {m.loan_id: m.rule for m in _reminders(session, [ln.id for ln in loans.values()])}
     expected = {3: "due-3", 0: "due+0", -1: "due+1", -7: "due+7", -14: "due+14", -30: "due+30"}
@@ -174,6 +174,88 @@ def test_a_new_due_date_is_a_new_reminder(session, settings):
         f"rem:{loan.id}:due+0:2030-01-16",
         f"rem:{loan.id}:due+1:2030-01-15",
     ]
+
+
+# --- reminders missed while the worker was down ---------------------------------------------
+
+
+def _clock_at(moment: datetime) -> None:
+    clock.reset()
+    clock.advance(moment - clock.utcnow())
+
+
+def _opens(day: date, tz: str | None, settings) -> datetime:
+    return window_start(day, zone(tz, settings.agency_timezone), settings.allowed_window[0])
+
+
+def test_a_day_the_worker_missed_is_planned_the_next_day_with_its_own_timing(session, settings):
+    borrower = make_borrower(session, timezone="America/New_York")
+    loan = _loan_due(session, -7, borrower=borrower)  # its due+7 should have gone TODAY
+    tomorrow = TODAY + timedelta(days=1)
+    _clock_at(datetime(2030, 1, 16, 6, 0, tzinfo=UTC))
+    assert jobs.plan_reminders(session, today=tomorrow, settings=settings) >= 1
+    [m] = _reminders(session, [loan.id])
+    assert (m.rule, m.idempotency_key) == ("due+7", f"rem:{loan.id}:due+7:2030-01-08")
+    assert "was due on 08 Jan 2030" in m.body
+    assert m.send_after == _opens(TODAY, "America/New_York", settings)
+    assert m.send_after == datetime(2030, 1, 15, 13, 0, tzinfo=UTC)
+    assert m.expires_at == m.send_after + timedelta(hours=48)
+    assert jobs.plan_reminders(session, today=tomorrow, settings=settings) == 0
+    assert len(_reminders(session, [loan.id])) == 1
+
+
+def test_a_reminder_three_days_late_is_not_planned(session, settings):
+    loan = _loan_due(session, -10)  # its due+7 should have gone three days ago
+    _clock_at(datetime(2030, 1, 15, 6, 0, tzinfo=UTC))
+    jobs.plan_reminders(session, today=TODAY, settings=settings)
+    assert _reminders(session, [loan.id]) == []
+
+
+@pytest.mark.parametrize(("hour", "planned"), [(14, True), (15, False)])
+def test_a_late_reminder_already_past_its_expiry_is_not_planned(session, settings, hour,
+                                                                 planned):  # fmt: skip
+    short = settings.model_copy(update={"sms_expiry_hours": 36})
+    loan = _loan_due(session, -8)  # due+7 yesterday: opened 02:30 UTC, expires 14:30 today
+    _clock_at(datetime(2030, 1, 15, hour, 0, tzinfo=UTC))
+    jobs.plan_reminders(session, today=TODAY, settings=short)
+    got = _reminders(session, [loan.id])
+    assert [m.expires_at for m in got] == ([datetime(2030, 1, 15, 14, 30, tzinfo=UTC)]
+                                           if planned else [])  # fmt: skip
+
+
+def test_the_on_the_day_reminder_is_never_planned_a_day_late(session, settings):
+    loan = _loan_due(session, -1)  # due+0 yesterday says "due today": due+1 goes instead
+    jobs.plan_reminders(session, today=TODAY, settings=settings)
+    assert [m.rule for m in _reminders(session, [loan.id])] == ["due+1"]
+
+
+def test_planning_day_after_day_with_a_day_missed_queues_each_reminder_once(session,
+                                                                            settings):  # fmt: skip
+    loans = [_loan_due(session, off) for off in range(-4, 8)]
+    days = [TODAY + timedelta(days=n) for n in range(-2, 9) if n != 3]  # down on TODAY+3
+    queued = 0
+    for day in days:
+        _clock_at(datetime.combine(day, time(12, 0), tzinfo=UTC))
+        queued += jobs.plan_reminders(session, today=day, settings=settings)
+    mine = _reminders(session, [ln.id for ln in loans])
+    expected = {
+        jobs.reminder_key(ln.id, sms_text.rule_name(d), ln.installments[0].due_date)
+        for ln in loans for d in settings.reminder_days
+        if any(0 <= (day - ln.installments[0].due_date).days - d <= jobs.late_days(d, settings)
+               for day in days)
+    }  # fmt: skip
+    keys = [m.idempotency_key for m in mine]
+    assert len(keys) == len(set(keys)) == queued and set(keys) == expected
+    for m in mine:  # each row its own due date and day, in one statement with others
+        due, days = date.fromisoformat(m.idempotency_key[-10:]), int(m.rule.removeprefix("due"))
+        assert sms_text.sms_date(due) in m.body
+        assert m.send_after == _opens(due + timedelta(days=days), None, settings)
+    caught_up = {m.rule for m in mine if m.send_after.date() == TODAY + timedelta(days=3)}
+    assert caught_up and "due+0" not in caught_up
+    events = session.scalar(
+        select(func.count()).where(MessageEvent.message_id.in_([m.id for m in mine]))
+    )
+    assert events == len(keys)
 
 
 @pytest.fixture
