@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 _lock = threading.Lock()
@@ -18,6 +18,11 @@ def utcnow() -> datetime:
 def today(tz: ZoneInfo) -> date:
     """Today's calendar date in the given zone."""
     return utcnow().astimezone(tz).date()
+
+
+def day_start(day: date, tz: tzinfo) -> datetime:
+    """The UTC instant at which day begins in zone tz (reports and date filters)."""
+    return datetime.combine(day, time(), tzinfo=tz).astimezone(UTC)
 
 
 def advance(delta: timedelta) -> timedelta:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, timedelta, tzinfo
 from enum import StrEnum
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session, contains_eager
 
+from db import clock
 from db.models import Borrower, Loan, LoanState
 from db.services import ledger
 from db.services.access import Actor, scope_loans
@@ -138,16 +139,12 @@ def _filter_conditions(filter: LoanFilter, today: date) -> list[ColumnElement[bo
     return [active]
 
 
-def _day_start(day: date, tz: tzinfo) -> datetime:
-    return datetime.combine(day, time(), tzinfo=tz).astimezone(UTC)
-
-
 def _period_conditions(column, start: date | None, end: date | None, tz: tzinfo) -> list:
     out = []
     if start is not None:
-        out.append(column >= _day_start(start, tz))
+        out.append(column >= clock.day_start(start, tz))
     if end is not None:
-        out.append(column < _day_start(end + timedelta(days=1), tz))
+        out.append(column < clock.day_start(end + timedelta(days=1), tz))
     return out
 
 

@@ -7,7 +7,7 @@ sum of many floats drifts by cents; PostgreSQL's numeric sum is exact either way
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, Select, and_, case, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
+from db import clock
 from db.models import Loan, LoanState, Payment, Promise, PromiseState, Staff
 from db.money import q
 from db.services.access import Actor
@@ -91,10 +92,6 @@ def _scoped(stmt: Select, actor: Actor, agent_id: int | None) -> Select:
     return stmt if agent_id is None else stmt.where(Loan.agent_id == agent_id)
 
 
-def _local_midnight_utc(day: date, tz: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
-
-
 def _bucket_cond(bucket: Bucket, today: date) -> ColumnElement:
     earliest, latest = bucket_dates(bucket, today)
     cond = Loan.next_due_date <= latest
@@ -125,9 +122,9 @@ def _book(session: Session, actor: Actor, agent_id: int | None, today: date) -> 
 def _collections(session: Session, actor: Actor, agent_id: int | None, today: date,
                  tz: ZoneInfo) -> dict[int | None, tuple[Decimal, Decimal]]:
     """Per loan agent: (collected today, collected this month), reversals netted out."""
-    day_start = _local_midnight_utc(today, tz)
-    month_start = _local_midnight_utc(today.replace(day=1), tz)
-    end = _local_midnight_utc(today + timedelta(days=1), tz)
+    day_start = clock.day_start(today, tz)
+    month_start = clock.day_start(today.replace(day=1), tz)
+    end = clock.day_start(today + timedelta(days=1), tz)
     stmt = (
         select(Loan.agent_id, _cents(case((Payment.paid_at >= day_start, Payment.amount),
                                           else_=0)), _cents(Payment.amount))
@@ -182,7 +179,7 @@ def collections_by_day(session: Session, *, actor: Actor, today: date, tz: ZoneI
     """Money collected on each of the last days local days up to today, zeros included."""
     days = max(1, min(days, 366))
     first = today - timedelta(days=days - 1)
-    edges = [_local_midnight_utc(first + timedelta(days=i), tz) for i in range(days + 1)]
+    edges = [clock.day_start(first + timedelta(days=i), tz) for i in range(days + 1)]
     # The day index comes from the zone's own midnights (DST-safe on both databases);
     # grouped in an outer query since PostgreSQL can't match a CASE with bound parameters.
     day = case(*[(Payment.paid_at < edges[i + 1], i) for i in range(days)], else_=days)
