@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, delete
@@ -15,8 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import clock
 from db.config import Settings, load_settings
 from db.migrate import upgrade
-from db.models import Base
+from db.models import Base, Role
 from db.session import make_engine, make_session_factory
+from tests.factories import make_staff
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +74,37 @@ def _real_clock() -> Iterator[None]:
     clock.reset()
     yield
     clock.reset()
+
+
+# -- people and "today" for service tests (a test module may define its own instead) -------
+
+
+@pytest.fixture
+def today():
+    """Today in the agency's default zone."""
+    return clock.today(ZoneInfo("Asia/Kolkata"))
+
+
+@pytest.fixture
+def agent(session: Session):
+    return make_staff(session, role=Role.AGENT)
+
+
+@pytest.fixture
+def agent_a(agent):
+    return agent
+
+
+@pytest.fixture
+def agent_b(session: Session):
+    return make_staff(session, role=Role.AGENT)
+
+
+@pytest.fixture
+def manager(session: Session):
+    return make_staff(session, role=Role.MANAGER)
+
+
+@pytest.fixture
+def admin(session: Session):
+    return make_staff(session, role=Role.ADMIN)

@@ -5,23 +5,18 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import select
 
 from db.config import LateFeeKind
-from db.models import Frequency, LoanEvent, LoanEventKind, LoanState, Role
+from db.models import Frequency, LoanEvent, LoanEventKind, LoanState
 from db.services import fees, payments
-from tests.factories import actor, make_loan, make_staff
+from tests.factories import actor, make_loan
 
 TODAY = date(2026, 3, 15)
 D = Decimal
 FIXED = {"kind": LateFeeKind.FIXED, "amount": D("100"), "percent": D("0"), "grace_days": 3}
 PERCENT = {"kind": LateFeeKind.PERCENT, "amount": D("0"), "percent": D("2.5"), "grace_days": 3}
 
-
-@pytest.fixture
-def agent(session):
-    return make_staff(session, role=Role.AGENT)
 
 
 def _loan(session, agent):

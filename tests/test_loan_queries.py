@@ -23,33 +23,12 @@ from db.models import (
     Payment,
     PaymentMethod,
     Promise,
-    Role,
 )
 from db.services import ledger
 from db.services.errors import AccessDenied, InvalidInput, NotFound
 from db.services.loan_queries import LoanFilter, list_loans, loan_history, search_loans
 from db.services.loans import EditableField, add_loan, edit_loan, reassign_loan
-from tests.factories import actor, make_borrower, make_loan, make_staff
-
-
-@pytest.fixture
-def today():
-    return clock.today(ZoneInfo("Asia/Kolkata"))
-
-
-@pytest.fixture
-def agent_a(session):
-    return make_staff(session, role=Role.AGENT)
-
-
-@pytest.fixture
-def agent_b(session):
-    return make_staff(session, role=Role.AGENT)
-
-
-@pytest.fixture
-def manager(session):
-    return make_staff(session, role=Role.MANAGER)
+from tests.factories import actor, make_borrower, make_loan
 
 
 def loan_for(session, agent, name, phone=None, **kw):

@@ -7,12 +7,10 @@ import secrets
 import threading
 from datetime import timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
-from db import clock
 from db.models import (
     AuditEvent,
     Borrower,
@@ -47,29 +45,9 @@ from tests.factories import actor, make_borrower, make_loan, make_staff
 PHONE = "+91 98765 43210"
 
 
-@pytest.fixture
-def today():
-    return clock.today(ZoneInfo("Asia/Kolkata"))
 
 
-@pytest.fixture
-def agent_a(session):
-    return make_staff(session, role=Role.AGENT)
 
-
-@pytest.fixture
-def agent_b(session):
-    return make_staff(session, role=Role.AGENT)
-
-
-@pytest.fixture
-def manager(session):
-    return make_staff(session, role=Role.MANAGER)
-
-
-@pytest.fixture
-def admin(session):
-    return make_staff(session, role=Role.ADMIN)
 
 
 def new_loan(session, who, today, **kw):

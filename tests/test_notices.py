@@ -18,15 +18,11 @@ from db.services.errors import InvalidInput, NotFound
 from db.services.notices import notice_text, payment_notice
 from db.services.payments import record_payment
 from db.sms_text import Encoding, encoding, segments, sms_amount
-from tests.factories import actor, make_borrower, make_loan, make_staff
+from tests.factories import actor, make_borrower, make_loan
 
 AGENCY = "Test Agency"
 TODAY = clock.utcnow().date()
 
-
-@pytest.fixture
-def agent(session: Session):
-    return make_staff(session)
 
 
 @pytest.fixture
