@@ -6,7 +6,7 @@ import base64
 import binascii
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, defaultload
+from sqlalchemy.orm import Session, defaultload, selectinload
 
 from db.models import Borrower, Loan
 from db.services.access import Actor, check_loan
@@ -23,7 +23,13 @@ def load_loan(session: Session, actor: Actor, loan_number: str, *, lock: bool = 
     number = parse_loan_number(loan_number)
     stmt = select(Loan).where(Loan.loan_number == number).options(NO_TAGS)
     if lock:
-        stmt = stmt.with_for_update(of=Loan)
+        # Every change to a loan locks its row first, so two agents paying at once allocate
+        # one after the other; populate_existing drops what the session had cached.
+        stmt = (
+            stmt.with_for_update(of=Loan)
+            .options(selectinload(Loan.installments))
+            .execution_options(populate_existing=True)
+        )
     return check_loan(actor, session.scalars(stmt).first(), number)
 
 

@@ -13,7 +13,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from db import clock
 from db.models import (
@@ -28,12 +28,12 @@ from db.models import (
     Staff,
 )
 from db.money import format_money, q
-from db.services import access
 from db.services.access import Actor
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import Conflict, InvalidInput
+from db.services.loan_lookup import load_loan
 from db.services.views import ContactView, PromiseView
-from db.validation import clean_text, parse_loan_number
+from db.validation import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +45,7 @@ NOTE_DATE_PASSED = "date passed"
 
 def find_loan(session: Session, *, actor: Actor, loan_number: str, lock: bool = False) -> Loan:
     """The loan actor may see by number; lock=True holds its row until the transaction ends."""
-    number = parse_loan_number(loan_number)
-    stmt = select(Loan).where(Loan.loan_number == number)
-    if lock:
-        # Every change to a loan's money locks its row first, so two agents paying at once
-        # allocate one after the other; populate_existing drops what the session had cached.
-        stmt = (
-            stmt.with_for_update(of=Loan)
-            .options(selectinload(Loan.installments))
-            .execution_options(populate_existing=True)
-        )
-    return access.check_loan(actor, session.scalars(stmt).one_or_none(), number)
+    return load_loan(session, actor, loan_number, lock=lock)
 
 
 def check_amount(amount: Decimal, *, max_amount: Decimal) -> Decimal:
