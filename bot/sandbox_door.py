@@ -69,11 +69,11 @@ def send_text(
             fields["reply_to_message"] = _replied(world, chat_id, reply_to)
         if chat_id == user_id:
             world.started.add(user_id)  # writing to the bot is what opens a private chat
-        stored = world.new_message(chat_id, user, fields)
-        world.mark_input(chat_id)
-        message = copy.deepcopy(stored.message)
-    # Outside the state lock: enqueue wakes pollers, and a listener running on the server
-    # thread may hold the dispatch lock while it waits for the state lock.
+    # Outside the state lock: new_message flushes to listeners (taking the dispatch lock),
+    # and a listener on the server thread may hold that lock while it waits for this one.
+    stored = world.new_message(chat_id, user, fields)
+    world.mark_input(chat_id)
+    message = copy.deepcopy(stored.message)
     world.enqueue("message", message)
     return message
 

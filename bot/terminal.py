@@ -200,11 +200,7 @@ class TerminalChat:
         await self._to_bot(lambda: self._send_text(text))
 
     def _send_text(self, text: str) -> None:
-        # The sandbox's send_text takes its state lock before its listener lock while its
-        # server thread takes them the other way round; holding the listener lock first
-        # keeps one order (tests/bot_harness.py does the same).
-        with self.sb._world._dispatching:
-            self.sb.send_text(self.me.telegram_user_id, text)
+        self.sb.send_text(self.me.telegram_user_id, text)
 
     async def _to_bot(self, act: Callable[[], Any]) -> bool:
         """Do act (a send or a press), then wait until the bot has answered and gone quiet.

@@ -197,14 +197,7 @@ class BotHarness:
 
     def send(self, who: Who, text: str, chat_id: int | None = None) -> dict:
         """Send text as who without waiting (in a group when chat_id); returns the Message."""
-        # Workaround: sandbox send_text holds the world lock while it takes the listener
-        # lock, and the server thread takes them the other way round (a deadlock when the
-        # bot sends at the same moment); taking the listener lock first keeps one order.
-        dispatching = getattr(self.sandbox._world, "_dispatching", None)
-        if dispatching is None:
-            return self.sandbox.send_text(_uid(who), text, chat_id=chat_id)
-        with dispatching:
-            return self.sandbox.send_text(_uid(who), text, chat_id=chat_id)
+        return self.sandbox.send_text(_uid(who), text, chat_id=chat_id)
 
     async def wait(self, who: Who, *, contains: str | None = None,
                    predicate: Callable[[dict], bool] | None = None,
