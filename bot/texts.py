@@ -79,7 +79,7 @@ COMMANDS: list[Command] = [
     Command("broadcast", "Send an SMS to a group of borrowers", min_role=Role.ADMIN),
     Command("broadcasts", "Recent broadcasts; cancel a running one", min_role=Role.ADMIN),
     Command("deliveries", "What became of the SMS: last day and week", min_role=Role.ADMIN),
-    Command("unsuppress", "Text a suppressed number again: /unsuppress <phone> [reason]",
+    Command("unsuppress", "Text a suppressed number again: /unsuppress phone [reason]",
             min_role=Role.ADMIN),
     # always last for staff
     Command("cancel", "Stop what you are doing"),
