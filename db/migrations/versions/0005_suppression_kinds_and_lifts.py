@@ -86,4 +86,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_suppression_lift_phone"))
     op.drop_table("suppression_lift")
     with op.batch_alter_table("suppression", schema=None) as batch_op:
+        # The CHECK goes first: SQLite's table copy would otherwise keep it, naming no column.
+        batch_op.drop_constraint("ck_suppressionkind", type_="check")
         batch_op.drop_column("kind")
