@@ -56,7 +56,8 @@ def apply_status(
     """outbox.apply_status for a Twilio report, with what its error code means."""
     return outbox.apply_status(
         session, sid=sid, status=status, error_code=error_code, source=source,
-        failure=failure(error_code) if error_code else None, rule=rule(settings),
+        failure=failure(error_code) if error_code else None,
+        rule=rule(settings) if error_code else None,
     )
 
 
@@ -67,5 +68,5 @@ def mark_failed(
     """outbox.mark_failed for a send Twilio refused, with what its code means."""
     return outbox.mark_failed(
         session, message_id=message_id, code=code, text=text,
-        failure=failure(code) if code else None, rule=rule(settings),
+        failure=failure(code) if code else None, rule=rule(settings) if code else None,
     )

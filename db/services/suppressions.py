@@ -78,13 +78,14 @@ def suppress(session: Session, *, phone: str, kind: SuppressionKind, reason: str
 def _count_temporary(session: Session, *, phone: str, failure: Failure, rule: StreakRule) -> int:
     """One more temporary failure in the number's streak (a new streak after rule.days)."""
     now = clock.utcnow()
+    # Insert-or-nothing, then lock: two reports for one number at once count twice, not fail.
+    new = _insert(session, Streak).values(phone=phone, failures=0, first_at=now, last_at=now)
+    session.execute(new.on_conflict_do_nothing(index_elements=["phone"]))
     row = session.execute(
         select(Streak).where(Streak.phone == phone).with_for_update()
-    ).scalar_one_or_none()
-    if row is None:
-        row = Streak(phone=phone, failures=0, first_at=now, last_at=now)
-        session.add(row)
-    elif row.first_at < now - timedelta(days=rule.days):
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    if row.first_at < now - timedelta(days=rule.days):
         row.failures, row.first_at = 0, now
     row.failures, row.last_at, row.last_code = row.failures + 1, now, failure.code
     session.flush()
