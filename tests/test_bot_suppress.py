@@ -132,3 +132,15 @@ async def test_deliveries_lists_suppressed_numbers_with_a_lift_button(settings, 
         assert not _suppressed(h, dead)
         [(staff_id, details)] = _lift_audits(h, dead)
         assert staff_id == admin.staff_id and details["reason"] is None
+
+
+@pytest.mark.parametrize(("typed", "expected"), [
+    ("+91 98765 43210 new SIM", ("+919876543210", "new SIM")),
+    ("9876543210", ("+919876543210", "")),
+    ("+919876543210 2 SIMs now", ("+919876543210", "2 SIMs now")),
+    ("98765 43210", ("+919876543210", "")),
+])  # fmt: skip
+def test_the_phone_is_read_before_the_reason(typed, expected) -> None:
+    from bot.handlers.suppress import split_phone
+
+    assert split_phone(typed, "IN") == expected

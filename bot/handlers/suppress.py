@@ -18,7 +18,7 @@ from bot.handlers.replies import command_text
 from bot.keyboards import CB
 from db.services import suppressions
 from db.services.access import Actor
-from db.services.errors import ServiceError
+from db.services.errors import InvalidInput, ServiceError
 from db.validation import clean_text, parse_phone
 
 log = logging.getLogger(__name__)
@@ -37,13 +37,21 @@ def handlers() -> list[BaseHandler]:
     ]
 
 
-def split_phone(text: str) -> tuple[str, str]:
-    """The leading phone (it may have spaces: +91 98765 43210) and the reason after it."""
+def split_phone(text: str, region: str) -> tuple[str, str]:
+    """The leading phone in E.164 (typed with spaces or not) and the reason after it.
+
+    The longest run of leading words that reads as a phone wins, so a reason that starts
+    with a number ("+919876543210 2 SIMs") is not eaten. InvalidInput when none does."""
     words = text.split()
-    taken = 0
-    while taken < len(words) and set(words[taken]) <= _PHONE_CHARS:
-        taken += 1
-    return " ".join(words[:taken]) or (words[0] if words else ""), " ".join(words[taken or 1:])
+    run = 0
+    while run < len(words) and set(words[run]) <= _PHONE_CHARS:
+        run += 1
+    for taken in range(run, 1, -1):
+        try:
+            return parse_phone(" ".join(words[:taken]), region=region), " ".join(words[taken:])
+        except InvalidInput:
+            continue
+    return parse_phone(words[0], region=region), " ".join(words[1:])
 
 
 async def _confirm(update: Update, context: Context, actor: Actor, phone: str) -> bool:
@@ -69,9 +77,8 @@ async def unsuppress_command(update: Update, context: Context, actor: Actor) -> 
     text = await command_text(update, context, texts.UNSUPPRESS_USAGE)
     if text is None:
         return
-    raw, why = split_phone(text)
     try:
-        phone = parse_phone(raw, region=settings_of(context).default_phone_region)
+        phone, why = split_phone(text, settings_of(context).default_phone_region)
         reason = clean_text(why, field="reason", max_len=200, required=False)
     except ServiceError as err:
         await reply(update, texts.service_error(err))
