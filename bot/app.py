@@ -46,7 +46,7 @@ from bot.conversations import (
     promise,
     register,
 )
-from bot.handlers import admin, assign, common, lists, loans, sms, stats
+from bot.handlers import admin, assign, common, lists, loans, sms, stats, suppress
 from bot.persistence import DbPersistence
 from db.config import Settings, require
 
@@ -91,6 +91,7 @@ def handler_list() -> list[tuple[int, BaseHandler]]:
         *((0, handler) for handler in assign.handlers()),
         (0, stats.handler()),
         *((0, handler) for handler in sms.handlers()),
+        *((0, handler) for handler in suppress.handlers()),
         # --- fallbacks: keep these last ------------------------------------------------
         (0, MessageHandler(filters.UpdateType.MESSAGE & filters.COMMAND, common.unknown_command)),
         (0, MessageHandler(filters.UpdateType.MESSAGE, common.unknown_text)),

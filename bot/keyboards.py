@@ -75,6 +75,10 @@ class CB(StrEnum):
     BC_CANCEL = "bc:cancel:"
     BC_CANCEL_YES = "bc:cxl:"
     BC_LIST = "bc:list:"
+    # suppressed numbers (handlers/suppress.py): <phone digits, E.164 without +>
+    SUP_LIFT = "sup:lift:"
+    SUP_YES = "sup:yes:"
+    SUP_NO = "sup:no:"
 
 
 def pattern(prefix: CB) -> str:
@@ -327,3 +331,25 @@ def broadcast_cancel(broadcast_id: int, yes: str, back: str) -> InlineKeyboardMa
 def relay_card(loan_id: int, label: str) -> InlineKeyboardMarkup:
     """Under a relayed SMS: open the loan's card."""
     return InlineKeyboardMarkup([[_button(label, CB.LOAN_CARD, loan_id)]])
+
+
+# --- suppressed numbers (/deliveries, /unsuppress: handlers/suppress.py) -------------------
+
+
+def phone_field(phone: str) -> str | None:
+    """A phone as a callback field (digits of its E.164 form), None when it is not one."""
+    digits = phone.removeprefix("+")
+    return digits if phone.startswith("+") and digits.isdigit() and len(digits) <= 15 else None
+
+
+def suppressed_lift(rows: list[tuple[str, str]]) -> InlineKeyboardMarkup | None:
+    """A Lift button (phone, label) per liftable suppressed number; None when none."""
+    buttons = [[_button(label, CB.SUP_LIFT, field)] for phone, label in rows
+               if (field := phone_field(phone))]
+    return InlineKeyboardMarkup(buttons) if buttons else None
+
+
+def lift_confirm(phone: str, yes: str, no: str) -> InlineKeyboardMarkup:
+    """Yes, lift it / Cancel under the confirmation."""
+    field = phone_field(phone)
+    return InlineKeyboardMarkup([[_button(yes, CB.SUP_YES, field), _button(no, CB.SUP_NO, field)]])

@@ -79,6 +79,8 @@ COMMANDS: list[Command] = [
     Command("broadcast", "Send an SMS to a group of borrowers", min_role=Role.ADMIN),
     Command("broadcasts", "Recent broadcasts; cancel a running one", min_role=Role.ADMIN),
     Command("deliveries", "What became of the SMS: last day and week", min_role=Role.ADMIN),
+    Command("unsuppress", "Text a suppressed number again: /unsuppress phone [reason]",
+            min_role=Role.ADMIN),
     # always last for staff
     Command("cancel", "Stop what you are doing"),
     Command("logout", "Log out"),
@@ -811,6 +813,54 @@ def dlv_errors(errors: list[tuple[str, int, str]]) -> str:
     lines = ["<b>Top errors (7 days)</b>"]
     lines += [f"• {esc(words)}: {n} (code {esc(code)})" for code, n, words in errors]
     return "\n".join(lines)
+
+
+# --- suppressed numbers (/deliveries, /unsuppress) ---
+
+UNSUPPRESS_USAGE = (
+    "Send /unsuppress with the phone number and, if you like, why, "
+    "e.g. /unsuppress +91 98765 43210 borrower has a new SIM."
+)
+SUP_BTN_YES = "Yes, lift it"
+SUP_BTN_NO = "Cancel"
+SUP_KINDS = {
+    "permanent": "carrier refused the number",
+    "unreachable": "unreachable too many times",
+    "opt_out": "opted out (only the borrower's START lifts it)",
+}
+SUP_LIFT_CANCELED = "Nothing changed: {phone} stays suppressed."
+
+
+def sup_list(rows: list[tuple[str, str, str, str]], more: bool) -> str:
+    """The suppressed numbers under /deliveries: (phone, kind, reason, since)."""
+    if not rows:
+        return "<b>Suppressed numbers</b>: none."
+    lines = ["<b>Suppressed numbers</b> (no SMS goes to these; tap to lift)"]
+    lines += [f"• {esc(phone)}: {esc(reason)} · {esc(SUP_KINDS.get(kind, kind))} · "
+              f"since {esc(since)}" for phone, kind, reason, since in rows]
+    if more:
+        lines.append("… and more; /unsuppress &lt;phone&gt; lifts any of them.")
+    return "\n".join(lines)
+
+
+def sup_btn_lift(phone: str) -> str:
+    return f"Lift {phone}"
+
+
+def sup_confirm(phone: str, kind: str, reason: str, since: str) -> str:
+    """Are you sure? before a suppression is lifted."""
+    return (f"Lift the suppression of <b>{esc(phone)}</b>?\n"
+            f"Suppressed since {esc(since)}: {esc(reason)} ({esc(SUP_KINDS.get(kind, kind))}).\n"
+            "SMS will go to this number again; if the carrier refuses it again, it is "
+            "suppressed again.")
+
+
+def sup_lifted(phone: str) -> str:
+    return f"✅ {esc(phone)} is no longer suppressed: SMS will go to it again."
+
+
+def sup_lift_canceled(phone: str) -> str:
+    return SUP_LIFT_CANCELED.format(phone=esc(phone))
 
 
 def remind_queued(number: str, waits_until: str | None) -> str:

@@ -498,15 +498,56 @@ class MessageEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
+class SuppressionKind(StrEnum):
+    """Why a number is suppressed, which decides who may lift it (services/suppressions)."""
+
+    PERMANENT = "permanent"  # the number is wrong, a landline, or blocked: an admin lifts it
+    UNREACHABLE = "unreachable"  # too many temporary failures in a row: START or an admin
+    OPT_OUT = "opt_out"  # unsubscribed, no borrower has the number: only the borrower's START
+
+
 class Suppression(Base):
-    """Numbers we must never text again (carrier says unreachable, landline, blocked)."""
+    """Numbers we do not text until the suppression is lifted (START or an admin)."""
 
     __tablename__ = "suppression"
 
     phone: Mapped[str] = mapped_column(String(20), primary_key=True)
     reason: Mapped[str] = mapped_column(String(120))
     error_code: Mapped[str | None] = mapped_column(String(16))
+    kind: Mapped[SuppressionKind] = mapped_column(
+        _enum(SuppressionKind), default=SuppressionKind.PERMANENT,
+        server_default=SuppressionKind.PERMANENT.value,
+    )
     created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class SuppressionLift(Base):
+    """History: a suppression that was lifted, what it was, who lifted it and why."""
+
+    __tablename__ = "suppression_lift"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), index=True)
+    kind: Mapped[SuppressionKind] = mapped_column(_enum(SuppressionKind))
+    suppressed_reason: Mapped[str] = mapped_column(String(120))
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    suppressed_at: Mapped[datetime]
+    via: Mapped[str] = mapped_column(String(16))  # "start", "admin" or "migration"
+    lifted_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    lifted_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class UnreachableStreak(Base):
+    """Temporary failures to a number since its last delivery (reset by a delivered SMS)."""
+
+    __tablename__ = "unreachable_streak"
+
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_code: Mapped[str | None] = mapped_column(String(16))
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
 
 
 class InboundMessage(Base):
@@ -524,6 +565,8 @@ class InboundMessage(Base):
     loan_id: Mapped[int | None] = mapped_column(ForeignKey("loan.id", ondelete="SET NULL"))
     received_at: Mapped[datetime] = mapped_column(default=_now)
     relayed_at: Mapped[datetime | None]
+    # A keyword's answer: "queued", or "rate_limited" when not answered (None: none due).
+    reply_state: Mapped[str | None] = mapped_column(String(16))
 
 
 class BotState(Base):

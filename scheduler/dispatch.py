@@ -29,7 +29,7 @@ from db.config import Settings
 from db.models import Borrower
 from db.services import outbox
 from db.services.outbox import ClaimedMessage, EventSource, MessageInfo
-from scheduler import policy
+from scheduler import policy, twilio_codes
 from scheduler.reconcile import (
     Factory,
     ReconcileReport,
@@ -285,8 +285,9 @@ class Dispatcher:
             await self._retry(m, result)
         elif isinstance(result, SmsError):
             text = result.message or "refused by the provider"
-            await self.recorder.write(outbox.mark_failed, message_id=m.id, code=result.code,
-                                      text=text)  # fmt: skip
+            await self.recorder.write(twilio_codes.mark_failed, message_id=m.id,
+                                      code=result.code, text=text,
+                                      settings=self.settings)  # fmt: skip
             self.tally["failed"] += 1
         else:
             await self.recorder.write(_record_sent, message=m, result=result)

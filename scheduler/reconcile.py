@@ -22,6 +22,7 @@ from db.config import Settings
 from db.models import Message
 from db.services import outbox
 from db.services.outbox import EventSource, MessageInfo
+from scheduler import twilio_codes
 from scheduler.sms import ProviderMessage, SmsError, SmsSender
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ async def adopt(factory: Factory, m: MessageInfo, found: ProviderMessage) -> boo
     ok = await db_call(factory, outbox.mark_sent, message_id=m.id, sid=found.sid, segments=None,
                        source=EventSource.RECONCILE)  # fmt: skip
     if ok:
-        await db_call(factory, outbox.apply_status, sid=found.sid, status=found.status,
+        await db_call(factory, twilio_codes.apply_status, sid=found.sid, status=found.status,
                       error_code=found.error_code, source=EventSource.POLL)  # fmt: skip
     return ok
 
@@ -111,7 +112,7 @@ async def _poll(factory: Factory, sender: SmsSender, m: MessageInfo) -> bool:
     except SmsError as exc:
         log.warning("could not fetch %s: %s", m.provider_sid, exc.message)
         return False
-    return await db_call(factory, outbox.apply_status, sid=found.sid, status=found.status,
+    return await db_call(factory, twilio_codes.apply_status, sid=found.sid, status=found.status,
                          error_code=found.error_code, source=EventSource.POLL)  # fmt: skip
 
 

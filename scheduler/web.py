@@ -35,6 +35,7 @@ from db.models import Message
 from db.services import inbound, outbox
 from db.services.errors import ServiceError
 from db.session import make_engine, make_session_factory
+from scheduler import twilio_codes
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,9 @@ class _Webhooks:
             known = session.scalar(select(Message.id).where(Message.provider_sid == sid))
             if known is None:
                 return Outcome.UNKNOWN
-            applied = outbox.apply_status(session, sid=sid, status=status, error_code=code,
-                                          source=outbox.EventSource.CALLBACK)
+            applied = twilio_codes.apply_status(
+                session, sid=sid, status=status, error_code=code,
+                source=outbox.EventSource.CALLBACK, settings=self.settings)
             return Outcome.APPLIED if applied else Outcome.IGNORED
 
     async def status(self, request: Request) -> Response:
@@ -149,6 +151,7 @@ class _Webhooks:
                 body=form.get("Body", ""), agency_name=s.agency_name,
                 agency_phone=s.agency_phone, currency=s.currency, today=clock.today(s.tz),
                 minor_units=s.minor_units, region=s.default_phone_region,
+                replies_per_hour=s.sms_keyword_replies_per_hour,
             )
 
     async def inbound(self, request: Request) -> Response:

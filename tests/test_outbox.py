@@ -23,6 +23,7 @@ from db.models import (
 from db.services import outbox
 from db.services.errors import InvalidInput
 from db.services.outbox import EventSource
+from scheduler import twilio_codes
 from tests.factories import make_borrower
 
 S = MessageStatus
@@ -143,20 +144,23 @@ def test_defer_gives_the_attempt_back(session):
 @pytest.mark.parametrize(
     ("code", "suppressed"), [("21211", True), ("21614", True), ("21408", False)]
 )
-def test_mark_failed_keeps_the_code_and_suppresses_dead_numbers(session, code, suppressed):
+def test_mark_failed_keeps_the_code_and_suppresses_dead_numbers(session, settings, code,
+                                                                suppressed):
     info = _queue(session)
     _claim_one(session, info)
-    assert outbox.mark_failed(session, message_id=info.id, code=code, text="refused")
+    assert twilio_codes.mark_failed(session, message_id=info.id, code=code, text="refused",
+                                    settings=settings)
     row = session.get(Message, info.id)
     assert (row.status, row.error_code, row.error_message) == (S.FAILED, code, "refused")
     assert (session.get(Suppression, info.to) is not None) is suppressed
     assert session.get(Borrower, info.borrower_id).opted_out_at is None
 
 
-def test_mark_failed_21610_opts_the_borrower_out(session):
+def test_mark_failed_21610_opts_the_borrower_out(session, settings):
     info = _queue(session)
     _claim_one(session, info)
-    outbox.mark_failed(session, message_id=info.id, code="21610", text="unsubscribed")
+    twilio_codes.mark_failed(session, message_id=info.id, code="21610", text="unsubscribed",
+                             settings=settings)
     session.expire_all()
     assert session.get(Borrower, info.borrower_id).opted_out_at is not None
 
@@ -190,20 +194,22 @@ def test_unknown_sid_changes_nothing(session):
     )
 
 
-@pytest.mark.parametrize("code", ["30003", "30005", "30006"])
-def test_undelivered_carrier_codes_suppress_the_number(session, code):
+@pytest.mark.parametrize("code", ["30004", "30005", "30006"])
+def test_undelivered_carrier_codes_suppress_the_number(session, settings, code):
     info = _sent(session, sid=f"SMu{code}")
-    assert outbox.apply_status(
-        session, sid=f"SMu{code}", status="undelivered", error_code=code, source="callback"
+    assert twilio_codes.apply_status(
+        session, sid=f"SMu{code}", status="undelivered", error_code=code, source="callback",
+        settings=settings,
     )
     row = session.get(Message, info.id)
     assert (row.status, row.error_code) == (S.UNDELIVERED, code)
     assert session.get(Suppression, info.to).error_code == code
 
 
-def test_a_failed_callback_with_21610_opts_out(session):
+def test_a_failed_callback_with_21610_opts_out(session, settings):
     info = _sent(session, sid="SMstop")
-    outbox.apply_status(session, sid="SMstop", status="failed", error_code="21610", source="cb")
+    twilio_codes.apply_status(session, sid="SMstop", status="failed", error_code="21610",
+                              source="cb", settings=settings)
     session.expire_all()
     assert session.get(Borrower, info.borrower_id).opted_out_at is not None
 

@@ -176,14 +176,29 @@ async def test_delivered_then_sent_stays_delivered(client, committed) -> None:
     assert _message(committed, message_id)[0].status is S.DELIVERED
 
 
-async def test_undelivered_30003_suppresses_the_number(client, committed) -> None:
+async def test_undelivered_30006_suppresses_the_number(client, committed) -> None:
     phone = _phone()
     message_id, sid = _sent_message(committed, phone)
-    await _post(client, web.STATUS_PATH, _status(sid, "undelivered", "30003"))
+    await _post(client, web.STATUS_PATH, _status(sid, "undelivered", "30006"))
     m, _ = _message(committed, message_id)
-    assert (m.status, m.error_code) == (S.UNDELIVERED, "30003")
+    assert (m.status, m.error_code) == (S.UNDELIVERED, "30006")
     with committed() as s:
-        assert s.get(Suppression, phone).error_code == "30003"
+        assert s.get(Suppression, phone).error_code == "30006"
+
+
+async def test_30003_suppresses_only_on_the_fifth_in_a_row(client, committed) -> None:
+    phone = _phone()
+    for n in range(1, 6):
+        sid = _sid()
+        with committed.begin() as s:
+            info = outbox.queue_message(s, to=phone, body="Hi", kind=MessageKind.NOTICE,
+                                        idempotency_key=f"t:{sid}")
+            assert outbox.mark_sent(s, message_id=info.id, sid=sid, segments=1)
+        await _post(client, web.STATUS_PATH, _status(sid, "undelivered", "30003"))
+        with committed() as s:
+            row = s.get(Suppression, phone)
+            assert (row is not None) is (n == 5), n
+    assert (row.kind, row.error_code) == ("unreachable", "30003")
 
 
 async def test_the_query_string_is_part_of_what_is_signed(client, committed) -> None:
@@ -366,7 +381,7 @@ async def test_e2e_out_of_order_and_undelivered(settings, committed) -> None:
     timing = CallbackTiming(hold=True, out_of_order_rate=1.0)
     with _live(settings, committed, timing) as live:
         ok, bad = _phone(), _phone()
-        live.sandbox.set_delivery(bad, "undelivered", 30003)
+        live.sandbox.set_delivery(bad, "undelivered", 30006)
         ids = {phone: _queued(committed, phone) for phone in (ok, bad)}
         for phone, message_id in ids.items():
             await live.send(message_id, phone)
@@ -377,9 +392,9 @@ async def test_e2e_out_of_order_and_undelivered(settings, committed) -> None:
         assert order == ["delivered", "sent"]
         assert _message(committed, ids[ok])[0].status is S.DELIVERED
         m, _ = _message(committed, ids[bad])
-        assert (m.status, m.error_code) == (S.UNDELIVERED, "30003")
+        assert (m.status, m.error_code) == (S.UNDELIVERED, "30006")
         with committed() as s:
-            assert s.get(Suppression, bad).error_code == "30003"
+            assert s.get(Suppression, bad).error_code == "30006"
 
 
 @pytest.mark.e2e

@@ -21,9 +21,9 @@ from bot.conversations import actions
 from bot.handlers.replies import command_text
 from bot.keyboards import CB
 from db import clock
-from db.models import BroadcastState
+from db.models import BroadcastState, SuppressionKind
 from db.services import broadcasts as bc
-from db.services import deliveries
+from db.services import deliveries, suppressions
 from db.services.access import Actor
 from db.services.broadcast_progress import audience_words
 from db.services.errors import Conflict, NotFound, ServiceError
@@ -32,6 +32,7 @@ from db.validation import parse_loan_number
 log = logging.getLogger(__name__)
 
 LIST_LIMIT = 10
+SUPPRESSED_SHOWN = 10  # /deliveries lists the newest suppressed numbers, a Lift button each
 FIND_LIMIT = 50  # a Cancel button names one of the latest this many broadcasts
 
 
@@ -174,19 +175,37 @@ def _period(title: str, period: deliveries.PeriodCounts) -> str:
                             period.by_kind)
 
 
+def _report(session: Session, *, actor: Actor):
+    """The delivery report and the latest suppressed numbers (one more than shown)."""
+    report = deliveries.delivery_report(session, actor=actor, now=clock.utcnow())
+    return report, suppressions.list_suppressed(session, actor=actor, limit=SUPPRESSED_SHOWN + 1)
+
+
+def _suppressed(rows: list[suppressions.SuppressionInfo], tz: ZoneInfo):
+    """The suppressed numbers' text and a Lift button for each an admin may lift."""
+    shown = rows[:SUPPRESSED_SHOWN]
+    text = texts.sup_list([(r.phone, r.kind.value, r.reason, texts.local_time(r.created_at, tz))
+                           for r in shown], more=len(rows) > SUPPRESSED_SHOWN)
+    liftable = [(r.phone, texts.sup_btn_lift(r.phone)) for r in shown
+                if r.kind is not SuppressionKind.OPT_OUT]
+    return text, keyboards.suppressed_lift(liftable)
+
+
 @require_staff
 async def deliveries_command(update: Update, context: Context, actor: Actor) -> None:
-    """/deliveries: the last day and week by status and kind, and the top errors."""
+    """/deliveries: the last day and week by status and kind, the top errors, and the
+    suppressed numbers with a Lift button each."""
     try:
-        report = await db(context, deliveries.delivery_report, actor=actor, now=clock.utcnow())
+        report, suppressed = await db(context, _report, actor=actor)
     except ServiceError as err:
         await reply(update, texts.service_error(err))
         return
     errors = [(e.code, e.count, e.words) for e in report.top_errors]
+    listing, markup = _suppressed(suppressed, settings_of(context).tz)
     await reply(update, "\n\n".join([
         texts.DLV_TITLE, _period("Last 24 hours", report.day), _period("Last 7 days", report.week),
-        texts.dlv_errors(errors),
-    ]))
+        texts.dlv_errors(errors), listing,
+    ]), reply_markup=markup)
 
 
 # --- /remind and Remind now ---------------------------------------------------------------

@@ -39,6 +39,7 @@ class AuditAction(StrEnum):
     REMINDER_REQUESTED = "reminder_requested"
     BROADCAST_CREATED = "broadcast_created"
     BROADCAST_CANCELED = "broadcast_canceled"
+    SUPPRESSION_LIFTED = "suppression_lifted"
     # Not staff actions, but changes all the same: a borrower's SMS, the sample-data seeder.
     BORROWER_OPTED_OUT = "borrower_opted_out"
     BORROWER_OPTED_IN = "borrower_opted_in"

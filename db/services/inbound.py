@@ -38,7 +38,7 @@ from db.models import (
     Staff,
     StaffState,
 )
-from db.services import outbox
+from db.services import outbox, reply_limit, suppressions
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import InvalidInput
 from db.sms_text import sms_amount
@@ -202,13 +202,16 @@ def _act(session: Session, keyword: Keyword | None, borrower: Borrower | None, p
             _audit_opt(session, borrower, AuditAction.BORROWER_OPTED_OUT)
         return None, ({"opted_out": True} if borrower and not was_out else {})
     if keyword is Keyword.START:
+        # START also lifts an unreachable / opt-out suppression of the number (history kept).
+        lifted = suppressions.lift_by_start(session, phone=phone)
         if borrower is None:
             return None, {}
         changed = _opt_in(session, borrower)
         if changed:
             _audit_opt(session, borrower, AuditAction.BORROWER_OPTED_IN)
         text = f"{agency.name}: you will receive messages from us again. Reply STOP to opt out."
-        return text, ({"opted_out": False} if changed else {})
+        return text, ({"opted_out": False} if changed else {}) | (
+            {"suppression_lifted": True} if lifted else {})
     if keyword is Keyword.HELP:
         return _help_text(agency, borrower), {}
     if keyword is Keyword.BAL:
@@ -244,7 +247,7 @@ def _duplicate(session: Session, sid: str, keyword: Keyword | None) -> InboundRe
 def handle_inbound(
     session: Session, *, provider_sid: str, from_phone: str, to_phone: str | None = None,
     body: str | None, agency_name: str, agency_phone: str | None, currency: str, today: date,
-    minor_units: int = 2, region: str = "IN",
+    minor_units: int = 2, region: str = "IN", replies_per_hour: int = 3,
 ) -> InboundResult:
     """Store one inbound SMS once per provider SID, act on its keyword, queue any reply."""
     sid = (provider_sid or "").strip()
@@ -261,7 +264,12 @@ def handle_inbound(
         return _duplicate(session, sid, keyword)
     agency = _Agency(agency_name, agency_phone, currency, minor_units)
     reply, changed = _act(session, keyword, borrower, phone, agency)
+    if reply and reply_limit.over_limit(session, phone=phone, per_hour=replies_per_hour):
+        reply, changed = None, {**changed, "reply": reply_limit.RATE_LIMITED}
+        reply_limit.record(session, inbound_id=inbound_id, state=reply_limit.RATE_LIMITED)
     queued = _queue_reply(session, sid=sid, phone=phone, text=reply, borrower=borrower, loan=loan)
+    if queued:
+        reply_limit.record(session, inbound_id=inbound_id, state=reply_limit.QUEUED)
     if loan is not None:
         loan_event(session, loan_id=loan.id, actor=None, kind=LoanEventKind.INBOUND_SMS,
                    after={"inbound_id": inbound_id, "keyword": keyword, **changed},

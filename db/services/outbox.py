@@ -16,7 +16,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from db import clock
-from db.models import Borrower, Message, MessageEvent, MessageKind, MessageStatus, Suppression
+from db.failures import Failure, FailureClass, StreakRule
+from db.models import Borrower, Message, MessageEvent, MessageKind, MessageStatus
+from db.services import suppressions
 from db.services.errors import InvalidInput
 
 S = MessageStatus
@@ -31,16 +33,6 @@ _PROVIDER = {
 }  # fmt: skip
 # Twilio refuses longer bodies (error 21617).
 MAX_BODY = 1600
-OPTED_OUT_CODE = "21610"
-# Codes that say this number cannot take SMS: later messages to it are suppressed, not
-# refused again. 21408 (region not enabled) is our account's setting, so it is not here.
-SUPPRESS_CODES = {
-    "21211": "invalid number",
-    "21614": "not a mobile number",
-    "30003": "unreachable handset",
-    "30005": "unknown destination",
-    "30006": "landline or unreachable carrier",
-}
 
 
 class EventSource(StrEnum):
@@ -220,9 +212,11 @@ def defer(
 
 def mark_failed(
     session: Session, *, message_id: int, code: str | None, text: str,
-    source: str = EventSource.WORKER,
+    source: str = EventSource.WORKER, failure: Failure | None = None,
+    rule: StreakRule | None = None,
 ) -> bool:
-    """A permanent error: FAILED with the provider's code (21610 also opts the borrower out)."""
+    """A permanent error: FAILED with the provider's code; failure (sorted by the worker)
+    says what it means for the number (suppressions.record_failure)."""
     m = _locked(session, message_id)
     if m is None or m.status not in (S.SENDING, S.QUEUED):
         return False
@@ -230,7 +224,7 @@ def mark_failed(
     m.status, m.error_code, m.error_message = S.FAILED, code, text[:500]
     m.failed_at, m.updated_at, m.claimed_by = now, now, None
     event(session, m.id, S.FAILED, source, text, code)
-    _consequences(session, m, code)
+    _consequences(session, m, failure, rule)
     return True
 
 
@@ -247,12 +241,17 @@ def mark_suppressed(
     return True
 
 
-def _consequences(session: Session, m: Message, code: str | None) -> None:
-    """What a provider error code means beyond this message."""
-    if code == OPTED_OUT_CODE:
+def _consequences(
+    session: Session, m: Message, failure: Failure | None, rule: StreakRule | None
+) -> None:
+    """What a failure means beyond this message: opt-out, suppression, a streak counted."""
+    if failure is None:
+        return
+    if failure.kind is FailureClass.OPT_OUT:
         opt_out(session, borrower_id=m.borrower_id, phone=m.to_phone)
-    elif code in SUPPRESS_CODES:
-        suppress(session, phone=m.to_phone, reason=SUPPRESS_CODES[code], error_code=code)
+    has_borrower = m.borrower_id is not None or suppressions.borrower_has(session, m.to_phone)
+    suppressions.record_failure(session, phone=m.to_phone, failure=failure,
+                                rule=rule or StreakRule(), has_borrower=has_borrower)
 
 
 def opt_out(session: Session, *, borrower_id: int | None, phone: str) -> None:
@@ -266,18 +265,14 @@ def opt_out(session: Session, *, borrower_id: int | None, phone: str) -> None:
     )
 
 
-def suppress(session: Session, *, phone: str, reason: str, error_code: str | None) -> None:
-    """Never text this number again (first reason wins)."""
-    stmt = dialect_insert(session, Suppression).values(
-        phone=phone, reason=reason[:120], error_code=error_code, created_at=clock.utcnow()
-    )
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["phone"]))
-
-
 def apply_status(
-    session: Session, *, sid: str, status: str, error_code: str | None, source: str
+    session: Session, *, sid: str, status: str, error_code: str | None, source: str,
+    failure: Failure | None = None, rule: StreakRule | None = None,
 ) -> bool:
-    """Apply a provider status report; every report is recorded, only forward moves apply."""
+    """Apply a provider status report; every report is recorded, only forward moves apply.
+
+    failure: what error_code means, sorted by the worker (scheduler/twilio_codes.py);
+    without it a failed report changes only the message."""
     m = session.execute(
         select(Message).where(Message.provider_sid == sid).with_for_update()
     ).scalar_one_or_none()
@@ -292,11 +287,12 @@ def apply_status(
     m.status = new
     if new is S.DELIVERED:
         m.delivered_at = now
+        suppressions.delivered(session, phone=m.to_phone)
     elif new in (S.UNDELIVERED, S.FAILED):
         m.failed_at, m.error_code = now, error_code
     event(session, m.id, new, source, f"provider: {status}", error_code)
-    if new is not S.DELIVERED:
-        _consequences(session, m, error_code)
+    if new in (S.UNDELIVERED, S.FAILED):
+        _consequences(session, m, failure, rule)
     return True
 
 

@@ -1,0 +1,72 @@
+"""Twilio's vocabulary, sorted into ours: which error codes mean what for the number.
+
+Sources: Twilio's error pages (twilio.com/docs/api/errors/<code>).
+- Permanent (the number is wrong, not a mobile, or blocked; suppress it now): 21211
+  invalid 'To', 21614 not a mobile number, 30004 blocked by the recipient or carrier,
+  30005 unknown destination (not in service), 30006 landline or unreachable carrier.
+- Temporary (try later, count: a streak suppresses, see services/suppressions): 30003
+  unreachable handset (off, no signal, roaming), 30008 unknown error at the carrier.
+- Opt-out: 21610 the recipient replied STOP to our sender.
+- Anything else says nothing about the number: our account or sender (21408 region not
+  enabled, 21612 route, 30002 suspended, 30034 unregistered 10DLC sender), this message
+  (21617 too long, 30007 filtered as spam, 30010 price) or Twilio's queue (30001). Those
+  fail the message and suppress nothing: suppressing a borrower for our own
+  misconfiguration would silence them for good.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from db.config import Settings, get_settings
+from db.error_codes import describe
+from db.failures import Failure, FailureClass, StreakRule
+from db.services import outbox
+
+PERMANENT = frozenset({"21211", "21614", "30004", "30005", "30006"})
+TEMPORARY = frozenset({"30003", "30008"})
+OPT_OUT = frozenset({"21610"})
+
+
+def classify(code: str | None) -> FailureClass:
+    """The class of a Twilio error code (None or unknown: the message only)."""
+    if code in PERMANENT:
+        return FailureClass.PERMANENT
+    if code in TEMPORARY:
+        return FailureClass.TEMPORARY
+    if code in OPT_OUT:
+        return FailureClass.OPT_OUT
+    return FailureClass.MESSAGE
+
+
+def failure(code: str | None) -> Failure:
+    """The Failure the outbox acts on, for a Twilio error code."""
+    return Failure(classify(code), code, describe(code))
+
+
+def rule(settings: Settings | None = None) -> StreakRule:
+    """The streak rule from settings (the process's settings when none are given)."""
+    return StreakRule.of(settings or get_settings())
+
+
+def apply_status(
+    session: Session, *, sid: str, status: str, error_code: str | None, source: str,
+    settings: Settings | None = None,
+) -> bool:
+    """outbox.apply_status for a Twilio report, with what its error code means."""
+    return outbox.apply_status(
+        session, sid=sid, status=status, error_code=error_code, source=source,
+        failure=failure(error_code) if error_code else None,
+        rule=rule(settings) if error_code else None,
+    )
+
+
+def mark_failed(
+    session: Session, *, message_id: int, code: str | None, text: str,
+    settings: Settings | None = None,
+) -> bool:
+    """outbox.mark_failed for a send Twilio refused, with what its code means."""
+    return outbox.mark_failed(
+        session, message_id=message_id, code=code, text=text,
+        failure=failure(code) if code else None, rule=rule(settings) if code else None,
+    )
