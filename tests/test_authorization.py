@@ -37,8 +37,16 @@ from db.models import (
     StaffSession,
     StaffState,
 )
-from db.services import auditlog, broadcasts, deliveries, invites, loans, payments, promises
-from db.services import reports
+from db.services import (
+    auditlog,
+    broadcasts,
+    deliveries,
+    invites,
+    loans,
+    payments,
+    promises,
+    reports,
+)
 from db.services import staff as staff_service
 from db.services.audiences import Audience, AudienceKind
 from db.services.errors import AccessDenied, AuthError, NotFound, ServiceError
@@ -240,3 +248,70 @@ def test_docs_carry_the_same_table() -> None:
 if __name__ == "__main__":
     write_doc()
     print(f"wrote the authorization matrix to {DOC}")
+
+
+# --- a sample of the cells through the real bot ------------------------------------------
+
+BOT_SAMPLE = [  # (action, role, what the user sends; {n} is the loan number)
+    ("card", "agent, own loan", "/loan {n}"),
+    ("card", "agent, another's loan", "/loan {n}"),
+    ("card", "manager", "/loan {n}"),
+    ("card", "disabled", "/loan {n}"),
+    ("card", "logged out", "/loan {n}"),
+    ("card", "expired session", "/loan {n}"),
+    ("find", "agent, another's loan", "/find {n}"),
+    ("history", "agent, another's loan", "/history {n}"),
+    ("pay", "agent, another's loan", "/pay {n} 100"),
+    ("remind", "agent, another's loan", "/remind {n}"),
+    ("delete", "manager", "/delete {n}"),
+    ("audit", "agent, own loan", "/audit"),
+    ("audit", "admin", "/audit"),
+    ("staff", "agent, own loan", "/staff"),
+    ("invite", "manager", "/invite agent"),
+    ("deliveries", "manager", "/deliveries"),
+]
+
+
+def _bot_outcome(text: str, number: str) -> str:
+    """How the bot's answer reads: refused, not found (as for a loan that does not exist)
+    or allowed."""
+    from bot import texts  # the bot's sentences, only for these end-to-end cells
+
+    if f"No loan {number} found" in text or text.startswith(texts.FIND_NONE.split("“")[0]):
+        return N
+    gate = (texts.PLEASE_LOGIN, texts.SESSION_EXPIRED, texts.DISABLED)
+    return R if text in gate or text.startswith("Only ") else A
+
+
+def _bot_person(h, role: str, owner):
+    from tests.bot_harness import Person
+
+    if role == "agent, own loan":
+        return owner
+    rank = {"manager": Role.MANAGER, "admin": Role.ADMIN}.get(role, Role.AGENT)
+    who: Person = h.make_staff(rank, logged_in=role != "logged out")
+    if role == "disabled":
+        h.db(lambda s: s.execute(update(Staff).where(Staff.id == who.staff_id)
+                                 .values(state=StaffState.DISABLED)))
+    elif role == "expired session":
+        old = clock.utcnow() - timedelta(days=30)
+        h.db(lambda s: s.execute(update(StaffSession).where(StaffSession.staff_id == who.staff_id)
+                                 .values(last_seen_at=old, started_at=old)))
+    return who
+
+
+async def test_a_sample_of_cells_through_the_bot(settings, committed) -> None:
+    from tests.bot_harness import BotHarness
+    from tests.bot_helpers import new_loan
+
+    async with BotHarness(settings, committed) as h:
+        owner = h.make_staff(Role.AGENT)
+        seen = {}
+        for action, role, command in BOT_SAMPLE:
+            loan = new_loan(h, owner)
+            who = _bot_person(h, role, owner)
+            answer = await h.say(who, command.format(n=loan.number))
+            seen[(action, role)] = _bot_outcome(answer["text"], loan.number)
+            await h.say(who, "/cancel")  # leave no conversation open for the next cell
+        expected = {(a, r): MATRIX[a][ROLES.index(r)] for a, r, _ in BOT_SAMPLE}
+        assert seen == expected
