@@ -9,7 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot import texts
@@ -210,6 +210,8 @@ def test_a_reply_waits_for_its_agent_to_log_in(session, agent_a):
 
 
 def test_a_disabled_agents_reply_goes_to_their_approving_manager(session, agent_a):
+    # Only this test's managers are logged in (rolled back with the test).
+    session.execute(update(StaffSession).values(ended_at=clock.utcnow()))
     first, approver = make_staff(session, role=Role.MANAGER), make_staff(session, role=Role.ADMIN)
     agent_a.decided_by_id = approver.id
     borrower = _borrower(session)
