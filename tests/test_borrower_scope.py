@@ -29,7 +29,7 @@ from db.services import inbound, loans
 from db.services.access import PHONE_UNAVAILABLE, borrower_in_scope, scope_borrowers
 from db.services.errors import AccessDenied
 from db.services.loans import EditableField
-from db.services.relays import REPLY_WINDOW_DAYS, deliverable_relays
+from db.services.relays import HOLD_HOURS, REPLY_WINDOW_DAYS, deliverable_relays
 from db.services.sessions import open_session
 from tests.bot_harness import BotHarness
 from tests.bot_helpers import actor_of, until
@@ -207,6 +207,21 @@ def test_a_reply_waits_for_its_agent_to_log_in(session, agent_a):
     session.flush()
     assert inbound_id not in _pending_for(session, agent_a, idle_minutes=120)
     assert inbound_id in _pending_for(session, agent_a, idle_minutes=180)
+
+
+def test_a_reply_held_a_day_goes_to_a_manager(session, agent_a, manager):
+    session.execute(update(StaffSession).values(ended_at=clock.utcnow()))
+    borrower = _borrower(session)
+    _loan(session, agent_a, borrower)
+    open_session(session, manager)
+    inbound_id = _reply(session, borrower).inbound_id
+    assert inbound_id not in {r.inbound_id for r in deliverable_relays(session, limit=500)}
+    row = session.get(InboundMessage, inbound_id)
+    row.received_at = clock.utcnow() - timedelta(hours=HOLD_HOURS, minutes=1)
+    session.flush()
+    assert inbound_id in _pending_for(session, manager)
+    open_session(session, agent_a)  # back in time after all: their own agent has it
+    assert inbound_id in _pending_for(session, agent_a)
 
 
 def test_a_disabled_agents_reply_goes_to_their_approving_manager(session, agent_a):

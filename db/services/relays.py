@@ -11,9 +11,9 @@ Choices:
   has no live session (expired, logged out): it is delivered when they log in (the bot's
   login calls deliver_held) or on the relay job's next run after that. Nothing is sent to
   a chat whose owner is not logged in.
-- A reply whose agent is disabled (or a loan held by nobody) goes to a logged-in manager
-  or admin: the one who approved the agent when they are logged in, else the first.
-  With none logged in it is held too.
+- A reply whose agent is disabled (or a loan held by nobody), or that has been held for
+  HOLD_HOURS, goes to a logged-in manager or admin: the one who approved the agent when
+  they are logged in, else the first. With none logged in it is held until one is.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db import clock
@@ -39,6 +39,9 @@ from db.models import (
 from db.services.errors import InvalidInput
 
 REPLY_WINDOW_DAYS = 14
+# A reply held this long for an agent who does not log in goes to a logged-in manager:
+# a borrower's "come today" should not wait for the end of someone's leave.
+HOLD_HOURS = 24
 _BOSSES = (Role.MANAGER, Role.ADMIN)
 
 
@@ -107,19 +110,20 @@ def deliverable_relays(
     """
     if not 1 <= limit <= 500:
         raise InvalidInput("limit must be between 1 and 500.", code="limit")
+    now = clock.utcnow()
     live = {s.id: s for s in live_staff(session, idle_minutes=idle_minutes,
-                                        max_hours=max_hours)}
+                                        max_hours=max_hours, now=now)}
     bosses = [s for s in live.values() if s.role in _BOSSES]
     if not live or (staff_id is not None and staff_id not in live):
         return []
     agent = aliased(Staff)
-    orphaned = or_(Loan.agent_id.is_(None), agent.state != StaffState.ACTIVE)
     reachable = [Loan.agent_id.in_(list(live))]
-    if bosses:
-        reachable.append(orphaned)
+    if bosses:  # the agent is gone, or has been away too long: a manager answers
+        reachable.append(or_(Loan.agent_id.is_(None), agent.state != StaffState.ACTIVE,
+                             InboundMessage.received_at < now - timedelta(hours=HOLD_HOURS)))
     stmt = (
         select(InboundMessage, Loan.loan_number, Borrower.name, Loan.agent_id,
-               agent.state, agent.decided_by_id)
+               agent.decided_by_id)
         .join(Loan, Loan.id == InboundMessage.loan_id)
         .join(Borrower, Borrower.id == Loan.borrower_id)
         .outerjoin(agent, agent.id == Loan.agent_id)
@@ -128,15 +132,12 @@ def deliverable_relays(
         .limit(limit)
     )
     if staff_id is not None and live[staff_id].role not in _BOSSES:
-        stmt = stmt.where(and_(Loan.agent_id == staff_id, agent.state == StaffState.ACTIVE))
+        stmt = stmt.where(Loan.agent_id == staff_id)
     out = []
-    for msg, number, name, agent_id, state, approver in session.execute(stmt):
-        if agent_id in live and state == StaffState.ACTIVE:
-            to = live[agent_id]
-        else:
-            to = live.get(approver) if approver in {b.id for b in bosses} else bosses[0]
+    for msg, number, name, agent_id, approver in session.execute(stmt):
+        # live holds active staff only, so a disabled agent is never the recipient.
+        to = live.get(agent_id) or next((b for b in bosses if b.id == approver), bosses[0])
         if staff_id is None or to.id == staff_id:
             out.append(RelayInfo(msg.id, to.telegram_chat_id or to.telegram_user_id, to.id,
                                  name, number, msg.body, msg.received_at))
     return out
-
