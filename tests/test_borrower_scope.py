@@ -22,6 +22,7 @@ from db.models import (
     MessageKind,
     MessageStatus,
     Role,
+    Staff,
     StaffSession,
     StaffState,
 )
@@ -293,3 +294,24 @@ async def test_a_held_reply_is_delivered_at_login(settings, committed):
         assert relay["text"].startswith("💬 Meena Rao")
         assert await until(lambda: h.db(
             lambda s: s.get(InboundMessage, result.inbound_id).relayed_at))
+
+
+async def test_edit_of_a_shared_borrowers_phone_is_refused_in_the_bot(settings, committed):
+    from tests.bot_helpers import new_loan, tap
+
+    async with BotHarness(settings, committed) as h:
+        agent, other = h.make_staff(Role.AGENT), h.make_staff(Role.AGENT)
+        mine = new_loan(h, agent)
+
+        def share(session) -> str:
+            loan = session.get(Loan, mine.id)
+            make_loan(session, agent=session.get(Staff, other.staff_id),
+                      borrower=loan.borrower, loan_number=_number())
+            return loan.borrower.phone
+
+        old = h.db(share)
+        fields = await h.say(agent, f"/edit {mine.number}")
+        await tap(h, agent, fields, "Phone", contains="Phone now")
+        answer = await h.say(agent, _phone())
+        assert answer["text"] == "Only a manager can change this borrower's details."
+        assert h.db(lambda s: s.get(Loan, mine.id).borrower.phone) == old
