@@ -8,7 +8,8 @@ never call each other). Choices:
   (bot blocked, chat not found) is retried with a doubling pause; after
   MAX_RELAY_FAILURES refusals it is marked relayed anyway and logged, so stuck rows do not
   hold up newer ones (its text stays on the loan's history). Counts live in memory: a
-  restart gives every message its tries again.
+  restart gives every message its tries again. A reply whose agent is not logged in is
+  held (db/services/relays.py) and sent by deliver_held as soon as they log in.
 - Progress: a broadcast's progress message is edited at most once per EDIT_GAP seconds and
   only when its text changed (Telegram refuses "message is not modified" and limits edit
   rates). Once the broadcast is done the final report replaces it and tracking stops; a
@@ -18,6 +19,7 @@ never call each other). Choices:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import Application
 
 from bot import keyboards, texts
-from bot.context import Context, db
+from bot.context import Context, db, settings_of
 from db.models import BroadcastState
 from db.services import broadcasts as bc
 from db.services import inbound
@@ -37,6 +39,7 @@ from db.services.broadcast_progress import (
     inbound_loan_ids,
     tracked_broadcasts,
 )
+from db.services.relays import deliverable_relays
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ TRACKED_BATCH = 20
 MAX_RELAY_FAILURES = 8
 EDIT_GIVE_UP = 600.0  # seconds of refused edits before a message is dropped
 RELAYS = "jobs.relays"  # bot_data (never persisted): inbound id -> _Tries
+RELAY_LOCK = "jobs.relay_lock"  # bot_data: one relay batch at a time
 EDITS = "jobs.edits"  # bot_data: broadcast id -> _Edit
 _JOB_KWARGS = {"max_instances": 1, "coalesce": True}
 
@@ -72,14 +76,36 @@ class _Tries:
     next_at: float = 0.0
 
 
-def _pending(session: Session, *, limit: int) -> tuple[list[inbound.RelayInfo], dict[int, int]]:
-    relays = inbound.pending_relays(session, limit=limit)
+def _pending(session: Session, *, limit: int, idle_minutes: int, max_hours: int,
+             staff_id: int | None = None) -> tuple[list[inbound.RelayInfo], dict[int, int]]:
+    # Only replies whose recipient is logged in: the others are held (db/services/relays.py).
+    relays = deliverable_relays(session, limit=limit, idle_minutes=idle_minutes,
+                                max_hours=max_hours, staff_id=staff_id)
     return relays, inbound_loan_ids(session, inbound_ids=[r.inbound_id for r in relays])
 
 
+def _relay_lock(context: Context) -> asyncio.Lock:
+    # The job and a login's deliver_held must not both send the same reply.
+    return context.bot_data.setdefault(RELAY_LOCK, asyncio.Lock())
+
+
 async def relay_job(context: Context) -> None:
-    """Send every pending borrower SMS to its agent; mark each relayed once sent."""
-    relays, loans = await db(context, _pending, limit=RELAY_BATCH)
+    """Send every deliverable borrower SMS to its agent; mark each relayed once sent."""
+    async with _relay_lock(context):
+        await _relay_batch(context, None)
+
+
+async def deliver_held(context: Context, staff_id: int) -> None:
+    """At a login: the replies held for this staff member while they were away, now."""
+    async with _relay_lock(context):
+        await _relay_batch(context, staff_id)
+
+
+async def _relay_batch(context: Context, staff_id: int | None) -> None:
+    settings = settings_of(context)
+    relays, loans = await db(context, _pending, limit=RELAY_BATCH, staff_id=staff_id,
+                             idle_minutes=settings.session_idle_minutes,
+                             max_hours=settings.session_max_hours)
     tries: dict[int, _Tries] = context.bot_data.setdefault(RELAYS, {})
     refused_chats: set[int] = set()
     now = time.monotonic()
@@ -97,6 +123,8 @@ async def relay_job(context: Context) -> None:
             await db(context, inbound.mark_relayed, inbound_ids=[relay.inbound_id])
         elif state.failures:
             refused_chats.add(relay.agent_chat_id)
+    if staff_id is not None:
+        return  # a partial batch: the other rows' tries are not this run's to forget
     # Forget rows relayed elsewhere (or given up on) so the table does not grow.
     pending = {r.inbound_id for r in relays}
     for inbound_id in [i for i in tries if i not in pending]:

@@ -330,6 +330,9 @@ NEW_EXISTING = (
     "This number belongs to <b>{name}</b>{address}, with {loans} loan(s) already.\n"
     "Add the new loan for this borrower?"
 )
+# --- issue 9 item 1: borrower scope ---
+# Another agent's borrower: the same neutral answer whoever it is (no name, address, count).
+NEW_PHONE_UNAVAILABLE = "This phone number cannot be used here; ask your manager."
 NEW_ASK_NAME = "What is the borrower's full name?"
 NEW_ASK_ADDRESS = "The borrower's address? Send it, or tap Skip."
 NEW_ASK_AMOUNT = "How much is lent (the principal)? e.g. 25000 or 25,000.50"

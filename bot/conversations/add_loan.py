@@ -27,7 +27,7 @@ from bot.handlers.loans import show_card
 from bot.keyboards import CB
 from db.services import loans as loan_service
 from db.services.access import Actor
-from db.services.errors import InvalidInput, ServiceError
+from db.services.errors import AccessDenied, InvalidInput, ServiceError
 from db.validation import parse_phone
 
 log = logging.getLogger(__name__)
@@ -126,9 +126,12 @@ async def phone(update: Update, context: Context, actor: Actor) -> int:
     region = settings_of(context).default_phone_region
     try:
         e164 = parse_phone(update.message.text, region=region)
-        found = await db(context, loan_service.find_borrower, phone=e164, region=region)
+        found = await db(context, loan_service.find_borrower, phone=e164, region=region,
+                         actor=actor)
     except InvalidInput as err:
         return await _ask(update, context, State.PHONE, err.message)
+    except AccessDenied:  # another agent's borrower: a neutral answer, nobody named
+        return await _ask(update, context, State.PHONE, texts.NEW_PHONE_UNAVAILABLE)
     form = _form(context)
     form["phone"] = e164
     if found is None:

@@ -72,6 +72,7 @@ BACK_TO = {
     "amount_not_positive": State.AMOUNT, "amount_too_large": State.AMOUNT,
     "amount_decimals": State.AMOUNT, "rate_range": State.RATE, "rate_method": State.INTEREST,
     "phone_format": State.PHONE, "phone_invalid": State.PHONE, "name_short": State.NAME,
+    "phone_unavailable": State.PHONE,
 }
 
 

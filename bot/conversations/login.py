@@ -6,12 +6,13 @@ they are logged in and sends it again.
 
 from __future__ import annotations
 
+import logging
 from enum import IntEnum
 
 from telegram import Update
 from telegram.ext import CommandHandler, ConversationHandler, MessageHandler
 
-from bot import texts
+from bot import jobs, texts
 from bot.context import (
     Context,
     db,
@@ -27,6 +28,8 @@ from bot.conversations.register import save_first_password
 from db.models import StaffState
 from db.services import staff as staff_service
 from db.services.errors import AuthError, ServiceError
+
+log = logging.getLogger(__name__)
 
 
 class State(IntEnum):
@@ -90,6 +93,10 @@ async def password(update: Update, context: Context) -> int:
     context.user_data.clear()
     await set_menu_for(context.bot, result.staff)
     await reply(update, texts.logged_in(result.staff.name))
+    try:
+        await jobs.deliver_held(context, result.staff.id)  # replies held while away
+    except Exception:  # the login stands; the relay job delivers them on its next run
+        log.exception("could not deliver held replies to staff %s", result.staff.id)
     return ConversationHandler.END
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Select
+from sqlalchemy import ColumnElement, Select, exists, or_, select
+from sqlalchemy.orm import Session
 
-from db.models import Loan, Role, Staff, StaffState
+from db.models import Borrower, Loan, Role, Staff, StaffState
 from db.services.errors import AccessDenied, NotFound
 
 _RANK = {Role.AGENT: 0, Role.MANAGER: 1, Role.ADMIN: 2}
@@ -53,3 +54,48 @@ def check_loan(actor: Actor, loan: Loan | None, number: str = "") -> Loan:
     if loan is None or not (actor.sees_all_loans or loan.agent_id == actor.staff_id):
         raise NotFound(f"No loan {number} found.".replace("  ", " "), code="loan_not_found")
     return loan
+
+
+# --- borrowers: scoped like loans -------------------------------------------------------
+# An agent sees and changes a borrower only when every loan of that borrower is theirs: a
+# borrower shared with another agent (or held by nobody) is the managers' to change, and
+# a borrower with no loan at all (its creator is not recorded) is theirs too.
+
+PHONE_UNAVAILABLE = "This phone number cannot be used here; ask your manager."
+
+
+def _foreign_loan(borrower_id: ColumnElement[int] | int, actor: Actor) -> ColumnElement[bool]:
+    """EXISTS a loan of the borrower that is not actor's (or held by nobody)."""
+    return exists().where(
+        Loan.borrower_id == borrower_id,
+        or_(Loan.agent_id.is_(None), Loan.agent_id != actor.staff_id),
+    )
+
+
+def scope_borrowers(stmt: Select, actor: Actor) -> Select:
+    """Restrict a SELECT over Borrower to the borrowers actor may see and change."""
+    if actor.sees_all_loans:
+        return stmt
+    own = exists().where(Loan.borrower_id == Borrower.id, Loan.agent_id == actor.staff_id)
+    return stmt.where(own, ~_foreign_loan(Borrower.id, actor))
+
+
+def borrower_in_scope(session: Session, *, actor: Actor, borrower_id: int) -> bool:
+    """True when actor may see and change this borrower (see the comment above)."""
+    stmt = scope_borrowers(select(Borrower.id).where(Borrower.id == borrower_id), actor)
+    return session.scalar(stmt) is not None
+
+
+def check_borrower(session: Session, *, actor: Actor, borrower_id: int) -> None:
+    """Refuse, with the neutral answer that names nobody, a borrower out of actor's scope."""
+    if not borrower_in_scope(session, actor=actor, borrower_id=borrower_id):
+        raise AccessDenied(PHONE_UNAVAILABLE, code="phone_unavailable")
+
+
+def check_borrower_editable(session: Session, *, actor: Actor, borrower_id: int) -> None:
+    """An agent changes a borrower's name, phone or address only when the borrower is
+    wholly theirs: otherwise the change would redirect another agent's SMS."""
+    if not borrower_in_scope(session, actor=actor, borrower_id=borrower_id):
+        raise AccessDenied(
+            "Only a manager can change this borrower's details.", code="borrower_shared"
+        )

@@ -10,7 +10,7 @@ Choices:
   to a reminder is not consent to more of them.
 - Replies go through the outbox (kind REPLY), so they are recorded, rate-limited, retried
   and refused to opted-out numbers like every other SMS.
-- Every message from a known borrower is stored on their most relevant loan (history);
+- Every message from a known borrower is stored on the loan it concerns (relays.py);
   what has news in it waits for the bot to relay it (relayed_at NULL), a bare keyword does
   not (relayed_at = received_at: nothing to relay).
 - A number we do not know gets nothing about any account in any reply.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 
 import phonenumbers
@@ -41,6 +41,7 @@ from db.models import (
 from db.services import outbox, reply_limit, suppressions
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import InvalidInput
+from db.services.relays import RelayInfo, reply_loan
 from db.sms_text import sms_amount
 
 log = logging.getLogger(__name__)
@@ -64,17 +65,6 @@ _ALIASES = {
     "HELP": Keyword.HELP, "INFO": Keyword.HELP, "BAL": Keyword.BAL, "BALANCE": Keyword.BAL,
 }  # fmt: skip
 _IN_A_SENTENCE = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE"})
-
-
-@dataclass(frozen=True)
-class RelayInfo:
-    inbound_id: int
-    agent_chat_id: int
-    agent_id: int
-    borrower_name: str
-    loan_number: str
-    body: str
-    received_at: datetime
 
 
 @dataclass(frozen=True)
@@ -124,14 +114,8 @@ def clean_body(body: str | None) -> str:
 
 
 def _relevant_loan(session: Session, borrower_id: int, today: date) -> Loan | None:
-    """The most overdue active loan, else the newest active one, else the newest of any."""
-    loans = session.scalars(select(Loan).where(Loan.borrower_id == borrower_id)).all()
-    active = [ln for ln in loans if ln.state == LoanState.ACTIVE]
-    overdue = [ln for ln in active if ln.next_due_date and ln.next_due_date < today]
-    if overdue:
-        return min(overdue, key=lambda ln: (ln.next_due_date, ln.id))
-    pool = active or loans
-    return max(pool, key=lambda ln: (ln.created_at, ln.id)) if pool else None
+    """The loan the message concerns (relays.reply_loan: the one we last texted about)."""
+    return reply_loan(session, borrower_id=borrower_id, today=today)
 
 
 def _store(session: Session, *, sid: str, phone: str, body: str, keyword: Keyword | None,

@@ -16,7 +16,7 @@ from db import clock
 from db.models import Borrower, Loan, LoanEventKind, LoanState, Payment, Role
 from db.money import format_money
 from db.services import ledger
-from db.services.access import Actor, require_role
+from db.services.access import Actor, check_borrower_editable, require_role
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import Conflict, InvalidInput
 from db.services.loan_lookup import load_loan
@@ -33,6 +33,10 @@ class EditableField(StrEnum):
     BORROWER_ADDRESS = "borrower_address"
     NEXT_DUE_DATE = "next_due_date"
     PRINCIPAL = "principal"
+
+
+_BORROWER_FIELDS = frozenset({EditableField.BORROWER_NAME, EditableField.BORROWER_PHONE,
+                              EditableField.BORROWER_ADDRESS})
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,8 @@ def edit_loan(
     """Change one field of an active loan (or its borrower), with its history rows."""
     field = EditableField(field)
     loan = _changeable(session, actor, loan_number, expected_version)
+    if field in _BORROWER_FIELDS:
+        check_borrower_editable(session, actor=actor, borrower_id=loan.borrower_id)
     new = _parse(field, value, today=today, region=region, max_amount=max_amount)
     old = _current(loan, field)
     if new == old:

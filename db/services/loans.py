@@ -27,7 +27,7 @@ from db.models import (
 )
 from db.money import ScheduledInstallment
 from db.services import ledger
-from db.services.access import Actor, check_loan
+from db.services.access import Actor, check_borrower, check_loan
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import AccessDenied, Conflict
 from db.services.loan_changes import (
@@ -61,19 +61,24 @@ _NUMBER_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I,
 _NUMBER_TRIES = 8
 
 
-def _borrower_for(session: Session, *, phone: str, name: str, address: str | None) -> Borrower:
-    """The borrower with that phone (kept as they are), or a new one."""
+def _borrower_for(session: Session, actor: Actor, *, phone: str, name: str,
+                  address: str | None) -> Borrower:
+    """The borrower with that phone (kept as they are), or a new one.
+
+    An agent never attaches a loan to a borrower out of their scope: the neutral refusal.
+    """
     found = session.scalars(select(Borrower).where(Borrower.phone == phone)).first()
-    if found is not None:
-        return found
-    borrower = Borrower(name=name, name_key=name_key(name), phone=phone, address=address)
-    try:
-        with session.begin_nested():
-            session.add(borrower)
-    except IntegrityError:
-        # Someone added the same phone a moment ago: use theirs.
-        return session.scalars(select(Borrower).where(Borrower.phone == phone)).one()
-    return borrower
+    if found is None:
+        borrower = Borrower(name=name, name_key=name_key(name), phone=phone, address=address)
+        try:
+            with session.begin_nested():
+                session.add(borrower)
+            return borrower
+        except IntegrityError:
+            # Someone added the same phone a moment ago: theirs, if actor may use it.
+            found = session.scalars(select(Borrower).where(Borrower.phone == phone)).one()
+    check_borrower(session, actor=actor, borrower_id=found.id)
+    return found
 
 
 def _agent_for(session: Session, actor: Actor, agent_id: int | None) -> int | None:
@@ -139,7 +144,7 @@ def add_loan(
     holder = _agent_for(session, actor, agent_id)
     # One SAVEPOINT around both inserts: a late refusal leaves no stray borrower behind.
     with session.begin_nested():
-        borrower = _borrower_for(session, phone=e164, name=clean, address=addr)
+        borrower = _borrower_for(session, actor, phone=e164, name=clean, address=addr)
         loan = _new_loan(actor, borrower, holder, schedule, terms)
         _insert_numbered(session, loan, number)
     details = {"loan_number": loan.loan_number, "borrower_id": borrower.id, "agent_id": holder,
@@ -173,8 +178,14 @@ def _new_loan(actor: Actor, borrower: Borrower, holder: int | None,
     return loan
 
 
-def find_borrower(session: Session, *, phone: str, region: str) -> BorrowerView | None:
-    """The borrower with this phone, to offer instead of typing them in again."""
+def find_borrower(session: Session, *, phone: str, region: str,
+                  actor: Actor | None = None) -> BorrowerView | None:
+    """The borrower with this phone, to offer instead of typing them in again.
+
+    With an actor, a borrower out of their scope (access.scope_borrowers) is refused with
+    the neutral AccessDenied "phone_unavailable": no name, address or loan count leaks,
+    and no second borrower with the same phone can be started.
+    """
     e164 = parse_phone(phone, region=region)
     stmt = (
         select(Borrower, func.count(Loan.id))
@@ -186,6 +197,8 @@ def find_borrower(session: Session, *, phone: str, region: str) -> BorrowerView 
     if row is None:
         return None
     b, loans = row
+    if actor is not None:
+        check_borrower(session, actor=actor, borrower_id=b.id)
     return BorrowerView(b.id, b.name, b.phone, b.address, b.opted_out_at is not None, loans)
 
 
