@@ -45,7 +45,8 @@ class CB(StrEnum):
     LOAN_CLOSE = "ln:cls:"
     LOAN_WRITE_OFF = "ln:wof:"
     LOAN_ASSIGN = "ln:asg:"
-    LOAN_DELETE = "ln:del:"
+    LOAN_DELETE = "ln:del:"  # archives (issue 9: loans are never deleted)
+    LOAN_RESTORE = "ln:rst:"
     # loan lookup pages (handlers/loans.py): search results, history pages, /list pages
     LOAN_FIND_PAGE = "lnf:"
     LOAN_HISTORY_PAGE = "lnh:"
@@ -62,8 +63,8 @@ class CB(StrEnum):
     CLOSE_CONFIRM = "cls:ok:"
     WRITE_OFF_CONFIRM = "wof:ok:"
     ASSIGN_TO = "asg:to:"
-    DELETE_CONFIRM = "del:ok:"
-    DELETE_FORCE = "del:force:"
+    ARCHIVE_CONFIRM = "arc:ok:"
+    RESTORE_CONFIRM = "rst:ok:"
     ACTION_CANCEL = "act:no:"
     # SMS (conversations/broadcast.py: <field>:<form token>; handlers/sms.py: <broadcast id>)
     BC_AUDIENCE = "bc:aud:"
@@ -168,9 +169,17 @@ def _loan_ids(view: LoanView) -> tuple[int, int]:
 
 
 def loan_card(view: LoanView, role: Role) -> InlineKeyboardMarkup:
-    """The card's buttons: every action on an active loan; History (and Delete) otherwise."""
+    """The card's buttons: every action on an active loan; History (and Archive) otherwise.
+
+    An archived loan (only admins see one) has History and Restore.
+    """
     ids = _loan_ids(view)
     rows: list[list[InlineKeyboardButton]] = []
+    if view.archived_at is not None:
+        rows.append([_button("📜 History", CB.LOAN_HISTORY, *ids)])
+        if role is Role.ADMIN:
+            rows.append([_button("♻️ Restore", CB.LOAN_RESTORE, *ids)])
+        return InlineKeyboardMarkup(rows)
     if view.state is LoanState.ACTIVE:
         rows += [
             [_button("💰 Pay", CB.LOAN_PAY, *ids), _button("🤝 Promise", CB.LOAN_PROMISE, *ids),
@@ -185,7 +194,7 @@ def loan_card(view: LoanView, role: Role) -> InlineKeyboardMarkup:
     else:
         rows.append([_button("📜 History", CB.LOAN_HISTORY, *ids)])
     if role is Role.ADMIN:
-        rows.append([_button("🗑 Delete", CB.LOAN_DELETE, *ids)])
+        rows.append([_button("🗄 Archive", CB.LOAN_DELETE, *ids)])
     return InlineKeyboardMarkup(rows)
 
 

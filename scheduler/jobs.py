@@ -36,6 +36,7 @@ from db.models import (
     Suppression,
 )
 from db.services import fees, promises
+from db.services.access import LIVE_LOAN
 from db.services.outbox import EventSource, dialect_insert, record_events
 from scheduler.dispatch import DispatchReport, dispatch_due
 from scheduler.policy import window_start, zone
@@ -207,6 +208,7 @@ def _unreminded(dues: Sequence[date], key: ColumnElement[str]) -> list[ColumnEle
     return [
         Installment.due_date.between(min(dues), max(dues)),
         Loan.state == LoanState.ACTIVE,
+        LIVE_LOAN,
         or_(
             Installment.amount_paid < Installment.principal_due + Installment.interest_due,
             Installment.fee_paid < Installment.fee_due,

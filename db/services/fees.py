@@ -15,6 +15,7 @@ from db.config import LateFeeKind
 from db.models import Installment, Loan, LoanEventKind, LoanState
 from db.money import q
 from db.services import ledger
+from db.services.access import LIVE_LOAN
 from db.services.audit import loan_event
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def _eligible_loan_ids(session: Session, cutoff: date, after_id: int) -> list[in
         .join(Loan, Loan.id == Installment.loan_id)
         .where(
             Loan.state == LoanState.ACTIVE,
+            LIVE_LOAN,
             Loan.id > after_id,
             Installment.fee_applied_at.is_(None),
             Installment.due_date < cutoff,
@@ -107,7 +109,7 @@ def apply_late_fees(
         # under the lock, so an installment a concurrent run charged is not charged again.
         loans = session.scalars(
             select(Loan)
-            .where(Loan.id.in_(ids), Loan.state == LoanState.ACTIVE)
+            .where(Loan.id.in_(ids), Loan.state == LoanState.ACTIVE, LIVE_LOAN)
             .order_by(Loan.id)
             .with_for_update(of=Loan)
             .options(selectinload(Loan.installments))

@@ -39,6 +39,7 @@ from db.models import (
     StaffState,
 )
 from db.services import outbox
+from db.services.access import LIVE_LOAN
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import InvalidInput
 from db.sms_text import sms_amount
@@ -125,7 +126,7 @@ def clean_body(body: str | None) -> str:
 
 def _relevant_loan(session: Session, borrower_id: int, today: date) -> Loan | None:
     """The most overdue active loan, else the newest active one, else the newest of any."""
-    loans = session.scalars(select(Loan).where(Loan.borrower_id == borrower_id)).all()
+    loans = session.scalars(select(Loan).where(Loan.borrower_id == borrower_id, LIVE_LOAN)).all()
     active = [ln for ln in loans if ln.state == LoanState.ACTIVE]
     overdue = [ln for ln in active if ln.next_due_date and ln.next_due_date < today]
     if overdue:
@@ -161,7 +162,7 @@ def _balance_text(session: Session, agency: _Agency, borrower: Borrower | None) 
         return f"{agency.name}: we could not find an account for this number."
     loans = session.scalars(
         select(Loan)
-        .where(Loan.borrower_id == borrower.id, Loan.state == LoanState.ACTIVE)
+        .where(Loan.borrower_id == borrower.id, Loan.state == LoanState.ACTIVE, LIVE_LOAN)
         .order_by(Loan.loan_number)
     ).all()
     if not loans:

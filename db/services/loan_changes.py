@@ -1,4 +1,7 @@
-"""Changing a loan: edit a field, reassign, close, write off, delete; each with history rows."""
+"""Changing a loan: edit a field, reassign, close, write off; each with history rows.
+
+Loans are never deleted: db/services/loan_archive.py archives and restores them.
+"""
 
 from __future__ import annotations
 
@@ -214,30 +217,6 @@ def write_off_loan(
             before={"state": LoanState.ACTIVE, "outstanding": loan.outstanding},
             after={"state": LoanState.WRITTEN_OFF}, note=why)
     return loan_view(session, loan, today=today)
-
-
-def delete_loan(session: Session, *, actor: Actor, loan_number: str, force: bool = False) -> str:
-    """Delete a loan and everything hanging off it (admins only); the audit row remains."""
-    require_role(actor, Role.ADMIN, "delete loans")
-    loan = load_loan(session, actor, loan_number, lock=True)
-    payments = session.scalar(select(func.count(Payment.id)).where(Payment.loan_id == loan.id))
-    if payments and not force:
-        raise Conflict(
-            f"Loan {loan.loan_number} has {payments} payments; close it instead, "
-            "or delete with force.",
-            code="has_payments", payments=payments,
-        )
-    number = loan.loan_number
-    audit(session, actor=actor, action=AuditAction.LOAN_DELETED, target_type="loan",
-          target_id=loan.id, details={
-              "loan_number": number, "borrower": loan.borrower.name,
-              "borrower_phone": loan.borrower.phone, "principal": loan.principal,
-              "payments": payments, "forced": force,
-          })
-    session.delete(loan)
-    session.flush()
-    log.info("loan %s deleted by staff %s", number, actor.staff_id)
-    return number
 
 
 def _record(session: Session, actor: Actor, loan: Loan, kind: LoanEventKind,

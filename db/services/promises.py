@@ -28,7 +28,7 @@ from db.models import (
     Staff,
 )
 from db.money import format_money, q
-from db.services.access import Actor
+from db.services.access import LIVE_LOAN, Actor
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import Conflict, InvalidInput
 from db.services.loan_lookup import load_loan
@@ -166,6 +166,7 @@ def break_overdue_promises(session: Session, *, today: date) -> int:
             .join(Loan, Loan.id == Promise.loan_id)
             .where(
                 Promise.state == PromiseState.OPEN,
+                LIVE_LOAN,
                 Promise.promised_date < today,
                 Loan.amount_paid - Promise.paid_baseline < Promise.amount,
                 Promise.id > after_id,
