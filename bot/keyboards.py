@@ -229,18 +229,23 @@ LIST_FILTERS: list[tuple[str, str]] = [
     ("bucket_1_30", "1-30"), ("bucket_31_60", "31-60"), ("bucket_61_90", "61-90"),
     ("bucket_90_plus", "90+"),
 ]
+# Admins only: archived loans are in no other list (the service refuses anyone else).
+ARCHIVED_FILTER = ("archived", "🗄 Archived")
 
 
 def loan_list(loans: list[tuple[int, str]], current: str, page: int,
-              has_next: bool) -> InlineKeyboardMarkup:
-    """A /list page: loan buttons, Prev / Next, then the filters (the current one marked)."""
+              has_next: bool, archived: bool = False) -> InlineKeyboardMarkup:
+    """A /list page: loan buttons, Prev / Next, then the filters (the current one marked).
+
+    archived: also the Archived filter (admins)."""
     prev = _button("« Prev", CB.LOAN_LIST_PAGE, current, page - 1) if page > 1 else None
     nxt = _button("Next »", CB.LOAN_LIST_PAGE, current, page + 1) if has_next else None
     filters = [
         _button(("• " if value == current else "") + label, CB.LOAN_LIST_PAGE, value, 1)
-        for value, label in LIST_FILTERS
+        for value, label in LIST_FILTERS + ([ARCHIVED_FILTER] if archived else [])
     ]
-    return InlineKeyboardMarkup(_card_rows(loans) + _nav(prev, nxt) + [filters[:3], filters[3:]])
+    rows = [filters[:3], filters[3:7], *([filters[7:]] if archived else [])]
+    return InlineKeyboardMarkup(_card_rows(loans) + _nav(prev, nxt) + rows)
 
 
 def loan_buttons(loans: list[tuple[int, str]]) -> InlineKeyboardMarkup:

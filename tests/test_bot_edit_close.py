@@ -180,6 +180,14 @@ async def test_delete_archives_with_a_reason_and_admin_restores(settings, commit
         row = h.db(lambda s: s.get(Loan, paid.id))
         assert row.archive_reason == "Duplicate <entry>" and row.amount_paid == Decimal("100")
         assert count(h, Payment, Payment.loan_id == paid.id) == 1
+        listed = await h.say(admin, "/list")
+        labels = [b["text"] for b in listed["buttons"]]
+        assert not any(paid.number in label for label in labels)
+        archived = await tap(h, admin, listed, "Archived", predicate=lambda m: any(
+            paid.number in b["text"] for b in m["buttons"]))
+        assert not any(plain.number in b["text"] for b in archived["buttons"])
+        agent_list = await h.say(agent, "/list")
+        assert not any("Archived" in b["text"] for b in agent_list["buttons"])
         gone = await h.say(agent, f"/loan {paid.number}")
         assert "No loan" in gone["text"]
         refused = await h.say(agent, f"/restore {paid.number}")
