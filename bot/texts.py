@@ -526,6 +526,9 @@ STATS_CHART_CAPTION = "Collected per day, last {days} days ({currency})"
 STATS_CHART_TITLE = "Collected per day, last {days} days"
 CONTACT_ASK_NOTE_AGAIN = "Send the note again, or tap Skip."
 EDIT_ASK_AGAIN = "Send the new value again, or /cancel."
+# --- due dates moved far by an agent need a reason (issue 9 item 13) ---
+EDIT_ASK_REASON = "Send the reason (it is kept in the loan's history), or /cancel."
+EDIT_REASON_LINE = "\nReason: {reason}"
 WRITE_OFF_ASK_AGAIN = "Send the reason again, or /cancel."
 
 
@@ -592,6 +595,11 @@ def edit_ask_value(field: str, current: str) -> str:
     """The new value of a field, with what it is now."""
     return EDIT_ASK_VALUE.format(field=esc(EDIT_FIELDS[field]), current=esc(current or EDIT_EMPTY),
                                  hint=esc(EDIT_HINTS.get(field, "")))
+
+
+def edit_reason_line(reason: str) -> str:
+    """The reason under an edit's before → after, when one was asked."""
+    return EDIT_REASON_LINE.format(reason=esc(reason.strip()))
 
 
 def edit_confirm(number: str, field: str, before: str, after: str) -> str:
