@@ -28,13 +28,14 @@ from db.models import (
     Promise,
 )
 from db.services import loan_archive, payments, reports
+from db.services.deliveries import queue_reminder_now
 from db.services.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from db.services.inbound import handle_inbound
 from db.services.loan_history import loan_history
 from db.services.loan_queries import LoanFilter, list_loans, search_loans
 from db.services.loans import get_loan
 from db.services.outbox import queue_message
-from db.services.promises import record_promise
+from db.services.promises import record_contact, record_promise
 from scheduler import jobs
 from tests.factories import actor, make_borrower, make_loan
 
@@ -124,7 +125,7 @@ def test_archived_loan_is_hidden_from_lists_search_reports_and_jobs(
 
 
 def test_only_admins_archive_open_and_restore(session, busy_loan, agent_a, manager, admin,
-                                              today):
+                                              today, settings):
     for who in (agent_a, manager):
         with pytest.raises(AccessDenied):
             loan_archive.archive_loan(session, actor=actor(who), loan_number="T-ARC-1",
@@ -154,6 +155,12 @@ def test_only_admins_archive_open_and_restore(session, busy_loan, agent_a, manag
     with pytest.raises(Conflict, match="archived"):
         loan_archive.archive_loan(session, actor=actor(admin), loan_number="T-ARC-1",
                                   reason="again")
+    with pytest.raises(Conflict, match="archived"):
+        record_contact(session, actor=actor(admin), loan_number="T-ARC-1",
+                       channel=ContactChannel.CALL, outcome=ContactOutcome.NO_ANSWER, note=None)
+    with pytest.raises(Conflict, match="archived"):
+        queue_reminder_now(session, actor=actor(admin), loan_number="T-ARC-1", today=today,
+                           settings=settings)
     loan_archive.restore_loan(session, actor=actor(admin), loan_number="T-ARC-1",
                               reason="archived by mistake")
     page = list_loans(session, actor=actor(agent_a), today=today, filter=LoanFilter.ALL)

@@ -28,7 +28,7 @@ from db.models import (
     Staff,
 )
 from db.money import format_money, q
-from db.services.access import LIVE_LOAN, Actor
+from db.services.access import LIVE_LOAN, Actor, refuse_archived
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import Conflict, InvalidInput
 from db.services.loan_lookup import load_loan
@@ -208,6 +208,7 @@ def record_contact(
     """Note a call, visit or message with the borrower and what came of it."""
     note = clean_text(note, field="note", max_len=1000, required=False)
     loan = find_loan(session, actor=actor, loan_number=loan_number)
+    refuse_archived(loan)
     contact = Contact(
         loan_id=loan.id, channel=ContactChannel(channel), outcome=ContactOutcome(outcome),
         note=note, staff_id=actor.staff_id,
