@@ -45,7 +45,8 @@ class CB(StrEnum):
     LOAN_CLOSE = "ln:cls:"
     LOAN_WRITE_OFF = "ln:wof:"
     LOAN_ASSIGN = "ln:asg:"
-    LOAN_DELETE = "ln:del:"
+    LOAN_DELETE = "ln:del:"  # archives (issue 9: loans are never deleted)
+    LOAN_RESTORE = "ln:rst:"
     # loan lookup pages (handlers/loans.py): search results, history pages, /list pages
     LOAN_FIND_PAGE = "lnf:"
     LOAN_HISTORY_PAGE = "lnh:"
@@ -62,8 +63,8 @@ class CB(StrEnum):
     CLOSE_CONFIRM = "cls:ok:"
     WRITE_OFF_CONFIRM = "wof:ok:"
     ASSIGN_TO = "asg:to:"
-    DELETE_CONFIRM = "del:ok:"
-    DELETE_FORCE = "del:force:"
+    ARCHIVE_CONFIRM = "arc:ok:"
+    RESTORE_CONFIRM = "rst:ok:"
     ACTION_CANCEL = "act:no:"
     # SMS (conversations/broadcast.py: <field>:<form token>; handlers/sms.py: <broadcast id>)
     BC_AUDIENCE = "bc:aud:"
@@ -172,9 +173,17 @@ def _loan_ids(view: LoanView) -> tuple[int, int]:
 
 
 def loan_card(view: LoanView, role: Role) -> InlineKeyboardMarkup:
-    """The card's buttons: every action on an active loan; History (and Delete) otherwise."""
+    """The card's buttons: every action on an active loan; History (and Archive) otherwise.
+
+    An archived loan (only admins see one) has History and Restore.
+    """
     ids = _loan_ids(view)
     rows: list[list[InlineKeyboardButton]] = []
+    if view.archived_at is not None:
+        rows.append([_button("📜 History", CB.LOAN_HISTORY, *ids)])
+        if role is Role.ADMIN:
+            rows.append([_button("♻️ Restore", CB.LOAN_RESTORE, *ids)])
+        return InlineKeyboardMarkup(rows)
     if view.state is LoanState.ACTIVE:
         rows += [
             [_button("💰 Pay", CB.LOAN_PAY, *ids), _button("🤝 Promise", CB.LOAN_PROMISE, *ids),
@@ -189,7 +198,7 @@ def loan_card(view: LoanView, role: Role) -> InlineKeyboardMarkup:
     else:
         rows.append([_button("📜 History", CB.LOAN_HISTORY, *ids)])
     if role is Role.ADMIN:
-        rows.append([_button("🗑 Delete", CB.LOAN_DELETE, *ids)])
+        rows.append([_button("🗄 Archive", CB.LOAN_DELETE, *ids)])
     return InlineKeyboardMarkup(rows)
 
 
@@ -224,18 +233,23 @@ LIST_FILTERS: list[tuple[str, str]] = [
     ("bucket_1_30", "1-30"), ("bucket_31_60", "31-60"), ("bucket_61_90", "61-90"),
     ("bucket_90_plus", "90+"),
 ]
+# Admins only: archived loans are in no other list (the service refuses anyone else).
+ARCHIVED_FILTER = ("archived", "🗄 Archived")
 
 
 def loan_list(loans: list[tuple[int, str]], current: str, page: int,
-              has_next: bool) -> InlineKeyboardMarkup:
-    """A /list page: loan buttons, Prev / Next, then the filters (the current one marked)."""
+              has_next: bool, archived: bool = False) -> InlineKeyboardMarkup:
+    """A /list page: loan buttons, Prev / Next, then the filters (the current one marked).
+
+    archived: also the Archived filter (admins)."""
     prev = _button("« Prev", CB.LOAN_LIST_PAGE, current, page - 1) if page > 1 else None
     nxt = _button("Next »", CB.LOAN_LIST_PAGE, current, page + 1) if has_next else None
     filters = [
         _button(("• " if value == current else "") + label, CB.LOAN_LIST_PAGE, value, 1)
-        for value, label in LIST_FILTERS
+        for value, label in LIST_FILTERS + ([ARCHIVED_FILTER] if archived else [])
     ]
-    return InlineKeyboardMarkup(_card_rows(loans) + _nav(prev, nxt) + [filters[:3], filters[3:]])
+    rows = [filters[:3], filters[3:7], *([filters[7:]] if archived else [])]
+    return InlineKeyboardMarkup(_card_rows(loans) + _nav(prev, nxt) + rows)
 
 
 def loan_buttons(loans: list[tuple[int, str]]) -> InlineKeyboardMarkup:

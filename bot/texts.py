@@ -68,7 +68,10 @@ COMMANDS: list[Command] = [
     Command("close", "Close a paid-off loan: /close LN-10234"),
     Command("stats", "Portfolio figures and a collections chart"),
     Command("assign", "Give a loan to someone else: /assign LN-10234 Ravi", min_role=Role.MANAGER),
-    Command("delete", "Delete a loan: /delete LN-10234", min_role=Role.ADMIN),
+    Command("delete", "Archive a loan (loans are never deleted): /delete LN-10234",
+            min_role=Role.ADMIN),
+    Command("archive", "Archive a loan: /archive LN-10234", min_role=Role.ADMIN),
+    Command("restore", "Bring an archived loan back: /restore LN-10234", min_role=Role.ADMIN),
     # staff admin
     Command("invite", "Make an invite: /invite agent|manager|admin", min_role=Role.ADMIN),
     Command("requests", "Pending access requests", min_role=Role.ADMIN),
@@ -487,17 +490,28 @@ ASSIGN_MORE = "\nOnly the first {shown} are shown; use /assign for the others."
 ASSIGN_NOBODY = "There is no other active agent or manager to give it to."
 ASSIGN_UNASSIGNED = "nobody"
 ASSIGN_DONE = "👤 Loan {number} is now with {agent}."
-DELETE_USAGE = "Send /delete with the loan number, e.g. /delete LN-10234."
-DELETE_CONFIRM = "🗑 Delete loan <b>{number}</b> ({name})? {payments}\nThis cannot be undone."
-DELETE_NO_PAYMENTS = "It has no payments."
-DELETE_HAS_PAYMENTS = "It has {count} payment(s); closing it would keep them."
-DELETE_FORCE = (
-    "Loan <b>{number}</b> has {count} payment(s). Deleting removes them too.\n"
-    "Delete it anyway?"
+# --- archive instead of delete (issue 9 item 8) ---
+ARCHIVE_USAGE = "Send /archive (or /delete) with the loan number, e.g. /archive LN-10234."
+ARCHIVE_ASK = (
+    "🗄 Archive loan <b>{number}</b> ({name})?\nLoans are never deleted: an archived loan keeps "
+    "its payments and history, leaves every list and report, and gets no more reminders. "
+    "An admin can restore it.\n\nWhy? Send the reason. (/cancel to stop)"
 )
-DELETE_DONE = "🗑 Loan {number} was deleted."
-BTN_DELETE = "🗑 Delete"
-BTN_DELETE_ANYWAY = "⚠️ Delete anyway, with its payments"
+ARCHIVE_ASK_AGAIN = "Send the reason again. (/cancel to stop)"
+ARCHIVE_CONFIRM = "<b>Archive loan {number}?</b>\nReason: {reason}"
+ARCHIVE_DONE = "🗄 Loan {number} is archived."
+ARCHIVE_WITHDRAWN = " {count} queued SMS withdrawn."
+RESTORE_USAGE = "Send /restore with the loan number, e.g. /restore LN-10234."
+RESTORE_ASK = (
+    "♻️ Restore loan <b>{number}</b> ({name}), archived: {reason}?\n"
+    "Why? Send the reason. (/cancel to stop)"
+)
+RESTORE_CONFIRM = "<b>Restore loan {number}?</b>\nReason: {reason}"
+RESTORE_DONE = "♻️ Loan {number} is back in the book."
+RESTORE_NOT_ARCHIVED = "Loan {number} is not archived."
+CARD_ARCHIVED = "🗄 <b>Archived</b> {at}: {reason}"
+BTN_ARCHIVE = "🗄 Archive"
+BTN_RESTORE = "♻️ Restore"
 BTN_WRITE_OFF = "✖️ Write off"
 
 STATS_TITLE = "<b>Portfolio</b> · {scope} · {date}"
@@ -517,6 +531,9 @@ STATS_CHART_CAPTION = "Collected per day, last {days} days ({currency})"
 STATS_CHART_TITLE = "Collected per day, last {days} days"
 CONTACT_ASK_NOTE_AGAIN = "Send the note again, or tap Skip."
 EDIT_ASK_AGAIN = "Send the new value again, or /cancel."
+# --- due dates moved far by an agent need a reason (issue 9 item 13) ---
+EDIT_ASK_REASON = "Send the reason (it is kept in the loan's history), or /cancel."
+EDIT_REASON_LINE = "\nReason: {reason}"
 WRITE_OFF_ASK_AGAIN = "Send the reason again, or /cancel."
 
 
@@ -585,6 +602,11 @@ def edit_ask_value(field: str, current: str) -> str:
                                  hint=esc(EDIT_HINTS.get(field, "")))
 
 
+def edit_reason_line(reason: str) -> str:
+    """The reason under an edit's before → after, when one was asked."""
+    return EDIT_REASON_LINE.format(reason=esc(reason.strip()))
+
+
 def edit_confirm(number: str, field: str, before: str, after: str) -> str:
     """Before → after above Confirm / Cancel."""
     return EDIT_CONFIRM.format(number=esc(number), field=esc(EDIT_FIELDS[field]),
@@ -624,19 +646,18 @@ def assign_done(number: str, agent: str | None) -> str:
     return ASSIGN_DONE.format(number=esc(number), agent=esc(agent or ASSIGN_UNASSIGNED))
 
 
-def delete_confirm(number: str, name: str, payments: int) -> str:
-    """Delete this loan? With how many payments it has."""
-    said = DELETE_HAS_PAYMENTS.format(count=payments) if payments else DELETE_NO_PAYMENTS
-    return DELETE_CONFIRM.format(number=esc(number), name=esc(name), payments=said)
+def archive_ask(template: str, number: str, name: str, reason: str = "") -> str:
+    """ARCHIVE_ASK or RESTORE_ASK: the loan named, the reason asked for."""
+    return template.format(number=esc(number), name=esc(name), reason=esc(reason))
 
 
-def delete_force(number: str, payments: int) -> str:
-    """The second, explicit confirmation for a loan with payments."""
-    return DELETE_FORCE.format(number=esc(number), count=payments)
+def archive_confirm(template: str, number: str, reason: str) -> str:
+    """ARCHIVE_CONFIRM or RESTORE_CONFIRM."""
+    return template.format(number=esc(number), reason=esc(reason))
 
 
 def loan_done(template: str, number: str) -> str:
-    """A one-value result line: CLOSE_DONE, WRITE_OFF_DONE or DELETE_DONE."""
+    """A one-value result line: CLOSE_DONE, WRITE_OFF_DONE, ARCHIVE_DONE or RESTORE_DONE."""
     return template.format(number=esc(number))
 
 

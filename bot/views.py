@@ -114,6 +114,9 @@ def _activity_lines(view: LoanView, fmt: Fmt) -> list[str]:
     lines.append(texts.CARD_AGENT.format(agent=esc(view.agent_name or texts.CARD_UNASSIGNED)))
     if view.state_reason:
         lines.append(texts.CARD_REASON.format(reason=esc(view.state_reason)))
+    if view.archived_at is not None:
+        lines.append(texts.CARD_ARCHIVED.format(at=texts.local_time(view.archived_at, fmt.tz),
+                                                reason=esc(view.archive_reason or "-")))
     return lines
 
 

@@ -21,9 +21,10 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy import Enum as SAEnum
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from db import clock
 
@@ -165,6 +166,8 @@ class LoanEventKind(StrEnum):
     WRITTEN_OFF = "written_off"
     REMINDER = "reminder"
     INBOUND_SMS = "inbound_sms"
+    ARCHIVED = "archived"
+    RESTORED = "restored"
 
 
 def _now() -> datetime:
@@ -285,6 +288,11 @@ class Loan(Base):
     state: Mapped[LoanState] = mapped_column(_enum(LoanState), default=LoanState.ACTIVE)
     state_reason: Mapped[str | None] = mapped_column(String(300))
     closed_at: Mapped[datetime | None]
+    # Set instead of deleting (issue 9 item 8): an archived loan keeps every row, is hidden
+    # from lists, searches, reminders and reports, and only admins open or restore it.
+    archived_at: Mapped[datetime | None]
+    archived_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    archive_reason: Mapped[str | None] = mapped_column(String(300))
     # Bumped on every change: a button made for version N acts only on version N.
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
@@ -313,7 +321,7 @@ class Installment(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    loan_id: Mapped[int] = mapped_column(ForeignKey("loan.id", ondelete="CASCADE"))
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loan.id", ondelete="RESTRICT"))
     seq: Mapped[int] = mapped_column(Integer)
     due_date: Mapped[date] = mapped_column(Date)
     principal_due: Mapped[Decimal]
@@ -335,7 +343,7 @@ class Payment(Base):
     __tablename__ = "payment"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    loan_id: Mapped[int] = mapped_column(ForeignKey("loan.id", ondelete="CASCADE"), index=True)
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loan.id", ondelete="RESTRICT"), index=True)
     # Negative for a reversal row, which points at the payment it reverses.
     amount: Mapped[Decimal]
     method: Mapped[PaymentMethod] = mapped_column(_enum(PaymentMethod))
@@ -354,10 +362,10 @@ class PaymentAllocation(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     payment_id: Mapped[int] = mapped_column(
-        ForeignKey("payment.id", ondelete="CASCADE"), index=True
+        ForeignKey("payment.id", ondelete="RESTRICT"), index=True
     )
     installment_id: Mapped[int] = mapped_column(
-        ForeignKey("installment.id", ondelete="CASCADE"), index=True
+        ForeignKey("installment.id", ondelete="RESTRICT"), index=True
     )
     fee_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
     amount: Mapped[Decimal] = mapped_column(Money, default=Decimal("0"))
@@ -368,7 +376,7 @@ class Promise(Base):
     __table_args__ = (Index("ix_promise_state_date", "state", "promised_date"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    loan_id: Mapped[int] = mapped_column(ForeignKey("loan.id", ondelete="CASCADE"), index=True)
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loan.id", ondelete="RESTRICT"), index=True)
     amount: Mapped[Decimal]
     promised_date: Mapped[date] = mapped_column(Date)
     state: Mapped[PromiseState] = mapped_column(_enum(PromiseState), default=PromiseState.OPEN)
@@ -384,7 +392,7 @@ class Contact(Base):
     __tablename__ = "contact"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    loan_id: Mapped[int] = mapped_column(ForeignKey("loan.id", ondelete="CASCADE"), index=True)
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loan.id", ondelete="RESTRICT"), index=True)
     channel: Mapped[ContactChannel] = mapped_column(_enum(ContactChannel))
     outcome: Mapped[ContactOutcome] = mapped_column(_enum(ContactOutcome))
     note: Mapped[str | None] = mapped_column(String(1000))
@@ -399,7 +407,7 @@ class LoanEvent(Base):
     __table_args__ = (Index("ix_loan_event_loan_created", "loan_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    loan_id: Mapped[int] = mapped_column(ForeignKey("loan.id", ondelete="CASCADE"))
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loan.id", ondelete="RESTRICT"))
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     kind: Mapped[LoanEventKind] = mapped_column(_enum(LoanEventKind))
     before: Mapped[dict[str, Any] | None]
@@ -578,3 +586,31 @@ class BotState(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     data: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+
+
+class FinancialRecordDeleted(RuntimeError):
+    """Something tried to delete a loan or a row of its money or history: archive instead."""
+
+
+# Nothing in the product ever deletes a financial record (issue 9 item 8); a loan is archived.
+FINANCIAL_RECORDS = (Loan, Installment, Payment, PaymentAllocation, Promise, Contact, LoanEvent)
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_financial_deletes(session: Session, _context, _instances) -> None:
+    for obj in session.deleted:
+        if isinstance(obj, FINANCIAL_RECORDS):
+            raise FinancialRecordDeleted(
+                f"{type(obj).__name__} rows are never deleted; archive the loan instead"
+            )
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_bulk_financial_deletes(state) -> None:
+    # session.execute(delete(Payment)...) bypasses the flush; refuse it too.
+    if state.is_delete:
+        mapper = state.bind_arguments.get("mapper")
+        if mapper is not None and issubclass(mapper.class_, FINANCIAL_RECORDS):
+            raise FinancialRecordDeleted(
+                f"{mapper.class_.__name__} rows are never deleted; archive the loan instead"
+            )

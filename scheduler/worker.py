@@ -89,10 +89,10 @@ class WorkerJobs:
         return await self._tracked(asyncio.to_thread(self._plan))
 
     def _daily(self) -> jobs.DailyReport:
-        with self.factory.begin() as session:
-            report = jobs.daily(
-                session, today=clock.today(self.settings.tz), settings=self.settings
-            )
+        # A batch of loans per transaction: the bot is never held up by the whole book.
+        report = jobs.daily_in_batches(
+            self.factory, today=clock.today(self.settings.tz), settings=self.settings
+        )
         log.info("daily job: %s", report)
         return report
 

@@ -301,4 +301,4 @@ async def test_managers_and_admins_are_asked_nothing_more(settings, committed, r
         expected = boss.staff_id if role is Role.MANAGER else None
         assert _loan(h, number).agent_id == expected
         labels = [b["text"] for b in card["buttons"]]
-        assert "👤 Reassign" in labels and ("🗑 Delete" in labels) == (role is Role.ADMIN)
+        assert "👤 Reassign" in labels and ("🗄 Archive" in labels) == (role is Role.ADMIN)

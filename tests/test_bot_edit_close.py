@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from bot.keyboards import CB, data
 from db import clock
-from db.models import AuditEvent, Borrower, Loan, LoanEvent, LoanEventKind, LoanState, Payment, Role
+from db.models import AuditEvent, Loan, LoanEvent, LoanEventKind, LoanState, Payment, Role
 from db.services import payments
 from db.services.audit import AuditAction
 from tests.bot_harness import BotHarness
@@ -123,13 +123,13 @@ async def test_agent_has_no_write_off_or_reassign_and_forged_ones_are_refused(se
     async with BotHarness(settings, committed) as h:
         agent, loan, card = await agent_card(h)
         labels = " ".join(b["text"] for b in card["buttons"])
-        assert "Write off" not in labels and "Reassign" not in labels and "Delete" not in labels
+        assert "Write off" not in labels and "Reassign" not in labels and "Archive" not in labels
         answer = await h.press(agent, card, data(CB.LOAN_WRITE_OFF, loan.id, 1), force=True)
         assert answer["text"] == "Only managers and admins may write off loans."
         answer = await h.press(agent, card, data(CB.LOAN_ASSIGN, loan.id, 1), force=True)
         assert answer["text"] == "Only managers and admins may reassign loans."
         answer = await h.press(agent, card, data(CB.LOAN_DELETE, loan.id, 1), force=True)
-        assert answer["text"].startswith("Only a") and "delete loans" in answer["text"]
+        assert answer["text"] == "Only admins may archive loans."
         assert (await h.say(agent, f"/assign {loan.number} {agent.name}"))["text"] == (
             "Only managers and admins may look up staff.")
         await h.silence(agent, 0.3)
@@ -157,29 +157,49 @@ async def test_manager_reassigns_by_button_and_by_command(settings, committed):
         assert h.db(lambda s: s.get(Loan, loan.id).agent_id) == first.staff_id
 
 
-async def test_admin_deletes_after_confirmation_and_twice_with_payments(settings, committed):
+async def test_delete_archives_with_a_reason_and_admin_restores(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent, admin = h.make_staff(Role.AGENT), h.make_staff(Role.ADMIN)
         plain, paid = new_loan(h, agent), new_loan(h, agent)
         h.db(payments.record_payment, actor=actor_of(agent), loan_number=paid.number,
              amount=Decimal("100"), today=clock.today(h.settings.tz))
 
-        ask = await h.say(admin, f"/delete {plain.number}")
-        assert "It has no payments." in ask["text"]
-        assert (await tap(h, admin, ask, "Delete", contains="deleted"))["text"] == (
-            f"🗑 Loan {plain.number} was deleted.")
+        ask = await h.say(admin, f"/delete {paid.number}")
+        assert "never deleted" in ask["text"] and "Send the reason" in ask["text"]
+        assert (await h.say(admin, "no"))["text"].startswith("Give a reason of at least 3")
+        summary = await h.say(admin, "Duplicate <entry>", contains="Archive loan")
+        assert "Reason: Duplicate <entry>" in summary["text"]
+        assert h.db(lambda s: s.get(Loan, paid.id).archived_at) is None, "not before the press"
+        done = await tap(h, admin, summary, "Archive", contains="archived")
+        assert done["text"].startswith(f"🗄 Loan {paid.number} is archived.")
+        card = await h.wait(admin, predicate=is_card)
+        assert "Archived" in card["text"] and "Duplicate <entry>" in card["text"]
+        assert [b["text"] for b in card["buttons"]] == ["📜 History", "♻️ Restore"]
 
-        card = await open_card(h, admin, paid)
-        ask = await tap(h, admin, card, "Delete", contains="Delete loan")
-        assert "It has 1 payment(s)" in ask["text"]
-        again = await tap(h, admin, ask, "Delete", contains="Delete it anyway")
-        assert h.db(lambda s: s.get(Loan, paid.id)) is not None, "not on the first press"
-        await tap(h, admin, again, "Delete anyway", contains="was deleted")
+        # Every row kept; the agent no longer finds it, the same as a loan that never was.
+        row = h.db(lambda s: s.get(Loan, paid.id))
+        assert row.archive_reason == "Duplicate <entry>" and row.amount_paid == Decimal("100")
+        assert count(h, Payment, Payment.loan_id == paid.id) == 1
+        listed = await h.say(admin, "/list")
+        labels = [b["text"] for b in listed["buttons"]]
+        assert not any(paid.number in label for label in labels)
+        archived = await tap(h, admin, listed, "Archived", predicate=lambda m: any(
+            paid.number in b["text"] for b in m["buttons"]))
+        assert not any(plain.number in b["text"] for b in archived["buttons"])
+        agent_list = await h.say(agent, "/list")
+        assert not any("Archived" in b["text"] for b in agent_list["buttons"])
+        gone = await h.say(agent, f"/loan {paid.number}")
+        assert "No loan" in gone["text"]
+        refused = await h.say(agent, f"/restore {paid.number}")
+        assert refused["text"] == "Only admins may restore loans."
 
-        gone = h.db(lambda s: [s.get(Loan, plain.id), s.get(Loan, paid.id)])
-        assert gone == [None, None]
-        deleted = h.db(lambda s: s.scalars(select(AuditEvent.details).where(
-            AuditEvent.action == AuditAction.LOAN_DELETED).order_by(AuditEvent.id)).all())
-        numbers = [(d["loan_number"], d["forced"]) for d in deleted]
-        assert numbers[-2:] == [(plain.number, False), (paid.number, True)]
-        assert count(h, Borrower, Borrower.name == BORROWER) == 2, "borrowers stay"
+        ask = await tap(h, admin, card, "Restore", contains="Restore loan")
+        summary = await h.say(admin, "archived by mistake", contains="Restore loan")
+        await tap(h, admin, summary, "Restore", contains="back in the book")
+        assert h.db(lambda s: s.get(Loan, paid.id).archived_at) is None
+        back = await h.say(agent, f"/loan {paid.number}")
+        assert paid.number in back["text"] and "No loan" not in back["text"]
+        actions = h.db(lambda s: s.scalars(select(AuditEvent.action).where(
+            AuditEvent.target_id == str(paid.id)).order_by(AuditEvent.id)).all())
+        assert actions[-2:] == [AuditAction.LOAN_ARCHIVED, AuditAction.LOAN_RESTORED]
+        assert count(h, Loan, Loan.id == plain.id) == 1

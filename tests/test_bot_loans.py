@@ -110,13 +110,13 @@ async def test_card_buttons_follow_role_and_state(settings, committed):
         _, number = _loan(h, agent, "Role Check")
         manager_card = await h.say(manager, f"/loan {number}")
         assert _labels(manager_card)[-2:] == ["✖️ Write off", "👤 Reassign"]
-        assert _labels(await h.say(admin, f"/loan {number}"))[-1] == "🗑 Delete"
+        assert _labels(await h.say(admin, f"/loan {number}"))[-1] == "🗄 Archive"
         h.db(loan_service.write_off_loan, actor=actor_of(manager), loan_number=number,
              reason="Moved away", expected_version=None, today=_today(h))
         card = await h.say(agent, f"/loan {number}")
         assert "written off" in card["text"] and "Reason: Moved away" in card["text"]
         assert _labels(card) == ["📜 History"]
-        assert _labels(await h.say(admin, f"/loan {number}")) == ["📜 History", "🗑 Delete"]
+        assert _labels(await h.say(admin, f"/loan {number}")) == ["📜 History", "🗄 Archive"]
 
 
 @e2e

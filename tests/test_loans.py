@@ -32,7 +32,6 @@ from db.services.loans import (
     EditableField,
     add_loan,
     close_loan,
-    delete_loan,
     edit_loan,
     find_borrower,
     get_loan,
@@ -441,35 +440,4 @@ def test_write_off_needs_a_manager_and_a_reason(session, agent_a, manager, today
         write_off(manager, "again please")
 
 
-# -- delete -------------------------------------------------------------------------------------
-
-
-def test_delete_is_admin_only_and_leaves_an_audit_row(session, agent_a, manager, admin, today):
-    loan = make_loan(session, agent=agent_a, loan_number="T-DEL-1")
-    loan_id, borrower = loan.id, loan.borrower.name
-    for who in (agent_a, manager):
-        with pytest.raises(AccessDenied):
-            delete_loan(session, actor=actor(who), loan_number="T-DEL-1")
-    assert delete_loan(session, actor=actor(admin), loan_number="t-del-1") == "T-DEL-1"
-    assert session.get(Loan, loan_id) is None
-    with pytest.raises(NotFound):
-        get_loan(session, actor=actor(admin), loan_number="T-DEL-1", today=today)
-    [row] = audits(session, AuditAction.LOAN_DELETED, loan_id)
-    assert row.staff_id == admin.id
-    assert row.details["loan_number"] == "T-DEL-1" and row.details["borrower"] == borrower
-    assert row.details["principal"] == "10000.00" and row.details["payments"] == 0
-
-
-def test_delete_refuses_with_payments_unless_forced(session, agent_a, admin):
-    loan = make_loan(session, agent=agent_a, loan_number="T-DEL-2")
-    loan_id = loan.id
-    pay_everything(session, loan_id)
-    with pytest.raises(Conflict, match="Loan T-DEL-2 has 1 payments"):
-        delete_loan(session, actor=actor(admin), loan_number="T-DEL-2")
-    assert session.get(Loan, loan_id) is not None
-    delete_loan(session, actor=actor(admin), loan_number="T-DEL-2", force=True)
-    session.expire_all()
-    assert session.get(Loan, loan_id) is None
-    assert session.scalar(select(func.count(Payment.id)).where(Payment.loan_id == loan_id)) == 0
-    [row] = audits(session, AuditAction.LOAN_DELETED, loan_id)
-    assert row.details["payments"] == 1 and row.details["forced"] is True
+# -- delete: loans are archived now, never deleted (tests/test_archive.py) ------------------

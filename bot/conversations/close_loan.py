@@ -1,9 +1,9 @@
-"""Ending a loan's life: /close, write-off (managers) and /delete (admins).
+"""Ending a loan's life: /close, write-off (managers), /archive or /delete and /restore (admins).
 
 Close and write-off are previewed with the service itself (actions.dry_run), so a loan with
 money owed, or a reason too short, is refused before anything is asked to be confirmed.
-Delete asks once, and once more, explicitly, when the loan has payments. Reassigning is in
-bot/handlers/assign.py (it needs no conversation).
+Nothing is ever deleted: /delete archives, asking a reason and a confirmation, as /restore
+does. Reassigning is in bot/handlers/assign.py (it needs no conversation).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from bot.handlers.loans import show_card
 from bot.keyboards import CB
 from db.models import Role
 from db.services import loans as loan_service
-from db.services import payments
 from db.services.access import Actor
 from db.services.errors import Conflict, InvalidInput, ServiceError
 from db.services.views import LoanView
@@ -43,8 +42,10 @@ class State(IntEnum):
     CLOSE = 1
     WRITE_OFF_REASON = 2
     WRITE_OFF = 3
-    DELETE = 4
-    DELETE_FORCE = 5
+    ARCHIVE_REASON = 4
+    ARCHIVE = 5
+    RESTORE_REASON = 6
+    RESTORE = 7
 
 
 def _buttons(state_handlers: list[BaseHandler]) -> list[BaseHandler]:
@@ -52,7 +53,7 @@ def _buttons(state_handlers: list[BaseHandler]) -> list[BaseHandler]:
 
 
 def build_handler() -> ConversationHandler:
-    """Close, write off and delete: each a confirmation (write-off asks the reason first)."""
+    """Close, write off, archive, restore: each a confirmation (all but close ask a reason)."""
     cancel = CallbackQueryHandler(actions.cancel_step(NAME),
                                   pattern=keyboards.pattern(CB.ACTION_CANCEL))
 
@@ -63,14 +64,18 @@ def build_handler() -> ConversationHandler:
         entry_points=[
             CommandHandler("close", close_command), on(CB.LOAN_CLOSE, close_button),
             on(CB.LOAN_WRITE_OFF, write_off_button),
-            CommandHandler("delete", delete_command), on(CB.LOAN_DELETE, delete_button),
+            CommandHandler(["delete", "archive"], archive_command),
+            on(CB.LOAN_DELETE, archive_button),
+            CommandHandler("restore", restore_command), on(CB.LOAN_RESTORE, restore_button),
         ],
         states={
             State.CLOSE: _buttons([on(CB.CLOSE_CONFIRM, close_confirmed), cancel]),
             State.WRITE_OFF_REASON: [MessageHandler(TEXT_INPUT, write_off_reason)],
             State.WRITE_OFF: _buttons([on(CB.WRITE_OFF_CONFIRM, write_off_confirmed), cancel]),
-            State.DELETE: _buttons([on(CB.DELETE_CONFIRM, delete_confirmed), cancel]),
-            State.DELETE_FORCE: _buttons([on(CB.DELETE_FORCE, delete_forced), cancel]),
+            State.ARCHIVE_REASON: [MessageHandler(TEXT_INPUT, archive_reason)],
+            State.ARCHIVE: _buttons([on(CB.ARCHIVE_CONFIRM, archive_confirmed), cancel]),
+            State.RESTORE_REASON: [MessageHandler(TEXT_INPUT, restore_reason)],
+            State.RESTORE: _buttons([on(CB.RESTORE_CONFIRM, restore_confirmed), cancel]),
         },
         fallbacks=[cancel_fallback()],
         name="close_loan",
@@ -200,65 +205,128 @@ async def write_off_confirmed(update: Update, context: Context, actor: Actor) ->
     return await _done(update, context, actor, text, view.id)
 
 
-# --- delete --------------------------------------------------------------------------------
+# --- archive (/delete, /archive) and restore: loans are never deleted ------------------------
 
 
 @require_staff
-async def delete_command(update: Update, context: Context, actor: Actor) -> int:
-    """/delete <number> (admins)."""
-    if not await actions.allowed(update, actor, Role.ADMIN, "delete loans"):
+async def archive_command(update: Update, context: Context, actor: Actor) -> int:
+    """/archive <number> or /delete <number> (admins): ask the reason."""
+    if not await actions.allowed(update, actor, Role.ADMIN, "archive loans"):
         return actions.END
-    view = await actions.loan_of_args(update, context, actor, texts.DELETE_USAGE)
-    return actions.END if view is None else await _offer_delete(update, context, actor, view)
+    view = await actions.loan_of_args(update, context, actor, texts.ARCHIVE_USAGE)
+    return actions.END if view is None else await _ask_archive(update, context, view)
 
 
 @require_staff
-async def delete_button(update: Update, context: Context, actor: Actor) -> int:
-    """Delete on a card (admins)."""
-    if not await actions.allowed(update, actor, Role.ADMIN, "delete loans"):
+async def archive_button(update: Update, context: Context, actor: Actor) -> int:
+    """Archive on a card (admins)."""
+    if not await actions.allowed(update, actor, Role.ADMIN, "archive loans"):
         return actions.END
     view = await actions.loan_of_button(update, context, actor, CB.LOAN_DELETE)
-    return actions.END if view is None else await _offer_delete(update, context, actor, view)
+    return actions.END if view is None else await _ask_archive(update, context, view)
 
 
-async def _offer_delete(update: Update, context: Context, actor: Actor, view: LoanView) -> int:
+async def _ask_archive(update: Update, context: Context, view: LoanView) -> int:
+    if view.archived_at is not None:
+        await actions.say(update, texts.service_error(Conflict(
+            f"Loan {view.loan_number} is archived already.", code="loan_archived")))
+        return actions.END
     actions.begin(context, NAME, view)
-    paid = await db(context, payments.list_payments, actor=actor, loan_number=view.loan_number,
-                    limit=200)
-    text = texts.delete_confirm(view.loan_number, view.borrower_name, len(paid))
-    await _confirm(update, context, CB.DELETE_CONFIRM, texts.BTN_DELETE, text)
-    return State.DELETE
+    await actions.say(update, texts.archive_ask(texts.ARCHIVE_ASK, view.loan_number,
+                                                view.borrower_name))
+    return State.ARCHIVE_REASON
 
 
 @actions.step(NAME)
-async def delete_confirmed(update: Update, context: Context, actor: Actor) -> int | None:
-    """Delete pressed: delete a loan without payments; with payments, ask once more."""
-    if await actions.pressed(update, context, CB.DELETE_CONFIRM) is None:
-        return None
-    try:
-        number = await db(context, loan_service.delete_loan, actor=actor,
-                          loan_number=context.user_data[NUMBER])
-    except Conflict as err:
-        if err.code != "has_payments":
-            return await actions.refused(update, context, actor, err)
-        count = int(err.params.get("payments", 0))
-        text = texts.delete_force(context.user_data[NUMBER], count)
-        await update.callback_query.edit_message_text(
-            text, reply_markup=_markup(context, CB.DELETE_FORCE, texts.BTN_DELETE_ANYWAY))
-        return State.DELETE_FORCE
-    except ServiceError as err:
-        return await actions.refused(update, context, actor, err)
-    return await _done(update, context, actor, texts.loan_done(texts.DELETE_DONE, number), None)
+async def archive_reason(update: Update, context: Context, actor: Actor) -> int:
+    """The reason typed: check it with the service (nothing written), then confirm."""
+    return await _reason_step(update, context, actor, loan_service.archive_loan,
+                              State.ARCHIVE_REASON, State.ARCHIVE, CB.ARCHIVE_CONFIRM,
+                              texts.ARCHIVE_CONFIRM, texts.BTN_ARCHIVE)
 
 
 @actions.step(NAME)
-async def delete_forced(update: Update, context: Context, actor: Actor) -> int | None:
-    """Delete anyway pressed: delete the loan with its payments."""
-    if await actions.pressed(update, context, CB.DELETE_FORCE) is None:
+async def archive_confirmed(update: Update, context: Context, actor: Actor) -> int | None:
+    """Archive pressed: archive the loan with the reason; the admin sees its archived card."""
+    ids = await actions.pressed(update, context, CB.ARCHIVE_CONFIRM)
+    if ids is None:
         return None
+    data = context.user_data
     try:
-        number = await db(context, loan_service.delete_loan, actor=actor,
-                          loan_number=context.user_data[NUMBER], force=True)
+        done = await db(context, loan_service.archive_loan, actor=actor,
+                        loan_number=data[NUMBER], reason=data[REASON], expected_version=ids[1])
     except ServiceError as err:
         return await actions.refused(update, context, actor, err)
-    return await _done(update, context, actor, texts.loan_done(texts.DELETE_DONE, number), None)
+    text = texts.loan_done(texts.ARCHIVE_DONE, done.loan_number)
+    if done.withdrawn:
+        text += texts.ARCHIVE_WITHDRAWN.format(count=done.withdrawn)
+    return await _done(update, context, actor, text, done.loan_id)
+
+
+@require_staff
+async def restore_command(update: Update, context: Context, actor: Actor) -> int:
+    """/restore <number> (admins): ask the reason."""
+    if not await actions.allowed(update, actor, Role.ADMIN, "restore loans"):
+        return actions.END
+    view = await actions.loan_of_args(update, context, actor, texts.RESTORE_USAGE)
+    return actions.END if view is None else await _ask_restore(update, context, view)
+
+
+@require_staff
+async def restore_button(update: Update, context: Context, actor: Actor) -> int:
+    """Restore on an archived loan's card (admins)."""
+    if not await actions.allowed(update, actor, Role.ADMIN, "restore loans"):
+        return actions.END
+    view = await actions.loan_of_button(update, context, actor, CB.LOAN_RESTORE)
+    return actions.END if view is None else await _ask_restore(update, context, view)
+
+
+async def _ask_restore(update: Update, context: Context, view: LoanView) -> int:
+    if view.archived_at is None:
+        await actions.say(update, texts.loan_done(texts.RESTORE_NOT_ARCHIVED, view.loan_number))
+        return actions.END
+    actions.begin(context, NAME, view)
+    await actions.say(update, texts.archive_ask(texts.RESTORE_ASK, view.loan_number,
+                                                view.borrower_name, view.archive_reason or "-"))
+    return State.RESTORE_REASON
+
+
+@actions.step(NAME)
+async def restore_reason(update: Update, context: Context, actor: Actor) -> int:
+    """The reason typed: check it, then confirm."""
+    return await _reason_step(update, context, actor, loan_service.restore_loan,
+                              State.RESTORE_REASON, State.RESTORE, CB.RESTORE_CONFIRM,
+                              texts.RESTORE_CONFIRM, texts.BTN_RESTORE)
+
+
+@actions.step(NAME)
+async def restore_confirmed(update: Update, context: Context, actor: Actor) -> int | None:
+    """Restore pressed: the loan is back in every list; its fresh card follows."""
+    if await actions.pressed(update, context, CB.RESTORE_CONFIRM) is None:
+        return None
+    data = context.user_data
+    try:
+        done = await db(context, loan_service.restore_loan, actor=actor,
+                        loan_number=data[NUMBER], reason=data[REASON])
+    except ServiceError as err:
+        return await actions.refused(update, context, actor, err)
+    text = texts.loan_done(texts.RESTORE_DONE, done.loan_number)
+    return await _done(update, context, actor, text, done.loan_id)
+
+
+async def _reason_step(update: Update, context: Context, actor: Actor, fn, again: State,
+                       then: State, prefix: CB, template: str, label: str) -> int:
+    """A reason for archive or restore: dry-run the service with it; ask again or confirm."""
+    data, reason = context.user_data, update.message.text
+    try:
+        await db(context, actions.dry_run, fn=fn, actor=actor, loan_number=data[NUMBER],
+                 reason=reason)
+    except InvalidInput as err:
+        await actions.say(update, texts.action_again(err.message, texts.ARCHIVE_ASK_AGAIN))
+        return again
+    except ServiceError as err:
+        return await actions.refused(update, context, actor, err)
+    data[REASON] = reason
+    await _confirm(update, context, prefix, label,
+                   texts.archive_confirm(template, data[NUMBER], reason.strip()))
+    return then

@@ -33,6 +33,7 @@ NAME = "edit"
 FIELD = "act.field"
 VALUE = "act.value"
 CURRENT = "act.current"
+REASON = "act.reason"  # asked only when the service wants one (an agent's long due-date move)
 RETRYABLE = {"phone_taken"}  # refusals another value can cure: ask again
 
 
@@ -40,6 +41,7 @@ class State(IntEnum):
     FIELD = 1
     VALUE = 2
     CONFIRM = 3
+    REASON = 4
 
 
 def build_handler() -> ConversationHandler:
@@ -55,6 +57,7 @@ def build_handler() -> ConversationHandler:
                 MessageHandler(TEXT_INPUT, actions.buttons_only(NAME)),
             ],
             State.VALUE: [MessageHandler(TEXT_INPUT, value_text)],
+            State.REASON: [MessageHandler(TEXT_INPUT, reason_text)],
             State.CONFIRM: [
                 CallbackQueryHandler(confirm, pattern=keyboards.pattern(CB.EDIT_CONFIRM)),
                 CallbackQueryHandler(actions.cancel_step(NAME),
@@ -133,6 +136,7 @@ def _edit(context: Context, actor: Actor, value: str, version: int) -> dict:
         "actor": actor, "loan_number": data[NUMBER], "field": EditableField(data[FIELD]),
         "value": value, "expected_version": version, "today": actions.today_of(context),
         "region": settings.default_phone_region, "max_amount": settings.max_amount,
+        "reason": data.get(REASON),
     }
 
 
@@ -140,19 +144,50 @@ def _edit(context: Context, actor: Actor, value: str, version: int) -> dict:
 async def value_text(update: Update, context: Context, actor: Actor) -> int:
     """The new value typed: preview the change (nothing written) and ask to confirm."""
     data, value = context.user_data, update.message.text
+    data.pop(REASON, None)
     try:
         preview: EditResult = await db(context, actions.dry_run, fn=loan_service.edit_loan,
                                        **_edit(context, actor, value, data[VERSION]))
     except ServiceError as err:
+        if err.code == "reason_needed":
+            data[VALUE] = value
+            await actions.say(update, texts.action_again(err.message, texts.EDIT_ASK_REASON))
+            return State.REASON
         if isinstance(err, InvalidInput) or err.code in RETRYABLE:
             await actions.say(update, texts.action_again(err.message, texts.EDIT_ASK_AGAIN))
             return State.VALUE
         return await actions.refused(update, context, actor, err)
     data[VALUE] = value
+    return await _ask_confirm(update, context, preview)
+
+
+@actions.step(NAME)
+async def reason_text(update: Update, context: Context, actor: Actor) -> int:
+    """The reason for a long due-date move: preview again with it, then confirm."""
+    data = context.user_data
+    data[REASON] = update.message.text
+    try:
+        preview: EditResult = await db(context, actions.dry_run, fn=loan_service.edit_loan,
+                                       **_edit(context, actor, data[VALUE], data[VERSION]))
+    except InvalidInput as err:
+        if err.code not in ("reason_short", "reason_needed", "text_long", "text_control"):
+            return await actions.refused(update, context, actor, err)
+        await actions.say(update, texts.action_again(err.message, texts.EDIT_ASK_REASON))
+        return State.REASON
+    except ServiceError as err:
+        return await actions.refused(update, context, actor, err)
+    return await _ask_confirm(update, context, preview)
+
+
+async def _ask_confirm(update: Update, context: Context, preview: EditResult) -> int:
+    """before → after (and the reason, if one was asked), with Confirm / Cancel."""
+    data = context.user_data
     currency = settings_of(context).currency
     field = data[FIELD]
     text = texts.edit_confirm(data[NUMBER], field, shown(field, preview.before, currency),
                               shown(field, preview.after, currency))
+    if data.get(REASON):
+        text += texts.edit_reason_line(data[REASON])
     markup = keyboards.action_confirm(CB.EDIT_CONFIRM, data[LOAN_ID], data[VERSION],
                                       texts.BTN_CONFIRM, texts.BTN_CANCEL)
     await actions.say(update, text, reply_markup=markup)

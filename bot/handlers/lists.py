@@ -23,6 +23,7 @@ from bot.context import Context, answer_button, db, reply, require_staff, settin
 from bot.conversations import TEXT_INPUT, cancel_fallback
 from bot.handlers.replies import fmt, show, today
 from bot.keyboards import CB
+from db.models import Role
 from db.services import loans as loan_service
 from db.services import reports
 from db.services.access import Actor
@@ -33,7 +34,7 @@ PAGE = 8  # loans per search or list page: each is a button, a phone shows about
 TODAY_LIMIT = 30
 FIND_KEY = "lnf"  # the last search's text
 LIST_KEY = "lnl"  # {"f": filter, "c": [after-cursor of each page seen]}
-_FILTER_LABELS = dict(keyboards.LIST_FILTERS)
+_FILTER_LABELS = dict([*keyboards.LIST_FILTERS, keyboards.ARCHIVED_FILTER])
 
 
 class FindState(IntEnum):
@@ -155,7 +156,8 @@ async def _list_page(update: Update, context: Context, actor: Actor, filter: Loa
     if not found.items:
         text += "\n" + texts.LIST_EMPTY
     loans = views.loan_buttons(found.items, fmt(context))
-    markup = keyboards.loan_list(loans, filter.value, page, found.next_cursor is not None)
+    markup = keyboards.loan_list(loans, filter.value, page, found.next_cursor is not None,
+                                 archived=actor.role is Role.ADMIN)
     await show(update, context, text, markup, edit)
 
 

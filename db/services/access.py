@@ -8,9 +8,12 @@ from sqlalchemy import ColumnElement, Select, exists, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import Borrower, Loan, Role, Staff, StaffState
-from db.services.errors import AccessDenied, NotFound
+from db.services.errors import AccessDenied, Conflict, NotFound
 
 _RANK = {Role.AGENT: 0, Role.MANAGER: 1, Role.ADMIN: 2}
+
+# Loans that are not archived: every list, search, reminder, report and job filters on it.
+LIVE_LOAN = Loan.archived_at.is_(None)
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,18 @@ def scope_loans(stmt: Select, actor: Actor) -> Select:
     return stmt.where(Loan.agent_id == actor.staff_id)
 
 
+def scope_live_loans(stmt: Select, actor: Actor) -> Select:
+    """scope_loans, and archived loans left out (the lists and searches of every role)."""
+    return scope_loans(stmt, actor).where(LIVE_LOAN)
+
+
 def check_loan(actor: Actor, loan: Loan | None, number: str = "") -> Loan:
-    """The loan if actor may see it; otherwise the same NotFound as a missing loan."""
+    """The loan if actor may see it; otherwise the same NotFound as a missing loan.
+
+    An archived loan is seen by admins only (its card and history; they may restore it).
+    """
+    if loan is not None and loan.archived_at is not None and actor.role is not Role.ADMIN:
+        loan = None
     if loan is None or not (actor.sees_all_loans or loan.agent_id == actor.staff_id):
         raise NotFound(f"No loan {number} found.".replace("  ", " "), code="loan_not_found")
     return loan
@@ -98,4 +111,14 @@ def check_borrower_editable(session: Session, *, actor: Actor, borrower_id: int)
     if not borrower_in_scope(session, actor=actor, borrower_id=borrower_id):
         raise AccessDenied(
             "Only a manager can change this borrower's details.", code="borrower_shared"
+        )
+
+
+def refuse_archived(loan: Loan) -> None:
+    """No change to an archived loan (payments, edits, promises...) until it is restored."""
+    if loan.archived_at is not None:
+        raise Conflict(
+            f"Loan {loan.loan_number} is archived; an admin can restore it with "
+            f"/restore {loan.loan_number}.",
+            code="loan_archived",
         )

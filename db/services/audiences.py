@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, Date, case, exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from db.models import Borrower, BorrowerTag, Installment, Loan, LoanState, Suppression
+from db.services.access import LIVE_LOAN
 from db.services.errors import InvalidInput
 from db.services.ledger import Bucket, bucket_dates
 
@@ -108,7 +109,7 @@ class Recipient:
 
 def _conditions(audience: Audience, today: date) -> list[ColumnElement[bool]]:
     """The audience's loans: always ACTIVE ones."""
-    conds = [Loan.state == LoanState.ACTIVE]
+    conds = [Loan.state == LoanState.ACTIVE, LIVE_LOAN]
     if audience.kind is AudienceKind.OVERDUE:
         conds.append(Loan.next_due_date < today)
     elif audience.kind is AudienceKind.BUCKET:

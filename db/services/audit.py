@@ -31,7 +31,9 @@ class AuditAction(StrEnum):
     LOAN_REASSIGNED = "loan_reassigned"
     LOAN_CLOSED = "loan_closed"
     LOAN_WRITTEN_OFF = "loan_written_off"
-    LOAN_DELETED = "loan_deleted"
+    LOAN_DELETED = "loan_deleted"  # before issue 9: loans are archived now, never deleted
+    LOAN_ARCHIVED = "loan_archived"
+    LOAN_RESTORED = "loan_restored"
     PAYMENT_RECORDED = "payment_recorded"
     PAYMENT_REVERSED = "payment_reversed"
     PROMISE_RECORDED = "promise_recorded"

@@ -26,7 +26,7 @@ from db.models import (
     Suppression,
 )
 from db.models import MessageStatus as S
-from db.services.access import Actor, require_role
+from db.services.access import Actor, refuse_archived, require_role
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import Conflict
 from db.services.ledger import ZERO
@@ -182,6 +182,7 @@ def queue_reminder_now(
 ) -> ReminderInfo:
     """Queue one reminder for a loan the actor may see; at most one such per loan a day."""
     loan = load_loan(session, actor, loan_number)
+    refuse_archived(loan)  # an admin may open one; nothing is sent about it
     if loan.state != LoanState.ACTIVE:
         raise Conflict(f"Loan {loan.loan_number} is not active.", code="loan_not_active")
     _check_reachable(session, loan.borrower)

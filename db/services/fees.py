@@ -15,6 +15,7 @@ from db.config import LateFeeKind
 from db.models import Installment, Loan, LoanEventKind, LoanState
 from db.money import q
 from db.services import ledger
+from db.services.access import LIVE_LOAN
 from db.services.audit import loan_event
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,14 @@ def _chargeable(inst: Installment, cutoff: date) -> bool:
     )
 
 
-def _eligible_loan_ids(session: Session, cutoff: date, after_id: int) -> list[int]:
+def _eligible_loan_ids(session: Session, cutoff: date, after_id: int,
+                       limit: int = BATCH) -> list[int]:
     stmt = (
         select(Installment.loan_id)
         .join(Loan, Loan.id == Installment.loan_id)
         .where(
             Loan.state == LoanState.ACTIVE,
+            LIVE_LOAN,
             Loan.id > after_id,
             Installment.fee_applied_at.is_(None),
             Installment.due_date < cutoff,
@@ -62,7 +65,7 @@ def _eligible_loan_ids(session: Session, cutoff: date, after_id: int) -> list[in
         )
         .group_by(Installment.loan_id)
         .order_by(Installment.loan_id)
-        .limit(BATCH)
+        .limit(limit)
     )
     return list(session.scalars(stmt))
 
@@ -91,31 +94,55 @@ def _charge_loan(session: Session, loan: Loan, cutoff: date, rule: FeeRule) -> i
     return len(charged)
 
 
+def fee_cutoff(today: date, grace_days: int) -> date:
+    """Installments due before this day are overdue past the grace days."""
+    return today - timedelta(days=grace_days)
+
+
+def charge_batch(
+    session: Session, *, cutoff: date, rule: FeeRule, after_id: int, limit: int = BATCH,
+) -> tuple[int, int | None]:
+    """Charge the next `limit` loans (by id) after after_id that owe a late fee.
+
+    Returns (installments charged, the last loan id looked at, or None when none was left).
+    Each installment is marked when charged, so a batch run twice (a restart, a second
+    worker) never charges it twice.
+    """
+    ids = _eligible_loan_ids(session, cutoff, after_id, limit)
+    if not ids:
+        return 0, None
+    # Loans are locked in id order (no deadlock between two workers); each is re-read
+    # under the lock, so an installment a concurrent run charged is not charged again.
+    loans = session.scalars(
+        select(Loan)
+        .where(Loan.id.in_(ids), Loan.state == LoanState.ACTIVE, LIVE_LOAN)
+        .order_by(Loan.id)
+        .with_for_update(of=Loan)
+        .options(selectinload(Loan.installments))
+        .execution_options(populate_existing=True)
+    ).all()
+    charged = sum(_charge_loan(session, loan, cutoff, rule) for loan in loans)
+    session.flush()
+    return charged, ids[-1]
+
+
 def apply_late_fees(
     session: Session, *, today: date, kind: LateFeeKind, amount: Decimal, percent: Decimal,
     grace_days: int,
 ) -> int:
-    """Charge the configured fee once on every installment overdue past the grace days."""
+    """Charge the configured fee once on every installment overdue past the grace days.
+
+    All in the caller's transaction; the worker uses charge_batch, one transaction a batch.
+    """
     rule = FeeRule(LateFeeKind(kind), amount, percent)
     if not rule.charges:
         return 0
-    # Overdue past the grace period: due_date + grace_days < today.
-    cutoff = today - timedelta(days=grace_days)
+    cutoff = fee_cutoff(today, grace_days)
     charged, after_id = 0, 0
-    while ids := _eligible_loan_ids(session, cutoff, after_id):
-        # Loans are locked in id order (no deadlock between two workers); each is re-read
-        # under the lock, so an installment a concurrent run charged is not charged again.
-        loans = session.scalars(
-            select(Loan)
-            .where(Loan.id.in_(ids), Loan.state == LoanState.ACTIVE)
-            .order_by(Loan.id)
-            .with_for_update(of=Loan)
-            .options(selectinload(Loan.installments))
-            .execution_options(populate_existing=True)
-        ).all()
-        for loan in loans:
-            charged += _charge_loan(session, loan, cutoff, rule)
-        session.flush()
-        after_id = ids[-1]
+    while True:
+        done, last = charge_batch(session, cutoff=cutoff, rule=rule, after_id=after_id)
+        if last is None:
+            break
+        charged, after_id = charged + done, last
     log.info("late fees charged on %s installments", charged)
     return charged

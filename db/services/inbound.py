@@ -39,6 +39,7 @@ from db.models import (
     StaffState,
 )
 from db.services import outbox, reply_limit, suppressions
+from db.services.access import LIVE_LOAN
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import InvalidInput
 from db.services.relays import RelayInfo, reply_loan
@@ -145,7 +146,7 @@ def _balance_text(session: Session, agency: _Agency, borrower: Borrower | None) 
         return f"{agency.name}: we could not find an account for this number."
     loans = session.scalars(
         select(Loan)
-        .where(Loan.borrower_id == borrower.id, Loan.state == LoanState.ACTIVE)
+        .where(Loan.borrower_id == borrower.id, Loan.state == LoanState.ACTIVE, LIVE_LOAN)
         .order_by(Loan.loan_number)
     ).all()
     if not loans:

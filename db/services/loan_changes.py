@@ -1,4 +1,7 @@
-"""Changing a loan: edit a field, reassign, close, write off, delete; each with history rows."""
+"""Changing a loan: edit a field, reassign, close, write off; each with history rows.
+
+Loans are never deleted: db/services/loan_archive.py archives and restores them.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +28,11 @@ from db.services.views import LoanView, loan_view
 from db.validation import clean_name, clean_text, name_key, parse_amount, parse_date, parse_phone
 
 log = logging.getLogger(__name__)
+
+
+# An agent moving a due date further than this (either way) must say why (issue 9 item 13);
+# the reason is kept in the history and the audit row. Managers and admins need none.
+MAX_AGENT_DUE_SHIFT_DAYS = 30
 
 
 class EditableField(StrEnum):
@@ -146,12 +154,33 @@ def _apply(session: Session, loan: Loan, field: EditableField, new) -> None:
         _set_principal(session, loan, new)
 
 
+def _shift_reason(actor: Actor, field: EditableField, old: object, new: object,
+                  reason: str | None) -> str | None:
+    """The reason an agent must give for a long due-date move (cleaned), else reason as is."""
+    why = clean_text(reason, field="reason", max_len=300, required=False)
+    if (field is not EditableField.NEXT_DUE_DATE or actor.at_least(Role.MANAGER)
+            or old is None or abs((new - old).days) <= MAX_AGENT_DUE_SHIFT_DAYS):
+        return why
+    if why is None:
+        raise InvalidInput(
+            f"Moving a due date by more than {MAX_AGENT_DUE_SHIFT_DAYS} days needs a reason.",
+            code="reason_needed",
+        )
+    if len(why) < 3:
+        raise InvalidInput("Give a reason of at least 3 characters.", code="reason_short")
+    return why
+
+
 def edit_loan(
     session: Session, *, actor: Actor, loan_number: str, field: EditableField, value: str,
     expected_version: int | None, today: date, region: str = "IN",
-    max_amount: Decimal = DEFAULT_MAX_AMOUNT,
+    max_amount: Decimal = DEFAULT_MAX_AMOUNT, reason: str | None = None,
 ) -> EditResult:
-    """Change one field of an active loan (or its borrower), with its history rows."""
+    """Change one field of an active loan (or its borrower), with its history rows.
+
+    reason goes into the history and audit rows; an agent moving a due date by more than
+    MAX_AGENT_DUE_SHIFT_DAYS must give one (InvalidInput code reason_needed otherwise).
+    """
     field = EditableField(field)
     loan = _changeable(session, actor, loan_number, expected_version)
     if field in _BORROWER_FIELDS:
@@ -160,12 +189,13 @@ def edit_loan(
     old = _current(loan, field)
     if new == old:
         raise InvalidInput("That is the same as before: nothing to change.", code="unchanged")
+    why = _shift_reason(actor, field, old, new, reason)
     _apply(session, loan, field, new)
     ledger.refresh(loan)
     ledger.touch(loan, actor)
     before, after = ("" if v is None else str(v) for v in (old, _current(loan, field)))
     _record(session, actor, loan, LoanEventKind.EDITED, AuditAction.LOAN_EDITED,
-            before={field.value: before}, after={field.value: after})
+            before={field.value: before}, after={field.value: after}, note=why)
     return EditResult(loan_view(session, loan, today=today), field, before, after)
 
 
@@ -220,30 +250,6 @@ def write_off_loan(
             before={"state": LoanState.ACTIVE, "outstanding": loan.outstanding},
             after={"state": LoanState.WRITTEN_OFF}, note=why)
     return loan_view(session, loan, today=today)
-
-
-def delete_loan(session: Session, *, actor: Actor, loan_number: str, force: bool = False) -> str:
-    """Delete a loan and everything hanging off it (admins only); the audit row remains."""
-    require_role(actor, Role.ADMIN, "delete loans")
-    loan = load_loan(session, actor, loan_number, lock=True)
-    payments = session.scalar(select(func.count(Payment.id)).where(Payment.loan_id == loan.id))
-    if payments and not force:
-        raise Conflict(
-            f"Loan {loan.loan_number} has {payments} payments; close it instead, "
-            "or delete with force.",
-            code="has_payments", payments=payments,
-        )
-    number = loan.loan_number
-    audit(session, actor=actor, action=AuditAction.LOAN_DELETED, target_type="loan",
-          target_id=loan.id, details={
-              "loan_number": number, "borrower": loan.borrower.name,
-              "borrower_phone": loan.borrower.phone, "principal": loan.principal,
-              "payments": payments, "forced": force,
-          })
-    session.delete(loan)
-    session.flush()
-    log.info("loan %s deleted by staff %s", number, actor.staff_id)
-    return number
 
 
 def _record(session: Session, actor: Actor, loan: Loan, kind: LoanEventKind,

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, defaultload, selectinload
 
 from db.models import Borrower, Loan
-from db.services.access import Actor, check_loan
+from db.services.access import Actor, check_loan, refuse_archived
 from db.services.errors import InvalidInput
 from db.validation import parse_loan_number
 
@@ -18,8 +18,12 @@ MAX_PAGE = 100
 NO_TAGS = defaultload(Loan.borrower).lazyload(Borrower.tags)
 
 
-def load_loan(session: Session, actor: Actor, loan_number: str, *, lock: bool = False) -> Loan:
-    """The loan with that number if actor may see it (row-locked for changes when lock)."""
+def load_loan(session: Session, actor: Actor, loan_number: str, *, lock: bool = False,
+              archived: bool = False) -> Loan:
+    """The loan with that number if actor may see it (row-locked for changes when lock).
+
+    A loan locked for a change must not be archived, unless archived (restoring it).
+    """
     number = parse_loan_number(loan_number)
     stmt = select(Loan).where(Loan.loan_number == number).options(NO_TAGS)
     if lock:
@@ -30,7 +34,10 @@ def load_loan(session: Session, actor: Actor, loan_number: str, *, lock: bool = 
             .options(selectinload(Loan.installments))
             .execution_options(populate_existing=True)
         )
-    return check_loan(actor, session.scalars(stmt).first(), number)
+    loan = check_loan(actor, session.scalars(stmt).first(), number)
+    if lock and not archived:
+        refuse_archived(loan)
+    return loan
 
 
 def check_page(limit: int, offset: int = 0) -> None:

@@ -14,9 +14,9 @@ from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session, contains_eager
 
 from db import clock
-from db.models import Borrower, Loan, LoanState
+from db.models import Borrower, Loan, LoanState, Role
 from db.services import ledger
-from db.services.access import Actor, scope_loans
+from db.services.access import LIVE_LOAN, Actor, require_role, scope_live_loans
 from db.services.errors import AccessDenied, InvalidInput
 from db.services.loan_history import HistoryItem as HistoryItem
 from db.services.loan_history import HistoryPage as HistoryPage
@@ -39,6 +39,7 @@ class LoanFilter(StrEnum):
     BUCKET_90_PLUS = "bucket_90_plus"
     CLOSED = "closed"
     WRITTEN_OFF = "written_off"
+    ARCHIVED = "archived"  # admins only: every other filter leaves archived loans out
 
 
 _BUCKETS = {
@@ -101,7 +102,7 @@ def search_loans(
     want = offset + limit + 1
     base = select(Loan).join(Loan.borrower)
     base = base.options(contains_eager(Loan.borrower).lazyload(Borrower.tags))
-    base = scope_loans(base, actor)
+    base = scope_live_loans(base, actor)
     found: list[Loan] = []
     with contextlib.suppress(InvalidInput):
         number = parse_loan_number(cleaned)
@@ -121,6 +122,12 @@ def search_loans(
 
 
 def _filter_conditions(filter: LoanFilter, today: date) -> list[ColumnElement[bool]]:
+    if filter is LoanFilter.ARCHIVED:
+        return [Loan.archived_at.is_not(None)]
+    return [LIVE_LOAN, *_live_conditions(filter, today)]
+
+
+def _live_conditions(filter: LoanFilter, today: date) -> list[ColumnElement[bool]]:
     active = Loan.state == LoanState.ACTIVE
     if filter is LoanFilter.ALL:
         return []
@@ -209,6 +216,8 @@ def list_loans(
     check_page(limit)
     if after and before:
         raise InvalidInput("Give either after or before, not both.", code="cursor")
+    if filter == LoanFilter.ARCHIVED:
+        require_role(actor, Role.ADMIN, "list archived loans")
     where = [
         *_scoped(actor, agent_id),
         *_filter_conditions(LoanFilter(filter), today),

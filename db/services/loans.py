@@ -30,11 +30,11 @@ from db.services import ledger
 from db.services.access import Actor, check_borrower, check_loan
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import AccessDenied, Conflict
+from db.services.loan_archive import ArchiveResult, archive_loan, restore_loan
 from db.services.loan_changes import (
     EditableField,
     EditResult,
     close_loan,
-    delete_loan,
     edit_loan,
     reassign_loan,
     write_off_loan,
@@ -49,10 +49,10 @@ from db.services.views import BorrowerView, LoanView, card_select, loan_view
 from db.validation import clean_name, clean_text, name_key, parse_loan_number, parse_phone
 
 __all__ = [
-    "EditResult", "EditableField", "HistoryItem", "HistoryPage", "LoanFilter", "LoanPage",
-    "add_loan", "close_loan", "delete_loan", "edit_loan", "find_borrower", "get_loan",
-    "get_loan_by_id", "list_loans", "loan_history", "reassign_loan", "search_loans",
-    "write_off_loan",
+    "ArchiveResult", "EditResult", "EditableField", "HistoryItem", "HistoryPage", "LoanFilter",
+    "LoanPage", "add_loan", "archive_loan", "close_loan", "edit_loan", "find_borrower",
+    "get_loan", "get_loan_by_id", "list_loans", "loan_history", "reassign_loan",
+    "restore_loan", "search_loans", "write_off_loan",
 ]
 
 log = logging.getLogger(__name__)

@@ -163,6 +163,7 @@ def _payment_and_loan(session: Session, actor: Actor, payment_id: int) -> tuple[
     if loan is None:
         raise NotFound(f"No payment {payment_id} found.", code="payment_not_found")
     access.check_loan(actor, loan, loan.loan_number)
+    access.refuse_archived(loan)
     payment = session.scalars(
         select(Payment).where(Payment.id == payment_id).execution_options(populate_existing=True)
     ).one()

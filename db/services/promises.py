@@ -28,7 +28,7 @@ from db.models import (
     Staff,
 )
 from db.money import format_money, q
-from db.services.access import Actor
+from db.services.access import LIVE_LOAN, Actor, refuse_archived
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import Conflict, InvalidInput
 from db.services.loan_lookup import load_loan
@@ -157,32 +157,46 @@ def settle_promises(session: Session, *, loan: Loan, actor: Actor | None = None)
     return kept
 
 
+def break_promises_batch(
+    session: Session, *, today: date, after_id: int, limit: int = BATCH,
+) -> tuple[int, int | None]:
+    """Break the next `limit` overdue uncovered promises after after_id (by id).
+
+    Returns (broken, last promise id, or None when none was left). Only OPEN promises are
+    picked, so a batch run again after a restart breaks (and logs) nothing twice.
+    """
+    stmt = (
+        select(Promise)
+        .join(Loan, Loan.id == Promise.loan_id)
+        .where(
+            Promise.state == PromiseState.OPEN,
+            LIVE_LOAN,
+            Promise.promised_date < today,
+            Loan.amount_paid - Promise.paid_baseline < Promise.amount,
+            Promise.id > after_id,
+        )
+        .order_by(Promise.id)
+        .limit(limit)
+        # Two workers running the job at once must not break (and log) one promise twice.
+        .with_for_update(of=Promise, skip_locked=True)
+    )
+    batch = list(session.scalars(stmt))
+    if not batch:
+        return 0, None
+    for p in batch:
+        _resolve(session, p, PromiseState.BROKEN, None, NOTE_DATE_PASSED)
+    session.flush()
+    return len(batch), batch[-1].id
+
+
 def break_overdue_promises(session: Session, *, today: date) -> int:
     """The daily job: open promises whose date has passed uncovered become BROKEN."""
     broken, after_id = 0, 0
     while True:
-        stmt = (
-            select(Promise)
-            .join(Loan, Loan.id == Promise.loan_id)
-            .where(
-                Promise.state == PromiseState.OPEN,
-                Promise.promised_date < today,
-                Loan.amount_paid - Promise.paid_baseline < Promise.amount,
-                Promise.id > after_id,
-            )
-            .order_by(Promise.id)
-            .limit(BATCH)
-            # Two workers running the job at once must not break (and log) one promise twice.
-            .with_for_update(of=Promise, skip_locked=True)
-        )
-        batch = list(session.scalars(stmt))
-        if not batch:
+        done, last = break_promises_batch(session, today=today, after_id=after_id)
+        if last is None:
             break
-        for p in batch:
-            _resolve(session, p, PromiseState.BROKEN, None, NOTE_DATE_PASSED)
-        session.flush()
-        broken += len(batch)
-        after_id = batch[-1].id
+        broken, after_id = broken + done, last
     log.info("broke %s overdue promises", broken)
     return broken
 
@@ -194,6 +208,7 @@ def record_contact(
     """Note a call, visit or message with the borrower and what came of it."""
     note = clean_text(note, field="note", max_len=1000, required=False)
     loan = find_loan(session, actor=actor, loan_number=loan_number)
+    refuse_archived(loan)
     contact = Contact(
         loan_id=loan.id, channel=ContactChannel(channel), outcome=ContactOutcome(outcome),
         note=note, staff_id=actor.staff_id,

@@ -36,6 +36,7 @@ from db.models import (
     StaffSession,
     StaffState,
 )
+from db.services.access import LIVE_LOAN
 from db.services.errors import InvalidInput
 
 REPLY_WINDOW_DAYS = 14
@@ -64,14 +65,14 @@ def reply_loan(session: Session, *, borrower_id: int, today: date,
         select(Loan)
         .join(Message, Message.loan_id == Loan.id)
         .join(Borrower, Borrower.id == Loan.borrower_id)
-        .where(Loan.borrower_id == borrower_id, Message.to_phone == Borrower.phone,
+        .where(Loan.borrower_id == borrower_id, LIVE_LOAN, Message.to_phone == Borrower.phone,
                Message.sent_at.is_not(None), Message.sent_at >= since)
         .order_by(Message.sent_at.desc(), Message.id.desc())
         .limit(1)
     ).first()
     if answered is not None:
         return answered
-    loans = session.scalars(select(Loan).where(Loan.borrower_id == borrower_id)).all()
+    loans = session.scalars(select(Loan).where(Loan.borrower_id == borrower_id, LIVE_LOAN)).all()
     active = [ln for ln in loans if ln.state == LoanState.ACTIVE]
     overdue = [ln for ln in active if ln.next_due_date and ln.next_due_date < today]
     if overdue:

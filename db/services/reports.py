@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, aliased
 from db import clock
 from db.models import Loan, LoanState, Payment, Promise, PromiseState, Staff
 from db.money import q
-from db.services.access import Actor
+from db.services.access import LIVE_LOAN, Actor
 from db.services.ledger import Bucket, bucket_dates
 from db.services.views import LoanSummary, loan_summary
 
@@ -106,7 +106,8 @@ def _book(session: Session, actor: Actor, agent_id: int | None, today: date) -> 
     bucket = case(*((_bucket_cond(b, today), i) for i, b in enumerate(Bucket)), else_=-1)
     inner = select(Loan.agent_id.label("agent_id"), bucket.label("bucket"),
                    (Loan.amount_payable + Loan.fees_charged).label("owed"),
-                   Loan.amount_paid.label("paid")).where(Loan.state == LoanState.ACTIVE)
+                   Loan.amount_paid.label("paid")).where(Loan.state == LoanState.ACTIVE,
+                                                         LIVE_LOAN)
     rows = _scoped(inner, actor, agent_id).subquery()
     # Grouped in an outer query (PostgreSQL can't match a CASE with bound parameters),
     # then the few groups joined to their agent's name.
@@ -129,7 +130,7 @@ def _collections(session: Session, actor: Actor, agent_id: int | None, today: da
         select(Loan.agent_id, _cents(case((Payment.paid_at >= day_start, Payment.amount),
                                           else_=0)), _cents(Payment.amount))
         .join(Loan, Loan.id == Payment.loan_id)
-        .where(Payment.paid_at >= month_start, Payment.paid_at < end)
+        .where(Payment.paid_at >= month_start, Payment.paid_at < end, LIVE_LOAN)
         .group_by(Loan.agent_id)
     )
     rows = session.execute(_scoped(stmt, actor, agent_id))
@@ -186,7 +187,7 @@ def collections_by_day(session: Session, *, actor: Actor, today: date, tz: ZoneI
     inner = (
         select(day.label("day"), Payment.amount.label("amount"))
         .join(Loan, Loan.id == Payment.loan_id)
-        .where(Payment.paid_at >= edges[0], Payment.paid_at < edges[-1])
+        .where(Payment.paid_at >= edges[0], Payment.paid_at < edges[-1], LIVE_LOAN)
     )
     sub = _scoped(inner, actor, agent_id).subquery()
     rows = session.execute(select(sub.c.day, _cents(sub.c.amount)).group_by(sub.c.day))
@@ -207,7 +208,7 @@ def _latest_promise_is(state: PromiseState, *conds: ColumnElement) -> ColumnElem
 
 
 def _work_queries(today: date) -> list[tuple[WorkReason, Select]]:
-    active = select(Loan).where(Loan.state == LoanState.ACTIVE)
+    active = select(Loan).where(Loan.state == LoanState.ACTIVE, LIVE_LOAN)
     lookback = today - timedelta(days=BROKEN_LOOKBACK_DAYS)
     broken = _latest_promise_is(PromiseState.BROKEN, Promise.promised_date >= lookback,
                                 Promise.promised_date < today)

@@ -108,6 +108,9 @@ class LoanView:
     last_contact: ContactView | None
     created_at: datetime
     updated_at: datetime
+    # Set when the loan is archived (only admins ever see such a card).
+    archived_at: datetime | None = None
+    archive_reason: str | None = None
 
 
 def loan_summary(loan: Loan, *, today: date) -> LoanSummary:
@@ -208,4 +211,6 @@ def loan_view(session: Session, loan: Loan, *, today: date,
         last_contact=_contact_view(contact, written_by),
         created_at=loan.created_at,
         updated_at=loan.updated_at,
+        archived_at=loan.archived_at,
+        archive_reason=loan.archive_reason,
     )
