@@ -42,6 +42,7 @@ from db.services import (
     broadcasts,
     deliveries,
     invites,
+    loan_archive,
     loans,
     payments,
     promises,
@@ -75,7 +76,8 @@ MATRIX: dict[str, list[str]] = {
     "close": _LOAN,
     "write-off": _MANAGERS,
     "reassign": _MANAGERS,
-    "delete": _ADMINS,
+    "delete (archives)": _ADMINS,
+    "restore": _ADMINS,
     "remind": _LOAN,
     "broadcast": _ADMINS,
     "deliveries": _ADMINS,
@@ -160,6 +162,15 @@ def _seen(found: bool) -> None:
         raise NotFound("not in the results", code="loan_not_found")
 
 
+def _restore(w: World, actor) -> None:
+    """Restore the world's loan, archived beforehand (as an admin would have)."""
+    w.session.execute(update(Loan).where(Loan.id == w.loan.id).values(
+        archived_at=clock.utcnow(), archived_by_id=w.admin.id, archive_reason="entered twice"))
+    w.session.flush()
+    loan_archive.restore_loan(w.session, actor=actor, loan_number=w.number,
+                              reason="paid, not twice")
+
+
 def _act(w: World, action: str, actor) -> None:
     s, n, t, cfg = w.session, w.number, w.today, w.settings
     calls: dict[str, Callable[[], object]] = {
@@ -189,7 +200,9 @@ def _act(w: World, action: str, actor) -> None:
             s, actor=actor, loan_number=n, reason="moved away", expected_version=None, today=t),
         "reassign": lambda: loans.reassign_loan(s, actor=actor, loan_number=n,
                                                 agent_id=w.other.id, today=t),
-        "delete": lambda: loans.delete_loan(s, actor=actor, loan_number=n),
+        "delete (archives)": lambda: loan_archive.archive_loan(
+            s, actor=actor, loan_number=n, reason="entered twice"),
+        "restore": lambda: _restore(w, actor),
         "remind": lambda: deliveries.queue_reminder_now(s, actor=actor, loan_number=n,
                                                         today=t, settings=cfg),
         "broadcast": lambda: broadcasts.preview_broadcast(
@@ -233,11 +246,11 @@ def test_matrix_cell_against_the_services(session, settings, action, role, expec
 
 
 def test_every_action_and_role_has_a_cell() -> None:
-    assert len(MATRIX) == 21 and all(len(row) == len(ROLES) for row in MATRIX.values())
+    assert len(MATRIX) == 22 and all(len(row) == len(ROLES) for row in MATRIX.values())
     assert set(MATRIX) == {
         "card", "find", "list", "history", "pay", "promise", "contact", "edit loan",
-        "edit borrower", "close", "write-off", "reassign", "delete", "remind", "broadcast",
-        "deliveries", "audit", "staff", "invite", "requests", "stats"}
+        "edit borrower", "close", "write-off", "reassign", "delete (archives)", "restore",
+        "remind", "broadcast", "deliveries", "audit", "staff", "invite", "requests", "stats"}
 
 
 def test_docs_carry_the_same_table() -> None:
@@ -263,7 +276,7 @@ BOT_SAMPLE = [  # (action, role, what the user sends; {n} is the loan number)
     ("history", "agent, another's loan", "/history {n}"),
     ("pay", "agent, another's loan", "/pay {n} 100"),
     ("remind", "agent, another's loan", "/remind {n}"),
-    ("delete", "manager", "/delete {n}"),
+    ("delete (archives)", "manager", "/delete {n}"),
     ("audit", "agent, own loan", "/audit"),
     ("audit", "admin", "/audit"),
     ("staff", "agent, own loan", "/staff"),
