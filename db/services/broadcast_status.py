@@ -62,6 +62,13 @@ def _get(session: Session, broadcast_id: int, *, lock: bool = False) -> Broadcas
     return b
 
 
+def _in_flight(session: Session, broadcast_id: int) -> int:
+    stmt = select(func.count()).where(
+        Message.broadcast_id == broadcast_id, Message.status == S.SENDING
+    )
+    return session.scalar(stmt) or 0
+
+
 def cancel_broadcast(session: Session, *, actor: Actor, broadcast_id: int) -> BroadcastInfo:
     """Stop the still-queued messages; those already sending or sent go on."""
     require_role(actor, Role.ADMIN, "cancel a broadcast")
@@ -69,7 +76,9 @@ def cancel_broadcast(session: Session, *, actor: Actor, broadcast_id: int) -> Br
     if b.state != BroadcastState.QUEUED:
         raise Conflict(f"Broadcast #{b.id} is already {b.state}.", code="broadcast_state")
     canceled = cancel_broadcast_messages(session, broadcast_id=b.id)
-    if not canceled:
+    # Messages in flight count as left to cancel: any that come back for a retry or a
+    # deferral end CANCELED (outbox), so the cancel still stops them.
+    if not canceled and not _in_flight(session, b.id):
         raise Conflict(f"Broadcast #{b.id} has nothing left to cancel: every message has gone.",
                        code="broadcast_state")  # fmt: skip
     b.state, b.canceled_at = BroadcastState.CANCELED, clock.utcnow()
