@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import clock
@@ -243,4 +243,37 @@ async def test_cancel_is_allowed_while_every_message_is_in_flight(committed, sb,
         status = outbox.mark_retry(s, message_id=message_id, error="503", retry_at=NOW,
                                    max_attempts=5)  # fmt: skip
     assert status is S.CANCELED
+    assert _fate(committed, message_id)[0] is S.CANCELED
+
+
+async def test_a_retry_racing_the_cancel_waits_for_it_and_ends_canceled(
+    committed, sb, at_now, database_url
+):
+    """PostgreSQL: the retry reads the broadcast under a share lock, so it waits for a
+    cancel in progress and then sees it (without the lock it would requeue the message)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("row locks: a PostgreSQL setup")
+    broadcast_id, message_id, admin_id, _ = _broadcast_message(committed)
+    with committed.begin() as s:
+        outbox.claim_due(s, now=NOW, limit=10, worker_id="w")
+    canceling = committed()
+    canceling.begin()
+    broadcasts.cancel_broadcast(canceling, actor=actor(canceling.get(Staff, admin_id)),
+                                broadcast_id=broadcast_id)  # fmt: skip
+
+    def retry() -> MessageStatus | None:
+        with committed.begin() as s:
+            return outbox.mark_retry(s, message_id=message_id, error="503", retry_at=NOW,
+                                     max_attempts=5)  # fmt: skip
+
+    retrying = asyncio.ensure_future(asyncio.to_thread(retry))
+    with committed() as s:  # until the retry waits on the broadcast's row lock
+        waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND datname = current_database()")  # fmt: skip
+        while not s.scalar(waiting) and not retrying.done():
+            await asyncio.sleep(0.01)
+            s.rollback()
+    canceling.commit()
+    canceling.close()
+    assert await retrying is S.CANCELED
     assert _fate(committed, message_id)[0] is S.CANCELED
