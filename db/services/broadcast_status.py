@@ -70,7 +70,7 @@ def _in_flight(session: Session, broadcast_id: int) -> int:
 
 
 def cancel_broadcast(session: Session, *, actor: Actor, broadcast_id: int) -> BroadcastInfo:
-    """Stop the still-queued messages; those already sending or sent go on."""
+    """Stop the still-queued messages; those in flight end canceled if they come back."""
     require_role(actor, Role.ADMIN, "cancel a broadcast")
     b = _get(session, broadcast_id, lock=True)
     if b.state != BroadcastState.QUEUED:
