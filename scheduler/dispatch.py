@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from db import clock
 from db.config import Settings
 from db.models import Borrower
-from db.services import outbox
+from db.services import message_truth, outbox
 from db.services.outbox import ClaimedMessage, EventSource, MessageInfo
 from scheduler import policy, twilio_codes
 from scheduler.reconcile import (
@@ -79,6 +79,7 @@ class DispatchReport:
     unknown: int = 0
     released: int = 0  # claimed, then put back unsent because the worker was stopping
     held: int = 0  # put back because the provider refused our account (credentials)
+    canceled: int = 0  # no longer true at send time (db.services.message_truth)
 
 
 def make_limiter(rate_per_second: float) -> AsyncLimiter:
@@ -112,6 +113,7 @@ def _apply_policy(
     # referenced here: the identity map holds objects weakly).
     ids = {m.borrower_id for m in batch if m.borrower_id is not None}
     _borrowers = session.scalars(select(Borrower).where(Borrower.id.in_(ids))).all()
+    batch = _drop_untrue(session, batch, tally)
     to_send = []
     for m in batch:
         decision = policy.decide(session, message=m, now=now, settings=settings)
@@ -126,6 +128,18 @@ def _apply_policy(
             outbox.mark_suppressed(session, message_id=m.id, reason=decision.reason)
             tally["suppressed"] += 1
     return to_send
+
+
+def _drop_untrue(
+    session: Session, batch: list[ClaimedMessage], tally: Counter
+) -> list[ClaimedMessage]:
+    """The send-time re-check: a loan since paid, closed or changed, a number since
+    corrected, a broadcast since canceled: CANCELED with why, instead of sent."""
+    untrue = message_truth.untrue_in(session, [m.id for m in batch])
+    for message_id, reason in untrue.items():
+        message_truth.cancel_claimed(session, message_id=message_id, reason=reason)
+        tally["canceled"] += 1
+    return [m for m in batch if m.id not in untrue]
 
 
 def _record_sent(session: Session, *, message: MessageInfo, result: SendResult) -> bool:

@@ -234,7 +234,8 @@ def _due_select(session: Session, *, days: int, dues: Sequence[date], settings: 
     values = {
         "to_phone": Borrower.phone, "body": body,
         "kind": literal(MessageKind.REMINDER, _T.kind.type), "borrower_id": Borrower.id,
-        "loan_id": Installment.loan_id, "rule": literal(rule), "idempotency_key": key,
+        "loan_id": Installment.loan_id, "loan_version": Loan.version, "rule": literal(rule),
+        "idempotency_key": key,
         "status": literal(MessageStatus.QUEUED, _T.status.type), "attempts": literal(0),
         "send_after": send_after, "expires_at": expires_at, "created_at": created,
         "updated_at": created,

@@ -90,7 +90,7 @@ def test_archive_keeps_every_row_withdraws_reminders_and_audits(session, busy_lo
     assert message.status is MessageStatus.CANCELED
     why = session.scalars(select(MessageEvent.detail).where(
         MessageEvent.message_id == message.id, MessageEvent.status == "canceled")).all()
-    assert why == [loan_archive.WITHDRAWN_ARCHIVED]
+    assert why == ["withdrawn: archived"]
     [row] = session.scalars(select(AuditEvent).where(AuditEvent.action == "loan_archived")).all()
     assert row.staff_id == admin.id and row.details["reason"] == "duplicate of T-ARC-2"
     assert row.details["withdrawn"] == 1

@@ -62,14 +62,23 @@ def _get(session: Session, broadcast_id: int, *, lock: bool = False) -> Broadcas
     return b
 
 
+def _in_flight(session: Session, broadcast_id: int) -> int:
+    stmt = select(func.count()).where(
+        Message.broadcast_id == broadcast_id, Message.status == S.SENDING
+    )
+    return session.scalar(stmt) or 0
+
+
 def cancel_broadcast(session: Session, *, actor: Actor, broadcast_id: int) -> BroadcastInfo:
-    """Stop the still-queued messages; those already sending or sent go on."""
+    """Stop the still-queued messages; those in flight end canceled if they come back."""
     require_role(actor, Role.ADMIN, "cancel a broadcast")
     b = _get(session, broadcast_id, lock=True)
     if b.state != BroadcastState.QUEUED:
         raise Conflict(f"Broadcast #{b.id} is already {b.state}.", code="broadcast_state")
     canceled = cancel_broadcast_messages(session, broadcast_id=b.id)
-    if not canceled:
+    # Messages in flight count as left to cancel: any that come back for a retry or a
+    # deferral end CANCELED (outbox), so the cancel still stops them.
+    if not canceled and not _in_flight(session, b.id):
         raise Conflict(f"Broadcast #{b.id} has nothing left to cancel: every message has gone.",
                        code="broadcast_state")  # fmt: skip
     b.state, b.canceled_at = BroadcastState.CANCELED, clock.utcnow()

@@ -18,12 +18,21 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import case, exists, func, insert, literal, select
+from sqlalchemy import case, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from db import clock, sms_text
 from db.config import Settings
-from db.models import Broadcast, BroadcastState, Message, MessageEvent, MessageKind, Role, Staff
+from db.models import (
+    Broadcast,
+    BroadcastState,
+    Loan,
+    Message,
+    MessageEvent,
+    MessageKind,
+    Role,
+    Staff,
+)
 from db.models import MessageStatus as S
 from db.services import audiences
 from db.services.access import Actor, require_role
@@ -204,7 +213,20 @@ def fill_broadcast(
     audience, now = Audience.from_json(broadcast.audience), clock.utcnow()
     for chunk in _rendered(session, audience, broadcast.template, today, settings):
         _insert(session, [_row(broadcast, r, body, now, settings) for r, body in chunk])
+    _stamp_loan_versions(session, broadcast.id)
     return _record_events(session, broadcast.id, now)
+
+
+def _stamp_loan_versions(session: Session, broadcast_id: int) -> None:
+    """Each message's loan version, read as its text was rendered (db.services.message_truth)."""
+    version = select(Loan.version).where(Loan.id == Message.loan_id).scalar_subquery()
+    session.execute(
+        update(Message)
+        .where(Message.broadcast_id == broadcast_id, Message.loan_id.is_not(None),
+               Message.loan_version.is_(None))
+        .values(loan_version=version)
+        .execution_options(synchronize_session=False)
+    )  # fmt: skip
 
 
 def _repeat_guard(session: Session, actor: Actor, audience: Audience, text: str) -> None:

@@ -17,6 +17,7 @@ from db.money import q
 from db.services import ledger
 from db.services.access import LIVE_LOAN
 from db.services.audit import loan_event
+from db.services.message_truth import WithdrawReason, withdraw_for_loan
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def _charge_loan(session: Session, loan: Loan, cutoff: date, rule: FeeRule) -> i
              "version": loan.version, "installments": ",".join(charged)}
     loan_event(session, loan_id=loan.id, actor=None, kind=LoanEventKind.LATE_FEE,
                before=before, after=after, note=f"late fee on {len(charged)} installment(s)")
+    withdraw_for_loan(session, loan=loan, reason=WithdrawReason.AMOUNT_CHANGED)
     return len(charged)
 
 

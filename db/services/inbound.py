@@ -42,6 +42,7 @@ from db.services import outbox, reply_limit, suppressions
 from db.services.access import LIVE_LOAN
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import InvalidInput
+from db.services.message_truth import WithdrawReason, withdraw_for_borrower
 from db.services.relays import RelayInfo, reply_loan
 from db.sms_text import sms_amount
 
@@ -183,6 +184,8 @@ def _act(session: Session, keyword: Keyword | None, borrower: Borrower | None, p
             select(Borrower.opted_out_at).where(Borrower.id == borrower.id)
         ) is not None
         outbox.opt_out(session, borrower_id=borrower.id if borrower else None, phone=phone)
+        if borrower is not None:  # nothing queued for them may go now
+            withdraw_for_borrower(session, borrower=borrower, reason=WithdrawReason.OPTED_OUT)
         if borrower and not was_out:
             _audit_opt(session, borrower, AuditAction.BORROWER_OPTED_OUT)
         return None, ({"opted_out": True} if borrower and not was_out else {})

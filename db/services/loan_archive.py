@@ -12,22 +12,20 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db import clock
-from db.models import Loan, LoanEventKind, Message, MessageStatus, Role
+from db.models import Loan, LoanEventKind, Role
 from db.services import ledger
 from db.services.access import Actor, require_role
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import Conflict, InvalidInput
 from db.services.loan_lookup import load_loan
-from db.services.outbox import EventSource, record_events
+from db.services.message_truth import WithdrawReason, withdraw_for_loan
 from db.validation import clean_text
 
 log = logging.getLogger(__name__)
 
-WITHDRAWN_ARCHIVED = "loan archived"
 
 
 @dataclass(frozen=True)
@@ -44,25 +42,6 @@ def _reason(reason: str) -> str:
     if why is None or len(why) < 3:
         raise InvalidInput("Give a reason of at least 3 characters.", code="reason_short")
     return why
-
-
-def _withdraw_queued(session: Session, loan_id: int, why: str) -> int:
-    """Cancel the loan's queued messages, each with an event saying why; returns how many."""
-    # Replaced by message_truth.withdraw_for_loan when that lands; same effect.
-    ids = list(session.scalars(
-        select(Message.id).where(Message.loan_id == loan_id,
-                                 Message.status == MessageStatus.QUEUED)
-        .with_for_update()
-    ))
-    if not ids:
-        return 0
-    session.execute(
-        update(Message).where(Message.id.in_(ids), Message.status == MessageStatus.QUEUED)
-        .values(status=MessageStatus.CANCELED, error_message=why, updated_at=clock.utcnow()),
-        execution_options={"synchronize_session": False},
-    )
-    record_events(session, ids, MessageStatus.CANCELED, EventSource.OUTBOX, why)
-    return len(ids)
 
 
 def _record(session: Session, actor: Actor, loan: Loan, kind: LoanEventKind,
@@ -86,7 +65,7 @@ def archive_loan(
                        code="stale", version=loan.version)
     loan.archived_at, loan.archived_by_id, loan.archive_reason = clock.utcnow(), actor.staff_id, why
     ledger.touch(loan, actor)
-    withdrawn = _withdraw_queued(session, loan.id, WITHDRAWN_ARCHIVED)
+    withdrawn = len(withdraw_for_loan(session, loan=loan, reason=WithdrawReason.ARCHIVED))
     _record(session, actor, loan, LoanEventKind.ARCHIVED, AuditAction.LOAN_ARCHIVED, why,
             {"state": loan.state.value, "outstanding": loan.outstanding,
              "borrower": loan.borrower.name, "withdrawn": withdrawn})

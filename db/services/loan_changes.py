@@ -24,6 +24,12 @@ from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import Conflict, InvalidInput
 from db.services.loan_lookup import load_loan
 from db.services.loan_terms import DEFAULT_MAX_AMOUNT, active_holder, checked_schedule
+from db.services.message_truth import (
+    WithdrawReason,
+    restamp_for_loan,
+    withdraw_for_borrower,
+    withdraw_for_loan,
+)
 from db.services.views import LoanView, loan_view
 from db.validation import clean_name, clean_text, name_key, parse_amount, parse_date, parse_phone
 
@@ -171,6 +177,19 @@ def _shift_reason(actor: Actor, field: EditableField, old: object, new: object,
     return why
 
 
+def _withdraw_untrue(session: Session, loan: Loan, field: EditableField) -> None:
+    """Withdraw the queued SMS the edit made untrue; a name or address keeps them true."""
+    if field is EditableField.BORROWER_PHONE:
+        withdraw_for_borrower(session, borrower=loan.borrower,
+                              reason=WithdrawReason.PHONE_CHANGED)  # fmt: skip
+    if field is EditableField.NEXT_DUE_DATE:
+        withdraw_for_loan(session, loan=loan, reason=WithdrawReason.DUE_DATE_CHANGED)
+    elif field is EditableField.PRINCIPAL:
+        withdraw_for_loan(session, loan=loan, reason=WithdrawReason.AMOUNT_CHANGED)
+    else:
+        restamp_for_loan(session, loan=loan)
+
+
 def edit_loan(
     session: Session, *, actor: Actor, loan_number: str, field: EditableField, value: str,
     expected_version: int | None, today: date, region: str = "IN",
@@ -193,6 +212,7 @@ def edit_loan(
     _apply(session, loan, field, new)
     ledger.refresh(loan)
     ledger.touch(loan, actor)
+    _withdraw_untrue(session, loan, field)
     before, after = ("" if v is None else str(v) for v in (old, _current(loan, field)))
     _record(session, actor, loan, LoanEventKind.EDITED, AuditAction.LOAN_EDITED,
             before={field.value: before}, after={field.value: after}, note=why)
@@ -212,6 +232,7 @@ def reassign_loan(
     before = {"agent_id": loan.agent_id}
     loan.agent_id = target.id
     ledger.touch(loan, actor)
+    restamp_for_loan(session, loan=loan)
     _record(session, actor, loan, LoanEventKind.REASSIGNED, AuditAction.LOAN_REASSIGNED,
             before=before, after={"agent_id": target.id, "agent": target.name})
     return loan_view(session, loan, today=today)
@@ -229,6 +250,7 @@ def close_loan(
                        code="not_paid", outstanding=loan.outstanding)
     loan.state, loan.closed_at = LoanState.CLOSED, clock.utcnow()
     ledger.touch(loan, actor)
+    withdraw_for_loan(session, loan=loan, reason=WithdrawReason.CLOSED)
     _record(session, actor, loan, LoanEventKind.CLOSED, AuditAction.LOAN_CLOSED,
             before={"state": LoanState.ACTIVE}, after={"state": LoanState.CLOSED})
     return loan_view(session, loan, today=today)
@@ -246,6 +268,7 @@ def write_off_loan(
     loan = _changeable(session, actor, loan_number, expected_version)
     loan.state, loan.state_reason = LoanState.WRITTEN_OFF, why
     ledger.touch(loan, actor)
+    withdraw_for_loan(session, loan=loan, reason=WithdrawReason.WRITTEN_OFF)
     _record(session, actor, loan, LoanEventKind.WRITTEN_OFF, AuditAction.LOAN_WRITTEN_OFF,
             before={"state": LoanState.ACTIVE, "outstanding": loan.outstanding},
             after={"state": LoanState.WRITTEN_OFF}, note=why)

@@ -17,7 +17,16 @@ from sqlalchemy.orm import Session
 
 from db import clock
 from db.failures import Failure, FailureClass, StreakRule
-from db.models import Borrower, Message, MessageEvent, MessageKind, MessageStatus
+from db.models import (
+    Borrower,
+    Broadcast,
+    BroadcastState,
+    Loan,
+    Message,
+    MessageEvent,
+    MessageKind,
+    MessageStatus,
+)
 from db.services import suppressions
 from db.services.errors import InvalidInput
 
@@ -124,6 +133,8 @@ def queue_message(
         status=S.QUEUED, attempts=0, send_after=send_after or now, expires_at=expires_at,
         requested_by_id=requested_by, created_at=now, updated_at=now,
     )
+    if loan_id is not None:  # the version this text is true for (db.services.message_truth)
+        values["loan_version"] = session.scalar(select(Loan.version).where(Loan.id == loan_id))
     stmt = dialect_insert(session, Message).values(**values)
     stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"])
     new_id = session.execute(stmt.returning(Message.id)).scalar_one_or_none()
@@ -184,6 +195,8 @@ def mark_retry(
     m = _locked(session, message_id)
     if m is None or m.status != S.SENDING:
         return None
+    if _broadcast_canceled(session, m, source):
+        return S.CANCELED
     m.error_code, m.error_message, m.claimed_by = error_code, error[:500], None
     m.updated_at = clock.utcnow()
     if m.attempts >= max_attempts:
@@ -204,9 +217,27 @@ def defer(
     m = _locked(session, message_id)
     if m is None or m.status != S.SENDING:
         return False
+    if _broadcast_canceled(session, m, source):
+        return False
     m.status, m.send_after, m.claimed_by = S.QUEUED, until, None
     m.attempts, m.updated_at = max((m.attempts or 1) - 1, 0), clock.utcnow()
     event(session, m.id, S.QUEUED, source, f"wait until {until:%Y-%m-%d %H:%M}Z: {reason}")
+    return True
+
+
+def _broadcast_canceled(session: Session, m: Message, source: str) -> bool:
+    """A message of a canceled broadcast, coming back from flight: CANCELED, never QUEUED.
+
+    The broadcast row is read under a share lock, so a cancel running now either committed
+    first (seen here) or waits for this transaction and then cancels the requeued message.
+    """
+    if m.broadcast_id is None:
+        return False
+    stmt = select(Broadcast.state).where(Broadcast.id == m.broadcast_id)
+    if session.scalar(stmt.with_for_update(read=True)) != BroadcastState.CANCELED:
+        return False
+    m.status, m.claimed_by, m.updated_at = S.CANCELED, None, clock.utcnow()
+    event(session, m.id, S.CANCELED, source, "broadcast canceled while in flight")
     return True
 
 

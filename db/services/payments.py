@@ -27,6 +27,7 @@ from db.services import access, ledger
 from db.services.access import Actor
 from db.services.audit import AuditAction, audit, loan_event
 from db.services.errors import Conflict, NotFound
+from db.services.message_truth import WithdrawReason, withdraw_for_loan
 from db.services.promises import (
     check_amount,
     find_loan,
@@ -144,8 +145,11 @@ def record_payment(
                before=before, after={**_balances(loan), **details}, note=note)
     audit(session, actor=actor, action=AuditAction.PAYMENT_RECORDED, target_type="loan",
           target_id=loan.loan_number, details=details)
-    _close_if_paid(session, loan, actor)
+    closed = _close_if_paid(session, loan, actor)
     settle_promises(session, loan=loan, actor=actor)
+    # A reminder queued before this payment states an amount no longer owed.
+    withdraw_for_loan(session, loan=loan, reason=WithdrawReason.PAID_OFF if closed
+                      else WithdrawReason.AMOUNT_CHANGED)  # fmt: skip
     session.flush()
     log.info("payment %s of %s on loan %s", payment.id, amount, loan.id)
     return _result(session, loan, payment, allocations, today)
@@ -233,6 +237,7 @@ def reverse_payment(
           target_id=original.id, details={**details, "loan_number": loan.loan_number,
                                           "reason": reason})
     _reopen_if_owing(session, loan, actor)
+    withdraw_for_loan(session, loan=loan, reason=WithdrawReason.PAYMENT_REVERSED)
     session.flush()
     return _result(session, loan, reversal, allocations, today)
 
