@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     agency_timezone: str = "Asia/Kolkata"
     default_phone_region: str = "IN"
     currency: str = Field(default="INR", pattern=r"^[A-Z]{3}$")
+    # How staff write amounts (digit grouping, decimal sign): en_IN reads 1,50,000.50.
+    agency_locale: str = "en_IN"
     max_amount: Decimal = Field(default=Decimal("100000000"), gt=0)
 
     session_idle_minutes: int = Field(default=120, ge=1)
@@ -124,6 +126,16 @@ class Settings(BaseSettings):
         if value not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown phone region {value!r}")
         return value
+
+    @field_validator("agency_locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        from babel import Locale, UnknownLocaleError
+
+        try:
+            return str(Locale.parse(value.strip().replace("-", "_")))
+        except (UnknownLocaleError, ValueError, TypeError) as exc:
+            raise ValueError(f"unknown locale {value!r}, e.g. en_IN or en_US") from exc
 
     @field_validator("telegram_api_base_url", "twilio_api_base_url", "public_base_url")
     @classmethod

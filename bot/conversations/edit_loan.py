@@ -133,6 +133,7 @@ def _edit(context: Context, actor: Actor, value: str, version: int) -> dict:
         "actor": actor, "loan_number": data[NUMBER], "field": EditableField(data[FIELD]),
         "value": value, "expected_version": version, "today": actions.today_of(context),
         "region": settings.default_phone_region, "max_amount": settings.max_amount,
+        "locale": settings.agency_locale,
     }
 
 
