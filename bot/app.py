@@ -48,6 +48,7 @@ from bot.conversations import (
 )
 from bot.handlers import admin, assign, common, lists, loans, sms, stats
 from bot.persistence import DbPersistence
+from db import redact
 from db.config import Settings, require
 
 __all__ = ["build_application", "handler_list", "register_handlers", "set_menu_for"]
@@ -170,6 +171,8 @@ def build_application(
     ~30 messages/s: only for benchmarks measuring the bot's own capacity on a sandbox.
     """
     require(settings, "telegram_bot_token")
+    # Also for settings not made by load_settings (copies, tests): the token in no log line.
+    redact.protect(database_url=settings.database_url, secrets=settings.secret_values())
     store = (
         DbPersistence(session_factory, store_bot_data=False)
         # bot_data holds the settings and the session factory: not data, never stored.

@@ -13,6 +13,8 @@ import phonenumbers
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from db import redact
+
 log = logging.getLogger(__name__)
 
 
@@ -176,6 +178,16 @@ class Settings(BaseSettings):
             self.sms_backend = SmsBackend.TWILIO if has_twilio else SmsBackend.CONSOLE
         return self
 
+    def __repr_args__(self):
+        # repr() and str() show the database URL without its password.
+        for name, value in super().__repr_args__():
+            yield name, redact.mask_url(value) if name == "database_url" else value
+
+    def secret_values(self) -> list[str]:
+        """The values no log line may show (the database password is found by redact)."""
+        secrets = (self.telegram_bot_token, self.twilio_auth_token, self.telegram_webhook_secret)
+        return [s.get_secret_value() for s in secrets if s is not None]
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.agency_timezone)
@@ -224,11 +236,16 @@ def _one_line(exc: ValidationError) -> str:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read the settings now; raise SettingsError with one line naming a bad one."""
+    """Read the settings now; raise SettingsError with one line naming a bad one.
+
+    From then on the settings' secrets are masked in every log line (db/redact.py).
+    """
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(_one_line(exc)) from None
+    redact.protect(database_url=settings.database_url, secrets=settings.secret_values())
+    return settings
 
 
 @lru_cache(maxsize=1)
