@@ -102,6 +102,8 @@ def _command_lines(role: Role | None) -> str:
 ERROR = "Sorry, something went wrong on my side. Please try again in a moment."
 PRIVATE_ONLY = "I only work in private chats. Please write to me directly."
 SLOW_DOWN = "You are going a bit fast. Please wait a minute and try again."
+# --- edited messages (issue 9 item 10) ---
+EDIT_NOT_RERUN = "I don't act on edited messages: please send it again as a new message."
 UNKNOWN_COMMAND = "I don't know that command. Send /help to see what I can do."
 UNKNOWN_TEXT = "I'm not sure what you mean. Send /help to see what I can do."
 CANCELLED = "Cancelled. Nothing was changed."
