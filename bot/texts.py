@@ -146,6 +146,11 @@ NEW_PASSWORD_ASK = (
     "I will delete your message right away."
 )
 PASSWORD_AGAIN = "{reason} Please send another password."
+# --- a password sent outside the password step (issue 9 item 13) ---
+PASSWORD_OUTSIDE_STEP = (
+    "⚠️ That message was your password, so I deleted it. Send your password only when I "
+    "ask for it (after /login). If someone else may have seen it, change it."
+)
 ALREADY_STAFF = "You are already staff here. Send /login if you need to log in."
 REQUEST_SENT = "Your request was sent to the admins. I will tell you when they decide."
 NO_ADMINS = "Your request is saved, but there is no admin yet to approve it."
