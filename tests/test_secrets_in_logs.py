@@ -39,6 +39,8 @@ def test_settings_repr_and_str_hide_the_database_password():
 def test_no_logger_shows_a_secret_not_even_a_librarys(caplog):
     settings = _settings()
     caplog.set_level(logging.DEBUG)
+    for name in ("httpx", "twilio.http_client"):  # other tests quiet these (cli, bot main)
+        caplog.set_level(logging.DEBUG, logger=name)
     # httpx's own line for a Telegram call: the token is part of the URL.
     logging.getLogger("httpx").info('HTTP Request: POST %s "HTTP/1.1 200 OK"',
                                     f"https://api.telegram.org/bot{TOKEN}/getMe")
