@@ -63,8 +63,10 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # httpx logs every long-poll request at INFO, with the token in the URL.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # httpx logs every long-poll request at INFO (the token in its URLs is masked by
+    # db/redact.py); quiet unless `vasooli --verbose` already chose a level for it.
+    if logging.getLogger("httpx").level == logging.NOTSET:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = load_settings()
         check_settings(settings)

@@ -46,8 +46,19 @@ from bot.conversations import (
     promise,
     register,
 )
-from bot.handlers import admin, assign, common, lists, loans, sms, stats, suppress
+from bot.handlers import (
+    admin,
+    assign,
+    common,
+    lists,
+    loans,
+    password_guard,
+    sms,
+    stats,
+    suppress,
+)
 from bot.persistence import DbPersistence
+from db import redact
 from db.config import Settings, require
 
 __all__ = ["build_application", "handler_list", "register_handlers", "set_menu_for"]
@@ -55,8 +66,10 @@ __all__ = ["build_application", "handler_list", "register_handlers", "set_menu_f
 log = logging.getLogger(__name__)
 
 # Guards run first, each in its own group (only one handler per group runs).
-GROUP_PRIVATE_ONLY = -3
-GROUP_RATE_LIMIT = -2
+GROUP_PRIVATE_ONLY = -4
+GROUP_RATE_LIMIT = -3
+# A password typed outside the password step is deleted before anything reads it.
+GROUP_PASSWORD_GUARD = -2
 # A new conversation's entry point ends the user's other open ones (one form at a time).
 GROUP_ONE_CONVERSATION = -1
 # How many updates run at once; one user's updates still run one after another.
@@ -69,6 +82,7 @@ def handler_list() -> list[tuple[int, BaseHandler]]:
         # --- guards: group chats are refused, then fast senders slowed down -------------
         (GROUP_PRIVATE_ONLY, TypeHandler(Update, common.private_only)),
         (GROUP_RATE_LIMIT, TypeHandler(Update, common.rate_limit)),
+        (GROUP_PASSWORD_GUARD, TypeHandler(Update, password_guard.password_outside_step)),
         (GROUP_ONE_CONVERSATION, TypeHandler(Update, guard.end_other_conversations)),
         # --- conversations (add yours here: (0, your_module.build_handler())) -----------
         (0, register.build_handler()),
@@ -171,6 +185,8 @@ def build_application(
     ~30 messages/s: only for benchmarks measuring the bot's own capacity on a sandbox.
     """
     require(settings, "telegram_bot_token")
+    # Also for settings not made by load_settings (copies, tests): the token in no log line.
+    redact.protect(database_url=settings.database_url, secrets=settings.secret_values())
     store = (
         DbPersistence(session_factory, store_bot_data=False)
         # bot_data holds the settings and the session factory: not data, never stored.

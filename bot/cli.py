@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="log debug details")
+    # No set_defaults(verbose=False): the parents share one action object, so it would also
+    # reset the subcommand's default and `vasooli --verbose bot` would lose the flag.
     parser = _Parser(prog="vasooli", parents=[common], description=__doc__)
-    parser.set_defaults(verbose=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     db = sub.add_parser("db", parents=[common], help="database maintenance")
@@ -104,7 +105,7 @@ def _add_seed(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; 0 when it worked, 2 for bad input or settings, 1 for other failures."""
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(getattr(args, "verbose", False))
     url = "?"
     try:
         settings = load_settings()

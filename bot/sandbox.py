@@ -200,6 +200,12 @@ class TelegramSandbox:
         """The user writes text (in their private chat unless chat_id); returns the Message."""
         return door.send_text(self._world, user_id, text, chat_id, reply_to)
 
+    def edit_text(
+        self, user_id: int, message_id: int, text: str, chat_id: int | None = None
+    ) -> dict:
+        """The user edits their message message_id (an edited_message update); returns it."""
+        return door.edit_text(self._world, user_id, message_id, text, chat_id)
+
     def press(
         self,
         user_id: int,

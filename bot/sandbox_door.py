@@ -8,6 +8,7 @@ ValueError at once instead of sending the bot something Telegram never would.
 from __future__ import annotations
 
 import copy
+import time
 
 from bot.sandbox_html import command_entities
 from bot.sandbox_world import Stored, World, inline_buttons
@@ -75,6 +76,27 @@ def send_text(
     world.mark_input(chat_id)
     message = copy.deepcopy(stored.message)
     world.enqueue("message", message)
+    return message
+
+
+def edit_text(world: World, user_id: int, message_id: int, text: str,
+              chat_id: int | None = None) -> dict:
+    """The person edits a message of theirs; the bot gets an edited_message update."""
+    if not text:
+        raise ValueError("Telegram does not allow an empty message")
+    with world.lock:
+        _user, chat_id = _actor(world, user_id, chat_id)
+        stored = world.find(chat_id, message_id)
+        if stored is None or stored.deleted or stored.message["from"]["id"] != user_id:
+            raise ValueError(f"user {user_id} has no message {message_id} in chat {chat_id}")
+        stored.message["text"] = text
+        stored.message["edit_date"] = int(time.time())
+        stored.message.pop("entities", None)
+        if entities := command_entities(text):
+            stored.message["entities"] = entities
+        message = copy.deepcopy(stored.message)
+    world.mark_input(chat_id)
+    world.enqueue("edited_message", message)
     return message
 
 

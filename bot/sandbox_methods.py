@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 
-from bot.sandbox_html import HtmlError, parse_html
+from bot.sandbox_html import HtmlError, parse_html, utf16_len
 from bot.sandbox_params import Params
 from bot.sandbox_world import Stored, World, bad_request, inline_buttons
 
@@ -172,7 +172,7 @@ def _checked_text(p: Params) -> tuple[str, list[dict]]:
     text, entities = formatted(p, "text", "entities")
     if not text.strip():
         raise bad_request("message text is empty")
-    if len(text) > TEXT_LIMIT:
+    if utf16_len(text) > TEXT_LIMIT:  # Telegram counts UTF-16 units after entity parsing
         raise bad_request("message is too long")
     return text, entities
 

@@ -107,6 +107,8 @@ def _command_lines(role: Role | None) -> str:
 ERROR = "Sorry, something went wrong on my side. Please try again in a moment."
 PRIVATE_ONLY = "I only work in private chats. Please write to me directly."
 SLOW_DOWN = "You are going a bit fast. Please wait a minute and try again."
+# --- edited messages (issue 9 item 10) ---
+EDIT_NOT_RERUN = "I don't act on edited messages: please send it again as a new message."
 UNKNOWN_COMMAND = "I don't know that command. Send /help to see what I can do."
 UNKNOWN_TEXT = "I'm not sure what you mean. Send /help to see what I can do."
 CANCELLED = "Cancelled. Nothing was changed."
@@ -149,6 +151,11 @@ NEW_PASSWORD_ASK = (
     "I will delete your message right away."
 )
 PASSWORD_AGAIN = "{reason} Please send another password."
+# --- a password sent outside the password step (issue 9 item 13) ---
+PASSWORD_OUTSIDE_STEP = (
+    "⚠️ That message was your password, so I deleted it. Send your password only when I "
+    "ask for it (after /login). If someone else may have seen it, change it."
+)
 ALREADY_STAFF = "You are already staff here. Send /login if you need to log in."
 REQUEST_SENT = "Your request was sent to the admins. I will tell you when they decide."
 NO_ADMINS = "Your request is saved, but there is no admin yet to approve it."

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, tzinfo
 from decimal import Decimal
 
-from bot import texts
+from bot import paging, texts
 from bot.texts import esc
 from db.config import Settings
 from db.models import Frequency, InterestMethod, LoanState
@@ -22,6 +22,7 @@ from db.services.views import LoanSummary, LoanView
 LABEL_MAX = 60  # button labels: plain text, kept short enough for a phone screen
 NOTE_MAX = 200  # a contact note or history line shown in full would crowd the card out
 LINE_MAX = 300
+NAME_MAX = 60  # a person's name inside a list line
 
 
 @dataclass(frozen=True)
@@ -171,16 +172,26 @@ def today_text(items: list[WorkItem], fmt: Fmt) -> str:
     return "\n".join(lines)
 
 
-def history_text(number: str, items: list[HistoryItem], page: int, fmt: Fmt) -> str:
-    """One page of a loan's history, newest first (page 1 is the newest)."""
+def history_page(number: str, items: list[HistoryItem], page: int,
+                 fmt: Fmt) -> tuple[str, int]:
+    """One page of a loan's history, newest first (page 1 is the newest), and how many of
+    items it shows: as many as fit in one message (long notes and names take room)."""
     if not items and page == 1:
-        return texts.HISTORY_EMPTY
-    lines = [texts.HISTORY_TITLE.format(number=esc(number), page=page)]
+        return texts.HISTORY_EMPTY, 0
+    head = texts.HISTORY_TITLE.format(number=esc(number), page=page)
+    lines = []
     for item in items:
-        by = f" · {esc(item.staff_name)}" if item.staff_name else ""
-        lines.append(texts.HISTORY_LINE.format(at=texts.local_time(item.at, fmt.tz),
-                                               summary=esc(_cut(item.summary, LINE_MAX)), by=by))
-    return "\n".join(lines)
+        by = f" · {esc(paging.cut(item.staff_name, NAME_MAX))}" if item.staff_name else ""
+        lines.append(texts.HISTORY_LINE.format(
+            at=texts.local_time(item.at, fmt.tz), summary=esc(paging.cut(item.summary, LINE_MAX)),
+            by=by))
+    shown = paging.fit(lines, head=head)
+    return "\n".join([head, *lines[:shown]]), shown
+
+
+def history_text(number: str, items: list[HistoryItem], page: int, fmt: Fmt) -> str:
+    """The text of history_page()."""
+    return history_page(number, items, page, fmt)[0]
 
 
 # --- /new -----------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import phonenumbers
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from db import redact
+
 log = logging.getLogger(__name__)
 
 
@@ -64,6 +66,8 @@ class Settings(BaseSettings):
     agency_timezone: str = "Asia/Kolkata"
     default_phone_region: str = "IN"
     currency: str = Field(default="INR", pattern=r"^[A-Z]{3}$")
+    # How staff write amounts (digit grouping, decimal sign): en_IN reads 1,50,000.50.
+    agency_locale: str = "en_IN"
     max_amount: Decimal = Field(default=Decimal("100000000"), gt=0)
 
     session_idle_minutes: int = Field(default=120, ge=1)
@@ -131,6 +135,16 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown phone region {value!r}")
         return value
 
+    @field_validator("agency_locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        from babel import Locale, UnknownLocaleError
+
+        try:
+            return str(Locale.parse(value.strip().replace("-", "_")))
+        except (UnknownLocaleError, ValueError, TypeError) as exc:
+            raise ValueError(f"unknown locale {value!r}, e.g. en_IN or en_US") from exc
+
     @field_validator("telegram_api_base_url", "twilio_api_base_url", "public_base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
@@ -169,6 +183,16 @@ class Settings(BaseSettings):
             has_twilio = self.twilio_account_sid and self.twilio_auth_token
             self.sms_backend = SmsBackend.TWILIO if has_twilio else SmsBackend.CONSOLE
         return self
+
+    def __repr_args__(self):
+        # repr() and str() show the database URL without its password.
+        for name, value in super().__repr_args__():
+            yield name, redact.mask_url(value) if name == "database_url" else value
+
+    def secret_values(self) -> list[str]:
+        """The values no log line may show (the database password is found by redact)."""
+        secrets = (self.telegram_bot_token, self.twilio_auth_token, self.telegram_webhook_secret)
+        return [s.get_secret_value() for s in secrets if s is not None]
 
     @property
     def tz(self) -> ZoneInfo:
@@ -218,11 +242,16 @@ def _one_line(exc: ValidationError) -> str:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read the settings now; raise SettingsError with one line naming a bad one."""
+    """Read the settings now; raise SettingsError with one line naming a bad one.
+
+    From then on the settings' secrets are masked in every log line (db/redact.py).
+    """
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(_one_line(exc)) from None
+    redact.protect(database_url=settings.database_url, secrets=settings.secret_values())
+    return settings
 
 
 @lru_cache(maxsize=1)

@@ -11,22 +11,33 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 import phonenumbers
+from babel.numbers import (
+    NumberFormatError,
+    format_decimal,
+    get_decimal_symbol,
+    get_group_symbol,
+    parse_decimal,
+)
 
 from db.services.errors import InvalidInput
 
-# ASCII digits only: Python's Decimal and int() also accept other scripts' digits ("١٢٣").
-_AMOUNT = re.compile(
-    r"^(?:rs\.?|inr|₹|\$)?\s*([0-9]{1,3}(?:,[0-9]{2,3})+|[0-9]+)(\.[0-9]+)?$", re.I
-)
+# A currency sign or code in front of an amount is allowed and ignored.
+_CURRENCY_PREFIX = re.compile(r"^(?:rs\.?|inr|usd|eur|₹|\$|€|£)\s*", re.I)
 _LOAN_NUMBER = re.compile(r"^[A-Z0-9][A-Z0-9-]{2,31}$")
 _RELATIVE_DAYS = re.compile(r"^\+(\d{1,3})d?$")
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%d/%m/%y")
 
 MAX_TEXT = 4000
+DEFAULT_LOCALE = "en_IN"
 
 
-def parse_amount(text: str, *, max_amount: Decimal, minor_units: int = 2) -> Decimal:
-    """A positive amount with at most minor_units decimals, below max_amount."""
+def parse_amount(text: str, *, max_amount: Decimal, minor_units: int = 2,
+                 locale: str = DEFAULT_LOCALE) -> Decimal:
+    """A positive amount written as the locale writes numbers, at most minor_units decimals.
+
+    Grouping must be the locale's own (1,50,000 in en_IN, 150,000 in en_US): anything
+    else (150,50) is refused with the reason, never guessed.
+    """
     raw = (text or "").strip()
     if not raw:
         raise InvalidInput("Please send an amount, e.g. 1500 or 1500.50.", code="amount_empty")
@@ -34,20 +45,11 @@ def parse_amount(text: str, *, max_amount: Decimal, minor_units: int = 2) -> Dec
         raise InvalidInput("That amount is too long.", code="amount_format")
     if raw.startswith("-"):
         raise InvalidInput("The amount must be more than zero.", code="amount_not_positive")
-    match = _AMOUNT.match(raw)
-    if not match:
-        raise InvalidInput(
-            "That is not an amount. Use digits only, e.g. 1500 or 1,500.50.", code="amount_format"
-        )
-    whole, frac = match.group(1).replace(",", ""), match.group(2) or ""
-    if len(frac) - 1 > minor_units:
+    value = _locale_number(_CURRENCY_PREFIX.sub("", raw, count=1), locale)
+    if -value.as_tuple().exponent > minor_units:
         raise InvalidInput(
             f"Use at most {minor_units} decimal places.", code="amount_decimals", places=minor_units
         )
-    try:
-        value = Decimal(whole + frac)
-    except InvalidOperation:
-        raise InvalidInput("That is not an amount.", code="amount_format") from None
     if value <= 0:
         raise InvalidInput("The amount must be more than zero.", code="amount_not_positive")
     if value > max_amount:
@@ -55,6 +57,30 @@ def parse_amount(text: str, *, max_amount: Decimal, minor_units: int = 2) -> Dec
             f"That amount is above the limit of {max_amount:,}.", code="amount_too_large"
         )
     return value.quantize(Decimal(1).scaleb(-minor_units))
+
+
+def _locale_number(body: str, locale: str) -> Decimal:
+    """body read strictly by Babel in locale (InvalidInput saying how to write it)."""
+    group, point = get_group_symbol(locale), get_decimal_symbol(locale)
+    spaces = {" ", "\u00a0", "\u202f"} if group.isspace() else set()
+    # ASCII digits only: Decimal also accepts other scripts' digits ("١٢٣") and "1e3".
+    if not body or not body[0].isdigit() or any(
+        not ("0" <= ch <= "9") and ch not in {group, point, *spaces} for ch in body
+    ):
+        raise InvalidInput(
+            "That is not an amount. Use digits only, e.g. 1500 or "
+            f"{format_decimal(Decimal('1500.5'), locale=locale)}0.", code="amount_format"
+        )
+    try:
+        return Decimal(parse_decimal(body, locale=locale, strict=True))
+    except (NumberFormatError, InvalidOperation):
+        example = format_decimal(Decimal("150000.5"), locale=locale) + "0"
+        raise InvalidInput(
+            f"{body} is not clear as an amount: here digits are grouped as in {example} "
+            f"(\u201c{group}\u201d between groups, \u201c{point}\u201d before the paise/cents). "
+            f"Send it again, or send digits only, e.g. 150000{point}50.",
+            code="amount_grouping", example=example,
+        ) from None
 
 
 def parse_phone(text: str, *, region: str) -> str:

@@ -199,6 +199,10 @@ class BotHarness:
         """Send text as who without waiting (in a group when chat_id); returns the Message."""
         return self.sandbox.send_text(_uid(who), text, chat_id=chat_id)
 
+    def edit(self, who: Who, message_id: int, text: str) -> dict:
+        """who edits their message message_id to text (Telegram sends edited_message)."""
+        return self.sandbox.edit_text(_uid(who), message_id, text)
+
     async def wait(self, who: Who, *, contains: str | None = None,
                    predicate: Callable[[dict], bool] | None = None,
                    after: int | None = None, timeout: float = 5.0) -> dict:

@@ -244,8 +244,10 @@ async def test_cancel_leaves_the_password_prompt(settings, committed):
         await h.say(agent, "/login")
         assert (await h.say(agent, "/cancel"))["text"] == texts.CANCELLED
         sent = h.send(agent, agent.password)
-        assert (await h.wait(agent))["text"] == texts.UNKNOWN_TEXT
-        assert not h.deleted(agent, sent["message_id"])
+        # Outside the step the password is still recognised: deleted, with a warning.
+        assert (await h.wait(agent))["text"] == texts.PASSWORD_OUTSIDE_STEP
+        assert h.deleted(agent, sent["message_id"])
+        await h.silence(agent)
         assert (await h.say(agent, "/cancel"))["text"] == texts.NOTHING_TO_CANCEL
 
 
@@ -284,3 +286,34 @@ def test_main_stops_with_one_line_for_bad_settings(env, named, monkeypatch, tmp_
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
     assert named in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+async def test_the_start_message_is_deleted_and_the_code_never_stored(settings, committed):
+    async with BotHarness(settings, committed) as h:
+        invite = h.db(staff_service.create_invite, actor=None, role=Role.AGENT)
+        ravi = h.person("Ravi")
+        sent = h.send(ravi, f"/start {invite.code}")
+        await h.wait(ravi, contains="password")
+        assert h.deleted(ravi, sent["message_id"]), "the code stays in the chat"
+        await h.restart()  # flushes user_data and conversations to the database
+        rows = h.db(lambda s: [(r.namespace, r.key, r.data) for r in s.scalars(select(BotState))])
+        assert any("register.invite_hash" in repr(row) for row in rows)  # user_data is stored
+        assert not any(invite.code in repr(row) for row in rows)
+        _, welcome = await _send_password(h, ravi, "a good long secret", contains="Welcome")
+        assert "agent" in welcome["text"]
+
+
+async def test_a_password_typed_into_a_search_is_deleted_not_echoed(settings, committed):
+    async with BotHarness(settings, committed) as h:
+        agent = h.make_staff(Role.AGENT)
+        await h.say(agent, "/find", contains="")
+        sent = h.send(agent, agent.password)
+        answer = await h.wait(agent)
+        assert answer["text"] == texts.PASSWORD_OUTSIDE_STEP
+        assert h.deleted(agent, sent["message_id"])
+        await h.silence(agent)
+        assert not any(agent.password in m["text"] for m in h.sandbox.sent(agent.user_id))
+        # Other text of a password's length is left alone.
+        other = h.send(agent, "not my password")
+        assert (await h.wait(agent))["text"] != texts.PASSWORD_OUTSIDE_STEP
+        assert not h.deleted(agent, other["message_id"])

@@ -233,3 +233,15 @@ async def test_a_payment_half_way_survives_a_restart(settings, committed):
         summary = await h.say(agent, "750", contains="Please check the payment")
         await tap(h, agent, summary, "Confirm", contains="Payment of ₹750.00 recorded")
         assert paid_total(h, loan) == Decimal("750.00")
+
+
+async def test_an_amount_grouped_unclearly_is_refused_with_the_locales_way(settings, committed):
+    async with BotHarness(settings, committed) as h:
+        agent, loan, card = await agent_card(h)
+        await tap(h, agent, card, "Pay", contains="How much was paid")
+        # 150,50 used to be read as 15050.00 (more than the 10,000 owed: now, a clear no).
+        answer = await h.say(agent, "150,50", contains="not clear as an amount")
+        assert "1,50,000.50" in answer["text"]
+        assert count(h, Payment, Payment.loan_id == loan.id) == 0
+        summary = await h.say(agent, "1,500.50", contains="Please check the payment")
+        assert "Amount: ₹1,500.50" in summary["text"]

@@ -105,6 +105,10 @@ async def test_sending_needs_an_open_chat_and_a_short_text(sandbox, bot) -> None
     await opened_chat(sandbox, bot)
     with pytest.raises(BadRequest, match="Message is too long"):
         await bot.send_message(AGENT, "x" * 4097)
+    # Telegram counts UTF-16 units of the text after entity parsing: an emoji is 2, tags 0.
+    with pytest.raises(BadRequest, match="Message is too long"):
+        await bot.send_message(AGENT, "😀" * 2049)
+    await bot.send_message(AGENT, "<b>" + "😀" * 2048 + "</b>", parse_mode="HTML")
     sandbox.block(AGENT)
     with pytest.raises(Forbidden, match="bot was blocked by the user"):
         await bot.send_message(AGENT, "hello")

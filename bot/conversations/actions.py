@@ -202,7 +202,7 @@ async def amount_owed(update: Update, context: Context, actor: Actor, text: str,
     settings = settings_of(context)
     try:
         amount = parse_amount(text, max_amount=settings.max_amount,
-                              minor_units=settings.minor_units)
+                              minor_units=settings.minor_units, locale=settings.agency_locale)
         balance = await db(context, check_owed, actor=actor,
                            loan_number=context.user_data[NUMBER], amount=amount, code=code)
     except InvalidInput as err:

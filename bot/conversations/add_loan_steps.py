@@ -132,7 +132,8 @@ def address(context: Context, text: str) -> tuple[dict, State]:
 
 def amount(context: Context, text: str) -> tuple[dict, State]:
     settings = settings_of(context)
-    value = parse_amount(text, max_amount=settings.max_amount, minor_units=settings.minor_units)
+    value = parse_amount(text, max_amount=settings.max_amount, minor_units=settings.minor_units,
+                         locale=settings.agency_locale)
     return {"amount": str(value)}, State.PLAN
 
 

@@ -137,6 +137,7 @@ def _edit(context: Context, actor: Actor, value: str, version: int) -> dict:
         "value": value, "expected_version": version, "today": actions.today_of(context),
         "region": settings.default_phone_region, "max_amount": settings.max_amount,
         "reason": data.get(REASON),
+        "locale": settings.agency_locale,
     }
 
 

@@ -33,6 +33,11 @@ def _starts(conv: ConversationHandler, update: Update) -> bool:
     return any(ep.check_update(update) not in (None, False) for ep in conv.entry_points)
 
 
+def open_conversations(app: Application, update: Update) -> list[str]:
+    """The names of the conversations the user of update has open."""
+    return [conv.name or "" for conv in _conversations(app) if _open_key(conv, update)]
+
+
 def _open_key(conv: ConversationHandler, update: Update) -> tuple | None:
     """The conversation key of this user's open conversation in conv, if any."""
     if update.effective_chat is None or update.effective_user is None:

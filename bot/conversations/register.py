@@ -1,7 +1,8 @@
 """Getting in: /start with an invite code, /start without one (access request), first password.
 
-The invite code waits in user_data between the /start and the password message (it is
-single-use and consumed by that very message); it is cleared when the conversation ends.
+Between the /start and the password message user_data keeps the invite code's hash, never
+the code (user_data is stored in the database), and the /start message with the code is
+deleted once read; the hash is cleared when the conversation ends.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from bot import keyboards, texts
 from bot.context import Context, db, reply, set_menu_for, staff_actor
 from bot.conversations import TEXT_INPUT, cancel_fallback, delete_quietly
 from db.models import StaffState
+from db.security import hash_code
 from db.services import staff as staff_service
 from db.services.errors import InvalidInput, ServiceError
 from db.services.staff import StaffInfo
 
 log = logging.getLogger(__name__)
 
+INVITE_HASH = "register.invite_hash"
+# Before the hash was kept, the code itself: still read so a half-done sign-up survives.
 INVITE_CODE = "register.invite_code"
 
 
@@ -50,7 +54,9 @@ async def start(update: Update, context: Context) -> int:
     """/start: with a code (t.me deep link) redeem an invite, without one find out who this is."""
     context.user_data.clear()
     if context.args:
-        return await _start_with_code(update, context, context.args[0])
+        code = context.args[0]
+        await delete_quietly(update.message)  # the code is single-use: not left in the chat
+        return await _start_with_code(update, context, code)
     info = await db(context, staff_service.get_staff, telegram_user_id=update.effective_user.id)
     if info is None:
         return await _ask_access(update, context)
@@ -83,7 +89,7 @@ async def _start_with_code(update: Update, context: Context, code: str) -> int:
     except ServiceError as err:
         await reply(update, texts.service_error(err))
         return ConversationHandler.END
-    context.user_data[INVITE_CODE] = code
+    context.user_data[INVITE_HASH] = hash_code(code)
     await reply(update, texts.invite_ask_password(role))
     return State.INVITE_PASSWORD
 
@@ -139,14 +145,15 @@ async def invite_password(update: Update, context: Context) -> int:
     message = update.message
     password = message.text or ""
     await delete_quietly(message)
-    code = context.user_data.get(INVITE_CODE)
-    if not code:
+    old_code = context.user_data.get(INVITE_CODE)
+    code_hash = context.user_data.get(INVITE_HASH) or (hash_code(old_code) if old_code else None)
+    if not code_hash:
         await reply(update, texts.TOO_LATE)
         return ConversationHandler.END
     user = update.effective_user
     try:
         result = await db(
-            context, staff_service.redeem_invite, code=code, telegram_user_id=user.id,
+            context, staff_service.redeem_invite, code_hash=code_hash, telegram_user_id=user.id,
             chat_id=update.effective_chat.id, name=user.full_name, username=user.username,
             password=password,
         )

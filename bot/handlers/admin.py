@@ -11,7 +11,7 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 
-from bot import keyboards, texts
+from bot import keyboards, paging, texts
 from bot.context import (
     Context,
     answer_button,
@@ -138,7 +138,7 @@ async def staff(update: Update, context: Context, actor: Actor) -> None:
         await reply(update, texts.STAFF_LIST_HEADER, reply_markup=_list_keyboard(people))
     else:
         lines = [texts.esc(texts.staff_line(p.name, p.role, p.state.value)) for p in people]
-        await reply(update, "\n".join(lines))
+        await paging.reply_pages(update, lines)
 
 
 def _list_keyboard(people: list[StaffInfo]):
@@ -237,5 +237,5 @@ async def audit(update: Update, context: Context, actor: Actor) -> None:
         )
         for e in entries
     ]
-    await reply(update, "\n".join([texts.audit_header(len(entries), ref.name if ref else None),
-                                   *lines]))
+    await paging.reply_pages(update, lines,
+                             head=texts.audit_header(len(entries), ref.name if ref else None))

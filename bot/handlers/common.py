@@ -64,9 +64,15 @@ class SlidingWindow:
 
 
 async def rate_limit(update: Update, context: Context) -> None:
-    """Messages and button presses above settings.bot_commands_per_minute: ask to slow down."""
+    """Messages, edits and button presses above settings.bot_commands_per_minute: slow down.
+
+    An edited message counts like a new one but is never acted on: an edit of a command
+    (or of an answer in a form) would otherwise run it again.
+    """
     user = update.effective_user
-    if user is None or (update.message is None and update.callback_query is None):
+    edited = update.edited_message
+    if user is None or (update.message is None and edited is None
+                        and update.callback_query is None):
         return
     limiter = context.bot_data.get(RATE_LIMITER)
     if limiter is None:
@@ -75,6 +81,9 @@ async def rate_limit(update: Update, context: Context) -> None:
         )
     count = limiter.hit(user.id)
     if count <= limiter.limit:
+        if edited is not None:
+            await edited.reply_text(texts.EDIT_NOT_RERUN)
+            raise ApplicationHandlerStop
         return
     log.info("user %s rate-limited (%s in a minute)", user.id, count)
     if update.callback_query is not None:

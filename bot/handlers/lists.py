@@ -18,7 +18,7 @@ from telegram.ext import (
     MessageHandler,
 )
 
-from bot import keyboards, texts, views
+from bot import keyboards, paging, texts, views
 from bot.context import Context, answer_button, db, reply, require_staff, settings_of
 from bot.conversations import TEXT_INPUT, cancel_fallback
 from bot.handlers.replies import fmt, show, today
@@ -168,4 +168,8 @@ async def today_command(update: Update, context: Context, actor: Actor) -> None:
                      limit=TODAY_LIMIT)
     money = fmt(context)
     markup = keyboards.loan_buttons(views.loan_buttons([i.loan for i in items], money))
-    await reply(update, views.today_text(items, money), reply_markup=markup if items else None)
+    if not items:
+        await reply(update, texts.TODAY_EMPTY)
+        return
+    head, *lines = views.today_text(items, money).split("\n")
+    await paging.reply_pages(update, lines, head=head, reply_markup=markup)

@@ -122,10 +122,12 @@ async def _history_page(update: Update, context: Context, actor: Actor, *, page:
     except ServiceError as err:
         await show(update, context, texts.service_error(err), None, edit)
         return
-    cursors = cursors[:page] + ([found.next_cursor] if found.next_cursor else [])
+    text, shown = views.history_page(view.loan_number, found.items, page, fmt(context))
+    # A page too long for one message shows fewer lines: the next page starts after them.
+    after = found.items[shown - 1].cursor if shown < len(found.items) else found.next_cursor
+    cursors = cursors[:page] + ([after] if after else [])
     context.user_data[HISTORY_KEY] = {"id": view.id, "c": cursors}
-    text = views.history_text(view.loan_number, found.items, page, fmt(context))
-    markup = keyboards.history_nav(view.id, page, found.next_cursor is not None)
+    markup = keyboards.history_nav(view.id, page, after is not None)
     await show(update, context, text, markup, edit)
 
 

@@ -15,7 +15,7 @@ from telegram import Update
 from telegram.error import BadRequest
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 
-from bot import keyboards, texts
+from bot import keyboards, paging, texts
 from bot.context import Context, answer_button, db, reply, require_staff, settings_of
 from bot.conversations import actions
 from bot.handlers.replies import command_text
@@ -85,7 +85,8 @@ async def broadcasts_command(update: Update, context: Context, actor: Actor) -> 
         await reply(update, texts.service_error(err))
         return
     text, markup = _list_view(rows, settings_of(context).tz)
-    await reply(update, text, reply_markup=markup)
+    head, *lines = text.split("\n")
+    await paging.reply_pages(update, lines, head=head, reply_markup=markup)
 
 
 async def _edit_list(update: Update, context: Context, actor: Actor,
@@ -202,10 +203,10 @@ async def deliveries_command(update: Update, context: Context, actor: Actor) -> 
         return
     errors = [(e.code, e.count, e.words) for e in report.top_errors]
     listing, markup = _suppressed(suppressed, settings_of(context).tz)
-    await reply(update, "\n\n".join([
-        texts.DLV_TITLE, _period("Last 24 hours", report.day), _period("Last 7 days", report.week),
-        texts.dlv_errors(errors), listing,
-    ]), reply_markup=markup)
+    blocks = [_period("Last 24 hours", report.day), _period("Last 7 days", report.week),
+              texts.dlv_errors(errors), listing]
+    await paging.reply_pages(update, ["", *"\n\n".join(blocks).split("\n")],
+                             head=texts.DLV_TITLE, reply_markup=markup)
 
 
 # --- /remind and Remind now ---------------------------------------------------------------

@@ -57,11 +57,15 @@ def create_invite(
     return InviteCode(invite_id=row.id, code=code, role=role, expires_at=expires_at)
 
 
-def _find_invite(session: Session, code: str) -> Invite:
+def _find_invite(session: Session, code: str | None, code_hash: str | None = None) -> Invite:
     code = (code or "").strip()
+    if code and 0 < len(code) <= MAX_CODE and _CODE.fullmatch(code):
+        code_hash = hash_code(code)
+    elif code:
+        code_hash = None
     row = None
-    if 0 < len(code) <= MAX_CODE and _CODE.fullmatch(code):
-        row = session.scalars(select(Invite).where(Invite.code_hash == hash_code(code))).first()
+    if code_hash:
+        row = session.scalars(select(Invite).where(Invite.code_hash == code_hash)).first()
     if row is None:
         raise AuthError("That invite code is not valid.", code="invite_invalid")
     if row.used_at is not None:
@@ -78,16 +82,18 @@ def check_invite(session: Session, *, code: str) -> Role:
 
 
 def redeem_invite(
-    session: Session, *, code: str, telegram_user_id: int, chat_id: int | None, name: str,
-    username: str | None, password: str,
+    session: Session, *, code: str | None = None, telegram_user_id: int, chat_id: int | None,
+    name: str, username: str | None, password: str, code_hash: str | None = None,
 ) -> LoginResult:
     """Make the Telegram user active staff with the invite's role and password; log them in.
 
-    A refused code is audited and raised with commit=True (see db.services.sessions).
+    The invite is given by its code, or by hash_code(code) (what a caller that must keep
+    it a while stores instead of the code). A refused code is audited and raised with
+    commit=True (see db.services.sessions).
     """
     check_password_rules(password)
     try:
-        invite = _find_invite(session, code)
+        invite = _find_invite(session, code, code_hash)
     except AuthError as err:
         audit(session, actor=None, action=AuditAction.INVITE_REFUSED, target_type="invite",
               telegram_user_id=telegram_user_id, details={"reason": err.code})

@@ -31,7 +31,15 @@ from db.services.message_truth import (
     withdraw_for_loan,
 )
 from db.services.views import LoanView, loan_view
-from db.validation import clean_name, clean_text, name_key, parse_amount, parse_date, parse_phone
+from db.validation import (
+    DEFAULT_LOCALE,
+    clean_name,
+    clean_text,
+    name_key,
+    parse_amount,
+    parse_date,
+    parse_phone,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +89,7 @@ def _changeable(
 
 
 def _parse(field: EditableField, value: str, *, today: date, region: str,
-           max_amount: Decimal) -> object:
+           max_amount: Decimal, locale: str) -> object:
     """value read the way field needs it (InvalidInput with the field's own reason)."""
     if field is EditableField.BORROWER_NAME:
         return clean_name(value)
@@ -91,7 +99,7 @@ def _parse(field: EditableField, value: str, *, today: date, region: str,
         return clean_text(value, field="address", max_len=300, required=False)
     if field is EditableField.NEXT_DUE_DATE:
         return parse_date(value, today=today, future=True)
-    return parse_amount(value, max_amount=max_amount)
+    return parse_amount(value, max_amount=max_amount, locale=locale)
 
 
 def _current(loan: Loan, field: EditableField) -> object:
@@ -194,6 +202,7 @@ def edit_loan(
     session: Session, *, actor: Actor, loan_number: str, field: EditableField, value: str,
     expected_version: int | None, today: date, region: str = "IN",
     max_amount: Decimal = DEFAULT_MAX_AMOUNT, reason: str | None = None,
+    locale: str = DEFAULT_LOCALE,
 ) -> EditResult:
     """Change one field of an active loan (or its borrower), with its history rows.
 
@@ -204,7 +213,8 @@ def edit_loan(
     loan = _changeable(session, actor, loan_number, expected_version)
     if field in _BORROWER_FIELDS:
         check_borrower_editable(session, actor=actor, borrower_id=loan.borrower_id)
-    new = _parse(field, value, today=today, region=region, max_amount=max_amount)
+    new = _parse(field, value, today=today, region=region, max_amount=max_amount,
+                 locale=locale)
     old = _current(loan, field)
     if new == old:
         raise InvalidInput("That is the same as before: nothing to change.", code="unchanged")

@@ -63,6 +63,9 @@ class HistoryItem:
     kind: str
     summary: str
     staff_name: str | None
+    # before= for the lines older than this one: a caller showing fewer lines than it got
+    # (a page too long for a message) goes on from the last line it showed.
+    cursor: str = ""
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,9 @@ def loan_history(
         for obj, staff_name, extra in session.execute(stmt):
             at = getattr(obj, feed.at.key)
             kind, summary = feed.line(obj, extra, money)
-            rows.append((at, feed.source, obj.id, HistoryItem(at, kind, summary, staff_name)))
+            token = encode_cursor(at.isoformat(), feed.source, obj.id)
+            rows.append((at, feed.source, obj.id,
+                         HistoryItem(at, kind, summary, staff_name, token)))
     rows.sort(key=lambda r: r[:3], reverse=True)
     page = rows[:limit]
     more = len(rows) > limit

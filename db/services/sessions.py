@@ -22,7 +22,14 @@ from sqlalchemy.orm import Session
 
 from db import clock
 from db.models import Role, Staff, StaffSession, StaffState
-from db.security import check_password_rules, hash_password, needs_rehash, verify_password
+from db.security import (
+    MAX_PASSWORD,
+    MIN_PASSWORD,
+    check_password_rules,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
 from db.services.access import Actor
 from db.services.audit import AuditAction, audit
 from db.services.errors import AuthError, Conflict
@@ -124,6 +131,20 @@ def refuse_state(staff: Staff | None, *, need_password: bool = True) -> AuthErro
     if need_password and staff.password_hash is None:
         return AuthError("Choose a password first.", code="no_password")
     return None
+
+
+def is_own_password(session: Session, *, telegram_user_id: int, text: str) -> bool:
+    """Whether text is this staff member's password (read-only, audits nothing).
+
+    For spotting a password typed where it does not belong; the caller limits how often
+    it asks (each check costs a password hash).
+    """
+    if not MIN_PASSWORD <= len(text) <= MAX_PASSWORD:
+        return False
+    staff = load_staff(session, telegram_user_id)
+    if staff is None or staff.password_hash is None:
+        return False
+    return verify_password(text, staff.password_hash)
 
 
 def login(
