@@ -38,7 +38,7 @@ _MINOR_UNITS = {"JPY": 0, "KRW": 0, "VND": 0, "IDR": 2, "KWD": 3, "BHD": 3, "OMR
 
 
 class Settings(BaseSettings):
-    """Every setting of Vasooli; the names are DESIGN.md's (environment variables)."""
+    """Every setting of Vasooli; each is an environment variable, documented in README.md."""
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False

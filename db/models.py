@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models: every table of DESIGN.md's Data section. UTC in the database."""
+"""SQLAlchemy 2 models: every table Vasooli keeps (docs/architecture.md). UTC in the database."""
 
 from __future__ import annotations
 

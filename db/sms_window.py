@@ -1,6 +1,6 @@
 """The hours a borrower may be texted, in their own time zone: pure functions, no database.
 
-DESIGN.md: "Borrowers are texted only inside the allowed hours of their own time zone".
+docs/architecture.md: "Borrowers are texted only inside the allowed hours of their own time zone".
 The worker's policy, the planner, broadcasts and the one-off reminder all ask here, so they
 agree on when the window opens.
 """

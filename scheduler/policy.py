@@ -1,6 +1,6 @@
 """May this message go out now? Expiry, opt-out, suppression, quiet hours, frequency cap.
 
-Choices (DESIGN.md: "inside the allowed hours of their own time zone, no more often than
+Choices (docs/architecture.md: "inside the allowed hours of their own time zone, no more often than
 the frequency cap, and never after STOP"):
 - Opt-out and the suppression list stop every kind, replies included: the carrier would
   refuse them anyway (21610), and a STOP must be final.

@@ -1,6 +1,6 @@
 """SMS senders: the SmsSender protocol, TwilioSender (the real twilio client) and ConsoleSender.
 
-Errors come out as two kinds the worker acts on (DESIGN.md, "A message's life"):
+Errors come out as two kinds the worker acts on (docs/architecture.md, "A message's life"):
 RetryableSmsError (HTTP 429, 5xx, timeouts, connection errors: try again later) and
 PermanentSmsError (Twilio refused this message for good, e.g. 21211 invalid number).
 """
