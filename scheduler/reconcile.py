@@ -68,10 +68,13 @@ def _known_sids(session: Session, *, sids: list[str]) -> set[str]:
 async def find_lost_send(
     factory: Factory, sender: SmsSender, m: MessageInfo
 ) -> list[ProviderMessage] | None:
-    """Provider messages to m's number since it was claimed, with its body, not yet ours."""
+    """Provider messages to m's number created since it was claimed, with its body, not yet ours.
+
+    Listed by creation, not DateSent: a message accepted but not yet sent counts as sent.
+    """
     since = (m.sending_at or m.send_after) - CLOCK_SLACK
     try:
-        listed = await sender.list_sent(to=m.to, since=since)
+        listed = await sender.list_recent(to=m.to, since=since)
     except SmsError as exc:
         log.warning("could not list messages to check message %s: %s", m.id, exc.message)
         return None

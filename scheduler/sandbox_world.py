@@ -26,6 +26,7 @@ from scheduler.sandbox_model import (
     OPT_IN_KEYWORDS,
     OPT_OUT_KEYWORDS,
     CallbackTiming,
+    CallFaults,
     Delivery,
     FailureProfile,
     Message,
@@ -86,6 +87,8 @@ class SandboxWorld:
         self.inbound_url = inbound_url
         self.phone_number = phone_number
         self.hang_seconds = hang_seconds  # how long a scripted "timeout" hangs at most
+        # Random 429/500/timeouts on a share of calls (fault tests); scripts go first.
+        self.call_faults: CallFaults | None = None
         self._validator = RequestValidator(auth_token)
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
@@ -203,6 +206,8 @@ class SandboxWorld:
             for i, entry in enumerate(self._scripts):
                 if entry.matches(operation):
                     return self._scripts.pop(i)
+            if self.call_faults is not None:
+                return self.call_faults.draw(operation, self._rng)
         return None
 
     def refusal(self, to: str) -> Rejection | None:

@@ -155,6 +155,36 @@ async def test_a_lost_answer_for_a_created_message_is_not_sent_again(
     assert sb.created_count(info.to) == 1
 
 
+async def test_a_timed_out_send_twilio_accepted_but_not_yet_sent_is_not_sent_again(
+    committed, sb, sender, cfg, at_now
+):
+    """Issue 9 item 6: queued at Twilio (no DateSent yet) when the answer is lost."""
+    [info] = _queue(committed)
+    sb.callback_timing = CallbackTiming(hold=True)  # accepted/queued, date_sent stays empty
+    sb.script("timeout", created=True)
+    report = await _dispatch(committed, sender, cfg)
+    [remote] = sb.messages_to(info.to)
+    row = _row(committed, info.id)
+    assert remote.date_sent is None and remote.status == "queued"
+    assert report.sent == 1 and (row.status, row.provider_sid) == (S.SENT, remote.sid)
+    assert (await _dispatch(committed, sender, cfg, now=NOW + timedelta(hours=1))).claimed == 0
+    assert sb.created_count(info.to) == 1
+
+
+async def test_a_failed_lost_send_check_never_reads_as_not_sent(
+    committed, sb, sender, cfg, at_now
+):
+    [info] = _queue(committed)
+    sb.callback_timing = CallbackTiming(hold=True)
+    sb.script(500, created=True)
+    sb.script(500, on="list")  # the check itself fails: the message stays for reconcile
+    report = await _dispatch(committed, sender, cfg)
+    assert report.unknown == 1 and _row(committed, info.id).status is S.SENDING
+    later = NOW + timedelta(minutes=11)
+    assert (await reconcile(committed, sender, settings=cfg, now=later)).recovered == 1
+    assert _row(committed, info.id).status is S.SENT and sb.created_count(info.to) == 1
+
+
 async def test_max_attempts_ends_failed(committed, sb, sender, cfg, at_now):
     cfg = cfg.model_copy(update={"sms_max_attempts": 2})
     [info] = _queue(committed)
