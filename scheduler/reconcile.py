@@ -54,9 +54,10 @@ async def db_call(factory: Factory, fn: Callable[..., T], **kwargs: Any) -> T:
 
 
 def stuck_after(settings: Settings) -> timedelta:
-    """How long SENDING may last before reconcile steps in: longer than the batches in flight."""
+    """How long SENDING may last before reconcile steps in: the claim's lease (at least the
+    time to send the batches in flight, so a busy live worker is not second-guessed)."""
     batch_seconds = settings.sms_batch_size / settings.sms_rate_per_second
-    return timedelta(seconds=max(600.0, 3 * batch_seconds + 60))
+    return timedelta(seconds=max(settings.sms_claim_seconds, 3 * batch_seconds))
 
 
 def _known_sids(session: Session, *, sids: list[str]) -> set[str]:

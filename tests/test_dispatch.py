@@ -28,7 +28,7 @@ from db.migrate import upgrade
 from db.models import Borrower, Message, MessageEvent, MessageKind, MessageStatus, Suppression
 from db.services import outbox
 from db.session import make_engine, make_session_factory
-from scheduler.dispatch import ReconcileReport, dispatch_due, reconcile
+from scheduler.dispatch import Dispatcher, ReconcileReport, dispatch_due, reconcile, stuck_after
 from scheduler.sandbox import CallbackTiming, TwilioSandbox
 from scheduler.sms import ConsoleSender, SendResult, TwilioSender
 from scheduler.worker import build_scheduler
@@ -452,6 +452,31 @@ async def test_two_stuck_messages_to_one_number_do_not_share_a_sid(
     rows = [_row(committed, a.id), _row(committed, b.id)]
     assert sorted(r.status for r in rows) == [S.DELIVERED, S.QUEUED]
     assert [r.provider_sid for r in rows if r.provider_sid] == [sent.sid]
+
+
+async def test_a_claim_too_old_to_send_is_put_back_unsent(committed, sb, sender, cfg, at_now):
+    """A worker that stalled half its lease between claim and send leaves the message."""
+    [info] = _queue(committed)
+    with committed.begin() as s:
+        [m] = outbox.claim_due(s, now=NOW, limit=1, worker_id="slow:1", claimed_at=NOW)
+    run = Dispatcher(committed, sender, cfg, None, NOW + stuck_after(cfg) / 2, None)
+    run.worker_id = "slow:1"
+    await run.send(m)
+    row = _row(committed, info.id)
+    assert run.tally["released"] == 1 and sb.created_count(info.to) == 0
+    assert (row.status, row.attempts, row.claimed_by) == (S.QUEUED, 0, None)
+
+
+async def test_reconcile_settles_a_claim_once_sms_claim_seconds_have_passed(
+    committed, sb, sender, cfg, at_now
+):
+    cfg = cfg.model_copy(update={"sms_claim_seconds": 30.0})
+    [info] = _queue(committed)
+    _claim(committed, info)
+    early = await reconcile(committed, sender, settings=cfg, now=NOW + timedelta(seconds=29))
+    late = await reconcile(committed, sender, settings=cfg, now=NOW + timedelta(seconds=31))
+    assert (early.requeued, late.requeued) == (0, 1)
+    assert _row(committed, info.id).status is S.QUEUED and sb.created_count(info.to) == 0
 
 
 @pytest.mark.parametrize(
