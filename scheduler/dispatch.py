@@ -65,6 +65,8 @@ MAX_IN_FLIGHT = 32
 BATCHES_IN_FLIGHT = 2
 # A refused account (wrong token) holds messages this long before they are tried again.
 ACCOUNT_PAUSE = timedelta(minutes=5)
+# Twilio's "Too Many Requests": the request was refused, so a retry need not ask first.
+RATE_LIMITED_CODE = "20429"
 # Send results are written together, one transaction per this many seconds.
 GROUP_SECONDS = 0.05
 
@@ -241,6 +243,8 @@ class Dispatcher:
                 self.in_flight.release()
                 await self._release(m, "claim too old to send")
                 return
+            if await self._settled_by_earlier_attempt(m):
+                return
             try:
                 result = await self.sender.send(to=m.to, body=m.body,
                                                 status_callback=self.callback)  # fmt: skip
@@ -254,6 +258,27 @@ class Dispatcher:
             # Unknown whether it left: reconcile asks the provider before any resend.
             log.exception("message %s: send or record failed; left for reconcile", m.id)
             self.tally["unknown"] += 1
+
+    async def _settled_by_earlier_attempt(self, m: ClaimedMessage) -> bool:
+        """A retry asks the provider first: an earlier attempt whose answer was lost may have
+        arrived after its own check. True when m is settled (adopted, or put back because the
+        provider could not be asked); the in-flight slot is then released."""
+        if m.attempts <= 1 or m.error_code == RATE_LIMITED_CODE:
+            return False  # a first attempt, or the last one was surely refused
+        found = await find_lost_send(self.factory, self.sender, m, since=m.created_at)
+        if found == []:
+            return False
+        self.in_flight.release()
+        if found:
+            await adopt(self.factory, m, found[0])
+            self.tally["sent"] += 1
+        else:
+            delay = backoff(m.attempts, self.settings)
+            await self._fenced(m, outbox.defer, message_id=m.id, reason="could not ask the "
+                               "provider about an earlier attempt", source=EventSource.WORKER,
+                               until=self.now() + timedelta(seconds=delay))  # fmt: skip
+            self.tally["released"] += 1
+        return True
 
     async def _acquire(self) -> None:
         await self.in_flight.acquire()

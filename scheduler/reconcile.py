@@ -67,13 +67,13 @@ def _known_sids(session: Session, *, sids: list[str]) -> set[str]:
 
 
 async def find_lost_send(
-    factory: Factory, sender: SmsSender, m: MessageInfo
+    factory: Factory, sender: SmsSender, m: MessageInfo, since: datetime | None = None
 ) -> list[ProviderMessage] | None:
     """Provider messages to m's number created since it was claimed, with its body, not yet ours.
 
     Listed by creation, not DateSent: a message accepted but not yet sent counts as sent.
     """
-    since = (m.sending_at or m.send_after) - CLOCK_SLACK
+    since = (since or m.sending_at or m.send_after) - CLOCK_SLACK
     try:
         listed = await sender.list_recent(to=m.to, since=since)
     except SmsError as exc:
@@ -122,15 +122,10 @@ async def _poll(factory: Factory, sender: SmsSender, m: MessageInfo) -> bool:
 async def reconcile(
     session_factory: Factory, sender: SmsSender, *, settings: Settings, now: datetime | None = None
 ) -> ReconcileReport:
-    """Poll SENT messages without a final status; settle SENDING ones a dead worker left."""
+    """Settle SENDING messages whose claim ran out; poll SENT ones without a final status."""
     now = now or clock.utcnow()
     tally: Counter = Counter()
-    quiet = await db_call(session_factory, outbox.sent_without_final,
-                          older_than=now - timedelta(hours=settings.reconcile_after_hours),
-                          sent_since=now - POLL_FOR)  # fmt: skip
-    for m in quiet:
-        tally["polled"] += 1
-        tally["updated"] += await _poll(session_factory, sender, m)
+    # Unsettled claims first: they hold messages back; polls only refresh a status.
     older_than = now - stuck_after(settings)
     stuck = await db_call(session_factory, outbox.stuck_sending, older_than=older_than)
     # One at a time, oldest first: two stuck rows to one number must not take one SID.
@@ -139,6 +134,12 @@ async def reconcile(
                                  settings=settings)  # fmt: skip
         if outcome:
             tally[outcome] += 1
+    quiet = await db_call(session_factory, outbox.sent_without_final,
+                          older_than=now - timedelta(hours=settings.reconcile_after_hours),
+                          sent_since=now - POLL_FOR)  # fmt: skip
+    for m in quiet:
+        tally["polled"] += 1
+        tally["updated"] += await _poll(session_factory, sender, m)
     report = ReconcileReport(**tally)
     if quiet or stuck:
         log.info("reconcile: %s", report)

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ACCOUNT_SID = "AC" + "5a" * 16
 DEFAULT_AUTH_TOKEN = "0123456789abcdef" * 2
 DEFAULT_PHONE_NUMBER = "+15005550006"  # Twilio's own "valid test number"
+WEBHOOKS_IN_FLIGHT = 50  # webhook posts at a time (below httpx's pool of 100)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class SandboxWorld:
         self._lives: set[asyncio.Task[None]] = set()
         self._held: list[asyncio.Event] = []
         self._pending = 0
+        self._post_gate = asyncio.Semaphore(WEBHOOKS_IN_FLIGHT)
 
     def _clear_state(self) -> None:
         with self._lock:
@@ -259,6 +261,9 @@ class SandboxWorld:
     async def on_loop_start(self) -> None:
         # trust_env=False: webhooks go straight to the URL, never through an env proxy.
         self._http = httpx.AsyncClient(timeout=10.0, trust_env=False)
+        # httpcore's pool scans every waiting request on each change (quadratic): with
+        # thousands of callbacks due at once it would starve this loop. Queue them here.
+        self._post_gate = asyncio.Semaphore(WEBHOOKS_IN_FLIGHT)
         self.stopping = asyncio.Event()
 
     async def on_loop_stop(self) -> None:
@@ -413,7 +418,8 @@ class SandboxWorld:
         status_code: int | None = None
         text, content_type, error = "", None, None
         try:
-            response = await self._http.post(url, data=params, headers=headers)
+            async with self._post_gate:
+                response = await self._http.post(url, data=params, headers=headers)
             status_code, text = response.status_code, response.text
             content_type = response.headers.get("content-type")
         except httpx.HTTPError as exc:

@@ -185,6 +185,33 @@ async def test_a_failed_lost_send_check_never_reads_as_not_sent(
     assert _row(committed, info.id).status is S.SENT and sb.created_count(info.to) == 1
 
 
+async def test_a_retry_asks_first_and_adopts_an_attempt_that_landed_late(
+    committed, sb, sender, cfg, at_now
+):
+    """The timed-out request reached Twilio only after its own check: the retry finds it."""
+    [info] = _queue(committed)
+    sb.script("timeout")  # no message yet: the check right after the timeout finds nothing
+    first = await _dispatch(committed, sender, cfg)
+    row = _row(committed, info.id)
+    assert first.retried == 1 and row.status is S.QUEUED and sb.created_count(info.to) == 0
+    late = await sender.send(to=info.to, body=info.body)  # ...then the request lands
+    second = await _dispatch(committed, sender, cfg, now=row.send_after + timedelta(seconds=1))
+    row = _row(committed, info.id)
+    assert second.sent == 1 and row.provider_sid == late.sid
+    assert sb.created_count(info.to) == 1
+
+
+async def test_a_retry_after_a_429_does_not_ask_first(committed, sb, sender, cfg, at_now):
+    [info] = _queue(committed)
+    sb.script(429, retry_after=1)
+    await _dispatch(committed, sender, cfg)
+    row = _row(committed, info.id)
+    assert row.error_code == "20429"
+    lists = sb.request_count("list")
+    assert (await _dispatch(committed, sender, cfg, now=row.send_after + timedelta(1))).sent == 1
+    assert sb.request_count("list") == lists and sb.created_count(info.to) == 1
+
+
 async def test_max_attempts_ends_failed(committed, sb, sender, cfg, at_now):
     cfg = cfg.model_copy(update={"sms_max_attempts": 2})
     [info] = _queue(committed)
