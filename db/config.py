@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     sms_max_attempts: int = Field(default=5, ge=1, le=20)
     sms_retry_base_seconds: float = Field(default=30.0, gt=0)
     sms_batch_size: int = Field(default=100, ge=1, le=5000)
+    # A claim on a message (SENDING) lasts this long; then another worker may settle it.
+    sms_claim_seconds: float = Field(default=600.0, ge=1)
     sms_expiry_hours: int = Field(default=48, ge=1)
     reconcile_after_hours: float = Field(default=2.0, gt=0)
     dispatch_interval_seconds: float = Field(default=5.0, gt=0)

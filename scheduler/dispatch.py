@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 from db import clock
 from db.config import Settings
 from db.models import Borrower
-from db.services import message_truth, outbox
+from db.services import claims, message_truth, outbox
+from db.services.claims import Claim
 from db.services.outbox import ClaimedMessage, EventSource, MessageInfo
 from scheduler import policy, twilio_codes
 from scheduler.reconcile import (
@@ -64,6 +65,8 @@ MAX_IN_FLIGHT = 32
 BATCHES_IN_FLIGHT = 2
 # A refused account (wrong token) holds messages this long before they are tried again.
 ACCOUNT_PAUSE = timedelta(minutes=5)
+# Twilio's "Too Many Requests": the request was refused, so a retry need not ask first.
+RATE_LIMITED_CODE = "20429"
 # Send results are written together, one transaction per this many seconds.
 GROUP_SECONDS = 0.05
 
@@ -215,6 +218,8 @@ class Dispatcher:
         self.callback = status_callback_url(settings)
         self.recorder = Recorder(factory)
         self.tally: Counter = Counter()
+        self.worker_id = ""
+        self.lease = stuck_after(settings)
         # One waiter for the whole run, raced by every send that is waiting for its turn.
         self.stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
 
@@ -228,8 +233,10 @@ class Dispatcher:
 
     async def claim(self, cutoff: datetime, worker_id: str) -> list[ClaimedMessage] | None:
         """The next batch, committed as SENDING, less what policy held back; None when none."""
+        self.worker_id = worker_id
         batch = await db_call(self.factory, outbox.claim_due, now=cutoff,
-                              limit=self.settings.sms_batch_size, worker_id=worker_id)  # fmt: skip
+                              limit=self.settings.sms_batch_size, worker_id=worker_id,
+                              claimed_at=self.now())  # fmt: skip
         if not batch:
             return None
         self.tally["claimed"] += len(batch)
@@ -245,6 +252,13 @@ class Dispatcher:
             if not await self._turn():
                 await self._release(m)
                 return
+            if not claims.may_send(m, now=self.now(), lease=self.lease):
+                # Late in the lease (a stall, a long queue): another worker may settle it.
+                self.in_flight.release()
+                await self._release(m, "claim too old to send")
+                return
+            if await self._settled_by_earlier_attempt(m):
+                return
             try:
                 result = await self.sender.send(to=m.to, body=m.body,
                                                 status_callback=self.callback)  # fmt: skip
@@ -258,6 +272,27 @@ class Dispatcher:
             # Unknown whether it left: reconcile asks the provider before any resend.
             log.exception("message %s: send or record failed; left for reconcile", m.id)
             self.tally["unknown"] += 1
+
+    async def _settled_by_earlier_attempt(self, m: ClaimedMessage) -> bool:
+        """A retry asks the provider first: an earlier attempt whose answer was lost may have
+        arrived after its own check. True when m is settled (adopted, or put back because the
+        provider could not be asked); the in-flight slot is then released."""
+        if m.attempts <= 1 or m.error_code == RATE_LIMITED_CODE:
+            return False  # a first attempt, or the last one was surely refused
+        found = await find_lost_send(self.factory, self.sender, m, since=m.created_at)
+        if found == []:
+            return False
+        self.in_flight.release()
+        if found:
+            await adopt(self.factory, m, found[0])
+            self.tally["sent"] += 1
+        else:
+            delay = backoff(m.attempts, self.settings)
+            await self._fenced(m, outbox.defer, message_id=m.id, reason="could not ask the "
+                               "provider about an earlier attempt", source=EventSource.WORKER,
+                               until=self.now() + timedelta(seconds=delay))  # fmt: skip
+            self.tally["released"] += 1
+        return True
 
     async def _acquire(self) -> None:
         await self.in_flight.acquire()
@@ -285,11 +320,17 @@ class Dispatcher:
             return False
         return got
 
-    async def _release(self, m: ClaimedMessage) -> None:
-        """Stopping before m reached the provider: QUEUED again in its place, attempt given back."""
-        await self.recorder.write(outbox.defer, message_id=m.id, until=m.send_after,
-                                  reason="worker stopped before sending it",
-                                  source=EventSource.WORKER)  # fmt: skip
+    async def _fenced(self, m: ClaimedMessage, fn: Callable[..., T], *, or_queued: bool = False,
+                      **kwargs: Any) -> T | None:  # fmt: skip
+        """fn's write, applied only while m still carries this run's claim (db.services.claims)."""
+        return await self.recorder.write(claims.fenced, claim=Claim.of(m, self.worker_id),
+                                         write=fn, or_queued=or_queued, **kwargs)  # fmt: skip
+
+    async def _release(self, m: ClaimedMessage,
+                       reason: str = "worker stopped before sending it") -> None:  # fmt: skip
+        """Not handed to the provider: QUEUED again in its place, attempt given back."""
+        await self._fenced(m, outbox.defer, message_id=m.id, until=m.send_after, reason=reason,
+                           source=EventSource.WORKER)  # fmt: skip
         self.tally["released"] += 1
 
     async def _record(self, m: ClaimedMessage, result: SendResult | SmsError) -> None:
@@ -299,12 +340,11 @@ class Dispatcher:
             await self._retry(m, result)
         elif isinstance(result, SmsError):
             text = result.message or "refused by the provider"
-            await self.recorder.write(twilio_codes.mark_failed, message_id=m.id,
-                                      code=result.code, text=text,
-                                      settings=self.settings)  # fmt: skip
+            await self._fenced(m, twilio_codes.mark_failed, message_id=m.id,
+                               code=result.code, text=text, settings=self.settings)  # fmt: skip
             self.tally["failed"] += 1
         else:
-            await self.recorder.write(_record_sent, message=m, result=result)
+            await self._fenced(m, _record_sent, or_queued=True, message=m, result=result)
             self.tally["sent"] += 1
 
     async def _hold(self, m: ClaimedMessage, exc: AccountSmsError) -> None:
@@ -312,10 +352,9 @@ class Dispatcher:
         if not self.tally["held"]:
             log.error("the SMS provider refused our account (%s %s): check TWILIO_ACCOUNT_SID "
                       "and TWILIO_AUTH_TOKEN; messages stay queued", exc.code, exc.message)
-        await self.recorder.write(outbox.defer, message_id=m.id,
-                                  until=self.now() + ACCOUNT_PAUSE,
-                                  reason=f"provider refused the account ({exc.code})",
-                                  source=EventSource.WORKER)  # fmt: skip
+        await self._fenced(m, outbox.defer, message_id=m.id, until=self.now() + ACCOUNT_PAUSE,
+                           reason=f"provider refused the account ({exc.code})",
+                           source=EventSource.WORKER)  # fmt: skip
         self.tally["held"] += 1
 
     async def _retry(self, m: ClaimedMessage, exc: RetryableSmsError) -> None:
@@ -331,8 +370,8 @@ class Dispatcher:
                 self.tally["sent"] += 1
                 return
         delay = backoff(m.attempts, self.settings, exc.retry_after)
-        status = await self.recorder.write(
-            outbox.mark_retry, message_id=m.id, error=exc.message, error_code=exc.code,
+        status = await self._fenced(
+            m, outbox.mark_retry, message_id=m.id, error=exc.message, error_code=exc.code,
             retry_at=self.now() + timedelta(seconds=delay),
             max_attempts=self.settings.sms_max_attempts,
         )  # fmt: skip

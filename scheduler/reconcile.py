@@ -55,9 +55,10 @@ async def db_call(factory: Factory, fn: Callable[..., T], **kwargs: Any) -> T:
 
 
 def stuck_after(settings: Settings) -> timedelta:
-    """How long SENDING may last before reconcile steps in: longer than the batches in flight."""
+    """How long SENDING may last before reconcile steps in: the claim's lease (at least the
+    time to send the batches in flight, so a busy live worker is not second-guessed)."""
     batch_seconds = settings.sms_batch_size / settings.sms_rate_per_second
-    return timedelta(seconds=max(600.0, 3 * batch_seconds + 60))
+    return timedelta(seconds=max(settings.sms_claim_seconds, 3 * batch_seconds))
 
 
 def _known_sids(session: Session, *, sids: list[str]) -> set[str]:
@@ -67,12 +68,15 @@ def _known_sids(session: Session, *, sids: list[str]) -> set[str]:
 
 
 async def find_lost_send(
-    factory: Factory, sender: SmsSender, m: MessageInfo
+    factory: Factory, sender: SmsSender, m: MessageInfo, since: datetime | None = None
 ) -> list[ProviderMessage] | None:
-    """Provider messages to m's number since it was claimed, with its body, not yet ours."""
-    since = (m.sending_at or m.send_after) - CLOCK_SLACK
+    """Provider messages to m's number created since it was claimed, with its body, not yet ours.
+
+    Listed by creation, not DateSent: a message accepted but not yet sent counts as sent.
+    """
+    since = (since or m.sending_at or m.send_after) - CLOCK_SLACK
     try:
-        listed = await sender.list_sent(to=m.to, since=since)
+        listed = await sender.list_recent(to=m.to, since=since)
     except SmsError as exc:
         log.warning("could not list messages to check message %s: %s", m.id, exc.message)
         return None
@@ -119,15 +123,10 @@ async def _poll(factory: Factory, sender: SmsSender, m: MessageInfo) -> bool:
 async def reconcile(
     session_factory: Factory, sender: SmsSender, *, settings: Settings, now: datetime | None = None
 ) -> ReconcileReport:
-    """Poll SENT messages without a final status; settle SENDING ones a dead worker left."""
+    """Settle SENDING messages whose claim ran out; poll SENT ones without a final status."""
     now = now or clock.utcnow()
     tally: Counter = Counter()
-    quiet = await db_call(session_factory, outbox.sent_without_final,
-                          older_than=now - timedelta(hours=settings.reconcile_after_hours),
-                          sent_since=now - POLL_FOR)  # fmt: skip
-    for m in quiet:
-        tally["polled"] += 1
-        tally["updated"] += await _poll(session_factory, sender, m)
+    # Unsettled claims first: they hold messages back; polls only refresh a status.
     older_than = now - stuck_after(settings)
     stuck = await db_call(session_factory, outbox.stuck_sending, older_than=older_than)
     # One at a time, oldest first: two stuck rows to one number must not take one SID.
@@ -136,6 +135,12 @@ async def reconcile(
                                  settings=settings)  # fmt: skip
         if outcome:
             tally[outcome] += 1
+    quiet = await db_call(session_factory, outbox.sent_without_final,
+                          older_than=now - timedelta(hours=settings.reconcile_after_hours),
+                          sent_since=now - POLL_FOR)  # fmt: skip
+    for m in quiet:
+        tally["polled"] += 1
+        tally["updated"] += await _poll(session_factory, sender, m)
     report = ReconcileReport(**tally)
     if quiet or stuck:
         log.info("reconcile: %s", report)

@@ -20,7 +20,13 @@ from __future__ import annotations
 import asyncio
 
 from scheduler.sandbox_http import build_app
-from scheduler.sandbox_model import API_VERSION, CallbackTiming, FailureProfile, Message
+from scheduler.sandbox_model import (
+    API_VERSION,
+    CallbackTiming,
+    CallFaults,
+    FailureProfile,
+    Message,
+)
 from scheduler.sandbox_server import ServerThread, connection_tracking_protocol
 from scheduler.sandbox_world import (
     DEFAULT_ACCOUNT_SID,
@@ -35,6 +41,7 @@ __all__ = [
     "DEFAULT_ACCOUNT_SID",
     "DEFAULT_AUTH_TOKEN",
     "DEFAULT_PHONE_NUMBER",
+    "CallFaults",
     "CallbackRecord",
     "CallbackTiming",
     "FailureProfile",

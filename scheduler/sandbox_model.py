@@ -156,11 +156,6 @@ class Message:
     def uri(self) -> str:
         return f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{self.sid}.json"
 
-    @property
-    def sent_or_created(self) -> datetime:
-        # A message still queued has no date_sent; DateSent filters fall back to its creation
-        # so that "list by To and time window" finds a message whose send timed out.
-        return self.date_sent or self.date_created
 
     def resource(self) -> dict[str, object]:
         """The JSON Twilio returns for this message (numbers as strings, like Twilio)."""
@@ -264,6 +259,38 @@ class CallbackTiming:
 
 
 @dataclass(frozen=True)
+class CallFaults:
+    """Random faults on a share of API calls, for fault tests (seeded by the sandbox).
+
+    On create, a fault may strike after the message was accepted (`created_share` of them):
+    the client sees the error or the timeout, Twilio has the message. 429 never creates:
+    Twilio refused the request. Callback lateness and duplicates are CallbackTiming's.
+    """
+
+    rate_limited: float = 0.0  # share of calls answered 429 (with Retry-After)
+    server_error: float = 0.0  # share answered 500
+    timeout: float = 0.0  # share that hang past the client's timeout
+    created_share: float = 0.5  # of 500s and timeouts on create: the message exists anyway
+    on: tuple[str, ...] = ("create", "list")
+    retry_after: float = 1.0
+
+    def draw(self, operation: str, rng: random.Random) -> Scripted | None:
+        """The fault for one call, or None."""
+        if operation not in self.on:
+            return None
+        roll = rng.random()
+        created = operation == "create" and rng.random() < self.created_share
+        if roll < self.rate_limited:
+            return Scripted("error", 429, 20429, retry_after=self.retry_after, on=operation)
+        roll -= self.rate_limited
+        if roll < self.server_error:
+            return Scripted("error", 500, 20500, created=created, on=operation)
+        if roll - self.server_error < self.timeout:
+            return Scripted("timeout", created=created, on=operation)
+        return None
+
+
+@dataclass(frozen=True)
 class Scripted:
     """One scripted answer to the next matching API call (see TwilioSandbox.script)."""
 
@@ -349,8 +376,14 @@ def page_of(messages: list[Message], *, path: str, filters: dict[str, str], page
 
 
 def in_window(message: Message, after: datetime | None, before: datetime | None) -> bool:
+    """Twilio's DateSent filters: on date_sent only, so a message still queued or accepted
+    (no date_sent yet) is left out of any date-filtered list, as at Twilio."""
+    if after is None and before is None:
+        return True
+    if message.date_sent is None:
+        return False
     # Twilio's dates have whole seconds; compare at that precision, bounds inclusive.
-    moment = message.sent_or_created.replace(microsecond=0)
+    moment = message.date_sent.replace(microsecond=0)
     if after is not None and moment < after.replace(microsecond=0):
         return False
     return not (before is not None and moment > before)

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-import httpx
+import aiohttp
 from twilio.request_validator import RequestValidator
 
 from db import clock
@@ -26,6 +26,7 @@ from scheduler.sandbox_model import (
     OPT_IN_KEYWORDS,
     OPT_OUT_KEYWORDS,
     CallbackTiming,
+    CallFaults,
     Delivery,
     FailureProfile,
     Message,
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ACCOUNT_SID = "AC" + "5a" * 16
 DEFAULT_AUTH_TOKEN = "0123456789abcdef" * 2
 DEFAULT_PHONE_NUMBER = "+15005550006"  # Twilio's own "valid test number"
+WEBHOOKS_IN_FLIGHT = 100  # webhook posts at a time (within the client's pool)
 
 
 @dataclass(frozen=True)
@@ -86,16 +88,19 @@ class SandboxWorld:
         self.inbound_url = inbound_url
         self.phone_number = phone_number
         self.hang_seconds = hang_seconds  # how long a scripted "timeout" hangs at most
+        # Random 429/500/timeouts on a share of calls (fault tests); scripts go first.
+        self.call_faults: CallFaults | None = None
         self._validator = RequestValidator(auth_token)
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self._clear_state()
         # Loop side, created in on_loop_start.
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
         self.stopping: asyncio.Event | None = None
         self._lives: set[asyncio.Task[None]] = set()
         self._held: list[asyncio.Event] = []
         self._pending = 0
+        self._post_gate = asyncio.Semaphore(WEBHOOKS_IN_FLIGHT)
 
     def _clear_state(self) -> None:
         with self._lock:
@@ -203,6 +208,8 @@ class SandboxWorld:
             for i, entry in enumerate(self._scripts):
                 if entry.matches(operation):
                     return self._scripts.pop(i)
+            if self.call_faults is not None:
+                return self.call_faults.draw(operation, self._rng)
         return None
 
     def refusal(self, to: str) -> Rejection | None:
@@ -252,14 +259,20 @@ class SandboxWorld:
     # --- loop side: start, stop, idle ---------------------------------------------------
 
     async def on_loop_start(self) -> None:
-        # trust_env=False: webhooks go straight to the URL, never through an env proxy.
-        self._http = httpx.AsyncClient(timeout=10.0, trust_env=False)
+        # aiohttp, not httpx: a fault run posts 20,000 webhooks and httpx costs several
+        # times the CPU per request. trust_env=False: never through an env proxy.
+        self._http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=10.0), trust_env=False,
+            connector=aiohttp.TCPConnector(limit=WEBHOOKS_IN_FLIGHT))
+        # httpcore's pool scans every waiting request on each change (quadratic): with
+        # thousands of callbacks due at once it would starve this loop. Queue them here.
+        self._post_gate = asyncio.Semaphore(WEBHOOKS_IN_FLIGHT)
         self.stopping = asyncio.Event()
 
     async def on_loop_stop(self) -> None:
         await self.cancel_lives()
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
 
     async def quiesce(self) -> None:
         """Before stopping: release hung requests, drop pending callbacks."""
@@ -408,10 +421,11 @@ class SandboxWorld:
         status_code: int | None = None
         text, content_type, error = "", None, None
         try:
-            response = await self._http.post(url, data=params, headers=headers)
-            status_code, text = response.status_code, response.text
-            content_type = response.headers.get("content-type")
-        except httpx.HTTPError as exc:
+            async with self._post_gate, self._http.post(url, data=params,
+                                                        headers=headers) as response:
+                status_code, text = response.status, await response.text()
+                content_type = response.headers.get("Content-Type")
+        except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}"
             log.warning("sandbox: %s webhook to %s failed: %s", kind, url, error)
         record = CallbackRecord(kind, url, params, signature, status_code, text, content_type,

@@ -22,7 +22,11 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 import aiohttp
 import httpx
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import (
+    TwilioException,
+    TwilioRestException,
+    TwilioServiceException,
+)
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
@@ -34,6 +38,8 @@ from db.config import Settings, SettingsError, SmsBackend, require
 log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE_URL = "https://api.twilio.com"
+# Page size of the lost-send check's list (Twilio allows up to 1000).
+RECENT_PAGE_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ class RetryableSmsError(SmsError):
 
     retry_after: seconds from the Retry-After header, when the provider sent one.
     maybe_sent: the request may have reached the provider (timeout, dropped connection,
-    5xx), so the message may exist: reconcile (list_sent) before sending it again.
+    5xx), so the message may exist: reconcile (list_recent) before sending it again.
     """
 
     def __init__(self, message: str, *, code: str | None = None, http_status: int | None = None,
@@ -108,6 +114,8 @@ class SmsSender(Protocol):
 
     async def list_sent(self, *, to: str, since: datetime,
                         until: datetime | None = None) -> list[ProviderMessage]: ...
+
+    async def list_recent(self, *, to: str, since: datetime) -> list[ProviderMessage]: ...
 
     async def aclose(self) -> None: ...
 
@@ -311,6 +319,33 @@ class TwilioSender:
         # Filter again here: Twilio documents these filters at day granularity.
         return [m for m in messages if _within(m, since_utc, until_utc)]
 
+    async def list_recent(self, *, to: str, since: datetime) -> list[ProviderMessage]:
+        """Messages to `to` created at or after since, newest first, sent or not yet.
+
+        No DateSent filter: a message Twilio accepted but has not sent (queued behind a
+        Messaging Service) has no DateSent and such a filter would hide it, so the lost-send
+        check would send it again. Creation times are compared here instead, and paging stops
+        at the first older message (Twilio lists newest first). A failed page raises SmsError:
+        "could not ask" must never read as "not sent".
+        """
+        since_utc = _utc(since).replace(microsecond=0)  # Twilio's dates have whole seconds
+        return await self._call(self._recent(to, since_utc))
+
+    async def _recent(self, to: str, since: datetime) -> list[ProviderMessage]:
+        found: list[ProviderMessage] = []
+        try:
+            stream = await self._client.messages.stream_async(to=to, page_size=RECENT_PAGE_SIZE)
+            async for message in stream:
+                created = message.date_created
+                if created is not None and created < since:
+                    break
+                found.append(_provider_message(message))
+        except TwilioRestException:
+            raise
+        except TwilioException as exc:
+            raise _page_error(exc) from exc
+        return found
+
     async def _call(self, awaitable: Any) -> Any:
         exchange = _Exchange()
         token = _EXCHANGE.set(exchange)
@@ -326,6 +361,16 @@ class TwilioSender:
 
     async def aclose(self) -> None:
         await self._http.close()
+
+
+def _page_error(exc: TwilioException) -> SmsError:
+    """A list page that failed (the client raises a bare TwilioException with the response)."""
+    response = exc.args[1] if len(exc.args) > 1 else None
+    status = getattr(response, "status_code", None)
+    text = f"listing messages failed (HTTP {status})"
+    if status is None or status == 429 or status >= 500:
+        return RetryableSmsError(text, http_status=status)
+    return SmsError(text, http_status=status)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -414,6 +459,9 @@ class ConsoleSender:
         return [await self.fetch(m.sid) for m in reversed(self.sent)
                 if m.to == to and m.sent_at >= _utc(since)
                 and (until is None or m.sent_at <= _utc(until))]
+
+    async def list_recent(self, *, to: str, since: datetime) -> list[ProviderMessage]:
+        return await self.list_sent(to=to, since=since)
 
     async def aclose(self) -> None:
         return None

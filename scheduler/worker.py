@@ -128,9 +128,13 @@ class WorkerScheduler(AsyncIOScheduler):
 
 def build_scheduler(
     settings: Settings, session_factory: sessionmaker[Session], sender: SmsSender,
-    *, worker: str | None = None,
+    *, worker: str | None = None, reconcile_seconds: float | None = None,
 ) -> WorkerScheduler:  # fmt: skip
-    """The worker's scheduler with its jobs added (not started: call start() in a loop)."""
+    """The worker's scheduler with its jobs added (not started: call start() in a loop).
+
+    reconcile_seconds: how often to reconcile (default RECONCILE_EVERY_MINUTES; the fault
+    tests run it every second, with a lease of seconds).
+    """
     wj = WorkerJobs(settings, session_factory, sender, worker)
     scheduler = WorkerScheduler(wj, timezone=settings.tz)
     # One run of a job at a time; missed runs collapse into one instead of piling up.
@@ -139,7 +143,7 @@ def build_scheduler(
     scheduler.add_job(wj.dispatch, every, id="dispatch", **common)
     scheduler.add_job(wj.plan, IntervalTrigger(minutes=PLAN_EVERY_MINUTES), id="plan", **common)
     scheduler.add_job(wj.plan, id="plan_at_start", **common)
-    reconcile_every = IntervalTrigger(minutes=RECONCILE_EVERY_MINUTES)
+    reconcile_every = IntervalTrigger(seconds=reconcile_seconds or RECONCILE_EVERY_MINUTES * 60)
     scheduler.add_job(wj.reconcile, reconcile_every, id="reconcile", **common)
     at = settings.daily_time
     daily = CronTrigger(hour=at.hour, minute=at.minute, timezone=settings.tz)
@@ -148,10 +152,12 @@ def build_scheduler(
     return scheduler
 
 
-async def run_worker(settings: Settings, sender: SmsSender) -> None:
+async def run_worker(settings: Settings, sender: SmsSender, *,
+                     reconcile_seconds: float | None = None) -> None:  # fmt: skip
     """Run the jobs until SIGINT or SIGTERM, then stop cleanly."""
     engine = make_engine(settings.database_url)
-    scheduler = build_scheduler(settings, make_session_factory(engine), sender)
+    scheduler = build_scheduler(settings, make_session_factory(engine), sender,
+                                reconcile_seconds=reconcile_seconds)  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

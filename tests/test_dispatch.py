@@ -28,7 +28,7 @@ from db.migrate import upgrade
 from db.models import Borrower, Message, MessageEvent, MessageKind, MessageStatus, Suppression
 from db.services import outbox
 from db.session import make_engine, make_session_factory
-from scheduler.dispatch import ReconcileReport, dispatch_due, reconcile
+from scheduler.dispatch import Dispatcher, ReconcileReport, dispatch_due, reconcile, stuck_after
 from scheduler.sandbox import CallbackTiming, TwilioSandbox
 from scheduler.sms import ConsoleSender, SendResult, TwilioSender
 from scheduler.worker import build_scheduler
@@ -153,6 +153,63 @@ async def test_a_lost_answer_for_a_created_message_is_not_sent_again(
     assert report.sent == 1 and row.provider_sid == remote.sid
     assert row.status is S.DELIVERED  # what Twilio says of it, asked at once
     assert sb.created_count(info.to) == 1
+
+
+async def test_a_timed_out_send_twilio_accepted_but_not_yet_sent_is_not_sent_again(
+    committed, sb, sender, cfg, at_now
+):
+    """Issue 9 item 6: queued at Twilio (no DateSent yet) when the answer is lost."""
+    [info] = _queue(committed)
+    sb.callback_timing = CallbackTiming(hold=True)  # accepted/queued, date_sent stays empty
+    sb.script("timeout", created=True)
+    report = await _dispatch(committed, sender, cfg)
+    [remote] = sb.messages_to(info.to)
+    row = _row(committed, info.id)
+    assert remote.date_sent is None and remote.status == "queued"
+    assert report.sent == 1 and (row.status, row.provider_sid) == (S.SENT, remote.sid)
+    assert (await _dispatch(committed, sender, cfg, now=NOW + timedelta(hours=1))).claimed == 0
+    assert sb.created_count(info.to) == 1
+
+
+async def test_a_failed_lost_send_check_never_reads_as_not_sent(
+    committed, sb, sender, cfg, at_now
+):
+    [info] = _queue(committed)
+    sb.callback_timing = CallbackTiming(hold=True)
+    sb.script(500, created=True)
+    sb.script(500, on="list")  # the check itself fails: the message stays for reconcile
+    report = await _dispatch(committed, sender, cfg)
+    assert report.unknown == 1 and _row(committed, info.id).status is S.SENDING
+    later = NOW + timedelta(minutes=11)
+    assert (await reconcile(committed, sender, settings=cfg, now=later)).recovered == 1
+    assert _row(committed, info.id).status is S.SENT and sb.created_count(info.to) == 1
+
+
+async def test_a_retry_asks_first_and_adopts_an_attempt_that_landed_late(
+    committed, sb, sender, cfg, at_now
+):
+    """The timed-out request reached Twilio only after its own check: the retry finds it."""
+    [info] = _queue(committed)
+    sb.script("timeout")  # no message yet: the check right after the timeout finds nothing
+    first = await _dispatch(committed, sender, cfg)
+    row = _row(committed, info.id)
+    assert first.retried == 1 and row.status is S.QUEUED and sb.created_count(info.to) == 0
+    late = await sender.send(to=info.to, body=info.body)  # ...then the request lands
+    second = await _dispatch(committed, sender, cfg, now=row.send_after + timedelta(seconds=1))
+    row = _row(committed, info.id)
+    assert second.sent == 1 and row.provider_sid == late.sid
+    assert sb.created_count(info.to) == 1
+
+
+async def test_a_retry_after_a_429_does_not_ask_first(committed, sb, sender, cfg, at_now):
+    [info] = _queue(committed)
+    sb.script(429, retry_after=1)
+    await _dispatch(committed, sender, cfg)
+    row = _row(committed, info.id)
+    assert row.error_code == "20429"
+    lists = sb.request_count("list")
+    assert (await _dispatch(committed, sender, cfg, now=row.send_after + timedelta(1))).sent == 1
+    assert sb.request_count("list") == lists and sb.created_count(info.to) == 1
 
 
 async def test_max_attempts_ends_failed(committed, sb, sender, cfg, at_now):
@@ -422,6 +479,31 @@ async def test_two_stuck_messages_to_one_number_do_not_share_a_sid(
     rows = [_row(committed, a.id), _row(committed, b.id)]
     assert sorted(r.status for r in rows) == [S.DELIVERED, S.QUEUED]
     assert [r.provider_sid for r in rows if r.provider_sid] == [sent.sid]
+
+
+async def test_a_claim_too_old_to_send_is_put_back_unsent(committed, sb, sender, cfg, at_now):
+    """A worker that stalled half its lease between claim and send leaves the message."""
+    [info] = _queue(committed)
+    with committed.begin() as s:
+        [m] = outbox.claim_due(s, now=NOW, limit=1, worker_id="slow:1", claimed_at=NOW)
+    run = Dispatcher(committed, sender, cfg, None, NOW + stuck_after(cfg) / 2, None)
+    run.worker_id = "slow:1"
+    await run.send(m)
+    row = _row(committed, info.id)
+    assert run.tally["released"] == 1 and sb.created_count(info.to) == 0
+    assert (row.status, row.attempts, row.claimed_by) == (S.QUEUED, 0, None)
+
+
+async def test_reconcile_settles_a_claim_once_sms_claim_seconds_have_passed(
+    committed, sb, sender, cfg, at_now
+):
+    cfg = cfg.model_copy(update={"sms_claim_seconds": 30.0})
+    [info] = _queue(committed)
+    _claim(committed, info)
+    early = await reconcile(committed, sender, settings=cfg, now=NOW + timedelta(seconds=29))
+    late = await reconcile(committed, sender, settings=cfg, now=NOW + timedelta(seconds=31))
+    assert (early.requeued, late.requeued) == (0, 1)
+    assert _row(committed, info.id).status is S.QUEUED and sb.created_count(info.to) == 0
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from twilio.request_validator import RequestValidator
 
 from db import clock
 from db.config import Settings, SettingsError
+from scheduler import sms
 from scheduler.sandbox import CallbackTiming, TwilioSandbox
 from scheduler.sandbox_server import ServerThread
 from scheduler.sms import (
@@ -197,6 +198,44 @@ async def test_a_timed_out_send_is_found_by_list_sent(sb: TwilioSandbox) -> None
         await s.aclose()
     assert [(m.to, m.body) for m in found] == [(TO, "Reminder #42")]
     assert sb.created_count(TO) == 1
+
+
+async def test_list_recent_sees_a_message_accepted_but_not_yet_sent(sb: TwilioSandbox) -> None:
+    """Twilio's DateSent filters hide a queued message; listing by To and creation does not."""
+    since = clock.utcnow()
+    sb.callback_timing = CallbackTiming(hold=True)  # queued at Twilio, no date_sent yet
+    sb.script("timeout", created=True)
+    s = twilio_sender(sb, timeout=0.3)
+    try:
+        with pytest.raises(RetryableSmsError):
+            await s.send(to=TO, body="Reminder #43")
+        by_date_sent = await s.list_sent(to=TO, since=since)
+        recent = await s.list_recent(to=TO, since=since)
+        later = await s.list_recent(to=TO, since=since + timedelta(minutes=5))
+    finally:
+        await s.aclose()
+        sb.callback_timing = CallbackTiming()
+    assert by_date_sent == []  # what the old check saw: "not sent", so it sent again
+    assert [(m.body, m.status, m.date_sent) for m in recent] == [("Reminder #43", "queued", None)]
+    assert later == [] and sb.created_count(TO) == 1
+
+
+async def test_list_recent_pages_through_every_page(sb: TwilioSandbox, sender: TwilioSender,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    sids = [(await sender.send(to=TO, body=f"n{i}")).sid for i in range(5)]
+    await sender.send(to=OTHER, body="someone else")
+    monkeypatch.setattr(sms, "RECENT_PAGE_SIZE", 2)
+    found = await sender.list_recent(to=TO, since=clock.utcnow() - timedelta(1))
+    assert sorted(m.sid for m in found) == sorted(sids)
+    assert sb.request_count("list") == 3
+
+
+async def test_a_failed_list_page_is_an_error_not_an_empty_list(sb: TwilioSandbox,
+                                                                sender: TwilioSender) -> None:
+    await sender.send(to=TO, body="Hi")
+    sb.script(500, on="list")
+    with pytest.raises(RetryableSmsError):
+        await sender.list_recent(to=TO, since=clock.utcnow() - timedelta(minutes=1))
 
 
 async def test_many_sends_run_concurrently_on_one_loop(sb: TwilioSandbox,

@@ -21,7 +21,7 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from db import clock
-from scheduler.sandbox import CallbackTiming, FailureProfile, TwilioSandbox
+from scheduler.sandbox import CallbackTiming, CallFaults, FailureProfile, TwilioSandbox
 from scheduler.sandbox_model import Delivery, Rejection
 from scheduler.sandbox_server import ServerThread
 from scheduler.sms import BaseUrlHttpClient
@@ -500,3 +500,36 @@ def test_odd_credentials_are_401_not_a_crash(sb: TwilioSandbox) -> None:
     odd = httpx.post(sb.api_url, data=form, auth=("AC\u00e9", "t\u00f6ken"))
     garbage = httpx.post(sb.api_url, data=form, headers={"Authorization": "Basic %%%"})
     assert (odd.status_code, garbage.status_code) == (401, 401)
+
+
+# --- random faults (the fault test's CallFaults) ------------------------------------------
+
+def test_call_faults_answer_429_refused_and_500_after_creating(sb: TwilioSandbox) -> None:
+    auth, form = (sb.account_sid, sb.auth_token), {"To": TO, "From": sb.phone_number, "Body": "x"}
+    try:
+        sb.call_faults = CallFaults(rate_limited=1.0, on=("create",))
+        limited = httpx.post(sb.api_url, data=form, auth=auth)
+        sb.call_faults = CallFaults(server_error=1.0, created_share=1.0, on=("create",))
+        failed = httpx.post(sb.api_url, data=form, auth=auth)
+        listed = httpx.get(sb.api_url, params={"To": TO}, auth=auth)  # lists are not faulted
+    finally:
+        sb.call_faults = None
+    assert (limited.status_code, limited.json()["code"]) == (429, 20429)
+    assert limited.headers["Retry-After"] == "1"
+    assert (failed.status_code, failed.json()["code"]) == (500, 20500)
+    assert sb.created_count(TO) == 1  # the 429 created nothing; the 500 came after creating
+    assert listed.status_code == 200 and len(listed.json()["messages"]) == 1
+
+
+def test_date_sent_filters_leave_out_a_message_not_yet_sent(sb: TwilioSandbox,
+                                                           client: Client) -> None:
+    sb.callback_timing = CallbackTiming(hold=True)  # accepted/queued: no date_sent yet
+    try:
+        sid = client.messages.create(to=TO, from_=sb.phone_number, body="held").sid
+        by_date = client.messages.list(to=TO, date_sent_after=clock.utcnow() - timedelta(hours=1))
+        by_to = client.messages.list(to=TO)
+    finally:
+        sb.flush_callbacks()
+        sb.callback_timing = CallbackTiming()
+    assert by_date == [] and [m.sid for m in by_to] == [sid]
+    assert by_to[0].date_sent is None

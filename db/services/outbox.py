@@ -150,9 +150,13 @@ def _locked(session: Session, message_id: int) -> Message | None:
 
 
 def claim_due(
-    session: Session, *, now: datetime, limit: int, worker_id: str
+    session: Session, *, now: datetime, limit: int, worker_id: str,
+    claimed_at: datetime | None = None,
 ) -> list[ClaimedMessage]:
-    """Take up to limit due queued messages, oldest first, as SENDING (the caller commits)."""
+    """Take up to limit due queued messages, oldest first, as SENDING (the caller commits).
+
+    sending_at is the claim time (claimed_at, else now): the start of the worker's lease.
+    """
     stmt: Select = (
         select(Message)
         .where(Message.status == S.QUEUED, Message.send_after <= now)
@@ -162,7 +166,7 @@ def claim_due(
     )
     rows = session.execute(stmt.execution_options(populate_existing=True)).scalars().all()
     for m in rows:
-        m.status, m.sending_at, m.claimed_by = S.SENDING, now, worker_id[:64]
+        m.status, m.sending_at, m.claimed_by = S.SENDING, claimed_at or now, worker_id[:64]
         m.attempts, m.updated_at = (m.attempts or 0) + 1, now
         event(session, m.id, S.SENDING, EventSource.WORKER, f"attempt {m.attempts}")
     session.flush()
