@@ -243,8 +243,8 @@ class LoanActions(RuleBasedStateMachine):
     @rule(number=loans)
     def queue_reminder(self, number):
         loan = self.s.scalar(select(Loan).where(Loan.loan_number == number))
-        if loan is None or loan.state is not LoanState.ACTIVE:
-            return
+        if loan is None or loan.state is not LoanState.ACTIVE or loan.archived_at is not None:
+            return  # the planner queues only for live, active loans (access.LIVE_LOAN)
         owed = sms_amount(loan.outstanding, "INR")
         outbox.queue_message(
             self.s, to=loan.borrower.phone, body=f"Loan {number}: you owe {owed}.",
