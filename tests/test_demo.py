@@ -32,8 +32,8 @@ from db.config import Settings
 from db.models import MessageKind
 from db.services import outbox
 from db.session import make_session_factory
-from scheduler.demo_world import FEED_LINES, SmsFeed, mask
 from scheduler.sandbox import TwilioSandbox
+from scheduler.sandbox.demo_world import FEED_LINES, SmsFeed, mask
 from scheduler.serve import listen_socket
 
 ROOT = Path(__file__).resolve().parents[1]
