@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from bot.app import build_application
 from bot.sandbox import TelegramSandbox
 from bot.serve import SECRET_HEADER, webhook_route
-from bot.terminal_input import parse_clock, plain, split_sms
+from bot.terminal.input import parse_clock, plain, split_sms
 from db.config import Settings
 from db.models import MessageKind
 from db.services import outbox
