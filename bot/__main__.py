@@ -9,42 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
 from bot.app import build_application
-from db.config import Settings, SettingsError, load_settings, require
+from bot.serve import running_bot
+from bot.webhook import _webhook_path, check_settings
+from db.config import Settings, SettingsError, load_settings
 from db.session import make_engine, make_session_factory
 
 log = logging.getLogger(__name__)
-
-OFFICIAL_API = "https://api.telegram.org/"
-# What Telegram accepts as a webhook secret_token.
-_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-
-
-def check_settings(settings: Settings) -> None:
-    """Raise SettingsError (one line) if a setting the bot needs is missing or unusable."""
-    require(settings, "telegram_bot_token")
-    url = settings.telegram_webhook_url
-    if url is not None:
-        require(settings, "telegram_webhook_secret")
-        # Telegram itself posts only to https; a self-hosted Bot API server may use http.
-        official = settings.telegram_api_base_url.startswith(OFFICIAL_API)
-        if not url.startswith("https://") and (official or not url.startswith("http://")):
-            raise SettingsError("setting TELEGRAM_WEBHOOK_URL is invalid: must start with https://")
-        if not _SECRET.match(settings.telegram_webhook_secret.get_secret_value()):
-            raise SettingsError(
-                "setting TELEGRAM_WEBHOOK_SECRET is invalid: use 1-256 of A-Z a-z 0-9 _ -"
-            )
-
-
-def _webhook_path(url: str) -> str:
-    """The path PTB listens on: the webhook URL's own path (Telegram posts there)."""
-    return urlsplit(url).path.strip("/") or "telegram"
-
 
 def webhook_options(settings: Settings) -> dict[str, Any]:
     """run_webhook/start_webhook arguments: PTB checks the secret header on every update."""
@@ -92,8 +66,6 @@ async def serve(settings: Settings) -> None:
     In webhook mode this registers the webhook only: bot.serve.webhook_route() is the
     route the caller's web server must mount to feed the updates in.
     """
-    from bot.serve import running_bot  # bot.serve imports this module
-
     engine = make_engine(settings.database_url)
     try:
         async with running_bot(settings, make_session_factory(engine)):

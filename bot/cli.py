@@ -372,9 +372,9 @@ async def _demo_main(args: argparse.Namespace, settings: Settings, path: Path,
                      script: list[str] | None, begun: float) -> int:  # fmt: skip
     from bot import terminal
     from bot.serve import running_bot
-    from bot.terminal_view import banner_lines
+    from bot.terminal.view import banner_lines
     from db.demo_data import prepare_demo
-    from scheduler.demo_world import DemoWorld
+    from scheduler.sandbox.demo_world import DemoWorld
 
     stop = _stop_on_signals()
     files = path.with_name(path.stem + "-files")

@@ -20,8 +20,8 @@ from starlette.routing import Route
 from telegram import Update
 from telegram.ext import Application
 
-from bot.__main__ import _webhook_path, check_settings
 from bot.app import build_application
+from bot.webhook import _webhook_path, check_settings
 from db.config import Settings
 
 log = logging.getLogger(__name__)

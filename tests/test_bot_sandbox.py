@@ -26,7 +26,7 @@ from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, RetryA
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
 from bot.sandbox import TelegramSandbox
-from bot.sandbox_html import HtmlError, parse_html
+from bot.sandbox.html import HtmlError, parse_html
 
 pytestmark = pytest.mark.e2e
 # PTB rewrites Telegram's descriptions (drops "Bad Request: ", capitalizes), so error

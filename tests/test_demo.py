@@ -27,13 +27,13 @@ from starlette.applications import Starlette
 from bot.app import build_application
 from bot.sandbox import TelegramSandbox
 from bot.serve import SECRET_HEADER, webhook_route
-from bot.terminal_input import parse_clock, plain, split_sms
+from bot.terminal.input import parse_clock, plain, split_sms
 from db.config import Settings
 from db.models import MessageKind
 from db.services import outbox
 from db.session import make_session_factory
-from scheduler.demo_world import FEED_LINES, SmsFeed, mask
 from scheduler.sandbox import TwilioSandbox
+from scheduler.sandbox.demo_world import FEED_LINES, SmsFeed, mask
 from scheduler.serve import listen_socket
 
 ROOT = Path(__file__).resolve().parents[1]

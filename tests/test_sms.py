@@ -24,7 +24,7 @@ from db import clock
 from db.config import Settings, SettingsError
 from scheduler import sms
 from scheduler.sandbox import CallbackTiming, TwilioSandbox
-from scheduler.sandbox_server import ServerThread
+from scheduler.sandbox.server import ServerThread
 from scheduler.sms import (
     AccountSmsError,
     ConsoleMessage,

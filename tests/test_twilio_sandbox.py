@@ -22,8 +22,8 @@ from twilio.rest import Client
 
 from db import clock
 from scheduler.sandbox import CallbackTiming, CallFaults, FailureProfile, TwilioSandbox
-from scheduler.sandbox_model import Delivery, Rejection
-from scheduler.sandbox_server import ServerThread
+from scheduler.sandbox.model import Delivery, Rejection
+from scheduler.sandbox.server import ServerThread
 from scheduler.sms import BaseUrlHttpClient
 
 pytestmark = pytest.mark.e2e

@@ -35,7 +35,7 @@ from db.services.inbound import pending_relays
 from db.session import make_engine, make_session_factory
 from scheduler import web
 from scheduler.sandbox import CallbackTiming, TwilioSandbox
-from scheduler.sandbox_server import ServerThread
+from scheduler.sandbox.server import ServerThread
 from scheduler.sms import TwilioSender
 from tests.factories import make_borrower, make_loan, make_staff
 

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from scheduler.sandbox_model import (
+from scheduler.sandbox.model import (
     API_VERSION,
     DEFAULT_PAGE_SIZE,
     MAX_BODY_CHARS,
@@ -31,7 +31,7 @@ from scheduler.sandbox_model import (
     page_of,
     parse_date_filter,
 )
-from scheduler.sandbox_world import SandboxWorld
+from scheduler.sandbox.world import SandboxWorld
 
 log = logging.getLogger(__name__)
 

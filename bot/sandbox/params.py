@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from bot.sandbox_world import ApiError, bad_request
+from bot.sandbox.world import ApiError, bad_request
 
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 

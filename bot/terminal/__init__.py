@@ -21,8 +21,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from bot.sandbox import TelegramSandbox
-from bot.terminal_input import parse_clock, plain, seconds, split_sms, stdin_lines, unless_stopped
-from bot.terminal_view import HELP, View, label
+from bot.terminal.input import parse_clock, plain, seconds, split_sms, stdin_lines, unless_stopped
+from bot.terminal.view import HELP, View, label
 from db.demo_data import DemoPerson
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import aiohttp
 from twilio.request_validator import RequestValidator
 
 from db import clock
-from scheduler.sandbox_model import (
+from scheduler.sandbox.model import (
     API_VERSION,
     DELIVERY_ERRORS,
     OPT_IN_KEYWORDS,

@@ -10,9 +10,9 @@ import mimetypes
 import struct
 from pathlib import Path, PurePosixPath
 
-from bot.sandbox_methods import caption_fields, deliver
-from bot.sandbox_params import Params, Upload
-from bot.sandbox_world import World, bad_request
+from bot.sandbox.methods import caption_fields, deliver
+from bot.sandbox.params import Params, Upload
+from bot.sandbox.world import World, bad_request
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF markers

@@ -13,9 +13,9 @@ the side door to write as a user, press buttons and read what the bot did:
         reply = sb.wait_for(42, lambda m: "Welcome" in m["text"])
 
 The server runs uvicorn on 127.0.0.1 (a free port) in a background thread with its own
-event loop; every side-door method is thread-safe. Module layout: sandbox_world (state),
-sandbox_http (server), sandbox_methods / sandbox_media / sandbox_settings (Bot API
-methods), sandbox_html (Telegram's HTML rules), sandbox_door (the people's actions).
+event loop; every side-door method is thread-safe. Module layout: world (state),
+http (server), methods / media / settings (Bot API methods), html (Telegram's HTML
+rules), door (the people's actions).
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from typing import TypeVar
 
 import uvicorn
 
-from bot import sandbox_door as door
-from bot.sandbox_http import BotApiServer
-from bot.sandbox_settings import scope_key
-from bot.sandbox_world import ApiError, Fault, Listener, World
+from bot.sandbox import door
+from bot.sandbox.http import BotApiServer
+from bot.sandbox.settings import scope_key
+from bot.sandbox.world import ApiError, Fault, Listener, World
 
 log = logging.getLogger(__name__)
 

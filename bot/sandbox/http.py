@@ -23,12 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot import sandbox_door as door
-from bot import sandbox_media as media
-from bot import sandbox_methods as msg
-from bot import sandbox_settings as settings
-from bot.sandbox_params import Params, parse_body
-from bot.sandbox_world import ApiError, World
+from bot.sandbox import door, media, settings
+from bot.sandbox import methods as msg
+from bot.sandbox.params import Params, parse_body
+from bot.sandbox.world import ApiError, World
 
 log = logging.getLogger(__name__)
 

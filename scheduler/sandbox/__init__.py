@@ -11,24 +11,24 @@ outcomes per number, signed status callbacks and signed inbound SMS webhooks.
         sb.fail_number("+919999900001", code=21610)
         sb.script(http_status=429, code=20429, retry_after=2)
 
-The pieces: sandbox_model (rules without I/O), sandbox_world (state, side door, each
-message's life), sandbox_http (the endpoints), sandbox_server (uvicorn in a thread).
+The pieces: model (rules without I/O), world (state, side door, each message's life),
+http (the endpoints), server (uvicorn in a thread); demo_world is the demo's worker side.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from scheduler.sandbox_http import build_app
-from scheduler.sandbox_model import (
+from scheduler.sandbox.http import build_app
+from scheduler.sandbox.model import (
     API_VERSION,
     CallbackTiming,
     CallFaults,
     FailureProfile,
     Message,
 )
-from scheduler.sandbox_server import ServerThread, connection_tracking_protocol
-from scheduler.sandbox_world import (
+from scheduler.sandbox.server import ServerThread, connection_tracking_protocol
+from scheduler.sandbox.world import (
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,
     DEFAULT_PHONE_NUMBER,

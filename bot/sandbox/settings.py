@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 import re
 
-from bot.sandbox_params import Params
-from bot.sandbox_world import World, bad_request
+from bot.sandbox.params import Params
+from bot.sandbox.world import World, bad_request
 
 SCOPES = frozenset(
     {

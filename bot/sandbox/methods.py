@@ -11,9 +11,9 @@ from __future__ import annotations
 import copy
 import time
 
-from bot.sandbox_html import HtmlError, parse_html, utf16_len
-from bot.sandbox_params import Params
-from bot.sandbox_world import Stored, World, bad_request, inline_buttons
+from bot.sandbox.html import HtmlError, parse_html, utf16_len
+from bot.sandbox.params import Params
+from bot.sandbox.world import Stored, World, bad_request, inline_buttons
 
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024

@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 import time
 
-from bot.sandbox_html import command_entities
-from bot.sandbox_world import Stored, World, inline_buttons
+from bot.sandbox.html import command_entities
+from bot.sandbox.world import Stored, World, inline_buttons
 
 
 def add_user(
