@@ -18,6 +18,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q $(ARGS)
 
 lint: $(STAMP)
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 

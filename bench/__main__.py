@@ -38,14 +38,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="50k loans, about 2 minutes")
     parser.add_argument("--loans", type=int, help="loans to seed (quick 50k, full 1M)")
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
-                        help="an empty PostgreSQL database (default: a fresh one per run)")
-    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"),
-                        help="default: quick sqlite (+postgresql with a URL), full both")
-    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS),
-                        help="run only this benchmark (repeatable; seeding always runs)")
-    parser.add_argument("--reuse", action="store_true",
-                        help="keep the seed already in --database-url (same --loans) if present")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL"),
+        help="an empty PostgreSQL database (default: a fresh one per run)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql", "both"),
+        help="default: quick sqlite (+postgresql with a URL), full both",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(BENCHMARKS),
+        help="run only this benchmark (repeatable; seeding always runs)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the seed already in --database-url (same --loans) if present",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (the test suite)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write figures")
     return parser.parse_args(argv)
@@ -67,8 +80,14 @@ def run_backend(backend: str, args: argparse.Namespace, crashed: list[str]) -> l
         given = None
     figures: list[Figure] = []
     with fresh_database(backend, given) as url:
-        ctx = open_ctx(backend, url, loans=loans, borrowers=seedfast.borrowers_for(loans),
-                       quick=args.quick or args.smoke, smoke=args.smoke)  # fmt: skip
+        ctx = open_ctx(
+            backend,
+            url,
+            loans=loans,
+            borrowers=seedfast.borrowers_for(loans),
+            quick=args.quick or args.smoke,
+            smoke=args.smoke,
+        )
         try:
             if not (args.reuse and given and seedfast.attach(ctx)):
                 figures += seedfast.run(ctx)
@@ -87,9 +106,10 @@ def write_json(path: Path, args: argparse.Namespace, figures: list[Figure], seco
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "command": "python -m bench " + " ".join(sys.argv[1:]),
-        "quick": args.quick, "seconds": round(seconds, 1),
+        "quick": args.quick,
+        "seconds": round(seconds, 1),
         "figures": [as_json(f) for f in figures],
-    }  # fmt: skip
+    }
     path.write_text(json.dumps(doc, indent=2, default=str))
 
 

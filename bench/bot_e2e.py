@@ -34,7 +34,8 @@ SORRY = "something went wrong"
 def _first_free_user_id(ctx: Ctx) -> int:
     """After the bench agents of earlier runs on this database (each run adds its own)."""
     stmt = select(func.max(Staff.telegram_user_id)).where(
-        Staff.telegram_user_id.between(FIRST_USER_ID, MANAGER_TELEGRAM_ID - 1))
+        Staff.telegram_user_id.between(FIRST_USER_ID, MANAGER_TELEGRAM_ID - 1)
+    )
     with ctx.factory() as session:
         return (session.scalar(stmt) or FIRST_USER_ID - 1) + 1
 
@@ -48,9 +49,15 @@ def _make_staff(ctx: Ctx, sandbox: TelegramSandbox, count: int) -> list[int]:
         with ctx.factory.begin() as session:
             invite = staff_service.create_invite(session, actor=None, role=Role.MANAGER)
         with ctx.factory.begin() as session:
-            staff_service.redeem_invite(session, code=invite.code, telegram_user_id=user_id,
-                                        chat_id=user_id, name=f"Bench {n}", username=None,
-                                        password=PASSWORD)  # fmt: skip
+            staff_service.redeem_invite(
+                session,
+                code=invite.code,
+                telegram_user_id=user_id,
+                chat_id=user_id,
+                name=f"Bench {n}",
+                username=None,
+                password=PASSWORD,
+            )
         users.append(user_id)
     return users
 
@@ -69,8 +76,9 @@ def _answer(number: str):
     return lambda m: number in m["text"] or SORRY in m["text"]
 
 
-async def _agent(ctx: Ctx, sandbox: TelegramSandbox, user_id: int, until: float,
-                 errors: list[str]) -> list[float]:  # fmt: skip
+async def _agent(
+    ctx: Ctx, sandbox: TelegramSandbox, user_id: int, until: float, errors: list[str]
+) -> list[float]:
     rng, times = random.Random(user_id), []
     while time.perf_counter() < until:
         number = loan_number(rng.randint(1, ctx.loans))
@@ -83,13 +91,17 @@ async def _agent(ctx: Ctx, sandbox: TelegramSandbox, user_id: int, until: float,
     return times
 
 
-async def _drive(ctx: Ctx, seconds: float, errors: list[str],
-                 rate_limited: bool) -> tuple[float, list[float]]:  # fmt: skip
+async def _drive(
+    ctx: Ctx, seconds: float, errors: list[str], rate_limited: bool
+) -> tuple[float, list[float]]:
     sandbox = TelegramSandbox(token=TOKEN, bot_username="vasooli_bench_bot").start()
-    settings = ctx.settings.model_copy(update={
-        "telegram_bot_token": SecretStr(TOKEN), "telegram_api_base_url": sandbox.base_url,
-        "bot_commands_per_minute": 100_000,
-    })  # fmt: skip
+    settings = ctx.settings.model_copy(
+        update={
+            "telegram_bot_token": SecretStr(TOKEN),
+            "telegram_api_base_url": sandbox.base_url,
+            "bot_commands_per_minute": 100_000,
+        }
+    )
     app = build_application(settings, ctx.factory, rate_limiter=rate_limited)
     try:
         await app.initialize()
@@ -121,16 +133,34 @@ def _measure(bench: Bench, ctx: Ctx, suffix: str, rate_limited: bool) -> None:
     errors: list[str] = []
     duration = 1.0 if ctx.smoke else 5.0 if ctx.quick else 20.0
     seconds, times = asyncio.run(_drive(ctx, duration, errors, rate_limited))
-    bench.say("%s agents, rate limiter %s: %s replies in %.1f s", _agents(ctx),
-              "on" if rate_limited else "off", len(times), seconds)  # fmt: skip
+    bench.say(
+        "%s agents, rate limiter %s: %s replies in %.1f s",
+        _agents(ctx),
+        "on" if rate_limited else "off",
+        len(times),
+        seconds,
+    )
     if rate_limited:
-        bench.figure("updates_per_s" + suffix, len(times) / seconds, None, Goal.INFO,
-                     "updates/s", "Telegram's limit: AIORateLimiter keeps a bot to ~30 msg/s")
+        bench.figure(
+            "updates_per_s" + suffix,
+            len(times) / seconds,
+            None,
+            Goal.INFO,
+            "updates/s",
+            "Telegram's limit: AIORateLimiter keeps a bot to ~30 msg/s",
+        )
     else:
-        bench.figure("updates_per_s", len(times) / seconds, 100, Goal.AT_LEAST, "updates/s",
-                     "Vasooli's own capacity: the same Application without the rate limiter")
-    bench.figure("errors" + suffix, len(errors), 0, Goal.AT_MOST, "replies",
-                 "the bot's 'went wrong' answer")
+        bench.figure(
+            "updates_per_s",
+            len(times) / seconds,
+            100,
+            Goal.AT_LEAST,
+            "updates/s",
+            "Vasooli's own capacity: the same Application without the rate limiter",
+        )
+    bench.figure(
+        "errors" + suffix, len(errors), 0, Goal.AT_MOST, "replies", "the bot's 'went wrong' answer"
+    )
     bench.figure("reply_p50_ms" + suffix, percentile(times, 50), None, Goal.INFO, "ms")
     bench.figure("reply_p95_ms" + suffix, percentile(times, 95), None, Goal.INFO, "ms")
 

@@ -76,12 +76,25 @@ class Bench:
     def say(self, text: str, *args: object) -> None:
         print(f"[{self.name}/{self.backend}] " + (text % args if args else text), flush=True)
 
-    def figure(self, name: str, value: float, goal: float | None, kind: Goal,
-               unit: str = "", note: str = "") -> Figure:  # fmt: skip
+    def figure(
+        self,
+        name: str,
+        value: float,
+        goal: float | None,
+        kind: Goal,
+        unit: str = "",
+        note: str = "",
+    ) -> Figure:
         fig = Figure(f"{self.name}.{name}.{self.backend}", float(value), goal, kind, unit, note)
         self.figures.append(fig)
-        self.say("%s = %.4g %s (goal %s)%s", name, value, unit, fig.goal_text(),
-                 f" [{note}]" if note else "")  # fmt: skip
+        self.say(
+            "%s = %.4g %s (goal %s)%s",
+            name,
+            value,
+            unit,
+            fig.goal_text(),
+            f" [{note}]" if note else "",
+        )
         return fig
 
     def finish(self) -> list[Figure]:
@@ -228,11 +241,29 @@ def bench_settings(url: str, **overrides: Any) -> Settings:
     return load_settings(database_url=url, sms_backend="console", _env_file=None, **overrides)
 
 
-def open_ctx(backend: str, url: str, *, loans: int, borrowers: int, quick: bool,
-             smoke: bool = False, pool_size: int = 10) -> Ctx:  # fmt: skip
+def open_ctx(
+    backend: str,
+    url: str,
+    *,
+    loans: int,
+    borrowers: int,
+    quick: bool,
+    smoke: bool = False,
+    pool_size: int = 10,
+) -> Ctx:
     """Migrate the database at url and return a context around it."""
     settings = bench_settings(url)
     engine = make_engine(settings.database_url, pool_size=pool_size)
     upgrade(engine)
-    return Ctx(backend, settings.database_url, engine, make_session_factory(engine), settings,
-               loans, borrowers, clock.today(settings.tz), quick, smoke)  # fmt: skip
+    return Ctx(
+        backend,
+        settings.database_url,
+        engine,
+        make_session_factory(engine),
+        settings,
+        loans,
+        borrowers,
+        clock.today(settings.tz),
+        quick,
+        smoke,
+    )

@@ -26,12 +26,22 @@ def queue_messages(ctx: Ctx, count: int, tag: str) -> None:
     """count due reminders to distinct borrowers that may be texted (not opted out)."""
     now = ctx.noon_utc()
     ids = [i for i in range(1, ctx.borrowers + 1) if i % 100][:count]
-    rows = [{
-        "to_phone": f"+919{i:09d}", "body": f"Reminder {tag} {i}: your payment is due.",
-        "kind": MessageKind.REMINDER, "borrower_id": i, "idempotency_key": f"bench:{tag}:{i}",
-        "status": MessageStatus.QUEUED, "attempts": 0, "send_after": now - timedelta(minutes=1),
-        "expires_at": now + timedelta(hours=48), "created_at": now, "updated_at": now,
-    } for i in ids]  # fmt: skip
+    rows = [
+        {
+            "to_phone": f"+919{i:09d}",
+            "body": f"Reminder {tag} {i}: your payment is due.",
+            "kind": MessageKind.REMINDER,
+            "borrower_id": i,
+            "idempotency_key": f"bench:{tag}:{i}",
+            "status": MessageStatus.QUEUED,
+            "attempts": 0,
+            "send_after": now - timedelta(minutes=1),
+            "expires_at": now + timedelta(hours=48),
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in ids
+    ]
     with ctx.factory.begin() as session:
         clear_messages(session)
         for start in range(0, len(rows), 5000):
@@ -44,16 +54,21 @@ def clear_messages(session) -> None:
 
 
 def sender_for(sandbox: TwilioSandbox) -> TwilioSender:
-    return TwilioSender(sandbox.account_sid, sandbox.auth_token,
-                        from_number=sandbox.phone_number, api_base_url=sandbox.base_url)
+    return TwilioSender(
+        sandbox.account_sid,
+        sandbox.auth_token,
+        from_number=sandbox.phone_number,
+        api_base_url=sandbox.base_url,
+    )
 
 
 async def _dispatch(ctx: Ctx, sandbox: TwilioSandbox, settings: Settings) -> tuple[float, int]:
     sender = sender_for(sandbox)
     try:
         started = time.perf_counter()
-        report = await dispatch_due(ctx.factory, sender, settings=settings, worker_id="bench",
-                                    now=ctx.noon_utc())  # fmt: skip
+        report = await dispatch_due(
+            ctx.factory, sender, settings=settings, worker_id="bench", now=ctx.noon_utc()
+        )
         return time.perf_counter() - started, report.sent
     finally:
         await sender.aclose()
@@ -101,12 +116,17 @@ def run(ctx: Ctx) -> list:
         dupes = duplicates(sandbox)
         concurrency = min(uncapped.sms_batch_size, MAX_IN_FLIGHT)
         raw_seconds = asyncio.run(raw_posts(sandbox, sent, concurrency))
-        bench.say("uncapped: %s sent in %.1f s; raw httpx (%s at once): %s in %.1f s",
-                  sent, seconds, concurrency, sent, raw_seconds)
+        bench.say(
+            "uncapped: %s sent in %.1f s; raw httpx (%s at once): %s in %.1f s",
+            sent,
+            seconds,
+            concurrency,
+            sent,
+            raw_seconds,
+        )
         bench.figure("uncapped_rate", sent / seconds, None, Goal.INFO, "msg/s")
         bench.figure("raw_rate", sent / raw_seconds, None, Goal.INFO, "msg/s")
-        bench.figure("uncapped_vs_raw", raw_seconds / seconds, 0.7,
-                     Goal.AT_LEAST, "x")  # fmt: skip
+        bench.figure("uncapped_vs_raw", raw_seconds / seconds, 0.7, Goal.AT_LEAST, "x")
         bench.figure("duplicates", dupes, 0, Goal.AT_MOST, "messages")
     with ctx.factory.begin() as session:
         clear_messages(session)

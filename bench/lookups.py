@@ -26,15 +26,18 @@ _RAW = {
 
 # Everything the card shows, by hand: the loan with its borrower, agent, open promise and last
 # contact, then its installments. The service sends the same two round trips through the ORM.
-_NEWEST = ("NOT EXISTS (SELECT 1 FROM {t} n WHERE n.loan_id = x.loan_id{also} AND "
-           "(n.created_at > x.created_at OR (n.created_at = x.created_at AND n.id > x.id)))")
+_NEWEST = (
+    "NOT EXISTS (SELECT 1 FROM {t} n WHERE n.loan_id = x.loan_id{also} AND "
+    "(n.created_at > x.created_at OR (n.created_at = x.created_at AND n.id > x.id)))"
+)
 _CARD_SQL = (
     "SELECT l.*, b.*, a.name, x.*, pm.name, c.*, cw.name FROM loan l "
     "JOIN borrower b ON b.id = l.borrower_id LEFT JOIN staff a ON a.id = l.agent_id "
     "LEFT JOIN promise x ON x.loan_id = l.id AND x.state = 'open' AND "
     + _NEWEST.format(t="promise", also=" AND n.state = 'open'")
     + " LEFT JOIN staff pm ON pm.id = x.made_by_id "
-    "LEFT JOIN (SELECT * FROM contact x WHERE " + _NEWEST.format(t="contact", also="")
+    "LEFT JOIN (SELECT * FROM contact x WHERE "
+    + _NEWEST.format(t="contact", also="")
     + ") c ON c.loan_id = l.id LEFT JOIN staff cw ON cw.id = c.staff_id "
     "WHERE l.loan_number = :v"
 )
@@ -102,18 +105,33 @@ def run(ctx: Ctx) -> list:
         service = latencies([_service_call(ctx, kind, v) for v in values])
         raw = latencies([_raw_call(ctx, kind, v) for v in values])
         p50, p95 = percentile(service, 50), percentile(service, 95)
-        bench.say("%s: service p50 %.2f ms p95 %.2f ms; raw SQL p50 %.2f ms p95 %.2f ms",
-                  kind, p50, p95, percentile(raw, 50), percentile(raw, 95))
+        bench.say(
+            "%s: service p50 %.2f ms p95 %.2f ms; raw SQL p50 %.2f ms p95 %.2f ms",
+            kind,
+            p50,
+            p95,
+            percentile(raw, 50),
+            percentile(raw, 95),
+        )
         bench.figure(f"{kind}_p50_ms", p50, None, Goal.INFO, "ms")
         bench.figure(f"{kind}_p95_ms", p95, 20, Goal.AT_MOST, "ms")
         bench.figure(f"{kind}_ratio", p50 / max(percentile(raw, 50), 1e-6), 3.0, Goal.AT_MOST, "x")
     numbers = _samples(ctx, n)["number"]
     service = latencies([_service_call(ctx, "number", v) for v in numbers])
     card_sql = latencies([_card_sql_call(ctx, v) for v in numbers])
-    bench.say("card: service p50 %.2f ms; the same two statements as plain SQL p50 %.2f ms",
-              percentile(service, 50), percentile(card_sql, 50))
-    bench.figure("card_vs_card_sql", percentile(service, 50) / max(percentile(card_sql, 50), 1e-6),
-                 None, Goal.INFO, "x", "the rest is the ORM and building the card")
+    bench.say(
+        "card: service p50 %.2f ms; the same two statements as plain SQL p50 %.2f ms",
+        percentile(service, 50),
+        percentile(card_sql, 50),
+    )
+    bench.figure(
+        "card_vs_card_sql",
+        percentile(service, 50) / max(percentile(card_sql, 50), 1e-6),
+        None,
+        Goal.INFO,
+        "x",
+        "the rest is the ORM and building the card",
+    )
     if not ctx.quick:
         bench.say("plan of the name query:\n%s", explain(ctx, "name", "sun"))
     return bench.finish()

@@ -31,16 +31,30 @@ def _list(ctx: Ctx, actor: Actor, pages: int = 3) -> Callable[[], object]:
         cursor = None
         with ctx.factory() as session:
             for _ in range(pages):
-                page = list_loans(session, actor=actor, today=ctx.today, after=cursor,
-                                  filter=LoanFilter.ACTIVE, limit=10)  # fmt: skip
+                page = list_loans(
+                    session,
+                    actor=actor,
+                    today=ctx.today,
+                    after=cursor,
+                    filter=LoanFilter.ACTIVE,
+                    limit=10,
+                )
                 cursor = page.next_cursor
         return page
 
     return call
 
 
-def _measure(bench: Bench, ctx: Ctx, name: str, call: Callable[[], object], *, per: int,
-             reps: int, p95_goal: float) -> None:  # fmt: skip
+def _measure(
+    bench: Bench,
+    ctx: Ctx,
+    name: str,
+    call: Callable[[], object],
+    *,
+    per: int,
+    reps: int,
+    p95_goal: float,
+) -> None:
     counter = QueryCounter(ctx.engine)
     with counter.counting():
         call()
@@ -60,7 +74,8 @@ def _settle(ctx: Ctx) -> None:
         return
     with ctx.engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-            "VACUUM (ANALYZE) loan, payment")
+            "VACUUM (ANALYZE) loan, payment"
+        )
 
 
 def run(ctx: Ctx) -> list:
@@ -69,12 +84,12 @@ def run(ctx: Ctx) -> list:
     manager = Actor(staff_id=ctx.manager_id, role=Role.MANAGER)
     agent = Actor(staff_id=ctx.agent_ids[0], role=Role.AGENT)
     reps = 2 if ctx.smoke else 10 if ctx.quick else 30
-    _measure(bench, ctx, "stats_manager", _stats(ctx, manager), per=1, reps=reps,
-             p95_goal=STATS_P95_MS)  # fmt: skip
-    _measure(bench, ctx, "stats_agent", _stats(ctx, agent), per=1, reps=reps,
-             p95_goal=STATS_P95_MS)  # fmt: skip
-    _measure(bench, ctx, "list_manager", _list(ctx, manager), per=3, reps=reps,
-             p95_goal=LIST_P95_MS)  # fmt: skip
-    _measure(bench, ctx, "list_agent", _list(ctx, agent), per=3, reps=reps,
-             p95_goal=LIST_P95_MS)  # fmt: skip
+    _measure(
+        bench, ctx, "stats_manager", _stats(ctx, manager), per=1, reps=reps, p95_goal=STATS_P95_MS
+    )
+    _measure(bench, ctx, "stats_agent", _stats(ctx, agent), per=1, reps=reps, p95_goal=STATS_P95_MS)
+    _measure(
+        bench, ctx, "list_manager", _list(ctx, manager), per=3, reps=reps, p95_goal=LIST_P95_MS
+    )
+    _measure(bench, ctx, "list_agent", _list(ctx, agent), per=3, reps=reps, p95_goal=LIST_P95_MS)
     return bench.finish()

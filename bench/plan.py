@@ -35,10 +35,14 @@ WHERE i.due_date BETWEEN :first AND :due AND l.state = 'active'
   AND NOT EXISTS (SELECT 1 FROM message m WHERE m.idempotency_key = {key})
 ORDER BY i.loan_id
 """
-_COLS = ("to_phone, body, kind, borrower_id, loan_id, rule, idempotency_key, status, attempts, "
-         "send_after, expires_at, created_at, updated_at")  # fmt: skip
-_EVENTS = ("INSERT INTO message_event (message_id, status, source, detail, created_at) "
-           "SELECT id, 'queued', 'planner', :rule, :now FROM {ids}")  # fmt: skip
+_COLS = (
+    "to_phone, body, kind, borrower_id, loan_id, rule, idempotency_key, status, attempts, "
+    "send_after, expires_at, created_at, updated_at"
+)
+_EVENTS = (
+    "INSERT INTO message_event (message_id, status, source, detail, created_at) "
+    "SELECT id, 'queued', 'planner', :rule, :now FROM {ids}"
+)
 
 
 def _key_sql(postgres: bool) -> str:
@@ -50,11 +54,20 @@ def _sql_rule(conn, *, postgres: bool, days: int, today: date, ctx: Ctx) -> int:
     rule, due = sms_text.rule_name(days), today - timedelta(days=days)
     now = ctx.noon_utc()
     first = due - timedelta(days=late_days(days, ctx.settings))
-    params = {"rule": rule, "due": due, "first": first, "suffix": f":{rule}:", "now": now,
-              "send_after": now, "expires_at": now + timedelta(hours=48)}  # fmt: skip
+    params = {
+        "rule": rule,
+        "due": due,
+        "first": first,
+        "suffix": f":{rule}:",
+        "now": now,
+        "send_after": now,
+        "expires_at": now + timedelta(hours=48),
+    }
     select = _SELECT.format(key=_key_sql(postgres))
-    insert = (f"INSERT INTO message ({_COLS}) {select} "
-              "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id")  # fmt: skip
+    insert = (
+        f"INSERT INTO message ({_COLS}) {select} "
+        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+    )
     if postgres:
         stmt = f"WITH ins AS ({insert}) " + _EVENTS.format(ids="ins")
         return conn.execute(text(stmt), params).rowcount
@@ -71,8 +84,10 @@ def sql_baseline(ctx: Ctx) -> tuple[float, int]:
     with ctx.engine.connect() as conn:
         trans = conn.begin()
         started = time.perf_counter()
-        rows = sum(_sql_rule(conn, postgres=postgres, days=d, today=ctx.today, ctx=ctx)
-                   for d in ctx.settings.reminder_days)  # fmt: skip
+        rows = sum(
+            _sql_rule(conn, postgres=postgres, days=d, today=ctx.today, ctx=ctx)
+            for d in ctx.settings.reminder_days
+        )
         seconds = time.perf_counter() - started
         trans.rollback()
     return seconds, rows
@@ -108,8 +123,14 @@ def run(ctx: Ctx) -> list:
             peaks.append(peak)
             sql_seconds, sql_rows = sql_baseline(ctx)
             sqls.append(sql_seconds)
-            bench.say("plan_reminders %.2f s (%s rows, peak %.0f MB); SQL %.2f s (%s rows)",
-                      seconds, rows, peak, sql_seconds, sql_rows)
+            bench.say(
+                "plan_reminders %.2f s (%s rows, peak %.0f MB); SQL %.2f s (%s rows)",
+                seconds,
+                rows,
+                peak,
+                sql_seconds,
+                sql_rows,
+            )
     if rows != sql_rows:
         bench.say("row counts differ: planner %s, SQL %s", rows, sql_rows)
     bench.figure("rows", rows, None, Goal.INFO, "messages")

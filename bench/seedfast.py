@@ -24,25 +24,127 @@ CHUNK = 20_000
 AGENTS = 50
 MANAGER_TELEGRAM_ID = 880_000_000
 FIRST = (
-    "Aarav", "Aditi", "Akash", "Amit", "Ananya", "Anil", "Anjali", "Arjun", "Asha", "Deepak",
-    "Divya", "Gaurav", "Geeta", "Harish", "Isha", "Karan", "Kavita", "Kiran", "Lakshmi",
-    "Manoj", "Meena", "Mohan", "Neha", "Nikhil", "Pooja", "Pradeep", "Priya", "Rahul", "Raj",
-    "Rajesh", "Ramesh", "Ravi", "Rekha", "Rohit", "Sanjay", "Sarita", "Shreya", "Sunil",
-    "Sunita", "Suresh", "Tanvi", "Uma", "Varun", "Vijay", "Vikram", "Vinod", "Yash", "Zoya",
+    "Aarav",
+    "Aditi",
+    "Akash",
+    "Amit",
+    "Ananya",
+    "Anil",
+    "Anjali",
+    "Arjun",
+    "Asha",
+    "Deepak",
+    "Divya",
+    "Gaurav",
+    "Geeta",
+    "Harish",
+    "Isha",
+    "Karan",
+    "Kavita",
+    "Kiran",
+    "Lakshmi",
+    "Manoj",
+    "Meena",
+    "Mohan",
+    "Neha",
+    "Nikhil",
+    "Pooja",
+    "Pradeep",
+    "Priya",
+    "Rahul",
+    "Raj",
+    "Rajesh",
+    "Ramesh",
+    "Ravi",
+    "Rekha",
+    "Rohit",
+    "Sanjay",
+    "Sarita",
+    "Shreya",
+    "Sunil",
+    "Sunita",
+    "Suresh",
+    "Tanvi",
+    "Uma",
+    "Varun",
+    "Vijay",
+    "Vikram",
+    "Vinod",
+    "Yash",
+    "Zoya",
 )
 LAST = (
-    "Agarwal", "Bhat", "Chopra", "Das", "Desai", "Gupta", "Iyer", "Jain", "Joshi", "Kapoor",
-    "Khan", "Kumar", "Malhotra", "Mehta", "Mishra", "Nair", "Patel", "Pillai", "Rao", "Reddy",
-    "Sharma", "Shah", "Singh", "Sinha", "Verma", "Yadav",
+    "Agarwal",
+    "Bhat",
+    "Chopra",
+    "Das",
+    "Desai",
+    "Gupta",
+    "Iyer",
+    "Jain",
+    "Joshi",
+    "Kapoor",
+    "Khan",
+    "Kumar",
+    "Malhotra",
+    "Mehta",
+    "Mishra",
+    "Nair",
+    "Patel",
+    "Pillai",
+    "Rao",
+    "Reddy",
+    "Sharma",
+    "Shah",
+    "Singh",
+    "Sinha",
+    "Verma",
+    "Yadav",
 )
-BORROWER_COLS = ("id", "name", "name_key", "phone", "address", "timezone", "opted_out_at",
-                 "created_at", "updated_at")  # fmt: skip
-LOAN_COLS = ("id", "loan_number", "borrower_id", "agent_id", "principal", "interest_method",
-             "interest_rate", "installments_count", "frequency", "first_due_date",
-             "amount_payable", "fees_charged", "amount_paid", "next_due_date", "state",
-             "closed_at", "version", "created_at", "updated_at")  # fmt: skip
-INST_COLS = ("id", "loan_id", "seq", "due_date", "principal_due", "interest_due", "fee_due",
-             "amount_paid", "fee_paid", "paid_at")  # fmt: skip
+BORROWER_COLS = (
+    "id",
+    "name",
+    "name_key",
+    "phone",
+    "address",
+    "timezone",
+    "opted_out_at",
+    "created_at",
+    "updated_at",
+)
+LOAN_COLS = (
+    "id",
+    "loan_number",
+    "borrower_id",
+    "agent_id",
+    "principal",
+    "interest_method",
+    "interest_rate",
+    "installments_count",
+    "frequency",
+    "first_due_date",
+    "amount_payable",
+    "fees_charged",
+    "amount_paid",
+    "next_due_date",
+    "state",
+    "closed_at",
+    "version",
+    "created_at",
+    "updated_at",
+)
+INST_COLS = (
+    "id",
+    "loan_id",
+    "seq",
+    "due_date",
+    "principal_due",
+    "interest_due",
+    "fee_due",
+    "amount_paid",
+    "fee_paid",
+    "paid_at",
+)
 PAY_COLS = ("id", "loan_id", "amount", "method", "paid_at", "recorded_by_id", "created_at")
 
 Row = Sequence[str | None]
@@ -121,19 +223,44 @@ class _Gen:
         closed = paid == k
         pays = [self._pay(i, amount_paid, dues[paid - 1])] if paid else []
         created = self.ts(first - timedelta(days=30))
-        loan = (str(i), loan_number(i), str((i - 1) % borrowers + 1),
-                str(self.agents[i % len(self.agents)]), money(principal), "none", "0", str(k),
-                "monthly", first.isoformat(), money(principal), "0", money(amount_paid),
-                None if closed else dues[paid].isoformat(), "closed" if closed else "active",
-                self.ts(dues[-1], 12) if closed else None, "1",
-                created, created)  # fmt: skip
+        loan = (
+            str(i),
+            loan_number(i),
+            str((i - 1) % borrowers + 1),
+            str(self.agents[i % len(self.agents)]),
+            money(principal),
+            "none",
+            "0",
+            str(k),
+            "monthly",
+            first.isoformat(),
+            money(principal),
+            "0",
+            money(amount_paid),
+            None if closed else dues[paid].isoformat(),
+            "closed" if closed else "active",
+            self.ts(dues[-1], 12) if closed else None,
+            "1",
+            created,
+            created,
+        )
         return loan, insts, pays
 
     def _inst(self, loan_id: int, j: int, due: date, share: int, *, paid_at: bool) -> Row:
         self.inst_id += 1
         amount = money(share)
-        return (str(self.inst_id), str(loan_id), str(j + 1), due.isoformat(), amount, "0", "0",
-                amount if paid_at else "0", "0", self.ts(due, 11) if paid_at else None)  # fmt: skip
+        return (
+            str(self.inst_id),
+            str(loan_id),
+            str(j + 1),
+            due.isoformat(),
+            amount,
+            "0",
+            "0",
+            amount if paid_at else "0",
+            "0",
+            self.ts(due, 11) if paid_at else None,
+        )
 
     def _pay(self, loan_id: int, amount: int, day: date) -> Row:
         self.pay_id += 1
@@ -159,8 +286,10 @@ class _PgSink:
 
     def close(self, tables: list[str]) -> None:
         for table in tables:
-            self.conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                              f"(SELECT max(id) FROM {table}))")  # fmt: skip
+            self.conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT max(id) FROM {table}))"
+            )
         self.conn.commit()
         self.conn.autocommit = True
         self.conn.execute("ANALYZE")
@@ -187,11 +316,25 @@ class _SqliteSink:
 
 def _staff(ctx: Ctx) -> None:
     """One manager and AGENTS agents, through the ORM table (few rows)."""
-    rows = [{"telegram_user_id": MANAGER_TELEGRAM_ID, "name": "Bench Manager",
-             "role": Role.MANAGER, "state": StaffState.ACTIVE, "failed_logins": 0}]
-    rows += [{"telegram_user_id": MANAGER_TELEGRAM_ID + n, "name": f"Agent {n}",
-              "role": Role.AGENT, "state": StaffState.ACTIVE, "failed_logins": 0}
-             for n in range(1, AGENTS + 1)]  # fmt: skip
+    rows = [
+        {
+            "telegram_user_id": MANAGER_TELEGRAM_ID,
+            "name": "Bench Manager",
+            "role": Role.MANAGER,
+            "state": StaffState.ACTIVE,
+            "failed_logins": 0,
+        }
+    ]
+    rows += [
+        {
+            "telegram_user_id": MANAGER_TELEGRAM_ID + n,
+            "name": f"Agent {n}",
+            "role": Role.AGENT,
+            "state": StaffState.ACTIVE,
+            "failed_logins": 0,
+        }
+        for n in range(1, AGENTS + 1)
+    ]
     with ctx.factory.begin() as session:
         stmt = insert(Staff).returning(Staff.id, sort_by_parameter_order=True)
         ids = list(session.scalars(stmt, rows))
@@ -234,8 +377,13 @@ def attach(ctx: Ctx) -> bool:
     """Use the seed an earlier run left in ctx's database (--reuse): True when it is there."""
     with ctx.engine.connect() as conn:
         loans = conn.execute(text("SELECT count(*) FROM loan")).scalar_one()
-        stmt = select(Staff.id).where(Staff.telegram_user_id.between(
-            MANAGER_TELEGRAM_ID, MANAGER_TELEGRAM_ID + AGENTS)).order_by(Staff.telegram_user_id)
+        stmt = (
+            select(Staff.id)
+            .where(
+                Staff.telegram_user_id.between(MANAGER_TELEGRAM_ID, MANAGER_TELEGRAM_ID + AGENTS)
+            )
+            .order_by(Staff.telegram_user_id)
+        )
         ids = list(conn.scalars(stmt))
     if loans != ctx.loans or len(ids) != AGENTS + 1:
         return False
@@ -251,8 +399,14 @@ def run(ctx: Ctx) -> list:
     seconds = time.perf_counter() - started
     with ctx.engine.connect() as conn:
         stored = conn.execute(text("SELECT count(*) FROM loan")).scalar_one()
-    bench.say("%s borrowers, %s loans, %s installments, %s payments in %.1f s",
-              counts.borrowers, counts.loans, counts.installments, counts.payments, seconds)
+    bench.say(
+        "%s borrowers, %s loans, %s installments, %s payments in %.1f s",
+        counts.borrowers,
+        counts.loans,
+        counts.installments,
+        counts.payments,
+        seconds,
+    )
     bench.figure("rows_per_s", counts.rows / seconds, None, Goal.INFO, "rows/s")
     # The issue's goal: a million loans in minutes; scaled to this run's size.
     per_million = seconds * 1_000_000 / max(counts.loans, 1)

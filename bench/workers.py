@@ -20,8 +20,17 @@ from scheduler.sms import TwilioSender
 LATENCY = 0.05
 
 
-def worker_process(url: str, base_url: str, sid: str, token: str, number: str, name: str,
-                   now: datetime, barrier, results) -> None:  # fmt: skip
+def worker_process(
+    url: str,
+    base_url: str,
+    sid: str,
+    token: str,
+    number: str,
+    name: str,
+    now: datetime,
+    barrier,
+    results,
+) -> None:
     """One worker: wait for the others, then drain the queue; puts the messages it sent."""
     settings = bench_settings(url, sms_rate_per_second=UNCAPPED)
     engine = make_engine(settings.database_url, pool_size=5)
@@ -47,11 +56,22 @@ def _drain_with(ctx: Ctx, sandbox: TwilioSandbox, count: int) -> tuple[float, li
     spawn = multiprocessing.get_context("spawn")
     barrier, results = spawn.Barrier(count + 1), spawn.Queue()
     procs = [
-        spawn.Process(target=worker_process, args=(
-            ctx.url, sandbox.base_url, sandbox.account_sid, sandbox.auth_token,
-            sandbox.phone_number, f"bench-w{n}", ctx.noon_utc(), barrier, results))
+        spawn.Process(
+            target=worker_process,
+            args=(
+                ctx.url,
+                sandbox.base_url,
+                sandbox.account_sid,
+                sandbox.auth_token,
+                sandbox.phone_number,
+                f"bench-w{n}",
+                ctx.noon_utc(),
+                barrier,
+                results,
+            ),
+        )
         for n in range(count)
-    ]  # fmt: skip
+    ]
     for proc in procs:
         proc.start()
     barrier.wait(timeout=120)
@@ -93,8 +113,15 @@ def run(ctx: Ctx) -> list:
             queue_messages(ctx, total, f"w{count}")
             seconds, sent = _drain_with(ctx, sandbox, count)
             dupes = duplicates(sandbox) + _sent_twice(ctx)
-            bench.say("%s worker(s): %s sent (%s) in %.1f s, %s not sent, %s duplicates",
-                      count, sum(sent), "+".join(map(str, sent)), seconds, _unsent(ctx), dupes)
+            bench.say(
+                "%s worker(s): %s sent (%s) in %.1f s, %s not sent, %s duplicates",
+                count,
+                sum(sent),
+                "+".join(map(str, sent)),
+                seconds,
+                _unsent(ctx),
+                dupes,
+            )
             bench.figure(f"rate_{count}", sum(sent) / seconds, None, Goal.INFO, "msg/s")
             bench.figure(f"duplicates_{count}", dupes, 0, Goal.AT_MOST, "messages")
     return bench.finish()

@@ -20,6 +20,7 @@ from db.session import make_engine, make_session_factory
 
 log = logging.getLogger(__name__)
 
+
 def webhook_options(settings: Settings) -> dict[str, Any]:
     """run_webhook/start_webhook arguments: PTB checks the secret header on every update."""
     url = settings.telegram_webhook_url or ""

@@ -175,7 +175,10 @@ async def _post_init(app: Application) -> None:
 
 
 def build_application(
-    settings: Settings, session_factory: sessionmaker[Session], *, persistence: bool = True,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    *,
+    persistence: bool = True,
     rate_limiter: bool = True,
 ) -> Application:
     """The bot's Application with every handler registered (not yet started).

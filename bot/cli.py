@@ -54,8 +54,9 @@ def _count(low: int, high: int) -> Callable[[str], int]:
 def build_parser() -> argparse.ArgumentParser:
     """Every command and flag; `vasooli <command> --help` describes each."""
     common = _Parser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="log debug details")
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug details"
+    )
     # No set_defaults(verbose=False): the parents share one action object, so it would also
     # reset the subcommand's default and `vasooli --verbose bot` would lose the flag.
     parser = _Parser(prog="vasooli", parents=[common], description=__doc__)
@@ -63,26 +64,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", parents=[common], help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="command")
-    db_sub.add_parser("upgrade", parents=[common], help="apply every migration (alembic head)"
-                      ).set_defaults(func=_db_upgrade)
+    db_sub.add_parser(
+        "upgrade", parents=[common], help="apply every migration (alembic head)"
+    ).set_defaults(func=_db_upgrade)
 
     invite = sub.add_parser("invite", parents=[common], help="print a one-time invite code")
-    invite.add_argument("--role", required=True, choices=[r.value for r in Role],
-                        help="the role the invited person gets")
-    invite.add_argument("--hours", type=_count(1, 24 * 30), default=None,
-                        help="hours the code stays valid (default INVITE_VALID_HOURS, 72)")
+    invite.add_argument(
+        "--role",
+        required=True,
+        choices=[r.value for r in Role],
+        help="the role the invited person gets",
+    )
+    invite.add_argument(
+        "--hours",
+        type=_count(1, 24 * 30),
+        default=None,
+        help="hours the code stays valid (default INVITE_VALID_HOURS, 72)",
+    )
     invite.set_defaults(func=_invite)
 
     staff = sub.add_parser("staff", parents=[common], help="staff members")
     staff_sub = staff.add_subparsers(dest="staff_command", required=True, metavar="command")
-    staff_sub.add_parser("list", parents=[common], help="every staff member, oldest first"
-                         ).set_defaults(func=_staff_list)
+    staff_sub.add_parser(
+        "list", parents=[common], help="every staff member, oldest first"
+    ).set_defaults(func=_staff_list)
 
     _add_seed(sub, common)
-    for name, what in (("bot", "the Telegram bot (polling, or webhook if TELEGRAM_WEBHOOK_URL)"),
-                       ("worker", "the scheduler: reminders and the SMS outbox"),
-                       ("web", "Twilio callbacks, inbound SMS, health check on PORT"),
-                       ("run", "bot, worker and web together in one process")):
+    for name, what in (
+        ("bot", "the Telegram bot (polling, or webhook if TELEGRAM_WEBHOOK_URL)"),
+        ("worker", "the scheduler: reminders and the SMS outbox"),
+        ("web", "Twilio callbacks, inbound SMS, health check on PORT"),
+        ("run", "bot, worker and web together in one process"),
+    ):
         sub.add_parser(name, parents=[common], help=what).set_defaults(func=_SERVE[name])
     _add_demo(sub, common)
     return parser
@@ -90,14 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_seed(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     seed = sub.add_parser(
-        "seed", parents=[common], help="add deterministic sample data (never in production)",
+        "seed",
+        parents=[common],
+        help="add deterministic sample data (never in production)",
         description="Add sample staff, borrowers and loans in every state. Running it again "
         "adds more; the sample staff (Telegram ids 900000001 and up) are reused.",
     )
     seed.add_argument("--borrowers", type=_count(0, MAX_SEED), default=400, help="default 400")
     seed.add_argument("--loans", type=_count(0, MAX_SEED), default=500, help="default 500")
-    seed.add_argument("--seed", type=_count(0, 2**31), default=1,
-                      help="random seed: the same seed gives the same data (default 1)")
+    seed.add_argument(
+        "--seed",
+        type=_count(0, 2**31),
+        default=1,
+        help="random seed: the same seed gives the same data (default 1)",
+    )
     seed.add_argument("--agents", type=_count(1, 1000), default=3, help="default 3")
     seed.set_defaults(func=_seed)
 
@@ -128,8 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for name in _QUIET_LOGGERS:
         # Per-request and per-job lines drown everything else unless asked for.
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -168,8 +189,10 @@ def _session(settings: Settings) -> Iterator[Session]:
     with _engine(settings) as engine:
         current, head = _revisions(engine)
         if current != head:
-            raise UserError(f"the database at {_safe_url(settings.database_url)} is not up to "
-                            "date: run `vasooli db upgrade` first")
+            raise UserError(
+                f"the database at {_safe_url(settings.database_url)} is not up to "
+                "date: run `vasooli db upgrade` first"
+            )
         with make_session_factory(engine)() as session:
             yield session
 
@@ -192,8 +215,10 @@ def _invite(args: argparse.Namespace, settings: Settings) -> int:
         invite = create_invite(session, actor=None, role=Role(args.role), valid_hours=hours)
         session.commit()
     until = invite.expires_at.astimezone(settings.tz)
-    print(f"Invite for a new {invite.role.value}: single use, valid until "
-          f"{until:%Y-%m-%d %H:%M} {settings.agency_timezone} ({hours} hours).")
+    print(
+        f"Invite for a new {invite.role.value}: single use, valid until "
+        f"{until:%Y-%m-%d %H:%M} {settings.agency_timezone} ({hours} hours)."
+    )
     username = (settings.telegram_bot_username or "").strip().lstrip("@")
     if username:
         print(f"Open in Telegram: https://t.me/{username}?start={invite.code}")
@@ -214,8 +239,14 @@ def _staff_list(args: argparse.Namespace, settings: Settings) -> int:
         print("No staff yet: make the first admin with `vasooli invite --role admin`.")
         return OK
     rows = [("id", "name", "role", "state", "telegram id", "last login")] + [
-        (str(s.id), s.name, s.role.value, s.state.value, str(s.telegram_user_id),
-         _when(s.last_login_at, settings))
+        (
+            str(s.id),
+            s.name,
+            s.role.value,
+            s.state.value,
+            str(s.telegram_user_id),
+            _when(s.last_login_at, settings),
+        )
         for s in staff
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -231,13 +262,23 @@ def _seed(args: argparse.Namespace, settings: Settings) -> int:
     if args.loans and not args.borrowers:
         raise UserError("--borrowers must be at least 1 when --loans is above 0")
     with _session(settings) as session:
-        report = seed(session, borrowers=args.borrowers, loans=args.loans, seed=args.seed,
-                      agents=args.agents, today=clock.today(settings.tz), tz=settings.tz,
-                      region=settings.default_phone_region, minor_units=settings.minor_units)
+        report = seed(
+            session,
+            borrowers=args.borrowers,
+            loans=args.loans,
+            seed=args.seed,
+            agents=args.agents,
+            today=clock.today(settings.tz),
+            tz=settings.tz,
+            region=settings.default_phone_region,
+            minor_units=settings.minor_units,
+        )
         session.commit()
-    print(f"Added {report.loans} loans ({report.installments} installments, {report.payments} "
-          f"payments, {report.promises} promises), {report.borrowers} borrowers and "
-          f"{report.staff_created} staff in {report.seconds:.1f} s.")
+    print(
+        f"Added {report.loans} loans ({report.installments} installments, {report.payments} "
+        f"payments, {report.promises} promises), {report.borrowers} borrowers and "
+        f"{report.staff_created} staff in {report.seconds:.1f} s."
+    )
     print("Loans by state: " + ", ".join(f"{shape.value} {n}" for shape, n in report.shapes))
     return OK
 
@@ -270,25 +311,42 @@ def _web(args: argparse.Namespace, settings: Settings) -> int:
 # -- run and demo: bot, worker and web on one event loop -----------------------------------
 _DEMO_SETTINGS: dict[str, object] = {
     # The demo shows SMS at any hour; the banner says so.
-    "sms_allowed_hours": "00:00-23:59", "dispatch_interval_seconds": 0.5,
-    "sms_rate_per_second": 50.0, "session_idle_minutes": 60 * 24 * 365,
-    "session_max_hours": 24 * 365 * 10, "bot_commands_per_minute": 600,
+    "sms_allowed_hours": "00:00-23:59",
+    "dispatch_interval_seconds": 0.5,
+    "sms_rate_per_second": 50.0,
+    "session_idle_minutes": 60 * 24 * 365,
+    "session_max_hours": 24 * 365 * 10,
+    "bot_commands_per_minute": 600,
 }
 
 
 def _add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     demo = sub.add_parser(
-        "demo", parents=[common], help="the whole product on this machine, no accounts needed",
+        "demo",
+        parents=[common],
+        help="the whole product on this machine, no accounts needed",
         description="The real bot, worker and web app on a sample agency (a SQLite file), "
         "against a local Telegram and a local Twilio, with a chat in this terminal.",
     )
     demo.add_argument("--fresh", action="store_true", help="delete the demo database first")
-    demo.add_argument("--as", dest="as_", choices=["agent", "manager", "admin"],
-                      default="agent", help="who you are at first (default agent)")
-    demo.add_argument("--script", metavar="FILE",
-                      help="type FILE's lines instead of the keyboard, print the transcript, stop")
-    demo.add_argument("--db", metavar="PATH", default="vasooli-demo.db",
-                      help="the demo's SQLite file (default ./vasooli-demo.db)")
+    demo.add_argument(
+        "--as",
+        dest="as_",
+        choices=["agent", "manager", "admin"],
+        default="agent",
+        help="who you are at first (default agent)",
+    )
+    demo.add_argument(
+        "--script",
+        metavar="FILE",
+        help="type FILE's lines instead of the keyboard, print the transcript, stop",
+    )
+    demo.add_argument(
+        "--db",
+        metavar="PATH",
+        default="vasooli-demo.db",
+        help="the demo's SQLite file (default ./vasooli-demo.db)",
+    )
     demo.set_defaults(func=_demo)
 
 
@@ -368,8 +426,9 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return code
 
 
-async def _demo_main(args: argparse.Namespace, settings: Settings, path: Path,
-                     script: list[str] | None, begun: float) -> int:  # fmt: skip
+async def _demo_main(
+    args: argparse.Namespace, settings: Settings, path: Path, script: list[str] | None, begun: float
+) -> int:
     from bot import terminal
     from bot.serve import running_bot
     from bot.terminal.view import banner_lines
@@ -385,15 +444,26 @@ async def _demo_main(args: argparse.Namespace, settings: Settings, path: Path,
         telegram, world = terminal.open_sandbox(agency.people, str(files)), DemoWorld(factory)
         try:
             settings = settings.model_copy(
-                update=world.settings_update() | terminal.bot_settings_update(telegram))
+                update=world.settings_update() | terminal.bot_settings_update(telegram)
+            )
             hooks = terminal.DemoHooks(world.text_in, world.move_clock, world.wait_sms)
             chat = terminal.TerminalChat(telegram, agency.people, hooks, start_as=args.as_)
-            async with (world.serving(settings, chat.sms),
-                        running_bot(settings, factory, poll_timeout=1)):
+            async with (
+                world.serving(settings, chat.sms),
+                running_bot(settings, factory, poll_timeout=1),
+            ):
                 with chat.attached():
-                    chat.banner(banner_lines(
-                        agency, settings, db_path=str(path), log_path=str(path.with_suffix(".log")),
-                        files_dir=str(files), seconds=time.perf_counter() - begun, me=chat.me))
+                    chat.banner(
+                        banner_lines(
+                            agency,
+                            settings,
+                            db_path=str(path),
+                            log_path=str(path.with_suffix(".log")),
+                            files_dir=str(files),
+                            seconds=time.perf_counter() - begun,
+                            me=chat.me,
+                        )
+                    )
                     if script is None:
                         await chat.run_interactive(stop)
                     else:

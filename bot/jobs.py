@@ -61,10 +61,16 @@ def schedule(app: Application) -> None:
     if app.job_queue is None:
         log.warning("no JobQueue (python-telegram-bot[job-queue] missing): no SMS relay")
         return
-    app.job_queue.run_repeating(relay_job, interval=RELAY_EVERY, first=1.0, name="sms_relay",
-                                job_kwargs=_JOB_KWARGS)
-    app.job_queue.run_repeating(progress_job, interval=PROGRESS_EVERY, first=1.0,
-                                name="broadcast_progress", job_kwargs=_JOB_KWARGS)
+    app.job_queue.run_repeating(
+        relay_job, interval=RELAY_EVERY, first=1.0, name="sms_relay", job_kwargs=_JOB_KWARGS
+    )
+    app.job_queue.run_repeating(
+        progress_job,
+        interval=PROGRESS_EVERY,
+        first=1.0,
+        name="broadcast_progress",
+        job_kwargs=_JOB_KWARGS,
+    )
 
 
 # --- relay --------------------------------------------------------------------------------
@@ -76,11 +82,13 @@ class _Tries:
     next_at: float = 0.0
 
 
-def _pending(session: Session, *, limit: int, idle_minutes: int, max_hours: int,
-             staff_id: int | None = None) -> tuple[list[inbound.RelayInfo], dict[int, int]]:
+def _pending(
+    session: Session, *, limit: int, idle_minutes: int, max_hours: int, staff_id: int | None = None
+) -> tuple[list[inbound.RelayInfo], dict[int, int]]:
     # Only replies whose recipient is logged in: the others are held (db/services/relays.py).
-    relays = deliverable_relays(session, limit=limit, idle_minutes=idle_minutes,
-                                max_hours=max_hours, staff_id=staff_id)
+    relays = deliverable_relays(
+        session, limit=limit, idle_minutes=idle_minutes, max_hours=max_hours, staff_id=staff_id
+    )
     return relays, inbound_loan_ids(session, inbound_ids=[r.inbound_id for r in relays])
 
 
@@ -103,9 +111,14 @@ async def deliver_held(context: Context, staff_id: int) -> None:
 
 async def _relay_batch(context: Context, staff_id: int | None) -> None:
     settings = settings_of(context)
-    relays, loans = await db(context, _pending, limit=RELAY_BATCH, staff_id=staff_id,
-                             idle_minutes=settings.session_idle_minutes,
-                             max_hours=settings.session_max_hours)
+    relays, loans = await db(
+        context,
+        _pending,
+        limit=RELAY_BATCH,
+        staff_id=staff_id,
+        idle_minutes=settings.session_idle_minutes,
+        max_hours=settings.session_max_hours,
+    )
     tries: dict[int, _Tries] = context.bot_data.setdefault(RELAYS, {})
     refused_chats: set[int] = set()
     now = time.monotonic()
@@ -117,8 +130,12 @@ async def _relay_batch(context: Context, staff_id: int | None) -> None:
             tries.pop(relay.inbound_id, None)
             await db(context, inbound.mark_relayed, inbound_ids=[relay.inbound_id])
         elif state.failures >= MAX_RELAY_FAILURES:
-            log.warning("gave up relaying SMS %s to chat %s after %s refusals",
-                        relay.inbound_id, relay.agent_chat_id, state.failures)
+            log.warning(
+                "gave up relaying SMS %s to chat %s after %s refusals",
+                relay.inbound_id,
+                relay.agent_chat_id,
+                state.failures,
+            )
             tries.pop(relay.inbound_id, None)
             await db(context, inbound.mark_relayed, inbound_ids=[relay.inbound_id])
         elif state.failures:
@@ -131,8 +148,9 @@ async def _relay_batch(context: Context, staff_id: int | None) -> None:
         tries.pop(inbound_id)
 
 
-async def _relay_one(context: Context, relay: inbound.RelayInfo, loan_id: int | None,
-                     state: _Tries) -> bool:
+async def _relay_one(
+    context: Context, relay: inbound.RelayInfo, loan_id: int | None, state: _Tries
+) -> bool:
     """Send one SMS to its agent; True when sent. A refusal counts towards giving up."""
     markup = keyboards.relay_card(loan_id, texts.RELAY_BTN_CARD) if loan_id else None
     text = texts.relay_text(relay.borrower_name, relay.loan_number, relay.body)
@@ -142,8 +160,14 @@ async def _relay_one(context: Context, relay: inbound.RelayInfo, loan_id: int | 
     except (Forbidden, BadRequest) as exc:
         state.failures += 1
         state.next_at = time.monotonic() + RELAY_EVERY * 2 ** (state.failures - 1)
-        log.warning("could not relay SMS %s to chat %s (%s of %s): %s", relay.inbound_id,
-                    relay.agent_chat_id, state.failures, MAX_RELAY_FAILURES, exc)
+        log.warning(
+            "could not relay SMS %s to chat %s (%s of %s): %s",
+            relay.inbound_id,
+            relay.agent_chat_id,
+            state.failures,
+            MAX_RELAY_FAILURES,
+            exc,
+        )
     except TelegramError as exc:
         log.info("relay of SMS %s waits for the network: %s", relay.inbound_id, exc)
     return False
@@ -186,8 +210,9 @@ def render(report: Report) -> str:
     t, p = report.tracked, report.progress
     canceled = t.state is BroadcastState.CANCELED
     if p.done:
-        return texts.bc_final(t.broadcast_id, t.audience, canceled, p.counts, p.total,
-                              report.failures)
+        return texts.bc_final(
+            t.broadcast_id, t.audience, canceled, p.counts, p.total, report.failures
+        )
     state = texts.BC_STATES[t.state.value]
     if t.state is BroadcastState.DONE:
         state = texts.BC_WAITING_REPORTS
@@ -225,8 +250,9 @@ async def progress_job(context: Context) -> None:
 async def _edit(context: Context, tracked: Tracked, text: str, memo: _Edit) -> bool:
     """Edit the progress message; True when it shows text now."""
     try:
-        await context.bot.edit_message_text(text, chat_id=tracked.chat_id,
-                                            message_id=tracked.message_id)
+        await context.bot.edit_message_text(
+            text, chat_id=tracked.chat_id, message_id=tracked.message_id
+        )
     except BadRequest as exc:
         if "not modified" not in exc.message.lower():
             return _failed(memo, tracked, exc)
@@ -244,6 +270,10 @@ def _failed(memo: _Edit, tracked: Tracked, exc: TelegramError) -> bool:
     if first:
         memo.failing_since = time.monotonic()
     # Said once per spell of failures: the job retries every few seconds.
-    log.log(logging.WARNING if first else logging.DEBUG,
-            "could not edit the progress of broadcast %s: %s", tracked.broadcast_id, exc)
+    log.log(
+        logging.WARNING if first else logging.DEBUG,
+        "could not edit the progress of broadcast %s: %s",
+        tracked.broadcast_id,
+        exc,
+    )
     return False

@@ -102,7 +102,7 @@ def parse_fields(raw: str | None, prefix: CB, count: int) -> list[str] | None:
     """The count fields after prefix, or None when the payload is not well-formed."""
     if not raw or len(raw.encode()) > MAX_DATA or not raw.startswith(prefix.value):
         return None
-    parts = raw[len(prefix.value):].split(":")
+    parts = raw[len(prefix.value) :].split(":")
     if len(parts) != count or not all(_FIELD.match(p) for p in parts):
         return None
     return parts
@@ -137,10 +137,14 @@ def _button(text: str, prefix: CB, *fields: object) -> InlineKeyboardButton:
 
 def access_decision(staff_id: int) -> InlineKeyboardMarkup:
     """Approve / Reject under an access request."""
-    return InlineKeyboardMarkup([[
-        _button("✅ Approve", CB.ACCESS_APPROVE, staff_id),
-        _button("❌ Reject", CB.ACCESS_REJECT, staff_id),
-    ]])
+    return InlineKeyboardMarkup(
+        [
+            [
+                _button("✅ Approve", CB.ACCESS_APPROVE, staff_id),
+                _button("❌ Reject", CB.ACCESS_REJECT, staff_id),
+            ]
+        ]
+    )
 
 
 # --- staff management ----------------------------------------------------------------------
@@ -186,15 +190,25 @@ def loan_card(view: LoanView, role: Role) -> InlineKeyboardMarkup:
         return InlineKeyboardMarkup(rows)
     if view.state is LoanState.ACTIVE:
         rows += [
-            [_button("💰 Pay", CB.LOAN_PAY, *ids), _button("🤝 Promise", CB.LOAN_PROMISE, *ids),
-             _button("📞 Contact", CB.LOAN_CONTACT, *ids)],
-            [_button("✏️ Edit", CB.LOAN_EDIT, *ids), _button("📜 History", CB.LOAN_HISTORY, *ids),
-             _button("🔔 Remind now", CB.LOAN_REMIND, *ids)],
+            [
+                _button("💰 Pay", CB.LOAN_PAY, *ids),
+                _button("🤝 Promise", CB.LOAN_PROMISE, *ids),
+                _button("📞 Contact", CB.LOAN_CONTACT, *ids),
+            ],
+            [
+                _button("✏️ Edit", CB.LOAN_EDIT, *ids),
+                _button("📜 History", CB.LOAN_HISTORY, *ids),
+                _button("🔔 Remind now", CB.LOAN_REMIND, *ids),
+            ],
             [_button("✅ Close", CB.LOAN_CLOSE, *ids)],
         ]
         if role in (Role.MANAGER, Role.ADMIN):
-            rows.append([_button("✖️ Write off", CB.LOAN_WRITE_OFF, *ids),
-                         _button("👤 Reassign", CB.LOAN_ASSIGN, *ids)])
+            rows.append(
+                [
+                    _button("✖️ Write off", CB.LOAN_WRITE_OFF, *ids),
+                    _button("👤 Reassign", CB.LOAN_ASSIGN, *ids),
+                ]
+            )
     else:
         rows.append([_button("📜 History", CB.LOAN_HISTORY, *ids)])
     if role is Role.ADMIN:
@@ -211,8 +225,7 @@ def _nav(back: InlineKeyboardButton | None, more: InlineKeyboardButton | None) -
     return [row] if row else []
 
 
-def search_results(loans: list[tuple[int, str]], page: int,
-                   has_more: bool) -> InlineKeyboardMarkup:
+def search_results(loans: list[tuple[int, str]], page: int, has_more: bool) -> InlineKeyboardMarkup:
     """One button per found loan (id, label), then Back / More (pages count from 1)."""
     back = _button("« Back", CB.LOAN_FIND_PAGE, page - 1) if page > 1 else None
     more = _button("More »", CB.LOAN_FIND_PAGE, page + 1) if has_more else None
@@ -229,16 +242,21 @@ def history_nav(loan_id: int, page: int, has_older: bool) -> InlineKeyboardMarku
 
 # (filter value, label) of the /list filter buttons, in the order shown
 LIST_FILTERS: list[tuple[str, str]] = [
-    ("all", "All"), ("overdue", "Overdue"), ("due_today", "Due today"),
-    ("bucket_1_30", "1-30"), ("bucket_31_60", "31-60"), ("bucket_61_90", "61-90"),
+    ("all", "All"),
+    ("overdue", "Overdue"),
+    ("due_today", "Due today"),
+    ("bucket_1_30", "1-30"),
+    ("bucket_31_60", "31-60"),
+    ("bucket_61_90", "61-90"),
     ("bucket_90_plus", "90+"),
 ]
 # Admins only: archived loans are in no other list (the service refuses anyone else).
 ARCHIVED_FILTER = ("archived", "🗄 Archived")
 
 
-def loan_list(loans: list[tuple[int, str]], current: str, page: int,
-              has_next: bool, archived: bool = False) -> InlineKeyboardMarkup:
+def loan_list(
+    loans: list[tuple[int, str]], current: str, page: int, has_next: bool, archived: bool = False
+) -> InlineKeyboardMarkup:
     """A /list page: loan buttons, Prev / Next, then the filters (the current one marked).
 
     archived: also the Archived filter (admins)."""
@@ -257,11 +275,10 @@ def loan_buttons(loans: list[tuple[int, str]]) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(_card_rows(loans))
 
 
-def new_loan_choices(token: str, step: str,
-                     choices: list[tuple[str, str]]) -> InlineKeyboardMarkup:
+def new_loan_choices(token: str, step: str, choices: list[tuple[str, str]]) -> InlineKeyboardMarkup:
     """A /new step's buttons: (value, label) pairs, one row of at most three each."""
     buttons = [_button(label, CB.NEW_LOAN, step, value, token) for value, label in choices]
-    return InlineKeyboardMarkup([buttons[i:i + 3] for i in range(0, len(buttons), 3)])
+    return InlineKeyboardMarkup([buttons[i : i + 3] for i in range(0, len(buttons), 3)])
 
 
 # --- loan actions: confirmations and choices (conversations/payment, promise, contact,
@@ -269,20 +286,26 @@ def new_loan_choices(token: str, step: str,
 # conversation is told apart.
 
 
-def action_confirm(prefix: CB, loan_id: int, version: int, label: str,
-                   cancel: str) -> InlineKeyboardMarkup:
+def action_confirm(
+    prefix: CB, loan_id: int, version: int, label: str, cancel: str
+) -> InlineKeyboardMarkup:
     """Confirm (prefix with loan id and version) / Cancel under a summary."""
-    return InlineKeyboardMarkup([[
-        _button(label, prefix, loan_id, version),
-        _button(cancel, CB.ACTION_CANCEL, loan_id),
-    ]])
+    return InlineKeyboardMarkup(
+        [
+            [
+                _button(label, prefix, loan_id, version),
+                _button(cancel, CB.ACTION_CANCEL, loan_id),
+            ]
+        ]
+    )
 
 
-def action_choices(prefix: CB, loan_id: int, choices: list[tuple[str, str]],
-                   per_row: int = 2) -> InlineKeyboardMarkup:
+def action_choices(
+    prefix: CB, loan_id: int, choices: list[tuple[str, str]], per_row: int = 2
+) -> InlineKeyboardMarkup:
     """One button per (value, label) choice, per_row to a row."""
     buttons = [_button(label, prefix, loan_id, value) for value, label in choices]
-    return InlineKeyboardMarkup([buttons[i:i + per_row] for i in range(0, len(buttons), per_row)])
+    return InlineKeyboardMarkup([buttons[i : i + per_row] for i in range(0, len(buttons), per_row)])
 
 
 def action_skip(loan_id: int, label: str) -> InlineKeyboardMarkup:
@@ -290,8 +313,9 @@ def action_skip(loan_id: int, label: str) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([[_button(label, CB.CONTACT_SKIP, loan_id)]])
 
 
-def assign_choices(loan_id: int, version: int,
-                   people: list[tuple[int, str]]) -> InlineKeyboardMarkup:
+def assign_choices(
+    loan_id: int, version: int, people: list[tuple[int, str]]
+) -> InlineKeyboardMarkup:
     """One button per staff member (id, label) to give the loan to."""
     return InlineKeyboardMarkup(
         [[_button(label[:60], CB.ASSIGN_TO, loan_id, version, sid)] for sid, label in people]
@@ -323,10 +347,12 @@ def broadcast_agents(token: str, people: list[tuple[int, str]]) -> InlineKeyboar
 
 def broadcast_confirm(token: str, send_label: str, edit_label: str) -> InlineKeyboardMarkup:
     """Send / Edit text / Cancel under a preview."""
-    return InlineKeyboardMarkup([
-        [_button(send_label, CB.BC_SEND, token)],
-        [_button(edit_label, CB.BC_EDIT, token), _button("Cancel", CB.BC_ABORT, token)],
-    ])
+    return InlineKeyboardMarkup(
+        [
+            [_button(send_label, CB.BC_SEND, token)],
+            [_button(edit_label, CB.BC_EDIT, token), _button("Cancel", CB.BC_ABORT, token)],
+        ]
+    )
 
 
 def broadcast_list(cancelable: list[tuple[int, str]]) -> InlineKeyboardMarkup | None:
@@ -338,8 +364,9 @@ def broadcast_list(cancelable: list[tuple[int, str]]) -> InlineKeyboardMarkup | 
 
 def broadcast_cancel(broadcast_id: int, yes: str, back: str) -> InlineKeyboardMarkup:
     """Yes, cancel it / Back under the confirmation."""
-    return InlineKeyboardMarkup([[_button(yes, CB.BC_CANCEL_YES, broadcast_id),
-                                  _button(back, CB.BC_LIST, 0)]])
+    return InlineKeyboardMarkup(
+        [[_button(yes, CB.BC_CANCEL_YES, broadcast_id), _button(back, CB.BC_LIST, 0)]]
+    )
 
 
 def relay_card(loan_id: int, label: str) -> InlineKeyboardMarkup:
@@ -358,8 +385,11 @@ def phone_field(phone: str) -> str | None:
 
 def suppressed_lift(rows: list[tuple[str, str]]) -> InlineKeyboardMarkup | None:
     """A Lift button (phone, label) per liftable suppressed number; None when none."""
-    buttons = [[_button(label, CB.SUP_LIFT, field)] for phone, label in rows
-               if (field := phone_field(phone))]
+    buttons = [
+        [_button(label, CB.SUP_LIFT, field)]
+        for phone, label in rows
+        if (field := phone_field(phone))
+    ]
     return InlineKeyboardMarkup(buttons) if buttons else None
 
 

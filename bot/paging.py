@@ -70,8 +70,9 @@ def pages(lines: Sequence[str], *, head: str = "", limit: int = LIMIT) -> list[s
     return out
 
 
-async def reply_pages(update: Update, lines: Sequence[str], *, head: str = "",
-                      limit: int = LIMIT, **kwargs) -> None:
+async def reply_pages(
+    update: Update, lines: Sequence[str], *, head: str = "", limit: int = LIMIT, **kwargs
+) -> None:
     """reply() with lines split into messages that fit; kwargs (a keyboard) go on the last."""
     chunks = pages(lines, head=head, limit=limit)
     if len(chunks) == 1:

@@ -52,13 +52,15 @@ async def _receive(app: Application, settings: Settings, poll_timeout: int) -> N
     if settings.telegram_webhook_url:
         assert settings.telegram_webhook_secret is not None  # check_settings() made sure
         await app.bot.set_webhook(
-            settings.telegram_webhook_url, allowed_updates=Update.ALL_TYPES,
+            settings.telegram_webhook_url,
+            allowed_updates=Update.ALL_TYPES,
             secret_token=settings.telegram_webhook_secret.get_secret_value(),
         )
         log.info("bot: webhook set")
     else:
-        await app.updater.start_polling(poll_interval=0.0, timeout=poll_timeout,
-                                        allowed_updates=Update.ALL_TYPES)
+        await app.updater.start_polling(
+            poll_interval=0.0, timeout=poll_timeout, allowed_updates=Update.ALL_TYPES
+        )
         log.info("bot: long polling")
 
 

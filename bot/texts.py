@@ -68,8 +68,9 @@ COMMANDS: list[Command] = [
     Command("close", "Close a paid-off loan: /close LN-10234"),
     Command("stats", "Portfolio figures and a collections chart"),
     Command("assign", "Give a loan to someone else: /assign LN-10234 Ravi", min_role=Role.MANAGER),
-    Command("delete", "Archive a loan (loans are never deleted): /delete LN-10234",
-            min_role=Role.ADMIN),
+    Command(
+        "delete", "Archive a loan (loans are never deleted): /delete LN-10234", min_role=Role.ADMIN
+    ),
     Command("archive", "Archive a loan: /archive LN-10234", min_role=Role.ADMIN),
     Command("restore", "Bring an archived loan back: /restore LN-10234", min_role=Role.ADMIN),
     # staff admin
@@ -82,8 +83,11 @@ COMMANDS: list[Command] = [
     Command("broadcast", "Send an SMS to a group of borrowers", min_role=Role.ADMIN),
     Command("broadcasts", "Recent broadcasts; cancel a running one", min_role=Role.ADMIN),
     Command("deliveries", "What became of the SMS: last day and week", min_role=Role.ADMIN),
-    Command("unsuppress", "Text a suppressed number again: /unsuppress phone [reason]",
-            min_role=Role.ADMIN),
+    Command(
+        "unsuppress",
+        "Text a suppressed number again: /unsuppress phone [reason]",
+        min_role=Role.ADMIN,
+    ),
     # always last for staff
     Command("cancel", "Stop what you are doing"),
     Command("logout", "Log out"),
@@ -232,8 +236,7 @@ def locked(minutes: int) -> str:
     """Too many wrong passwords."""
     plural = "s" if minutes != 1 else ""
     return (
-        "Too many wrong passwords. Your account is locked; "
-        f"try again in {minutes} minute{plural}."
+        f"Too many wrong passwords. Your account is locked; try again in {minutes} minute{plural}."
     )
 
 
@@ -451,14 +454,16 @@ CONTACT_USAGE = (
 )
 CONTACT_ASK_CHANNEL = "Contact with {name} about loan <b>{number}</b>. How did you reach them?"
 CONTACT_ASK_OUTCOME = "Contact with {name} by {channel}. What came of it?"
-CONTACT_ASK_NOTE = (
-    "Contact with {name}: {channel}, {outcome}.\nAdd a short note, or tap Skip."
-)
+CONTACT_ASK_NOTE = "Contact with {name}: {channel}, {outcome}.\nAdd a short note, or tap Skip."
 CONTACT_DONE = "📞 Contact recorded: {channel}, {outcome}."
 CONTACT_CHANNELS = {"call": "Call", "visit": "Visit", "sms": "SMS", "other": "Other"}
 CONTACT_OUTCOMES = {
-    "paid": "Paid", "promised": "Promised", "no_answer": "No answer", "refused": "Refused",
-    "wrong_number": "Wrong number", "disputed": "Disputed",
+    "paid": "Paid",
+    "promised": "Promised",
+    "no_answer": "No answer",
+    "refused": "Refused",
+    "wrong_number": "Wrong number",
+    "disputed": "Disputed",
 }
 
 EDIT_USAGE = "Send /edit with the loan number, e.g. /edit LN-10234, or tap Edit on a loan card."
@@ -468,8 +473,11 @@ EDIT_CONFIRM = "<b>Please check the change</b> on loan {number}\n{field}: {befor
 EDIT_DONE = "✏️ Changed {field}: {before} → {after}"
 EDIT_EMPTY = "—"
 EDIT_FIELDS = {
-    "borrower_name": "Borrower name", "borrower_phone": "Phone", "borrower_address": "Address",
-    "next_due_date": "Next due date", "principal": "Principal",
+    "borrower_name": "Borrower name",
+    "borrower_phone": "Phone",
+    "borrower_address": "Address",
+    "next_due_date": "Next due date",
+    "principal": "Principal",
 }
 EDIT_HINTS = {
     "borrower_phone": ", e.g. 98765 43210",
@@ -484,9 +492,7 @@ WRITE_OFF_ASK = (
     "Write off loan <b>{number}</b> ({name}) with {outstanding} outstanding?\n"
     "Send the reason. (/cancel to stop)"
 )
-WRITE_OFF_CONFIRM = (
-    "<b>Write off loan {number}?</b>\nOutstanding: {outstanding}\nReason: {reason}"
-)
+WRITE_OFF_CONFIRM = "<b>Write off loan {number}?</b>\nOutstanding: {outstanding}\nReason: {reason}"
 WRITE_OFF_DONE = "Loan {number} is written off."
 ASSIGN_USAGE = (
     "Send /assign with the loan number and the agent (name, @username or staff number), "
@@ -588,14 +594,18 @@ def contact_ask_outcome(name: str, channel: str) -> str:
 
 def contact_ask_note(name: str, channel: str, outcome: str) -> str:
     """The note question of a contact."""
-    return CONTACT_ASK_NOTE.format(name=esc(name), channel=esc(CONTACT_CHANNELS[channel]),
-                                   outcome=esc(CONTACT_OUTCOMES[outcome]))
+    return CONTACT_ASK_NOTE.format(
+        name=esc(name),
+        channel=esc(CONTACT_CHANNELS[channel]),
+        outcome=esc(CONTACT_OUTCOMES[outcome]),
+    )
 
 
 def contact_done(channel: str, outcome: str) -> str:
     """After a contact was recorded."""
-    return CONTACT_DONE.format(channel=esc(CONTACT_CHANNELS[channel]),
-                               outcome=esc(CONTACT_OUTCOMES[outcome]))
+    return CONTACT_DONE.format(
+        channel=esc(CONTACT_CHANNELS[channel]), outcome=esc(CONTACT_OUTCOMES[outcome])
+    )
 
 
 def edit_ask_field(number: str, name: str) -> str:
@@ -605,8 +615,11 @@ def edit_ask_field(number: str, name: str) -> str:
 
 def edit_ask_value(field: str, current: str) -> str:
     """The new value of a field, with what it is now."""
-    return EDIT_ASK_VALUE.format(field=esc(EDIT_FIELDS[field]), current=esc(current or EDIT_EMPTY),
-                                 hint=esc(EDIT_HINTS.get(field, "")))
+    return EDIT_ASK_VALUE.format(
+        field=esc(EDIT_FIELDS[field]),
+        current=esc(current or EDIT_EMPTY),
+        hint=esc(EDIT_HINTS.get(field, "")),
+    )
 
 
 def edit_reason_line(reason: str) -> str:
@@ -616,14 +629,21 @@ def edit_reason_line(reason: str) -> str:
 
 def edit_confirm(number: str, field: str, before: str, after: str) -> str:
     """Before → after above Confirm / Cancel."""
-    return EDIT_CONFIRM.format(number=esc(number), field=esc(EDIT_FIELDS[field]),
-                               before=esc(before or EDIT_EMPTY), after=esc(after or EDIT_EMPTY))
+    return EDIT_CONFIRM.format(
+        number=esc(number),
+        field=esc(EDIT_FIELDS[field]),
+        before=esc(before or EDIT_EMPTY),
+        after=esc(after or EDIT_EMPTY),
+    )
 
 
 def edit_done(field: str, before: str, after: str) -> str:
     """After an edit was saved."""
-    return EDIT_DONE.format(field=esc(EDIT_FIELDS[field]), before=esc(before or EDIT_EMPTY),
-                            after=esc(after or EDIT_EMPTY))
+    return EDIT_DONE.format(
+        field=esc(EDIT_FIELDS[field]),
+        before=esc(before or EDIT_EMPTY),
+        after=esc(after or EDIT_EMPTY),
+    )
 
 
 def close_confirm(number: str, name: str) -> str:
@@ -638,8 +658,7 @@ def write_off_ask(number: str, name: str, outstanding: str) -> str:
 
 def write_off_confirm(number: str, outstanding: str, reason: str) -> str:
     """The write-off summary above Confirm / Cancel."""
-    return WRITE_OFF_CONFIRM.format(number=esc(number), outstanding=outstanding,
-                                    reason=esc(reason))
+    return WRITE_OFF_CONFIRM.format(number=esc(number), outstanding=outstanding, reason=esc(reason))
 
 
 def assign_ask(number: str, agent: str | None, more: int) -> str:
@@ -670,16 +689,24 @@ def loan_done(template: str, number: str) -> str:
 
 def stats_agent(name: str, loans: int, outstanding: str, overdue: int, month: str) -> str:
     """One agent's line in /stats."""
-    return STATS_AGENT.format(name=esc(name[:40]), loans=loans, outstanding=outstanding,
-                              overdue=overdue, month=month)
+    return STATS_AGENT.format(
+        name=esc(name[:40]), loans=loans, outstanding=outstanding, overdue=overdue, month=month
+    )
 
 
 # --- SMS: /broadcast, /broadcasts, /deliveries, /remind, borrowers' replies --------------
 # (conversations/broadcast.py, handlers/sms.py, jobs.py). Counts arrive as ints; templates,
 # names, tags, audiences and SMS texts are escaped here.
 
-BC_PLACEHOLDERS = ("name", "amount_due", "outstanding", "due_date", "loan_number", "agency",
-                   "opt_out")  # the order the prompt lists them in
+BC_PLACEHOLDERS = (
+    "name",
+    "amount_due",
+    "outstanding",
+    "due_date",
+    "loan_number",
+    "agency",
+    "opt_out",
+)  # the order the prompt lists them in
 BC_ASK_AUDIENCE = "📣 <b>New broadcast</b>. Who should receive it? (/cancel to stop)"
 BC_ASK_BUCKET = "Which days-past-due bucket?"
 BC_ASK_AGENT = "Whose borrowers?"
@@ -692,9 +719,12 @@ BC_TEXT_AGAIN = "Send the text again, or /cancel."
 BC_EDIT_TEXT = "✏️ Send the new text."
 BC_CANCELLED = "Broadcast cancelled. Nothing was sent."
 BC_AUDIENCES = [
-    ("all_active", "All active borrowers"), ("overdue", "Overdue"),
-    ("bucket", "A days-past-due bucket"), ("agent", "One agent's borrowers"), ("tag", "A tag"),
-]  # fmt: skip
+    ("all_active", "All active borrowers"),
+    ("overdue", "Overdue"),
+    ("bucket", "A days-past-due bucket"),
+    ("agent", "One agent's borrowers"),
+    ("tag", "A tag"),
+]
 BC_BTN_SEND = "✅ Send to {count}"
 BC_BTN_EDIT = "✏️ Edit text"
 BC_STATES = {"queued": "sending", "done": "finished", "canceled": "canceled"}
@@ -734,8 +764,16 @@ def bc_again(reason: str, ask: str) -> str:
     return f"{esc(reason)}\n{ask}"
 
 
-def bc_preview(audience: str, recipients: int, sendable: int, reasons: dict[str, int],
-               sample: str, encoding: str, per_message: int, total_segments: int) -> str:
+def bc_preview(
+    audience: str,
+    recipients: int,
+    sendable: int,
+    reasons: dict[str, int],
+    sample: str,
+    encoding: str,
+    per_message: int,
+    total_segments: int,
+) -> str:
     """The preview above Send / Edit text / Cancel."""
     why = "; ".join(f"{esc(r)}: {n}" for r, n in sorted(reasons.items()))
     lines = [
@@ -755,8 +793,9 @@ def _failed(counts: dict[str, int]) -> int:
     return counts.get("failed", 0) + counts.get("undelivered", 0)
 
 
-def bc_progress(broadcast_id: int, audience: str, state: str, counts: dict[str, int],
-                total: int) -> str:
+def bc_progress(
+    broadcast_id: int, audience: str, state: str, counts: dict[str, int], total: int
+) -> str:
     """The progress message, edited in place while the broadcast goes."""
     c = counts.get
     lines = [
@@ -771,8 +810,14 @@ def bc_progress(broadcast_id: int, audience: str, state: str, counts: dict[str, 
     return "\n".join(lines)
 
 
-def bc_final(broadcast_id: int, audience: str, canceled: bool, counts: dict[str, int],
-             total: int, failures: list[tuple[str, int, str]]) -> str:
+def bc_final(
+    broadcast_id: int,
+    audience: str,
+    canceled: bool,
+    counts: dict[str, int],
+    total: int,
+    failures: list[tuple[str, int, str]],
+) -> str:
     """The final report that replaces the progress message."""
     c = counts.get
     known = c("delivered", 0) + _failed(counts)
@@ -796,8 +841,9 @@ def bc_final(broadcast_id: int, audience: str, canceled: bool, counts: dict[str,
     return "\n".join(lines)
 
 
-def bc_list_line(broadcast_id: int, state: str, at: str, audience: str,
-                 counts: dict[str, int], total: int) -> str:
+def bc_list_line(
+    broadcast_id: int, state: str, at: str, audience: str, counts: dict[str, int], total: int
+) -> str:
     """One broadcast in /broadcasts."""
     c = counts.get
     return (
@@ -818,8 +864,13 @@ def bc_canceled(broadcast_id: int, count: int) -> str:
     return BC_CANCELED.format(id=broadcast_id, count=count)
 
 
-def dlv_period(title: str, total: int, totals: dict[str, int], rate: str | None,
-               by_kind: dict[str, dict[str, int]]) -> str:
+def dlv_period(
+    title: str,
+    total: int,
+    totals: dict[str, int],
+    rate: str | None,
+    by_kind: dict[str, dict[str, int]],
+) -> str:
     """One period of /deliveries: totals, rate, then each kind that has messages."""
     t = totals.get
     lines = [
@@ -867,8 +918,10 @@ def sup_list(rows: list[tuple[str, str, str, str]], more: bool) -> str:
     if not rows:
         return "<b>Suppressed numbers</b>: none."
     lines = ["<b>Suppressed numbers</b> (no SMS goes to these; tap to lift)"]
-    lines += [f"• {esc(phone)}: {esc(reason)} · {esc(SUP_KINDS.get(kind, kind))} · "
-              f"since {esc(since)}" for phone, kind, reason, since in rows]
+    lines += [
+        f"• {esc(phone)}: {esc(reason)} · {esc(SUP_KINDS.get(kind, kind))} · since {esc(since)}"
+        for phone, kind, reason, since in rows
+    ]
     if more:
         lines.append("… and more; /unsuppress &lt;phone&gt; lifts any of them.")
     return "\n".join(lines)
@@ -880,10 +933,12 @@ def sup_btn_lift(phone: str) -> str:
 
 def sup_confirm(phone: str, kind: str, reason: str, since: str) -> str:
     """Are you sure? before a suppression is lifted."""
-    return (f"Lift the suppression of <b>{esc(phone)}</b>?\n"
-            f"Suppressed since {esc(since)}: {esc(reason)} ({esc(SUP_KINDS.get(kind, kind))}).\n"
-            "SMS will go to this number again; if the carrier refuses it again, it is "
-            "suppressed again.")
+    return (
+        f"Lift the suppression of <b>{esc(phone)}</b>?\n"
+        f"Suppressed since {esc(since)}: {esc(reason)} ({esc(SUP_KINDS.get(kind, kind))}).\n"
+        "SMS will go to this number again; if the carrier refuses it again, it is "
+        "suppressed again."
+    )
 
 
 def sup_lifted(phone: str) -> str:
@@ -898,8 +953,10 @@ def remind_queued(number: str, waits_until: str | None) -> str:
     """After /remind or Remind now: queued, or queued to wait for the allowed hours."""
     if waits_until is None:
         return f"🔔 Reminder for loan {esc(number)} queued; it goes out within minutes."
-    return (f"🔔 Reminder for loan {esc(number)} queued; it will go out at {esc(waits_until)} "
-            "(SMS go out only in the allowed hours).")
+    return (
+        f"🔔 Reminder for loan {esc(number)} queued; it will go out at {esc(waits_until)} "
+        "(SMS go out only in the allowed hours)."
+    )
 
 
 def relay_text(borrower: str, number: str, body: str) -> str:

@@ -83,9 +83,13 @@ def _money_lines(view: LoanView, fmt: Fmt) -> list[str]:
         lines.append(texts.CARD_PAYABLE.format(payable=fmt.money(view.amount_payable)))
     if view.fees_charged:
         lines.append(texts.CARD_FEES.format(fees=fmt.money(view.fees_charged)))
-    lines.append(texts.CARD_PAID.format(paid=fmt.money(view.amount_paid),
-                                        done=view.installments_paid,
-                                        count=view.installments_count))
+    lines.append(
+        texts.CARD_PAID.format(
+            paid=fmt.money(view.amount_paid),
+            done=view.installments_paid,
+            count=view.installments_count,
+        )
+    )
     lines.append(texts.CARD_OUTSTANDING.format(outstanding=fmt.money(view.outstanding)))
     return lines
 
@@ -93,19 +97,28 @@ def _money_lines(view: LoanView, fmt: Fmt) -> list[str]:
 def _due_lines(view: LoanView, fmt: Fmt) -> list[str]:
     if view.next_due_date is None:
         return [texts.CARD_NEXT_DUE.format(date=texts.CARD_NOT_DUE, amount="-")]
-    lines = [texts.CARD_NEXT_DUE.format(date=day(view.next_due_date),
-                                        amount=fmt.money(view.next_due_amount))]
+    lines = [
+        texts.CARD_NEXT_DUE.format(
+            date=day(view.next_due_date), amount=fmt.money(view.next_due_amount)
+        )
+    ]
     if view.days_past_due > 0:
-        lines.append(texts.CARD_PAST_DUE.format(days=view.days_past_due,
-                                                amount=fmt.money(view.overdue_amount)))
+        lines.append(
+            texts.CARD_PAST_DUE.format(
+                days=view.days_past_due, amount=fmt.money(view.overdue_amount)
+            )
+        )
     return lines
 
 
 def _activity_lines(view: LoanView, fmt: Fmt) -> list[str]:
     lines = []
     if (p := view.open_promise) is not None:
-        lines.append(texts.CARD_PROMISE.format(amount=fmt.money(p.amount),
-                                               date=day(p.promised_date), by=esc(p.made_by or "-")))
+        lines.append(
+            texts.CARD_PROMISE.format(
+                amount=fmt.money(p.amount), date=day(p.promised_date), by=esc(p.made_by or "-")
+            )
+        )
     if (c := view.last_contact) is not None:
         what = f"{c.channel.value}: {c.outcome.value.replace('_', ' ')}"
         if c.note:
@@ -116,19 +129,29 @@ def _activity_lines(view: LoanView, fmt: Fmt) -> list[str]:
     if view.state_reason:
         lines.append(texts.CARD_REASON.format(reason=esc(view.state_reason)))
     if view.archived_at is not None:
-        lines.append(texts.CARD_ARCHIVED.format(at=texts.local_time(view.archived_at, fmt.tz),
-                                                reason=esc(view.archive_reason or "-")))
+        lines.append(
+            texts.CARD_ARCHIVED.format(
+                at=texts.local_time(view.archived_at, fmt.tz),
+                reason=esc(view.archive_reason or "-"),
+            )
+        )
     return lines
 
 
 def card(view: LoanView, fmt: Fmt, note: str | None = None) -> str:
     """A loan's card; note (plain text) goes on top, in italics."""
     head = [f"<i>{esc(note)}</i>", ""] if note else []
-    title = texts.CARD_TITLE.format(number=esc(view.loan_number),
-                                    state=texts.CARD_STATES[view.state.value])
+    title = texts.CARD_TITLE.format(
+        number=esc(view.loan_number), state=texts.CARD_STATES[view.state.value]
+    )
     state_lines = _due_lines(view, fmt) if view.state is LoanState.ACTIVE else []
-    body = [*_who_lines(view), "", *_money_lines(view, fmt), *state_lines,
-            *_activity_lines(view, fmt)]
+    body = [
+        *_who_lines(view),
+        "",
+        *_money_lines(view, fmt),
+        *state_lines,
+        *_activity_lines(view, fmt),
+    ]
     return "\n".join([*head, title, *body])
 
 
@@ -155,8 +178,9 @@ def list_title(filter_label: str, page: int, sees_all: bool) -> str:
 
 def find_title(query: str, offset: int, count: int) -> str:
     """The head of a /find page."""
-    return texts.FIND_TITLE.format(query=esc(_cut(query, 40)), first=offset + 1,
-                                   last=offset + count)
+    return texts.FIND_TITLE.format(
+        query=esc(_cut(query, 40)), first=offset + 1, last=offset + count
+    )
 
 
 def today_text(items: list[WorkItem], fmt: Fmt) -> str:
@@ -166,14 +190,19 @@ def today_text(items: list[WorkItem], fmt: Fmt) -> str:
     lines = [texts.TODAY_TITLE.format(count=len(items))]
     for n, item in enumerate(items, 1):
         loan = item.loan
-        lines.append(texts.TODAY_LINE.format(
-            n=n, number=esc(loan.loan_number), name=esc(_cut(loan.borrower_name, 40)),
-            reason=esc(item.reason), outstanding=fmt.money(loan.outstanding)))
+        lines.append(
+            texts.TODAY_LINE.format(
+                n=n,
+                number=esc(loan.loan_number),
+                name=esc(_cut(loan.borrower_name, 40)),
+                reason=esc(item.reason),
+                outstanding=fmt.money(loan.outstanding),
+            )
+        )
     return "\n".join(lines)
 
 
-def history_page(number: str, items: list[HistoryItem], page: int,
-                 fmt: Fmt) -> tuple[str, int]:
+def history_page(number: str, items: list[HistoryItem], page: int, fmt: Fmt) -> tuple[str, int]:
     """One page of a loan's history, newest first (page 1 is the newest), and how many of
     items it shows: as many as fit in one message (long notes and names take room)."""
     if not items and page == 1:
@@ -182,9 +211,13 @@ def history_page(number: str, items: list[HistoryItem], page: int,
     lines = []
     for item in items:
         by = f" · {esc(paging.cut(item.staff_name, NAME_MAX))}" if item.staff_name else ""
-        lines.append(texts.HISTORY_LINE.format(
-            at=texts.local_time(item.at, fmt.tz), summary=esc(paging.cut(item.summary, LINE_MAX)),
-            by=by))
+        lines.append(
+            texts.HISTORY_LINE.format(
+                at=texts.local_time(item.at, fmt.tz),
+                summary=esc(paging.cut(item.summary, LINE_MAX)),
+                by=by,
+            )
+        )
     shown = paging.fit(lines, head=head)
     return "\n".join([head, *lines[:shown]]), shown
 
@@ -215,17 +248,25 @@ class Draft:
 
 
 def _repayment(draft: Draft, fmt: Fmt) -> tuple[str, Decimal]:
-    schedule = build_schedule(principal=draft.principal, count=draft.count,
-                              frequency=draft.frequency, first_due=draft.first_due,
-                              method=draft.method, annual_rate=draft.rate,
-                              minor_units=fmt.minor_units)
+    schedule = build_schedule(
+        principal=draft.principal,
+        count=draft.count,
+        frequency=draft.frequency,
+        first_due=draft.first_due,
+        method=draft.method,
+        annual_rate=draft.rate,
+        minor_units=fmt.minor_units,
+    )
     total = sum((s.amount for s in schedule), Decimal(0))
     if draft.count == 1:
         plan = texts.NEW_SCHEDULE_SINGLE.format(amount=fmt.money(total), date=day(draft.first_due))
     else:
-        plan = texts.NEW_SCHEDULE.format(count=draft.count, frequency=draft.frequency.value,
-                                         first=fmt.money(schedule[0].amount),
-                                         date=day(draft.first_due))
+        plan = texts.NEW_SCHEDULE.format(
+            count=draft.count,
+            frequency=draft.frequency.value,
+            first=fmt.money(schedule[0].amount),
+            date=day(draft.first_due),
+        )
     return plan, total
 
 
@@ -234,11 +275,17 @@ def new_summary(draft: Draft, fmt: Fmt) -> str:
     plan, total = _repayment(draft, fmt)
     interest = texts.NEW_NO_INTEREST
     if draft.method is not InterestMethod.NONE:
-        interest = texts.CARD_INTEREST.format(method=draft.method.value,
-                                              rate=f"{draft.rate.normalize():f}")
+        interest = texts.CARD_INTEREST.format(
+            method=draft.method.value, rate=f"{draft.rate.normalize():f}"
+        )
     return texts.NEW_SUMMARY.format(
-        name=esc(draft.name), existing=texts.NEW_EXISTING_MARK if draft.existing else "",
-        phone=esc(draft.phone), address=esc(draft.address or texts.NEW_NO_ADDRESS),
-        principal=fmt.money(draft.principal), plan=plan, interest=interest,
-        total=fmt.money(total), number=esc(draft.number or texts.NEW_NUMBER_AUTO),
+        name=esc(draft.name),
+        existing=texts.NEW_EXISTING_MARK if draft.existing else "",
+        phone=esc(draft.phone),
+        address=esc(draft.address or texts.NEW_NO_ADDRESS),
+        principal=fmt.money(draft.principal),
+        plan=plan,
+        interest=interest,
+        total=fmt.money(total),
+        number=esc(draft.number or texts.NEW_NUMBER_AUTO),
     )

@@ -239,7 +239,7 @@ def _parse_window(text: str) -> tuple[time, time]:
 def _one_line(exc: ValidationError) -> str:
     err = exc.errors()[0]
     name = ".".join(str(p) for p in err.get("loc", ())).upper() or "settings"
-    msg = str(err.get('msg', 'bad value')).removeprefix('Value error, ')
+    msg = str(err.get("msg", "bad value")).removeprefix("Value error, ")
     return f"setting {name} is invalid: {msg}"
 
 

@@ -61,9 +61,17 @@ def prepare_demo(engine: Engine, settings: Settings) -> DemoAgency:
         admin_id = STAFF_TELEGRAM_BASE + 1
         fresh = session.scalar(select(Staff.id).where(Staff.telegram_user_id == admin_id)) is None
         if fresh:
-            report = seed(session, borrowers=DEMO_BORROWERS, loans=DEMO_LOANS, seed=DEMO_SEED,
-                          agents=DEMO_AGENTS, today=clock.today(settings.tz), tz=settings.tz,
-                          region=settings.default_phone_region, minor_units=settings.minor_units)
+            report = seed(
+                session,
+                borrowers=DEMO_BORROWERS,
+                loans=DEMO_LOANS,
+                seed=DEMO_SEED,
+                agents=DEMO_AGENTS,
+                today=clock.today(settings.tz),
+                tz=settings.tz,
+                region=settings.default_phone_region,
+                minor_units=settings.minor_units,
+            )
             log.info("demo: seeded %s loans for %s borrowers", report.loans, report.borrowers)
         people = _people(session)
         hashes: dict[str, str] = {}  # argon2 is slow on purpose: once per demo password
@@ -84,8 +92,11 @@ def _people(session: Session) -> tuple[DemoPerson, ...]:
         if staff.role is Role.AGENT:
             agents += 1
             key = "agent" if agents == 1 else f"agent{agents}"
-        people.append(DemoPerson(key, staff.role, staff.name, staff.telegram_user_id,
-                                 DEMO_PASSWORDS[staff.role]))
+        people.append(
+            DemoPerson(
+                key, staff.role, staff.name, staff.telegram_user_id, DEMO_PASSWORDS[staff.role]
+            )
+        )
     return tuple(people)
 
 
@@ -98,22 +109,38 @@ def _log_in(session: Session, person: DemoPerson, hashes: dict[str, str]) -> Non
     staff.telegram_chat_id = staff.telegram_chat_id or staff.telegram_user_id
     if staff.state is not StaffState.ACTIVE:
         return  # disabled in an earlier run: the demo shows that as it is
-    has_session = session.scalar(
-        select(StaffSession.id).where(StaffSession.staff_id == staff.id,
-                                      StaffSession.ended_at.is_(None)).limit(1)
-    ) is not None
+    has_session = (
+        session.scalar(
+            select(StaffSession.id)
+            .where(StaffSession.staff_id == staff.id, StaffSession.ended_at.is_(None))
+            .limit(1)
+        )
+        is not None
+    )
     if has_session and staff.password_hash is not None:
         return
     if staff.password_hash is None or not verify_password(person.password, staff.password_hash):
         if person.password not in hashes:
             hashes[person.password] = hash_password(person.password)
         staff.password_hash = hashes[person.password]
-        audit(session, actor=as_actor(staff), action=AuditAction.PASSWORD_SET,
-              target_type="staff", target_id=staff.id, details={"demo": True})
+        audit(
+            session,
+            actor=as_actor(staff),
+            action=AuditAction.PASSWORD_SET,
+            target_type="staff",
+            target_id=staff.id,
+            details={"demo": True},
+        )
     result = open_session(session, staff)
-    audit(session, actor=as_actor(staff), action=AuditAction.LOGIN,
-          target_type="staff_session", target_id=result.session_id,
-          telegram_user_id=staff.telegram_user_id, details={"demo": True})
+    audit(
+        session,
+        actor=as_actor(staff),
+        action=AuditAction.LOGIN,
+        target_type="staff_session",
+        target_id=result.session_id,
+        telegram_user_id=staff.telegram_user_id,
+        details={"demo": True},
+    )
 
 
 def _count_loans(session: Session) -> int:

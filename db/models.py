@@ -465,9 +465,7 @@ class Message(Base):
     to_phone: Mapped[str] = mapped_column(String(20))
     body: Mapped[str] = mapped_column(Text)
     kind: Mapped[MessageKind] = mapped_column(_enum(MessageKind))
-    borrower_id: Mapped[int | None] = mapped_column(
-        ForeignKey("borrower.id", ondelete="SET NULL")
-    )
+    borrower_id: Mapped[int | None] = mapped_column(ForeignKey("borrower.id", ondelete="SET NULL"))
     loan_id: Mapped[int | None] = mapped_column(
         ForeignKey("loan.id", ondelete="SET NULL"), index=True
     )
@@ -526,7 +524,8 @@ class Suppression(Base):
     reason: Mapped[str] = mapped_column(String(120))
     error_code: Mapped[str | None] = mapped_column(String(16))
     kind: Mapped[SuppressionKind] = mapped_column(
-        _enum(SuppressionKind), default=SuppressionKind.PERMANENT,
+        _enum(SuppressionKind),
+        default=SuppressionKind.PERMANENT,
         server_default=SuppressionKind.PERMANENT.value,
     )
     created_at: Mapped[datetime] = mapped_column(default=_now)
@@ -570,9 +569,7 @@ class InboundMessage(Base):
     from_phone: Mapped[str] = mapped_column(String(20), index=True)
     body: Mapped[str] = mapped_column(Text)
     keyword: Mapped[str | None] = mapped_column(String(16))
-    borrower_id: Mapped[int | None] = mapped_column(
-        ForeignKey("borrower.id", ondelete="SET NULL")
-    )
+    borrower_id: Mapped[int | None] = mapped_column(ForeignKey("borrower.id", ondelete="SET NULL"))
     loan_id: Mapped[int | None] = mapped_column(ForeignKey("loan.id", ondelete="SET NULL"))
     received_at: Mapped[datetime] = mapped_column(default=_now)
     relayed_at: Mapped[datetime | None]

@@ -20,9 +20,25 @@ MAX_CODE = 64
 # The passwords every guessing list starts with; length alone would let them through.
 _COMMON = frozenset(
     {
-        "password", "password1", "password123", "passw0rd", "12345678", "123456789",
-        "1234567890", "qwertyuiop", "qwerty123", "iloveyou", "11111111", "00000000",
-        "abcdefgh", "abcd1234", "87654321", "letmein1", "welcome1", "admin123", "vasooli1",
+        "password",
+        "password1",
+        "password123",
+        "passw0rd",
+        "12345678",
+        "123456789",
+        "1234567890",
+        "qwertyuiop",
+        "qwerty123",
+        "iloveyou",
+        "11111111",
+        "00000000",
+        "abcdefgh",
+        "abcd1234",
+        "87654321",
+        "letmein1",
+        "welcome1",
+        "admin123",
+        "vasooli1",
         "vasooli123",
     }
 )
@@ -39,12 +55,14 @@ def check_password_rules(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise InvalidInput(
             f"The password needs at least {MIN_PASSWORD} characters.",
-            code="password_short", min_len=MIN_PASSWORD,
+            code="password_short",
+            min_len=MIN_PASSWORD,
         )
     if len(password) > MAX_PASSWORD:
         raise InvalidInput(
             f"The password can have at most {MAX_PASSWORD} characters.",
-            code="password_long", max_len=MAX_PASSWORD,
+            code="password_long",
+            max_len=MAX_PASSWORD,
         )
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in password):
         raise InvalidInput(

@@ -131,14 +131,35 @@ def seed(
         raise ValueError("loans need at least one borrower")
     if isinstance(target, Engine):
         with Session(target) as session, session.begin():
-            return _run(session, random.Random(seed), borrowers, loans, agents, today, tz,
-                        region, minor_units, seed)
-    return _run(target, random.Random(seed), borrowers, loans, agents, today, tz, region,
-                minor_units, seed)
+            return _run(
+                session,
+                random.Random(seed),
+                borrowers,
+                loans,
+                agents,
+                today,
+                tz,
+                region,
+                minor_units,
+                seed,
+            )
+    return _run(
+        target, random.Random(seed), borrowers, loans, agents, today, tz, region, minor_units, seed
+    )
 
 
-def _run(session: Session, rng: random.Random, borrowers: int, loans: int, agents: int,
-         today: date, tz: ZoneInfo, region: str, minor_units: int, seed: int) -> SeedReport:
+def _run(
+    session: Session,
+    rng: random.Random,
+    borrowers: int,
+    loans: int,
+    agents: int,
+    today: date,
+    tz: ZoneInfo,
+    region: str,
+    minor_units: int,
+    seed: int,
+) -> SeedReport:
     started = timer.perf_counter()
     builder = _Builder(session, rng, today, tz, minor_units)
     staff_created, agent_ids = builder.staff(agents)
@@ -184,8 +205,9 @@ class _Ids:
 class _Builder:
     """Generates rows with one random.Random; writes them in chunks (Core inserts, or COPY)."""
 
-    def __init__(self, session: Session, rng: random.Random, today: date, tz: ZoneInfo,
-                 minor_units: int) -> None:
+    def __init__(
+        self, session: Session, rng: random.Random, today: date, tz: ZoneInfo, minor_units: int
+    ) -> None:
         self.session, self.rng, self.today, self.tz = session, rng, today, tz
         self.minor_units = minor_units
         self.ids = _Ids(session)
@@ -212,23 +234,32 @@ class _Builder:
                 _copy(self.session, table, rows)
                 continue
             for start in range(0, len(rows), CHUNK):
-                self.session.execute(insert(table), rows[start:start + CHUNK])
+                self.session.execute(insert(table), rows[start : start + CHUNK])
         self.rows = {}
 
     # -- people ---------------------------------------------------------------------------
     def staff(self, agents: int) -> tuple[int, list[int]]:
         wanted = [(Role.ADMIN, 1), (Role.MANAGER, 2)] + [(Role.AGENT, 3 + i) for i in range(agents)]
         tg_ids = [STAFF_TELEGRAM_BASE + n for _, n in wanted]
-        found = dict(self.session.execute(
-            select(Staff.telegram_user_id, Staff.id).where(Staff.telegram_user_id.in_(tg_ids))
-        ).all())
+        found = dict(
+            self.session.execute(
+                select(Staff.telegram_user_id, Staff.id).where(Staff.telegram_user_id.in_(tg_ids))
+            ).all()
+        )
         created, now = 0, self.at(self.today - timedelta(days=_HISTORY_DAYS + 30), 9)
         for role, n in wanted:
             if STAFF_TELEGRAM_BASE + n not in found:
                 name = STAFF_NAMES[n - 1] if n <= len(STAFF_NAMES) else f"Agent {n - 2}"
-                row = self.add(Staff, telegram_user_id=STAFF_TELEGRAM_BASE + n, name=name,
-                               role=role, state=StaffState.ACTIVE, failed_logins=0,
-                               created_at=now, updated_at=now)
+                row = self.add(
+                    Staff,
+                    telegram_user_id=STAFF_TELEGRAM_BASE + n,
+                    name=name,
+                    role=role,
+                    state=StaffState.ACTIVE,
+                    failed_logins=0,
+                    created_at=now,
+                    updated_at=now,
+                )
                 found[row["telegram_user_id"]] = row["id"]
                 created += 1
         self.flush()
@@ -241,8 +272,13 @@ class _Builder:
             name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
             since = self.at(self.today - timedelta(days=rng.randint(_HISTORY_DAYS, 2000)), 7)
             row = self.add(
-                Borrower, name=name, name_key=name_key(name), phone=next(phones),
-                address=_address(rng), created_at=since, updated_at=since,
+                Borrower,
+                name=name,
+                name_key=name_key(name),
+                phone=next(phones),
+                address=_address(rng),
+                created_at=since,
+                updated_at=since,
                 timezone=rng.choice(_OTHER_ZONES) if rng.random() < 0.04 else None,
                 opted_out_at=since + timedelta(days=20) if rng.random() < 0.01 else None,
             )
@@ -256,8 +292,9 @@ class _Builder:
 
     # -- loans ----------------------------------------------------------------------------
     def loans(self, count: int, borrower_ids: list[int], agent_ids: list[int]) -> None:
-        taken = set(self.session.scalars(select(Loan.loan_number).where(
-            Loan.loan_number.like("LN-%"))))
+        taken = set(
+            self.session.scalars(select(Loan.loan_number).where(Loan.loan_number.like("LN-%")))
+        )
         numbers = (n for n in (f"LN-{100_000 + i}" for i in range(1, 10**8)) if n not in taken)
         weights = [w for _, w in _SHAPES.values()]
         for i in range(count):
@@ -283,11 +320,23 @@ class _Builder:
         method = rng.choice(list(InterestMethod))
         rate = ZERO if method is InterestMethod.NONE else Decimal(rng.choice((12, 18, 24, 36)))
         principal = Decimal(rng.randrange(10, 1001) * 500)
-        return {"principal": principal, "count": count, "frequency": freq, "method": method,
-                "annual_rate": rate}
+        return {
+            "principal": principal,
+            "count": count,
+            "frequency": freq,
+            "method": method,
+            "annual_rate": rate,
+        }
 
-    def loan(self, number: str, shape: Shape, partial: bool, promise: PromiseState | None,
-             borrower_id: int, agent_id: int) -> None:
+    def loan(
+        self,
+        number: str,
+        shape: Shape,
+        partial: bool,
+        promise: PromiseState | None,
+        borrower_id: int,
+        agent_id: int,
+    ) -> None:
         rng, plan = self.rng, self.plan()
         (low, high), _ = _SHAPES[shape]
         target = self.today + timedelta(days=rng.randint(low, high))
@@ -302,14 +351,24 @@ class _Builder:
             unpaid = 0 if monthly_end else rng.randrange(count)
             first_due = _back(target, freq, unpaid)
         schedule = build_schedule(first_due=first_due, minor_units=self.minor_units, **plan)
-        created = min(first_due - timedelta(days=7 if freq is Frequency.WEEKLY else 30),
-                      self.today - timedelta(days=1))
+        created = min(
+            first_due - timedelta(days=7 if freq is Frequency.WEEKLY else 30),
+            self.today - timedelta(days=1),
+        )
         paid = self.pay(schedule, unpaid, partial, created)
-        loan = {"id": self.ids.next(Loan.__table__), "loan_number": number,
-                "borrower_id": borrower_id, "agent_id": agent_id, "principal": plan["principal"],
-                "interest_method": plan["method"], "interest_rate": plan["annual_rate"],
-                "installments_count": count, "frequency": freq, "first_due_date": first_due,
-                "created_at": self.at(created, 8)}  # before any payment that day
+        loan = {
+            "id": self.ids.next(Loan.__table__),
+            "loan_number": number,
+            "borrower_id": borrower_id,
+            "agent_id": agent_id,
+            "principal": plan["principal"],
+            "interest_method": plan["method"],
+            "interest_rate": plan["annual_rate"],
+            "installments_count": count,
+            "frequency": freq,
+            "first_due_date": first_due,
+            "created_at": self.at(created, 8),
+        }  # before any payment that day
         self.finish(loan, shape, schedule, paid)
         self.shapes[shape] += 1
         if promise is None:
@@ -346,12 +405,21 @@ class _Builder:
         unsettled = [
             s.due_date for s, p in zip_longest(schedule, paid) if not p or p.amount < s.amount
         ]
-        self.add(Loan, **loan, state=state, state_reason=reason, closed_at=closed_at,
-                 amount_payable=sum((s.amount for s in schedule), ZERO), fees_charged=ZERO,
-                 amount_paid=sum((p.amount for p in paid), ZERO), version=1,
-                 next_due_date=min(unsettled, default=None), created_by_id=agent_id,
-                 updated_by_id=agent_id,
-                 updated_at=closed_at or (paid[-1].paid_at if paid else created_at))
+        self.add(
+            Loan,
+            **loan,
+            state=state,
+            state_reason=reason,
+            closed_at=closed_at,
+            amount_payable=sum((s.amount for s in schedule), ZERO),
+            fees_charged=ZERO,
+            amount_paid=sum((p.amount for p in paid), ZERO),
+            version=1,
+            next_due_date=min(unsettled, default=None),
+            created_by_id=agent_id,
+            updated_by_id=agent_id,
+            updated_at=closed_at or (paid[-1].paid_at if paid else created_at),
+        )
         self.installments(loan["id"], schedule, paid, agent_id)
         after = {"loan_number": loan["loan_number"], "principal": str(loan["principal"])}
         self.event(loan["id"], agent_id, LoanEventKind.CREATED, created_at, after)
@@ -363,23 +431,59 @@ class _Builder:
         for inst, p in zip_longest(schedule, paid):
             settled = p is not None and p.amount == inst.amount
             row = self.add(
-                Installment, loan_id=loan_id, seq=inst.seq, due_date=inst.due_date,
-                principal_due=inst.principal, interest_due=inst.interest, fee_due=ZERO,
-                amount_paid=p.amount if p else ZERO, fee_paid=ZERO, fee_applied_at=None,
+                Installment,
+                loan_id=loan_id,
+                seq=inst.seq,
+                due_date=inst.due_date,
+                principal_due=inst.principal,
+                interest_due=inst.interest,
+                fee_due=ZERO,
+                amount_paid=p.amount if p else ZERO,
+                fee_paid=ZERO,
+                fee_applied_at=None,
                 paid_at=p.paid_at if settled else None,
             )
             if p is None:
                 continue
-            pay = self.add(Payment, loan_id=loan_id, amount=p.amount, paid_at=p.paid_at,
-                           method=self.rng.choice(_METHODS), recorded_by_id=agent_id, note=None,
-                           reverses_id=None, reversed_at=None, created_at=p.paid_at)
-            self.add(PaymentAllocation, payment_id=pay["id"], installment_id=row["id"],
-                     fee_amount=ZERO, amount=p.amount)
+            pay = self.add(
+                Payment,
+                loan_id=loan_id,
+                amount=p.amount,
+                paid_at=p.paid_at,
+                method=self.rng.choice(_METHODS),
+                recorded_by_id=agent_id,
+                note=None,
+                reverses_id=None,
+                reversed_at=None,
+                created_at=p.paid_at,
+            )
+            self.add(
+                PaymentAllocation,
+                payment_id=pay["id"],
+                installment_id=row["id"],
+                fee_amount=ZERO,
+                amount=p.amount,
+            )
 
-    def event(self, loan_id: int, staff_id: int, kind: LoanEventKind, at: datetime,
-              after: dict, note: str | None = None) -> None:
-        self.add(LoanEvent, loan_id=loan_id, staff_id=staff_id, kind=kind, before=None,
-                 after=after, note=note, created_at=at)
+    def event(
+        self,
+        loan_id: int,
+        staff_id: int,
+        kind: LoanEventKind,
+        at: datetime,
+        after: dict,
+        note: str | None = None,
+    ) -> None:
+        self.add(
+            LoanEvent,
+            loan_id=loan_id,
+            staff_id=staff_id,
+            kind=kind,
+            before=None,
+            after=after,
+            note=note,
+            created_at=at,
+        )
 
     # -- promises -------------------------------------------------------------------------
     def pick_promise(self, shape: Shape, has_paid: bool) -> PromiseState | None:
@@ -408,26 +512,55 @@ class _Builder:
                 resolved = datetime.combine(promised + timedelta(days=1), time(0), self.tz)
         made = max(made, loan["created_at"])
         baseline = sum((p.amount for p in paid if p.paid_at <= made), ZERO)
-        amount = paid[-1].amount if state is PromiseState.KEPT else (
-            total - baseline + min(outstanding, schedule[-1].amount))
-        self.add(Promise, loan_id=loan["id"], amount=amount, promised_date=promised, state=state,
-                 paid_baseline=baseline, made_by_id=loan["agent_id"], note=None, created_at=made,
-                 resolved_at=resolved.astimezone(UTC) if resolved else None)
+        amount = (
+            paid[-1].amount
+            if state is PromiseState.KEPT
+            else (total - baseline + min(outstanding, schedule[-1].amount))
+        )
+        self.add(
+            Promise,
+            loan_id=loan["id"],
+            amount=amount,
+            promised_date=promised,
+            state=state,
+            paid_baseline=baseline,
+            made_by_id=loan["agent_id"],
+            note=None,
+            created_at=made,
+            resolved_at=resolved.astimezone(UTC) if resolved else None,
+        )
 
     # -- the run --------------------------------------------------------------------------
     def report(self, staff_created: int, time_taken: float) -> SeedReport:
         c = self.counts
         return SeedReport(
-            staff_created=staff_created, borrowers=c["borrower"], loans=c["loan"],
-            installments=c["installment"], payments=c["payment"], promises=c["promise"],
-            shapes=tuple((s, self.shapes[s]) for s in Shape), seconds=round(time_taken, 3),
+            staff_created=staff_created,
+            borrowers=c["borrower"],
+            loans=c["loan"],
+            installments=c["installment"],
+            payments=c["payment"],
+            promises=c["promise"],
+            shapes=tuple((s, self.shapes[s]) for s in Shape),
+            seconds=round(time_taken, 3),
         )
 
     def audit(self, *, seed: int, report: SeedReport) -> None:
-        details = {"seed": seed, "borrowers": report.borrowers, "loans": report.loans,
-                   "staff_created": report.staff_created}
-        self.add(AuditEvent, staff_id=None, telegram_user_id=None, action=SEED_ACTION,
-                 target_type=None, target_id=None, details=details, created_at=clock.utcnow())
+        details = {
+            "seed": seed,
+            "borrowers": report.borrowers,
+            "loans": report.loans,
+            "staff_created": report.staff_created,
+        }
+        self.add(
+            AuditEvent,
+            staff_id=None,
+            telegram_user_id=None,
+            action=SEED_ACTION,
+            target_type=None,
+            target_id=None,
+            details=details,
+            created_at=clock.utcnow(),
+        )
         self.flush()
 
 
@@ -516,18 +649,52 @@ LAST_NAMES = _words(
     "Mukherjee Naidu Qureshi Sethi Sheikh Chatterjee Dsouza Ghosh Patil Pawar"
 )
 STAFF_NAMES = (
-    "Anita Desai", "Rahul Verma", "Imran Qureshi", "Priya Nair", "Sandeep Gill", "Kavita Rao",
-    "Joseph Fernandes", "Neha Kulkarni", "Vikram Chauhan", "Lakshmi Iyer", "Harish Pandey",
+    "Anita Desai",
+    "Rahul Verma",
+    "Imran Qureshi",
+    "Priya Nair",
+    "Sandeep Gill",
+    "Kavita Rao",
+    "Joseph Fernandes",
+    "Neha Kulkarni",
+    "Vikram Chauhan",
+    "Lakshmi Iyer",
+    "Harish Pandey",
 )
 TAGS = ("shopkeeper", "salaried", "farmer", "driver", "self-employed")
 _STREETS = (
-    "Gandhi", "Nehru", "Station", "Market", "Temple", "Lake", "Mill", "Church", "Park",
-    "Tilak", "Shivaji", "Ambedkar", "MG", "Old Post Office", "Bazaar",
+    "Gandhi",
+    "Nehru",
+    "Station",
+    "Market",
+    "Temple",
+    "Lake",
+    "Mill",
+    "Church",
+    "Park",
+    "Tilak",
+    "Shivaji",
+    "Ambedkar",
+    "MG",
+    "Old Post Office",
+    "Bazaar",
 )
 _STREET_KINDS = ("Road", "Marg", "Street", "Lane", "Nagar", "Colony", "Chowk")
 _CITIES = (
-    ("Mumbai", "400"), ("Pune", "411"), ("Delhi", "110"), ("Bengaluru", "560"),
-    ("Chennai", "600"), ("Hyderabad", "500"), ("Kolkata", "700"), ("Jaipur", "302"),
-    ("Lucknow", "226"), ("Ahmedabad", "380"), ("Indore", "452"), ("Nagpur", "440"),
-    ("Kochi", "682"), ("Surat", "395"), ("Patna", "800"), ("Bhopal", "462"),
+    ("Mumbai", "400"),
+    ("Pune", "411"),
+    ("Delhi", "110"),
+    ("Bengaluru", "560"),
+    ("Chennai", "600"),
+    ("Hyderabad", "500"),
+    ("Kolkata", "700"),
+    ("Jaipur", "302"),
+    ("Lucknow", "226"),
+    ("Ahmedabad", "380"),
+    ("Indore", "452"),
+    ("Nagpur", "440"),
+    ("Kochi", "682"),
+    ("Surat", "395"),
+    ("Patna", "800"),
+    ("Bhopal", "462"),
 )

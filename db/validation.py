@@ -31,8 +31,9 @@ MAX_TEXT = 4000
 DEFAULT_LOCALE = "en_IN"
 
 
-def parse_amount(text: str, *, max_amount: Decimal, minor_units: int = 2,
-                 locale: str = DEFAULT_LOCALE) -> Decimal:
+def parse_amount(
+    text: str, *, max_amount: Decimal, minor_units: int = 2, locale: str = DEFAULT_LOCALE
+) -> Decimal:
     """A positive amount written as the locale writes numbers, at most minor_units decimals.
 
     Grouping must be the locale's own (1,50,000 in en_IN, 150,000 in en_US): anything
@@ -64,12 +65,15 @@ def _locale_number(body: str, locale: str) -> Decimal:
     group, point = get_group_symbol(locale), get_decimal_symbol(locale)
     spaces = {" ", "\u00a0", "\u202f"} if group.isspace() else set()
     # ASCII digits only: Decimal also accepts other scripts' digits ("١٢٣") and "1e3".
-    if not body or not body[0].isdigit() or any(
-        not ("0" <= ch <= "9") and ch not in {group, point, *spaces} for ch in body
+    if (
+        not body
+        or not body[0].isdigit()
+        or any(not ("0" <= ch <= "9") and ch not in {group, point, *spaces} for ch in body)
     ):
         raise InvalidInput(
             "That is not an amount. Use digits only, e.g. 1500 or "
-            f"{format_decimal(Decimal('1500.5'), locale=locale)}0.", code="amount_format"
+            f"{format_decimal(Decimal('1500.5'), locale=locale)}0.",
+            code="amount_format",
         )
     try:
         return Decimal(parse_decimal(body, locale=locale, strict=True))
@@ -79,7 +83,8 @@ def _locale_number(body: str, locale: str) -> Decimal:
             f"{body} is not clear as an amount: here digits are grouped as in {example} "
             f"(\u201c{group}\u201d between groups, \u201c{point}\u201d before the paise/cents). "
             f"Send it again, or send digits only, e.g. 150000{point}50.",
-            code="amount_grouping", example=example,
+            code="amount_grouping",
+            example=example,
         ) from None
 
 
@@ -110,13 +115,16 @@ def clean_text(text: str | None, *, field: str, max_len: int, required: bool = T
         return None
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs") for ch in raw):
         raise InvalidInput(
-            f"The {field} contains characters that are not allowed.", code="text_control",
+            f"The {field} contains characters that are not allowed.",
+            code="text_control",
             field=field,
         )
     if len(raw) > max_len:
         raise InvalidInput(
-            f"The {field} is too long (at most {max_len} characters).", code="text_long",
-            field=field, max_len=max_len,
+            f"The {field} is too long (at most {max_len} characters).",
+            code="text_long",
+            field=field,
+            max_len=max_len,
         )
     return raw
 

@@ -51,8 +51,14 @@ from scheduler.sms import (
 )
 
 # Re-exported: callers imported these from here before they moved to scheduler.reconcile.
-__all__ = ["DispatchReport", "ReconcileReport", "dispatch_due", "make_limiter", "reconcile",
-           "stuck_after"]  # fmt: skip
+__all__ = [
+    "DispatchReport",
+    "ReconcileReport",
+    "dispatch_due",
+    "make_limiter",
+    "reconcile",
+    "stuck_after",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +114,13 @@ def status_callback_url(settings: Settings) -> str | None:
 
 
 def _apply_policy(
-    session: Session, *, batch: list[ClaimedMessage], now: datetime, settings: Settings,
+    session: Session,
+    *,
+    batch: list[ClaimedMessage],
+    now: datetime,
+    settings: Settings,
     tally: Counter,
-) -> list[ClaimedMessage]:  # fmt: skip
+) -> list[ClaimedMessage]:
     """Defer or suppress what may not go now; return the messages to send."""
     # One query loads the batch's borrowers, so policy finds each in the session (kept
     # referenced here: the identity map holds objects weakly).
@@ -153,9 +163,12 @@ def _record_sent(session: Session, *, message: MessageInfo, result: SendResult) 
     if done and result.status not in ("sent", "queued", "accepted", "sending"):
         session.flush()
         outbox.apply_status(
-            session, sid=result.sid, status=result.status, error_code=None,
+            session,
+            sid=result.sid,
+            status=result.status,
+            error_code=None,
             source=EventSource.WORKER,
-        )  # fmt: skip
+        )
     return done
 
 
@@ -168,8 +181,9 @@ def _write_group(factory: Factory, writes: list[Write]) -> list[Any]:
         with factory.begin() as session:
             return [fn(session, **kwargs) for fn, kwargs in writes]
     except Exception:
-        log.warning("writing %s send results together failed; one by one", len(writes),
-                    exc_info=True)  # fmt: skip
+        log.warning(
+            "writing %s send results together failed; one by one", len(writes), exc_info=True
+        )
     results: list[Any] = []
     for fn, kwargs in writes:
         try:
@@ -208,9 +222,15 @@ class Recorder:
 class Dispatcher:
     """One dispatch run: the limiter, the in-flight cap, the result writer and the tally."""
 
-    def __init__(self, factory: Factory, sender: SmsSender, settings: Settings,
-                 limiter: AsyncLimiter | None, now: datetime | None,
-                 stop: asyncio.Event | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        factory: Factory,
+        sender: SmsSender,
+        settings: Settings,
+        limiter: AsyncLimiter | None,
+        now: datetime | None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
         self.factory, self.sender, self.settings = factory, sender, settings
         self.fixed_now = now
         self.limiter = limiter or make_limiter(settings.sms_rate_per_second)
@@ -234,14 +254,25 @@ class Dispatcher:
     async def claim(self, cutoff: datetime, worker_id: str) -> list[ClaimedMessage] | None:
         """The next batch, committed as SENDING, less what policy held back; None when none."""
         self.worker_id = worker_id
-        batch = await db_call(self.factory, outbox.claim_due, now=cutoff,
-                              limit=self.settings.sms_batch_size, worker_id=worker_id,
-                              claimed_at=self.now())  # fmt: skip
+        batch = await db_call(
+            self.factory,
+            outbox.claim_due,
+            now=cutoff,
+            limit=self.settings.sms_batch_size,
+            worker_id=worker_id,
+            claimed_at=self.now(),
+        )
         if not batch:
             return None
         self.tally["claimed"] += len(batch)
-        return await db_call(self.factory, _apply_policy, batch=batch, now=self.now(),
-                             settings=self.settings, tally=self.tally)  # fmt: skip
+        return await db_call(
+            self.factory,
+            _apply_policy,
+            batch=batch,
+            now=self.now(),
+            settings=self.settings,
+            tally=self.tally,
+        )
 
     async def send_all(self, batch: list[ClaimedMessage]) -> None:
         await asyncio.gather(*(self.send(m) for m in batch))
@@ -260,8 +291,7 @@ class Dispatcher:
             if await self._settled_by_earlier_attempt(m):
                 return
             try:
-                result = await self.sender.send(to=m.to, body=m.body,
-                                                status_callback=self.callback)  # fmt: skip
+                result = await self.sender.send(to=m.to, body=m.body, status_callback=self.callback)
             except (PermanentSmsError, RetryableSmsError, AccountSmsError) as exc:
                 result = exc
             finally:
@@ -288,9 +318,14 @@ class Dispatcher:
             self.tally["sent"] += 1
         else:
             delay = backoff(m.attempts, self.settings)
-            await self._fenced(m, outbox.defer, message_id=m.id, reason="could not ask the "
-                               "provider about an earlier attempt", source=EventSource.WORKER,
-                               until=self.now() + timedelta(seconds=delay))  # fmt: skip
+            await self._fenced(
+                m,
+                outbox.defer,
+                message_id=m.id,
+                reason="could not ask the provider about an earlier attempt",
+                source=EventSource.WORKER,
+                until=self.now() + timedelta(seconds=delay),
+            )
             self.tally["released"] += 1
         return True
 
@@ -320,17 +355,30 @@ class Dispatcher:
             return False
         return got
 
-    async def _fenced(self, m: ClaimedMessage, fn: Callable[..., T], *, or_queued: bool = False,
-                      **kwargs: Any) -> T | None:  # fmt: skip
+    async def _fenced(
+        self, m: ClaimedMessage, fn: Callable[..., T], *, or_queued: bool = False, **kwargs: Any
+    ) -> T | None:
         """fn's write, applied only while m still carries this run's claim (db.services.claims)."""
-        return await self.recorder.write(claims.fenced, claim=Claim.of(m, self.worker_id),
-                                         write=fn, or_queued=or_queued, **kwargs)  # fmt: skip
+        return await self.recorder.write(
+            claims.fenced,
+            claim=Claim.of(m, self.worker_id),
+            write=fn,
+            or_queued=or_queued,
+            **kwargs,
+        )
 
-    async def _release(self, m: ClaimedMessage,
-                       reason: str = "worker stopped before sending it") -> None:  # fmt: skip
+    async def _release(
+        self, m: ClaimedMessage, reason: str = "worker stopped before sending it"
+    ) -> None:
         """Not handed to the provider: QUEUED again in its place, attempt given back."""
-        await self._fenced(m, outbox.defer, message_id=m.id, until=m.send_after, reason=reason,
-                           source=EventSource.WORKER)  # fmt: skip
+        await self._fenced(
+            m,
+            outbox.defer,
+            message_id=m.id,
+            until=m.send_after,
+            reason=reason,
+            source=EventSource.WORKER,
+        )
         self.tally["released"] += 1
 
     async def _record(self, m: ClaimedMessage, result: SendResult | SmsError) -> None:
@@ -340,8 +388,14 @@ class Dispatcher:
             await self._retry(m, result)
         elif isinstance(result, SmsError):
             text = result.message or "refused by the provider"
-            await self._fenced(m, twilio_codes.mark_failed, message_id=m.id,
-                               code=result.code, text=text, settings=self.settings)  # fmt: skip
+            await self._fenced(
+                m,
+                twilio_codes.mark_failed,
+                message_id=m.id,
+                code=result.code,
+                text=text,
+                settings=self.settings,
+            )
             self.tally["failed"] += 1
         else:
             await self._fenced(m, _record_sent, or_queued=True, message=m, result=result)
@@ -350,11 +404,20 @@ class Dispatcher:
     async def _hold(self, m: ClaimedMessage, exc: AccountSmsError) -> None:
         """Credentials refused: keep the message queued (attempt given back), try later."""
         if not self.tally["held"]:
-            log.error("the SMS provider refused our account (%s %s): check TWILIO_ACCOUNT_SID "
-                      "and TWILIO_AUTH_TOKEN; messages stay queued", exc.code, exc.message)
-        await self._fenced(m, outbox.defer, message_id=m.id, until=self.now() + ACCOUNT_PAUSE,
-                           reason=f"provider refused the account ({exc.code})",
-                           source=EventSource.WORKER)  # fmt: skip
+            log.error(
+                "the SMS provider refused our account (%s %s): check TWILIO_ACCOUNT_SID "
+                "and TWILIO_AUTH_TOKEN; messages stay queued",
+                exc.code,
+                exc.message,
+            )
+        await self._fenced(
+            m,
+            outbox.defer,
+            message_id=m.id,
+            until=self.now() + ACCOUNT_PAUSE,
+            reason=f"provider refused the account ({exc.code})",
+            source=EventSource.WORKER,
+        )
         self.tally["held"] += 1
 
     async def _retry(self, m: ClaimedMessage, exc: RetryableSmsError) -> None:
@@ -371,15 +434,24 @@ class Dispatcher:
                 return
         delay = backoff(m.attempts, self.settings, exc.retry_after)
         status = await self._fenced(
-            m, outbox.mark_retry, message_id=m.id, error=exc.message, error_code=exc.code,
+            m,
+            outbox.mark_retry,
+            message_id=m.id,
+            error=exc.message,
+            error_code=exc.code,
             retry_at=self.now() + timedelta(seconds=delay),
             max_attempts=self.settings.sms_max_attempts,
-        )  # fmt: skip
+        )
         self.tally["failed" if status == "failed" else "retried"] += 1
 
 
-async def _pipeline(run: Dispatcher, cutoff: datetime, worker_id: str,
-                    stop: asyncio.Event | None, sending: set[asyncio.Task]) -> None:  # fmt: skip
+async def _pipeline(
+    run: Dispatcher,
+    cutoff: datetime,
+    worker_id: str,
+    stop: asyncio.Event | None,
+    sending: set[asyncio.Task],
+) -> None:
     """Claim the next batch while the last one is still sending, BATCHES_IN_FLIGHT at most."""
     while stop is None or not stop.is_set():
         if len(sending) >= BATCHES_IN_FLIGHT:

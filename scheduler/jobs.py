@@ -61,9 +61,12 @@ log = logging.getLogger(__name__)
 _MARK = "\x00"
 # An amount as terms of (sign, column): what is left of the installment, and of the loan.
 _OWED = (
-    (1, Installment.principal_due), (1, Installment.interest_due), (1, Installment.fee_due),
-    (-1, Installment.amount_paid), (-1, Installment.fee_paid),
-)  # fmt: skip
+    (1, Installment.principal_due),
+    (1, Installment.interest_due),
+    (1, Installment.fee_due),
+    (-1, Installment.amount_paid),
+    (-1, Installment.fee_paid),
+)
 _OUTSTANDING = ((1, Loan.amount_payable), (1, Loan.fees_charged), (-1, Loan.amount_paid))
 _T = Message.__table__.c
 
@@ -113,8 +116,9 @@ def _digits(units: ColumnElement[int], minor_units: int) -> ColumnElement[str]:
     return func.printf(f"%d.%0{minor_units}d", units // scale, units % scale, type_=String)
 
 
-def _signed_sum(terms: Sequence[tuple[int, ColumnElement]],
-                each: Callable[[ColumnElement], ColumnElement]) -> ColumnElement:  # fmt: skip
+def _signed_sum(
+    terms: Sequence[tuple[int, ColumnElement]], each: Callable[[ColumnElement], ColumnElement]
+) -> ColumnElement:
     return reduce(operator.add, (each(c) if sign > 0 else -each(c) for sign, c in terms))
 
 
@@ -122,8 +126,9 @@ def _cents(column: ColumnElement) -> ColumnElement[int]:
     return cast(func.round(column * 10**Money.scale), Integer)
 
 
-def amount_sql(terms: Sequence[tuple[int, ColumnElement]], dialect: str,
-               settings: Settings) -> ColumnElement[str]:  # fmt: skip
+def amount_sql(
+    terms: Sequence[tuple[int, ColumnElement]], dialect: str, settings: Settings
+) -> ColumnElement[str]:
     """sms_text.sms_amount of a sum of money columns, in SQL, to the same character."""
     minor = settings.minor_units
     if dialect == "postgresql":
@@ -140,15 +145,17 @@ def amount_sql(terms: Sequence[tuple[int, ColumnElement]], dialect: str,
     return literal(f"{settings.currency} ") + _sign(total) + text
 
 
-def body_sql(template: str, *, dues: Sequence[date], dialect: str,
-             settings: Settings) -> ColumnElement[str]:  # fmt: skip
+def body_sql(
+    template: str, *, dues: Sequence[date], dialect: str, settings: Settings
+) -> ColumnElement[str]:
     """The template as rendered by sms_text.render, with each row's values filled in SQL."""
     per_row = {
-        "name": Borrower.name, "loan_number": Loan.loan_number,
+        "name": Borrower.name,
+        "loan_number": Loan.loan_number,
         "amount_due": amount_sql(_OWED, dialect, settings),
         "outstanding": amount_sql(_OUTSTANDING, dialect, settings),
         "due_date": _per_due(dues, sms_text.sms_date),
-    }  # fmt: skip
+    }
     fixed = {"agency": _signature(settings)}
     marked = {name: f"{_MARK}{name}{_MARK}" for name in per_row}
     rendered = sms_text.render(template, fixed | marked)
@@ -165,8 +172,9 @@ def _window_opens(name: str | None, day: date, settings: Settings) -> datetime:
     return window_start(day, tz, settings.allowed_window[0]).astimezone(UTC)
 
 
-def _zone_pick(zones: Sequence[str], day: date, offset: timedelta,
-               settings: Settings) -> ColumnElement:  # fmt: skip
+def _zone_pick(
+    zones: Sequence[str], day: date, offset: timedelta, settings: Settings
+) -> ColumnElement:
     """The window's start on day (plus offset) in the borrower's zone, as a CASE."""
     default = _window_opens(None, day, settings)
     groups: dict[datetime, list[str]] = {}
@@ -174,14 +182,17 @@ def _zone_pick(zones: Sequence[str], day: date, offset: timedelta,
         opens = _window_opens(name, day, settings)
         if opens != default:
             groups.setdefault(opens, []).append(name)
-    whens = [(Borrower.timezone.in_(names), literal(at + offset, _T.send_after.type))
-             for at, names in groups.items()]  # fmt: skip
+    whens = [
+        (Borrower.timezone.in_(names), literal(at + offset, _T.send_after.type))
+        for at, names in groups.items()
+    ]
     fallback = literal(default + offset, _T.send_after.type)
     return case(*whens, else_=fallback) if whens else fallback
 
 
-def send_after_sql(session: Session, *, days: int, dues: Sequence[date],
-                   settings: Settings) -> tuple[ColumnElement, ColumnElement]:  # fmt: skip
+def send_after_sql(
+    session: Session, *, days: int, dues: Sequence[date], settings: Settings
+) -> tuple[ColumnElement, ColumnElement]:
     """(send_after, expires_at): the window's start in each borrower's zone, via zoneinfo.
 
     On the day each row's reminder was meant to go (its due date + days). The zones
@@ -196,8 +207,13 @@ def send_after_sql(session: Session, *, days: int, dues: Sequence[date],
     first, *rest = dues
 
     def pick(offset: timedelta) -> ColumnElement:
-        on = [(Installment.due_date == due,
-               _zone_pick(zones, due + timedelta(days=days), offset, settings)) for due in rest]
+        on = [
+            (
+                Installment.due_date == due,
+                _zone_pick(zones, due + timedelta(days=days), offset, settings),
+            )
+            for due in rest
+        ]
         fallback = _zone_pick(zones, first + timedelta(days=days), offset, settings)
         return case(*on, else_=fallback) if on else fallback
 
@@ -222,8 +238,9 @@ def _unreminded(dues: Sequence[date], key: ColumnElement[str]) -> list[ColumnEle
     ]
 
 
-def _due_select(session: Session, *, days: int, dues: Sequence[date], settings: Settings,
-                now: datetime) -> tuple[list[str], Select]:  # fmt: skip
+def _due_select(
+    session: Session, *, days: int, dues: Sequence[date], settings: Settings, now: datetime
+) -> tuple[list[str], Select]:
     """The message columns, and the SELECT making one reminder row per due installment."""
     rule = sms_text.rule_name(days)
     key = _key_sql(rule, dues)
@@ -232,14 +249,21 @@ def _due_select(session: Session, *, days: int, dues: Sequence[date], settings: 
     body = body_sql(sms_text.template_for(days), dues=dues, dialect=dialect, settings=settings)
     created = literal(now, _T.created_at.type)
     values = {
-        "to_phone": Borrower.phone, "body": body,
-        "kind": literal(MessageKind.REMINDER, _T.kind.type), "borrower_id": Borrower.id,
-        "loan_id": Installment.loan_id, "loan_version": Loan.version, "rule": literal(rule),
+        "to_phone": Borrower.phone,
+        "body": body,
+        "kind": literal(MessageKind.REMINDER, _T.kind.type),
+        "borrower_id": Borrower.id,
+        "loan_id": Installment.loan_id,
+        "loan_version": Loan.version,
+        "rule": literal(rule),
         "idempotency_key": key,
-        "status": literal(MessageStatus.QUEUED, _T.status.type), "attempts": literal(0),
-        "send_after": send_after, "expires_at": expires_at, "created_at": created,
+        "status": literal(MessageStatus.QUEUED, _T.status.type),
+        "attempts": literal(0),
+        "send_after": send_after,
+        "expires_at": expires_at,
+        "created_at": created,
         "updated_at": created,
-    }  # fmt: skip
+    }
     stmt = (
         select(*values.values())
         .join(Loan, Loan.id == Installment.loan_id)
@@ -272,9 +296,14 @@ def plan_rule(session: Session, *, days: int, today: date, settings: Settings) -
     queued = insert.cte("queued")
     events = MessageEvent.__table__.insert().from_select(
         ["message_id", "status", "source", "detail", "created_at"],
-        select(queued.c.id, literal(str(MessageStatus.QUEUED)), literal(EventSource.PLANNER),
-               literal(rule), literal(now, MessageEvent.__table__.c.created_at.type)),
-    )  # fmt: skip
+        select(
+            queued.c.id,
+            literal(str(MessageStatus.QUEUED)),
+            literal(EventSource.PLANNER),
+            literal(rule),
+            literal(now, MessageEvent.__table__.c.created_at.type),
+        ),
+    )
     # PostgreSQL: both INSERTs in one statement, which answers how many were queued.
     return session.scalar(select(func.count()).select_from(queued).add_cte(events.cte()))
 
@@ -317,8 +346,9 @@ DAILY_BATCH = 300
 Batch = Callable[[Session, int], tuple[int, int | None]]
 
 
-def _in_batches(factory: sessionmaker[Session], run: Batch,
-                after_batch: Callable[[], None] | None) -> int:
+def _in_batches(
+    factory: sessionmaker[Session], run: Batch, after_batch: Callable[[], None] | None
+) -> int:
     """Call run(session, after_id) each in its own transaction until it says none is left."""
     total, after_id = 0, 0
     while True:
@@ -332,8 +362,12 @@ def _in_batches(factory: sessionmaker[Session], run: Batch,
 
 
 def daily_in_batches(
-    factory: sessionmaker[Session], *, today: date, settings: Settings,
-    batch_size: int = DAILY_BATCH, after_batch: Callable[[], None] | None = None,
+    factory: sessionmaker[Session],
+    *,
+    today: date,
+    settings: Settings,
+    batch_size: int = DAILY_BATCH,
+    after_batch: Callable[[], None] | None = None,
 ) -> DailyReport:
     """The daily job, a batch of loans per short transaction (issue 9 item 12).
 
@@ -341,14 +375,25 @@ def daily_in_batches(
     so a run stopped half-way (a crash, a restart) and run again finishes the work and
     repeats none of it. after_batch is called between batches, outside any transaction.
     """
-    rule = fees.FeeRule(LateFeeKind(settings.late_fee_kind), settings.late_fee_amount,
-                        settings.late_fee_percent)
+    rule = fees.FeeRule(
+        LateFeeKind(settings.late_fee_kind), settings.late_fee_amount, settings.late_fee_percent
+    )
     cutoff = fees.fee_cutoff(today, settings.late_fee_grace_days)
     charged = 0
     if rule.charges:
-        charged = _in_batches(factory, lambda s, after: fees.charge_batch(
-            s, cutoff=cutoff, rule=rule, after_id=after, limit=batch_size), after_batch)
-    broken = _in_batches(factory, lambda s, after: promises.break_promises_batch(
-        s, today=today, after_id=after, limit=batch_size), after_batch)
+        charged = _in_batches(
+            factory,
+            lambda s, after: fees.charge_batch(
+                s, cutoff=cutoff, rule=rule, after_id=after, limit=batch_size
+            ),
+            after_batch,
+        )
+    broken = _in_batches(
+        factory,
+        lambda s, after: promises.break_promises_batch(
+            s, today=today, after_id=after, limit=batch_size
+        ),
+        after_batch,
+    )
     log.info("daily job: %s late fees, %s promises broken", charged, broken)
     return DailyReport(late_fees=charged, promises_broken=broken)

@@ -88,24 +88,42 @@ async def find_lost_send(
 
 async def adopt(factory: Factory, m: MessageInfo, found: ProviderMessage) -> bool:
     """The provider has m after all: record its SID and the status it reports."""
-    ok = await db_call(factory, outbox.mark_sent, message_id=m.id, sid=found.sid, segments=None,
-                       source=EventSource.RECONCILE)  # fmt: skip
+    ok = await db_call(
+        factory,
+        outbox.mark_sent,
+        message_id=m.id,
+        sid=found.sid,
+        segments=None,
+        source=EventSource.RECONCILE,
+    )
     if ok:
-        await db_call(factory, twilio_codes.apply_status, sid=found.sid, status=found.status,
-                      error_code=found.error_code, source=EventSource.POLL)  # fmt: skip
+        await db_call(
+            factory,
+            twilio_codes.apply_status,
+            sid=found.sid,
+            status=found.status,
+            error_code=found.error_code,
+            source=EventSource.POLL,
+        )
     return ok
 
 
-async def _recover(factory: Factory, sender: SmsSender, m: MessageInfo, *,
-                   older_than: datetime, settings: Settings) -> str | None:  # fmt: skip
+async def _recover(
+    factory: Factory, sender: SmsSender, m: MessageInfo, *, older_than: datetime, settings: Settings
+) -> str | None:
     """A SENDING row whose worker vanished: SENT if the provider has it, else QUEUED."""
     found = await find_lost_send(factory, sender, m)
     if found is None:
         return None
     if found:
         return "recovered" if await adopt(factory, m, found[0]) else None
-    status = await db_call(factory, outbox.requeue_stuck, message_id=m.id, older_than=older_than,
-                           max_attempts=settings.sms_max_attempts)  # fmt: skip
+    status = await db_call(
+        factory,
+        outbox.requeue_stuck,
+        message_id=m.id,
+        older_than=older_than,
+        max_attempts=settings.sms_max_attempts,
+    )
     return "requeued" if status is not None else None
 
 
@@ -116,8 +134,14 @@ async def _poll(factory: Factory, sender: SmsSender, m: MessageInfo) -> bool:
     except SmsError as exc:
         log.warning("could not fetch %s: %s", m.provider_sid, exc.message)
         return False
-    return await db_call(factory, twilio_codes.apply_status, sid=found.sid, status=found.status,
-                         error_code=found.error_code, source=EventSource.POLL)  # fmt: skip
+    return await db_call(
+        factory,
+        twilio_codes.apply_status,
+        sid=found.sid,
+        status=found.status,
+        error_code=found.error_code,
+        source=EventSource.POLL,
+    )
 
 
 async def reconcile(
@@ -131,13 +155,17 @@ async def reconcile(
     stuck = await db_call(session_factory, outbox.stuck_sending, older_than=older_than)
     # One at a time, oldest first: two stuck rows to one number must not take one SID.
     for m in stuck:
-        outcome = await _recover(session_factory, sender, m, older_than=older_than,
-                                 settings=settings)  # fmt: skip
+        outcome = await _recover(
+            session_factory, sender, m, older_than=older_than, settings=settings
+        )
         if outcome:
             tally[outcome] += 1
-    quiet = await db_call(session_factory, outbox.sent_without_final,
-                          older_than=now - timedelta(hours=settings.reconcile_after_hours),
-                          sent_since=now - POLL_FOR)  # fmt: skip
+    quiet = await db_call(
+        session_factory,
+        outbox.sent_without_final,
+        older_than=now - timedelta(hours=settings.reconcile_after_hours),
+        sent_since=now - POLL_FOR,
+    )
     for m in quiet:
         tally["polled"] += 1
         tally["updated"] += await _poll(session_factory, sender, m)

@@ -49,14 +49,19 @@ def listen_socket(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port), reuse_port=False)
     except OSError as exc:
-        raise SettingsError(f"setting PORT is unusable: cannot listen on {host}:{port} "
-                            f"({exc.strerror or exc})") from None
+        raise SettingsError(
+            f"setting PORT is unusable: cannot listen on {host}:{port} ({exc.strerror or exc})"
+        ) from None
 
 
 @contextlib.asynccontextmanager
 async def running_web(
-    app: ASGIApp, settings: Settings, *, sock: socket.socket | None = None,
-    host: str = "0.0.0.0", stopped: asyncio.Event | None = None,
+    app: ASGIApp,
+    settings: Settings,
+    *,
+    sock: socket.socket | None = None,
+    host: str = "0.0.0.0",
+    stopped: asyncio.Event | None = None,
 ) -> AsyncIterator[uvicorn.Server]:
     """Serve app with uvicorn on the running loop (on sock, else host:PORT) until exit.
 

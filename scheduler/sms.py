@@ -67,8 +67,9 @@ class ProviderMessage:
 class SmsError(Exception):
     """The provider did not take the message (or could not be asked)."""
 
-    def __init__(self, message: str, *, code: str | None = None,
-                 http_status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, http_status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -83,8 +84,15 @@ class RetryableSmsError(SmsError):
     5xx), so the message may exist: reconcile (list_recent) before sending it again.
     """
 
-    def __init__(self, message: str, *, code: str | None = None, http_status: int | None = None,
-                 retry_after: float | None = None, maybe_sent: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+        maybe_sent: bool = False,
+    ) -> None:
         super().__init__(message, code=code, http_status=http_status)
         self.retry_after = retry_after
         self.maybe_sent = maybe_sent
@@ -107,13 +115,15 @@ ACCOUNT_CODES = frozenset({"20003", "20005"})
 
 @runtime_checkable
 class SmsSender(Protocol):
-    async def send(self, *, to: str, body: str,
-                   status_callback: str | None = None) -> SendResult: ...
+    async def send(
+        self, *, to: str, body: str, status_callback: str | None = None
+    ) -> SendResult: ...
 
     async def fetch(self, sid: str) -> ProviderMessage: ...
 
-    async def list_sent(self, *, to: str, since: datetime,
-                        until: datetime | None = None) -> list[ProviderMessage]: ...
+    async def list_sent(
+        self, *, to: str, since: datetime, until: datetime | None = None
+    ) -> list[ProviderMessage]: ...
 
     async def list_recent(self, *, to: str, since: datetime) -> list[ProviderMessage]: ...
 
@@ -122,12 +132,13 @@ class SmsSender(Protocol):
 
 # --- the twilio client, pointed at TWILIO_API_BASE_URL ------------------------------------
 
+
 def rewrite_url(url: str, api_base_url: str) -> str:
     """https://api.twilio.com/... -> {api_base_url}/...; other URLs unchanged."""
     base = api_base_url.rstrip("/")
     if base == DEFAULT_API_BASE_URL or not url.startswith(DEFAULT_API_BASE_URL + "/"):
         return url
-    return base + url[len(DEFAULT_API_BASE_URL):]
+    return base + url[len(DEFAULT_API_BASE_URL) :]
 
 
 def check_edge_region(api_base_url: str, environ: Mapping[str, str] | None = None) -> None:
@@ -142,8 +153,10 @@ def check_edge_region(api_base_url: str, environ: Mapping[str, str] | None = Non
         return
     named = [name for name in ("TWILIO_EDGE", "TWILIO_REGION") if env.get(name)]
     if named:
-        raise ValueError(f"{' and '.join(named)} cannot be combined with a custom "
-                         f"TWILIO_API_BASE_URL ({api_base_url}); unset one of them")
+        raise ValueError(
+            f"{' and '.join(named)} cannot be combined with a custom "
+            f"TWILIO_API_BASE_URL ({api_base_url}); unset one of them"
+        )
 
 
 @dataclass
@@ -154,7 +167,8 @@ class _Exchange:
 
 
 _EXCHANGE: contextvars.ContextVar[_Exchange | None] = contextvars.ContextVar(
-    "vasooli_sms_exchange", default=None)
+    "vasooli_sms_exchange", default=None
+)
 
 
 class BaseUrlHttpClient(TwilioHttpClient):
@@ -175,15 +189,28 @@ class AsyncBaseUrlHttpClient(AsyncTwilioHttpClient):
     which means no timeout at all) and opens its session lazily inside the running loop.
     """
 
-    def __init__(self, api_base_url: str = DEFAULT_API_BASE_URL, *, timeout: float = 10.0,
-                 max_connections: int = 100) -> None:
+    def __init__(
+        self,
+        api_base_url: str = DEFAULT_API_BASE_URL,
+        *,
+        timeout: float = 10.0,
+        max_connections: int = 100,
+    ) -> None:
         super().__init__(pool_connections=False, timeout=timeout)
         self.api_base_url = api_base_url
         self.max_connections = max_connections
 
-    async def request(self, method: str, url: str, params: Any = None, data: Any = None,
-                      headers: Any = None, auth: Any = None, timeout: float | None = None,
-                      allow_redirects: bool = False) -> TwilioResponse:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: Any = None,
+        data: Any = None,
+        headers: Any = None,
+        auth: Any = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> TwilioResponse:
         if self.session is None:
             connector = aiohttp.TCPConnector(limit=self.max_connections)
             self.session = aiohttp.ClientSession(connector=connector)
@@ -191,8 +218,13 @@ class AsyncBaseUrlHttpClient(AsyncTwilioHttpClient):
             # aiohttp 3.12+ deprecates BasicAuth objects; send the same header ourselves.
             headers = {**(headers or {}), "Authorization": _basic_auth(*auth)}
         response = await super().request(
-            method, rewrite_url(url, self.api_base_url), params=params, data=data,
-            headers=headers, auth=None, timeout=timeout or self.timeout,
+            method,
+            rewrite_url(url, self.api_base_url),
+            params=params,
+            data=data,
+            headers=headers,
+            auth=None,
+            timeout=timeout or self.timeout,
             allow_redirects=allow_redirects,
         )
         exchange = _EXCHANGE.get()
@@ -253,19 +285,26 @@ def map_error(exc: BaseException, headers: Mapping[str, str] | None = None) -> S
         text = getattr(exc, "msg", None) or getattr(exc, "detail", None) or str(exc)
         if status == 429 or status >= 500:
             retry_after = parse_retry_after((headers or {}).get("Retry-After"))
-            return RetryableSmsError(text, code=code, http_status=status,
-                                     retry_after=retry_after, maybe_sent=status >= 500)
+            return RetryableSmsError(
+                text,
+                code=code,
+                http_status=status,
+                retry_after=retry_after,
+                maybe_sent=status >= 500,
+            )
         if status == 401 or code in ACCOUNT_CODES:
             return AccountSmsError(text, code=code, http_status=status)
         return PermanentSmsError(text, code=code, http_status=status)
     if isinstance(exc, _RETRYABLE_NETWORK):
         kind = "timeout" if isinstance(exc, TimeoutError | httpx.TimeoutException) else "network"
-        return RetryableSmsError(f"{kind} error: {type(exc).__name__}: {exc}",
-                                 maybe_sent=not isinstance(exc, _NOT_SENT))
+        return RetryableSmsError(
+            f"{kind} error: {type(exc).__name__}: {exc}", maybe_sent=not isinstance(exc, _NOT_SENT)
+        )
     return SmsError(f"unexpected error: {type(exc).__name__}: {exc}")
 
 
 # --- TwilioSender ---------------------------------------------------------------------------
+
 
 class TwilioSender:
     """Sends through the real twilio client's async path (aiohttp), many sends per loop.
@@ -273,10 +312,17 @@ class TwilioSender:
     One instance belongs to one event loop (aiohttp's session is opened on first use).
     """
 
-    def __init__(self, account_sid: str, auth_token: str, *, from_number: str | None = None,
-                 messaging_service_sid: str | None = None,
-                 api_base_url: str = DEFAULT_API_BASE_URL, timeout: float = 10.0,
-                 environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        from_number: str | None = None,
+        messaging_service_sid: str | None = None,
+        api_base_url: str = DEFAULT_API_BASE_URL,
+        timeout: float = 10.0,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         if not from_number and not messaging_service_sid:
             raise ValueError("TwilioSender needs from_number or messaging_service_sid")
         env = dict(os.environ if environ is None else environ)
@@ -288,8 +334,7 @@ class TwilioSender:
         # The client reads TWILIO_EDGE/REGION from this mapping, the one we just checked.
         self._client = Client(account_sid, auth_token, http_client=self._http, environment=env)
 
-    async def send(self, *, to: str, body: str,
-                   status_callback: str | None = None) -> SendResult:
+    async def send(self, *, to: str, body: str, status_callback: str | None = None) -> SendResult:
         params: dict[str, Any] = {"to": to, "body": body}
         if self.messaging_service_sid:
             params["messaging_service_sid"] = self.messaging_service_sid
@@ -299,15 +344,17 @@ class TwilioSender:
             params["status_callback"] = status_callback
         message = await self._call(self._client.messages.create_async(**params))
         log.debug("twilio accepted %s (%s)", message.sid, message.status)
-        return SendResult(sid=message.sid, status=str(message.status),
-                          segments=_int_or_none(message.num_segments))
+        return SendResult(
+            sid=message.sid, status=str(message.status), segments=_int_or_none(message.num_segments)
+        )
 
     async def fetch(self, sid: str) -> ProviderMessage:
         message = await self._call(self._client.messages(sid).fetch_async())
         return _provider_message(message)
 
-    async def list_sent(self, *, to: str, since: datetime,
-                        until: datetime | None = None) -> list[ProviderMessage]:
+    async def list_sent(
+        self, *, to: str, since: datetime, until: datetime | None = None
+    ) -> list[ProviderMessage]:
         """Messages to `to` sent (or still queued) in [since, until], newest first."""
         since_utc = _utc(since).replace(microsecond=0)  # Twilio's dates have whole seconds
         until_utc = _utc(until) if until else None
@@ -353,8 +400,12 @@ class TwilioSender:
             return await awaitable
         except (TwilioRestException, TwilioServiceException, *_RETRYABLE_NETWORK) as exc:
             error = map_error(exc, exchange.headers)
-            log.info("twilio call failed: %s (code %s, HTTP %s)", error.message, error.code,
-                     error.http_status)
+            log.info(
+                "twilio call failed: %s (code %s, HTTP %s)",
+                error.message,
+                error.code,
+                error.http_status,
+            )
             raise error from exc
         finally:
             _EXCHANGE.reset(token)
@@ -409,6 +460,7 @@ def _provider_message(message: Any) -> ProviderMessage:
 
 # --- ConsoleSender -----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ConsoleMessage:
     sid: str
@@ -427,14 +479,14 @@ def mask_phone(phone: str) -> str:
 class ConsoleSender:
     """Prints one line per message instead of sending it, and remembers what it printed."""
 
-    def __init__(self, out: IO[str] | None = None, *,
-                 on_send: Callable[[ConsoleMessage], None] | None = None) -> None:
+    def __init__(
+        self, out: IO[str] | None = None, *, on_send: Callable[[ConsoleMessage], None] | None = None
+    ) -> None:
         self._out = out
         self._on_send = on_send
         self.sent: list[ConsoleMessage] = []
 
-    async def send(self, *, to: str, body: str,
-                   status_callback: str | None = None) -> SendResult:
+    async def send(self, *, to: str, body: str, status_callback: str | None = None) -> SendResult:
         message = ConsoleMessage("CONSOLE" + uuid.uuid4().hex, to, body, clock.utcnow())
         self.sent.append(message)
         out = self._out or sys.stdout  # looked up now, so pytest's capture sees it
@@ -449,16 +501,26 @@ class ConsoleSender:
             raise PermanentSmsError(f"unknown message {sid}", code="20404", http_status=404)
         known = next((m for m in self.sent if m.sid == sid), None)
         return ProviderMessage(
-            sid=sid, to=known.to if known else "", status="delivered", error_code=None,
-            error_message=None, date_created=known.sent_at if known else None,
-            date_sent=known.sent_at if known else None, body=known.body if known else None,
+            sid=sid,
+            to=known.to if known else "",
+            status="delivered",
+            error_code=None,
+            error_message=None,
+            date_created=known.sent_at if known else None,
+            date_sent=known.sent_at if known else None,
+            body=known.body if known else None,
         )
 
-    async def list_sent(self, *, to: str, since: datetime,
-                        until: datetime | None = None) -> list[ProviderMessage]:
-        return [await self.fetch(m.sid) for m in reversed(self.sent)
-                if m.to == to and m.sent_at >= _utc(since)
-                and (until is None or m.sent_at <= _utc(until))]
+    async def list_sent(
+        self, *, to: str, since: datetime, until: datetime | None = None
+    ) -> list[ProviderMessage]:
+        return [
+            await self.fetch(m.sid)
+            for m in reversed(self.sent)
+            if m.to == to
+            and m.sent_at >= _utc(since)
+            and (until is None or m.sent_at <= _utc(until))
+        ]
 
     async def list_recent(self, *, to: str, since: datetime) -> list[ProviderMessage]:
         return await self.list_sent(to=to, since=since)
@@ -469,14 +531,17 @@ class ConsoleSender:
 
 # --- from settings ------------------------------------------------------------------------
 
+
 def make_sender(settings: Settings) -> SmsSender:
     """The sender SMS_BACKEND asks for; SettingsError (one line) when settings are missing."""
     if settings.sms_backend != SmsBackend.TWILIO:
         return ConsoleSender()
     require(settings, "twilio_account_sid", "twilio_auth_token")
     if not settings.twilio_from_number and not settings.twilio_messaging_service_sid:
-        raise SettingsError("setting TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID is "
-                            "required when SMS_BACKEND is twilio")
+        raise SettingsError(
+            "setting TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID is "
+            "required when SMS_BACKEND is twilio"
+        )
     assert settings.twilio_account_sid and settings.twilio_auth_token  # checked by require()
     try:
         return TwilioSender(

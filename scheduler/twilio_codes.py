@@ -50,23 +50,40 @@ def rule(settings: Settings | None = None) -> StreakRule:
 
 
 def apply_status(
-    session: Session, *, sid: str, status: str, error_code: str | None, source: str,
+    session: Session,
+    *,
+    sid: str,
+    status: str,
+    error_code: str | None,
+    source: str,
     settings: Settings | None = None,
 ) -> bool:
     """outbox.apply_status for a Twilio report, with what its error code means."""
     return outbox.apply_status(
-        session, sid=sid, status=status, error_code=error_code, source=source,
+        session,
+        sid=sid,
+        status=status,
+        error_code=error_code,
+        source=source,
         failure=failure(error_code) if error_code else None,
         rule=rule(settings) if error_code else None,
     )
 
 
 def mark_failed(
-    session: Session, *, message_id: int, code: str | None, text: str,
+    session: Session,
+    *,
+    message_id: int,
+    code: str | None,
+    text: str,
     settings: Settings | None = None,
 ) -> bool:
     """outbox.mark_failed for a send Twilio refused, with what its code means."""
     return outbox.mark_failed(
-        session, message_id=message_id, code=code, text=text,
-        failure=failure(code) if code else None, rule=rule(settings) if code else None,
+        session,
+        message_id=message_id,
+        code=code,
+        text=text,
+        failure=failure(code) if code else None,
+        rule=rule(settings) if code else None,
     )

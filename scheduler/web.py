@@ -76,8 +76,12 @@ def _clip(value: str | None, size: int) -> str | None:
 class _Webhooks:
     """The request handlers, holding the settings, the validator and the session factory."""
 
-    def __init__(self, settings: Settings, factory: sessionmaker[Session],
-                 unknown_sid_waits: tuple[float, ...]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        unknown_sid_waits: tuple[float, ...],
+    ) -> None:
         assert settings.public_base_url and settings.twilio_auth_token
         self.settings = settings
         self.public = settings.public_base_url.rstrip("/")
@@ -102,8 +106,9 @@ class _Webhooks:
         body = await self._read(request)
         if body is None:
             return PlainTextResponse("request too large", status_code=413)
-        form = ImmutableMultiDict(parse_qsl(body.decode("utf-8", "replace"),
-                                            keep_blank_values=True))
+        form = ImmutableMultiDict(
+            parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        )
         query = request.scope.get("query_string", b"").decode("latin-1")
         url = self.public + request.url.path + (f"?{query}" if query else "")
         signature = request.headers.get("x-twilio-signature", "")
@@ -118,8 +123,13 @@ class _Webhooks:
             if known is None:
                 return Outcome.UNKNOWN
             applied = twilio_codes.apply_status(
-                session, sid=sid, status=status, error_code=code,
-                source=outbox.EventSource.CALLBACK, settings=self.settings)
+                session,
+                sid=sid,
+                status=status,
+                error_code=code,
+                source=outbox.EventSource.CALLBACK,
+                settings=self.settings,
+            )
             return Outcome.APPLIED if applied else Outcome.IGNORED
 
     async def status(self, request: Request) -> Response:
@@ -146,11 +156,17 @@ class _Webhooks:
         s = self.settings
         with self.factory.begin() as session:
             return inbound.handle_inbound(
-                session, provider_sid=form.get("MessageSid") or form.get("SmsSid") or "",
-                from_phone=form.get("From", ""), to_phone=form.get("To"),
-                body=form.get("Body", ""), agency_name=s.agency_name,
-                agency_phone=s.agency_phone, currency=s.currency, today=clock.today(s.tz),
-                minor_units=s.minor_units, region=s.default_phone_region,
+                session,
+                provider_sid=form.get("MessageSid") or form.get("SmsSid") or "",
+                from_phone=form.get("From", ""),
+                to_phone=form.get("To"),
+                body=form.get("Body", ""),
+                agency_name=s.agency_name,
+                agency_phone=s.agency_phone,
+                currency=s.currency,
+                today=clock.today(s.tz),
+                minor_units=s.minor_units,
+                region=s.default_phone_region,
                 replies_per_hour=s.sms_keyword_replies_per_hour,
             )
 
@@ -164,8 +180,13 @@ class _Webhooks:
             result = await asyncio.to_thread(self._inbound_sync, form)
         except ServiceError as exc:
             return PlainTextResponse(exc.message, 400)
-        log.info("inbound SMS stored as %s (keyword %s, reply %s, relay %s)", result.inbound_id,
-                 result.keyword, result.reply_queued, result.relay is not None)
+        log.info(
+            "inbound SMS stored as %s (keyword %s, reply %s, relay %s)",
+            result.inbound_id,
+            result.keyword,
+            result.reply_queued,
+            result.relay is not None,
+        )
         return Response(EMPTY_TWIML, media_type="text/xml")
 
     def _ping(self) -> None:
@@ -181,22 +202,29 @@ class _Webhooks:
         return JSONResponse({"ok": True, "db": "ok"})
 
 
-def build_web_app(settings: Settings, session_factory: sessionmaker[Session], *,
-                  unknown_sid_waits: tuple[float, ...] = UNKNOWN_SID_WAITS) -> Starlette:
+def build_web_app(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    *,
+    unknown_sid_waits: tuple[float, ...] = UNKNOWN_SID_WAITS,
+) -> Starlette:
     """The web app; SettingsError when PUBLIC_BASE_URL or TWILIO_AUTH_TOKEN is missing."""
     check_web_settings(settings)
     hooks = _Webhooks(settings, session_factory, unknown_sid_waits)
-    return Starlette(routes=[
-        Route(STATUS_PATH, hooks.status, methods=["POST"]),
-        Route(INBOUND_PATH, hooks.inbound, methods=["POST"]),
-        Route(HEALTH_PATH, hooks.health, methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route(STATUS_PATH, hooks.status, methods=["POST"]),
+            Route(INBOUND_PATH, hooks.inbound, methods=["POST"]),
+            Route(HEALTH_PATH, hooks.health, methods=["GET"]),
+        ]
+    )
 
 
 def make_server(app: Starlette, settings: Settings, host: str = "0.0.0.0") -> uvicorn.Server:
     """A uvicorn server for app on settings.port; `await server.serve()` in a shared loop."""
-    config = uvicorn.Config(app, host=host, port=settings.port, log_config=None,
-                            lifespan="off", proxy_headers=True)
+    config = uvicorn.Config(
+        app, host=host, port=settings.port, log_config=None, lifespan="off", proxy_headers=True
+    )
     return uvicorn.Server(config)
 
 

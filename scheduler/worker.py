@@ -47,8 +47,13 @@ def worker_id() -> str:
 class WorkerJobs:
     """The job functions, bound to one worker's settings, database and sender."""
 
-    def __init__(self, settings: Settings, factory: sessionmaker[Session], sender: SmsSender,
-                 worker: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        sender: SmsSender,
+        worker: str | None = None,
+    ) -> None:
         self.settings, self.factory, self.sender = settings, factory, sender
         self.worker = worker or worker_id()
         self.limiter = make_limiter(settings.sms_rate_per_second)  # shared by every run
@@ -67,9 +72,15 @@ class WorkerJobs:
 
     async def dispatch(self) -> jobs.DispatchReport:
         return await self._tracked(
-            jobs.dispatch_due(self.factory, self.sender, settings=self.settings,
-                              worker_id=self.worker, limiter=self.limiter, stop=self.stopping)
-        )  # fmt: skip
+            jobs.dispatch_due(
+                self.factory,
+                self.sender,
+                settings=self.settings,
+                worker_id=self.worker,
+                limiter=self.limiter,
+                stop=self.stopping,
+            )
+        )
 
     async def reconcile(self) -> jobs.ReconcileReport:
         return await self._tracked(
@@ -127,9 +138,13 @@ class WorkerScheduler(AsyncIOScheduler):
 
 
 def build_scheduler(
-    settings: Settings, session_factory: sessionmaker[Session], sender: SmsSender,
-    *, worker: str | None = None, reconcile_seconds: float | None = None,
-) -> WorkerScheduler:  # fmt: skip
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    sender: SmsSender,
+    *,
+    worker: str | None = None,
+    reconcile_seconds: float | None = None,
+) -> WorkerScheduler:
     """The worker's scheduler with its jobs added (not started: call start() in a loop).
 
     reconcile_seconds: how often to reconcile (default RECONCILE_EVERY_MINUTES; the fault
@@ -152,12 +167,14 @@ def build_scheduler(
     return scheduler
 
 
-async def run_worker(settings: Settings, sender: SmsSender, *,
-                     reconcile_seconds: float | None = None) -> None:  # fmt: skip
+async def run_worker(
+    settings: Settings, sender: SmsSender, *, reconcile_seconds: float | None = None
+) -> None:
     """Run the jobs until SIGINT or SIGTERM, then stop cleanly."""
     engine = make_engine(settings.database_url)
-    scheduler = build_scheduler(settings, make_session_factory(engine), sender,
-                                reconcile_seconds=reconcile_seconds)  # fmt: skip
+    scheduler = build_scheduler(
+        settings, make_session_factory(engine), sender, reconcile_seconds=reconcile_seconds
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

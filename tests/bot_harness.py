@@ -104,8 +104,9 @@ def _match(contains: str | None, predicate: Callable[[dict], bool] | None):
 class BotHarness:
     """A sandbox Bot API plus the real Application polling it; see the module docstring."""
 
-    def __init__(self, settings: Settings, session_factory: sessionmaker[Session],
-                 **overrides: Any) -> None:
+    def __init__(
+        self, settings: Settings, session_factory: sessionmaker[Session], **overrides: Any
+    ) -> None:
         self.sandbox = TelegramSandbox(token=TOKEN, bot_username=BOT_USERNAME)
         self._base_settings = settings
         self._overrides = overrides
@@ -115,11 +116,13 @@ class BotHarness:
 
     async def __aenter__(self) -> BotHarness:
         self.sandbox.start()
-        self.settings = self._base_settings.model_copy(update={
-            "telegram_bot_token": SecretStr(TOKEN),
-            "telegram_api_base_url": self.sandbox.base_url,
-            **self._overrides,
-        })
+        self.settings = self._base_settings.model_copy(
+            update={
+                "telegram_bot_token": SecretStr(TOKEN),
+                "telegram_api_base_url": self.sandbox.base_url,
+                **self._overrides,
+            }
+        )
         try:
             await self._start_app()
         except BaseException:
@@ -165,8 +168,15 @@ class BotHarness:
         self.sandbox.user(user_id, name, username)
         return Person(user_id=user_id, name=name, username=username)
 
-    def make_staff(self, role: Role, *, password: str = PASSWORD, name: str | None = None,
-                   username: str | None = None, logged_in: bool = True) -> Person:
+    def make_staff(
+        self,
+        role: Role,
+        *,
+        password: str = PASSWORD,
+        name: str | None = None,
+        username: str | None = None,
+        logged_in: bool = True,
+    ) -> Person:
         """Active staff with a password, made through the services (committed)."""
         user_id = next(_ids)
         name = name or f"{role.value.title()} {user_id % 10_000}"
@@ -174,13 +184,24 @@ class BotHarness:
         self.sandbox.user(user_id, name, username, started=True)
         invite = self.db(staff_service.create_invite, actor=None, role=role)
         result = self.db(
-            staff_service.redeem_invite, code=invite.code, telegram_user_id=user_id,
-            chat_id=user_id, name=name, username=username, password=password,
+            staff_service.redeem_invite,
+            code=invite.code,
+            telegram_user_id=user_id,
+            chat_id=user_id,
+            name=name,
+            username=username,
+            password=password,
         )
         if not logged_in:
             self.db(staff_service.logout, telegram_user_id=user_id)
-        return Person(user_id=user_id, name=result.staff.name, username=username,
-                      staff_id=result.staff.id, role=role, password=password)
+        return Person(
+            user_id=user_id,
+            name=result.staff.name,
+            username=username,
+            staff_id=result.staff.id,
+            role=role,
+            password=password,
+        )
 
     def db(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
         """fn(session, **kwargs) in its own committed transaction."""
@@ -189,8 +210,9 @@ class BotHarness:
 
     # --- talking -----------------------------------------------------------------------
 
-    async def say(self, who: Who, text: str, *, contains: str | None = None,
-                  timeout: float = 5.0) -> dict:
+    async def say(
+        self, who: Who, text: str, *, contains: str | None = None, timeout: float = 5.0
+    ) -> dict:
         """Send text as who; the bot's first message afterwards (containing `contains`)."""
         self.send(who, text)
         return await self.wait(who, contains=contains, timeout=timeout)
@@ -203,9 +225,15 @@ class BotHarness:
         """who edits their message message_id to text (Telegram sends edited_message)."""
         return self.sandbox.edit_text(_uid(who), message_id, text)
 
-    async def wait(self, who: Who, *, contains: str | None = None,
-                   predicate: Callable[[dict], bool] | None = None,
-                   after: int | None = None, timeout: float = 5.0) -> dict:
+    async def wait(
+        self,
+        who: Who,
+        *,
+        contains: str | None = None,
+        predicate: Callable[[dict], bool] | None = None,
+        after: int | None = None,
+        timeout: float = 5.0,
+    ) -> dict:
         """The bot's first message in who's chat that matches, sent or edited after `after`
         (a sandbox.mark()) or, by default, after who's last input."""
         return await self.sandbox.wait_for_async(
@@ -220,8 +248,9 @@ class BotHarness:
             return
         raise AssertionError(f"the bot said {found['text']!r}")
 
-    async def press(self, who: Who, message: dict | int, data: str, *, force: bool = False,
-                    timeout: float = 5.0) -> dict:
+    async def press(
+        self, who: Who, message: dict | int, data: str, *, force: bool = False, timeout: float = 5.0
+    ) -> dict:
         """Press a button as who; returns the bot's answer to the callback query."""
         message_id = message["message_id"] if isinstance(message, dict) else message
         query_id = self.sandbox.press(_uid(who), message_id, data, force=force)

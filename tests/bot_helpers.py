@@ -36,8 +36,12 @@ def new_loan(h: BotHarness, owner: Person, principal: str = "10000.00", **terms)
         phone = f"+9198{random.randrange(10**8):08d}"
         borrower = factories.make_borrower(session, name=BORROWER, phone=phone)
         loan = factories.make_loan(
-            session, agent=session.get(Staff, owner.staff_id), borrower=borrower,
-            principal=Decimal(principal), loan_number=f"T{secrets.token_hex(4).upper()}", **terms,
+            session,
+            agent=session.get(Staff, owner.staff_id),
+            borrower=borrower,
+            principal=Decimal(principal),
+            loan_number=f"T{secrets.token_hex(4).upper()}",
+            **terms,
         )
         return LoanRef(loan.id, loan.loan_number)
 

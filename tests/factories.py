@@ -85,8 +85,12 @@ def make_loan(
     borrower = borrower or make_borrower(session)
     first_due = first_due or clock.utcnow().date() + timedelta(days=10)
     schedule = build_schedule(
-        principal=principal, count=count, frequency=frequency, first_due=first_due,
-        method=method, annual_rate=rate,
+        principal=principal,
+        count=count,
+        frequency=frequency,
+        first_due=first_due,
+        method=method,
+        annual_rate=rate,
     )
     loan = Loan(
         loan_number=loan_number or f"T-{next(_seq):06d}",
@@ -107,8 +111,13 @@ def make_loan(
     )
     loan.installments = [
         Installment(
-            seq=s.seq, due_date=s.due_date, principal_due=s.principal, interest_due=s.interest,
-            fee_due=Decimal("0"), amount_paid=Decimal("0"), fee_paid=Decimal("0"),
+            seq=s.seq,
+            due_date=s.due_date,
+            principal_due=s.principal,
+            interest_due=s.interest,
+            fee_due=Decimal("0"),
+            amount_paid=Decimal("0"),
+            fee_paid=Decimal("0"),
         )
         for s in schedule
     ]

@@ -26,8 +26,9 @@ WEB_THREADS = 16
 
 def serve_web(settings: Settings) -> None:
     engine = make_engine(settings.database_url, pool_size=WEB_THREADS)
-    server = make_server(build_web_app(settings, make_session_factory(engine)), settings,
-                         host="127.0.0.1")  # fmt: skip
+    server = make_server(
+        build_web_app(settings, make_session_factory(engine)), settings, host="127.0.0.1"
+    )
     server.config.access_log = False
 
     async def serve() -> None:
@@ -41,18 +42,24 @@ def serve_web(settings: Settings) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+    )
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     if sys.argv[1:] == ["web"]:
         serve_web(settings)
         return 0
     assert settings.twilio_account_sid and settings.twilio_auth_token
     sender = TwilioSender(
-        settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value(),
-        from_number=settings.twilio_from_number, api_base_url=settings.twilio_api_base_url,
-        timeout=float(os.environ["FAULT_TWILIO_TIMEOUT"]), environ={},
-    )  # fmt: skip
+        settings.twilio_account_sid,
+        settings.twilio_auth_token.get_secret_value(),
+        from_number=settings.twilio_from_number,
+        api_base_url=settings.twilio_api_base_url,
+        timeout=float(os.environ["FAULT_TWILIO_TIMEOUT"]),
+        environ={},
+    )
     reconcile_seconds = float(os.environ["FAULT_RECONCILE_SECONDS"])
     asyncio.run(run_worker(settings, sender, reconcile_seconds=reconcile_seconds))
     return 0

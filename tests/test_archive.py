@@ -45,8 +45,13 @@ UTC = ZoneInfo("UTC")
 def _counts(session, loan_id: int) -> dict[str, int]:
     def n(model, col) -> int:
         return session.scalar(select(func.count()).select_from(model).where(col == loan_id))
-    allocations = select(func.count()).select_from(PaymentAllocation).join(
-        Payment, Payment.id == PaymentAllocation.payment_id).where(Payment.loan_id == loan_id)
+
+    allocations = (
+        select(func.count())
+        .select_from(PaymentAllocation)
+        .join(Payment, Payment.id == PaymentAllocation.payment_id)
+        .where(Payment.loan_id == loan_id)
+    )
     return {
         "installments": n(Installment, Installment.loan_id),
         "payments": n(Payment, Payment.loan_id),
@@ -61,16 +66,42 @@ def _counts(session, loan_id: int) -> dict[str, int]:
 def busy_loan(session, agent_a, today):
     """A loan with a payment (and its allocation), a promise, a contact and a queued reminder."""
     borrower = make_borrower(session, name="Meera Archive")
-    loan = make_loan(session, agent=agent_a, borrower=borrower, count=3,
-                     first_due=today - timedelta(days=5), loan_number="T-ARC-1")
-    payments.record_payment(session, actor=actor(agent_a), loan_number="T-ARC-1",
-                            amount=Decimal("1000"), today=today)
-    record_promise(session, actor=actor(agent_a), loan_number="T-ARC-1",
-                   amount=Decimal("500"), promised_date=today + timedelta(days=2), today=today)
-    session.add(Contact(loan_id=loan.id, channel=ContactChannel.CALL,
-                        outcome=ContactOutcome.PROMISED, staff_id=agent_a.id))
-    queue_message(session, to=borrower.phone, body="Rs 9000 due", kind=MessageKind.REMINDER,
-                  idempotency_key="arc-test-1", borrower_id=borrower.id, loan_id=loan.id)
+    loan = make_loan(
+        session,
+        agent=agent_a,
+        borrower=borrower,
+        count=3,
+        first_due=today - timedelta(days=5),
+        loan_number="T-ARC-1",
+    )
+    payments.record_payment(
+        session, actor=actor(agent_a), loan_number="T-ARC-1", amount=Decimal("1000"), today=today
+    )
+    record_promise(
+        session,
+        actor=actor(agent_a),
+        loan_number="T-ARC-1",
+        amount=Decimal("500"),
+        promised_date=today + timedelta(days=2),
+        today=today,
+    )
+    session.add(
+        Contact(
+            loan_id=loan.id,
+            channel=ContactChannel.CALL,
+            outcome=ContactOutcome.PROMISED,
+            staff_id=agent_a.id,
+        )
+    )
+    queue_message(
+        session,
+        to=borrower.phone,
+        body="Rs 9000 due",
+        kind=MessageKind.REMINDER,
+        idempotency_key="arc-test-1",
+        borrower_id=borrower.id,
+        loan_id=loan.id,
+    )
     session.flush()
     return loan
 
@@ -78,8 +109,9 @@ def busy_loan(session, agent_a, today):
 def test_archive_keeps_every_row_withdraws_reminders_and_audits(session, busy_loan, admin):
     before = _counts(session, busy_loan.id)
     assert all(before.values()), before
-    done = loan_archive.archive_loan(session, actor=actor(admin), loan_number="t-arc-1",
-                                     reason="duplicate of T-ARC-2")
+    done = loan_archive.archive_loan(
+        session, actor=actor(admin), loan_number="t-arc-1", reason="duplicate of T-ARC-2"
+    )
     assert done.withdrawn == 1 and done.reason == "duplicate of T-ARC-2"
     session.expire_all()
     after = _counts(session, busy_loan.id)
@@ -88,8 +120,11 @@ def test_archive_keeps_every_row_withdraws_reminders_and_audits(session, busy_lo
     assert loan.archived_at is not None and loan.archived_by_id == admin.id
     message = session.scalar(select(Message).where(Message.loan_id == loan.id))
     assert message.status is MessageStatus.CANCELED
-    why = session.scalars(select(MessageEvent.detail).where(
-        MessageEvent.message_id == message.id, MessageEvent.status == "canceled")).all()
+    why = session.scalars(
+        select(MessageEvent.detail).where(
+            MessageEvent.message_id == message.id, MessageEvent.status == "canceled"
+        )
+    ).all()
     assert why == ["withdrawn: archived"]
     [row] = session.scalars(select(AuditEvent).where(AuditEvent.action == "loan_archived")).all()
     assert row.staff_id == admin.id and row.details["reason"] == "duplicate of T-ARC-2"
@@ -97,7 +132,8 @@ def test_archive_keeps_every_row_withdraws_reminders_and_audits(session, busy_lo
 
 
 def test_archived_loan_is_hidden_from_lists_search_reports_and_jobs(
-        session, busy_loan, agent_a, manager, admin, today, settings):
+    session, busy_loan, agent_a, manager, admin, today, settings
+):
     phone = busy_loan.borrower.phone
     loan_archive.archive_loan(session, actor=actor(admin), loan_number="T-ARC-1", reason="dup")
     for who in (agent_a, manager, admin):
@@ -106,8 +142,9 @@ def test_archived_loan_is_hidden_from_lists_search_reports_and_jobs(
         for text in ("T-ARC-1", "Meera", phone):
             found, _ = search_loans(session, actor=actor(who), text=text, today=today)
             assert found == [], (who.role, text)
-        assert busy_loan.id not in [w.loan.id for w in
-                                    reports.work_list(session, actor=actor(who), today=today)]
+        assert busy_loan.id not in [
+            w.loan.id for w in reports.work_list(session, actor=actor(who), today=today)
+        ]
         book = reports.portfolio(session, actor=actor(who), today=today, tz=UTC)
         assert book.loans_active == 0 and book.collected_today == 0
     # No reminder planned, no late fee charged, the promise not broken by the daily job.
@@ -115,21 +152,31 @@ def test_archived_loan_is_hidden_from_lists_search_reports_and_jobs(
     later = today + timedelta(days=40)
     assert jobs.daily(session, today=later, settings=settings).promises_broken == 0
     # A borrower texting BAL hears of no loan.
-    result = handle_inbound(session, provider_sid="SMarc1", from_phone=phone, body="BAL",
-                            agency_name="Agency", agency_phone=None, currency="INR",
-                            today=today)
+    result = handle_inbound(
+        session,
+        provider_sid="SMarc1",
+        from_phone=phone,
+        body="BAL",
+        agency_name="Agency",
+        agency_phone=None,
+        currency="INR",
+        today=today,
+    )
     assert result.reply_queued and result.relay is None
-    reply = session.scalar(select(Message.body).where(Message.kind == MessageKind.REPLY,
-                                                      Message.to_phone == phone))
+    reply = session.scalar(
+        select(Message.body).where(Message.kind == MessageKind.REPLY, Message.to_phone == phone)
+    )
     assert "no active loans" in reply and "T-ARC-1" not in reply
 
 
-def test_only_admins_archive_open_and_restore(session, busy_loan, agent_a, manager, admin,
-                                              today, settings):
+def test_only_admins_archive_open_and_restore(
+    session, busy_loan, agent_a, manager, admin, today, settings
+):
     for who in (agent_a, manager):
         with pytest.raises(AccessDenied):
-            loan_archive.archive_loan(session, actor=actor(who), loan_number="T-ARC-1",
-                                      reason="mine to hide")
+            loan_archive.archive_loan(
+                session, actor=actor(who), loan_number="T-ARC-1", reason="mine to hide"
+            )
     with pytest.raises(InvalidInput):
         loan_archive.archive_loan(session, actor=actor(admin), loan_number="T-ARC-1", reason=" ")
     loan_archive.archive_loan(session, actor=actor(admin), loan_number="T-ARC-1", reason="dup")
@@ -140,8 +187,9 @@ def test_only_admins_archive_open_and_restore(session, busy_loan, agent_a, manag
         with pytest.raises(AccessDenied):
             list_loans(session, actor=actor(who), today=today, filter=LoanFilter.ARCHIVED)
         with pytest.raises((AccessDenied, NotFound)):
-            loan_archive.restore_loan(session, actor=actor(who), loan_number="T-ARC-1",
-                                      reason="want it back")
+            loan_archive.restore_loan(
+                session, actor=actor(who), loan_number="T-ARC-1", reason="want it back"
+            )
     card = get_loan(session, actor=actor(admin), loan_number="T-ARC-1", today=today)
     assert card.archived_at is not None and card.archive_reason == "dup"
     history = loan_history(session, actor=actor(admin), loan_number="T-ARC-1")
@@ -150,31 +198,44 @@ def test_only_admins_archive_open_and_restore(session, busy_loan, agent_a, manag
     assert [item.id for item in listed.items] == [busy_loan.id]
     # Nothing changes an archived loan, not even for an admin, until it is restored.
     with pytest.raises(Conflict, match="archived"):
-        payments.record_payment(session, actor=actor(admin), loan_number="T-ARC-1",
-                                amount=Decimal("10"), today=today)
+        payments.record_payment(
+            session, actor=actor(admin), loan_number="T-ARC-1", amount=Decimal("10"), today=today
+        )
     with pytest.raises(Conflict, match="archived"):
-        loan_archive.archive_loan(session, actor=actor(admin), loan_number="T-ARC-1",
-                                  reason="again")
+        loan_archive.archive_loan(
+            session, actor=actor(admin), loan_number="T-ARC-1", reason="again"
+        )
     with pytest.raises(Conflict, match="archived"):
-        record_contact(session, actor=actor(admin), loan_number="T-ARC-1",
-                       channel=ContactChannel.CALL, outcome=ContactOutcome.NO_ANSWER, note=None)
+        record_contact(
+            session,
+            actor=actor(admin),
+            loan_number="T-ARC-1",
+            channel=ContactChannel.CALL,
+            outcome=ContactOutcome.NO_ANSWER,
+            note=None,
+        )
     with pytest.raises(Conflict, match="archived"):
-        queue_reminder_now(session, actor=actor(admin), loan_number="T-ARC-1", today=today,
-                           settings=settings)
-    loan_archive.restore_loan(session, actor=actor(admin), loan_number="T-ARC-1",
-                              reason="archived by mistake")
+        queue_reminder_now(
+            session, actor=actor(admin), loan_number="T-ARC-1", today=today, settings=settings
+        )
+    loan_archive.restore_loan(
+        session, actor=actor(admin), loan_number="T-ARC-1", reason="archived by mistake"
+    )
     page = list_loans(session, actor=actor(agent_a), today=today, filter=LoanFilter.ALL)
     assert busy_loan.id in [item.id for item in page.items]
-    kinds = session.scalars(select(LoanEvent.kind).where(LoanEvent.loan_id == busy_loan.id)
-                            .order_by(LoanEvent.id)).all()
+    kinds = session.scalars(
+        select(LoanEvent.kind).where(LoanEvent.loan_id == busy_loan.id).order_by(LoanEvent.id)
+    ).all()
     assert kinds[-2:] == [LoanEventKind.ARCHIVED, LoanEventKind.RESTORED]
     with pytest.raises(Conflict, match="not archived"):
-        loan_archive.restore_loan(session, actor=actor(admin), loan_number="T-ARC-1",
-                                  reason="twice")
+        loan_archive.restore_loan(
+            session, actor=actor(admin), loan_number="T-ARC-1", reason="twice"
+        )
 
 
-@pytest.mark.parametrize("model", [Loan, Installment, Payment, PaymentAllocation, Promise,
-                                   Contact, LoanEvent])
+@pytest.mark.parametrize(
+    "model", [Loan, Installment, Payment, PaymentAllocation, Promise, Contact, LoanEvent]
+)
 def test_nothing_deletes_a_financial_record(session, busy_loan, model):
     row = session.scalars(select(model)).first()
     assert row is not None

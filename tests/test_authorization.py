@@ -56,8 +56,15 @@ from db.services.sessions import current_actor, open_session
 from tests.factories import make_borrower, make_loan, make_staff
 
 A, R, N = "allowed", "refused", "not found"
-ROLES = ["agent, own loan", "agent, another's loan", "manager", "admin", "disabled",
-         "logged out", "expired session"]
+ROLES = [
+    "agent, own loan",
+    "agent, another's loan",
+    "manager",
+    "admin",
+    "disabled",
+    "logged out",
+    "expired session",
+]
 _GATE = [R, R, R]  # disabled, logged out, expired: refused at the gate, whatever the action
 _LOAN = [A, N, A, A, *_GATE]  # a loan action: an agent only on their own loans
 _MANAGERS = [R, R, A, A, *_GATE]
@@ -94,8 +101,7 @@ _START, _END = "<!-- authorization-matrix:start -->", "<!-- authorization-matrix
 
 def render_matrix() -> str:
     """MATRIX as the Markdown table docs/security.md shows."""
-    lines = ["| action | " + " | ".join(ROLES) + " |",
-             "|---" * (len(ROLES) + 1) + "|"]
+    lines = ["| action | " + " | ".join(ROLES) + " |", "|---" * (len(ROLES) + 1) + "|"]
     lines += [f"| {action} | " + " | ".join(row) + " |" for action, row in MATRIX.items()]
     return "\n".join(lines)
 
@@ -131,22 +137,33 @@ class World:
             open_session(session, person)
         phone = f"+9195{uuid.uuid4().int % 10**8:08d}"
         borrower = make_borrower(session, name="Asha Devi", phone=phone)
-        self.loan = make_loan(session, agent=self.owner, borrower=borrower,
-                              loan_number=f"AZ-{uuid.uuid4().hex[:8].upper()}")
+        self.loan = make_loan(
+            session,
+            agent=self.owner,
+            borrower=borrower,
+            loan_number=f"AZ-{uuid.uuid4().hex[:8].upper()}",
+        )
         self.number = self.loan.loan_number
 
     def staff_for(self, role: str) -> Staff:
         """The staff member playing role, put in that state."""
-        who = {"agent, another's loan": self.other, "manager": self.manager,
-               "admin": self.admin}.get(role, self.owner)
+        who = {
+            "agent, another's loan": self.other,
+            "manager": self.manager,
+            "admin": self.admin,
+        }.get(role, self.owner)
         if role == "disabled":
             who.state = StaffState.DISABLED
         elif role in ("logged out", "expired session"):
             old = clock.utcnow() - timedelta(days=30)
-            values = {"ended_at": clock.utcnow()} if role == "logged out" else {
-                "last_seen_at": old, "started_at": old}
-            self.session.execute(update(StaffSession)
-                                 .where(StaffSession.staff_id == who.id).values(**values))
+            values = (
+                {"ended_at": clock.utcnow()}
+                if role == "logged out"
+                else {"last_seen_at": old, "started_at": old}
+            )
+            self.session.execute(
+                update(StaffSession).where(StaffSession.staff_id == who.id).values(**values)
+            )
         self.session.flush()
         return who
 
@@ -164,57 +181,106 @@ def _seen(found: bool) -> None:
 
 def _restore(w: World, actor) -> None:
     """Restore the world's loan, archived beforehand (as an admin would have)."""
-    w.session.execute(update(Loan).where(Loan.id == w.loan.id).values(
-        archived_at=clock.utcnow(), archived_by_id=w.admin.id, archive_reason="entered twice"))
+    w.session.execute(
+        update(Loan)
+        .where(Loan.id == w.loan.id)
+        .values(
+            archived_at=clock.utcnow(), archived_by_id=w.admin.id, archive_reason="entered twice"
+        )
+    )
     w.session.flush()
-    loan_archive.restore_loan(w.session, actor=actor, loan_number=w.number,
-                              reason="paid, not twice")
+    loan_archive.restore_loan(
+        w.session, actor=actor, loan_number=w.number, reason="paid, not twice"
+    )
 
 
 def _act(w: World, action: str, actor) -> None:
     s, n, t, cfg = w.session, w.number, w.today, w.settings
     calls: dict[str, Callable[[], object]] = {
         "card": lambda: loans.get_loan(s, actor=actor, loan_number=n, today=t),
-        "find": lambda: _seen(any(i.loan_number == n for i in loans.search_loans(
-            s, actor=actor, text=n, today=t)[0])),
-        "list": lambda: _seen(any(i.loan_number == n for i in loans.list_loans(
-            s, actor=actor, today=t, limit=100).items)),
+        "find": lambda: _seen(
+            any(i.loan_number == n for i in loans.search_loans(s, actor=actor, text=n, today=t)[0])
+        ),
+        "list": lambda: _seen(
+            any(
+                i.loan_number == n
+                for i in loans.list_loans(s, actor=actor, today=t, limit=100).items
+            )
+        ),
         "history": lambda: loans.loan_history(s, actor=actor, loan_number=n),
-        "pay": lambda: payments.record_payment(s, actor=actor, loan_number=n,
-                                               amount=Decimal(100), today=t),
+        "pay": lambda: payments.record_payment(
+            s, actor=actor, loan_number=n, amount=Decimal(100), today=t
+        ),
         "promise": lambda: promises.record_promise(
-            s, actor=actor, loan_number=n, amount=Decimal(100),
-            promised_date=t + timedelta(days=3), today=t),
+            s,
+            actor=actor,
+            loan_number=n,
+            amount=Decimal(100),
+            promised_date=t + timedelta(days=3),
+            today=t,
+        ),
         "contact": lambda: promises.record_contact(
-            s, actor=actor, loan_number=n, channel=ContactChannel.CALL,
-            outcome=ContactOutcome.NO_ANSWER, note=None),
+            s,
+            actor=actor,
+            loan_number=n,
+            channel=ContactChannel.CALL,
+            outcome=ContactOutcome.NO_ANSWER,
+            note=None,
+        ),
         "edit loan": lambda: loans.edit_loan(
-            s, actor=actor, loan_number=n, field=EditableField.NEXT_DUE_DATE, value="+25",
-            expected_version=None, today=t),
+            s,
+            actor=actor,
+            loan_number=n,
+            field=EditableField.NEXT_DUE_DATE,
+            value="+25",
+            expected_version=None,
+            today=t,
+        ),
         "edit borrower": lambda: loans.edit_loan(
-            s, actor=actor, loan_number=n, field=EditableField.BORROWER_ADDRESS,
-            value="7 Temple Street", expected_version=None, today=t),
-        "close": lambda: (w.paid_off(), loans.close_loan(
-            s, actor=actor, loan_number=n, expected_version=None, today=t)),
+            s,
+            actor=actor,
+            loan_number=n,
+            field=EditableField.BORROWER_ADDRESS,
+            value="7 Temple Street",
+            expected_version=None,
+            today=t,
+        ),
+        "close": lambda: (
+            w.paid_off(),
+            loans.close_loan(s, actor=actor, loan_number=n, expected_version=None, today=t),
+        ),
         "write-off": lambda: loans.write_off_loan(
-            s, actor=actor, loan_number=n, reason="moved away", expected_version=None, today=t),
-        "reassign": lambda: loans.reassign_loan(s, actor=actor, loan_number=n,
-                                                agent_id=w.other.id, today=t),
+            s, actor=actor, loan_number=n, reason="moved away", expected_version=None, today=t
+        ),
+        "reassign": lambda: loans.reassign_loan(
+            s, actor=actor, loan_number=n, agent_id=w.other.id, today=t
+        ),
         "delete (archives)": lambda: loan_archive.archive_loan(
-            s, actor=actor, loan_number=n, reason="entered twice"),
+            s, actor=actor, loan_number=n, reason="entered twice"
+        ),
         "restore": lambda: _restore(w, actor),
-        "remind": lambda: deliveries.queue_reminder_now(s, actor=actor, loan_number=n,
-                                                        today=t, settings=cfg),
+        "remind": lambda: deliveries.queue_reminder_now(
+            s, actor=actor, loan_number=n, today=t, settings=cfg
+        ),
         "broadcast": lambda: broadcasts.preview_broadcast(
-            s, actor=actor, audience=Audience(AudienceKind.ALL_ACTIVE),
-            template="Please pay {outstanding}.", today=t, settings=cfg),
+            s,
+            actor=actor,
+            audience=Audience(AudienceKind.ALL_ACTIVE),
+            template="Please pay {outstanding}.",
+            today=t,
+            settings=cfg,
+        ),
         "deliveries": lambda: deliveries.delivery_report(s, actor=actor, now=clock.utcnow()),
         "audit": lambda: auditlog.recent_audit(s, actor=actor),
         "staff": lambda: staff_service.list_staff(s, actor=actor),
         "invite": lambda: invites.create_invite(s, actor=actor, role=Role.AGENT),
         "requests": lambda: staff_service.list_requests(s, actor=actor),
-        "stats": lambda: _seen(reports.portfolio(
-            s, actor=actor, today=t, tz=w.settings.tz, agent_id=w.owner.id).loans_active > 0),
+        "stats": lambda: _seen(
+            reports.portfolio(
+                s, actor=actor, today=t, tz=w.settings.tz, agent_id=w.owner.id
+            ).loans_active
+            > 0
+        ),
     }
     calls[action]()
 
@@ -235,12 +301,16 @@ def outcome(w: World, action: str, role: str) -> str:
     return A
 
 
-CELLS = [(action, role, expected) for action, row in MATRIX.items()
-         for role, expected in zip(ROLES, row, strict=True)]
+CELLS = [
+    (action, role, expected)
+    for action, row in MATRIX.items()
+    for role, expected in zip(ROLES, row, strict=True)
+]
 
 
-@pytest.mark.parametrize(("action", "role", "expected"), CELLS,
-                         ids=[f"{a}|{r}" for a, r, _ in CELLS])
+@pytest.mark.parametrize(
+    ("action", "role", "expected"), CELLS, ids=[f"{a}|{r}" for a, r, _ in CELLS]
+)
 def test_matrix_cell_against_the_services(session, settings, action, role, expected) -> None:
     assert outcome(World(session, settings), action, role) == expected
 
@@ -248,14 +318,35 @@ def test_matrix_cell_against_the_services(session, settings, action, role, expec
 def test_every_action_and_role_has_a_cell() -> None:
     assert len(MATRIX) == 22 and all(len(row) == len(ROLES) for row in MATRIX.values())
     assert set(MATRIX) == {
-        "card", "find", "list", "history", "pay", "promise", "contact", "edit loan",
-        "edit borrower", "close", "write-off", "reassign", "delete (archives)", "restore",
-        "remind", "broadcast", "deliveries", "audit", "staff", "invite", "requests", "stats"}
+        "card",
+        "find",
+        "list",
+        "history",
+        "pay",
+        "promise",
+        "contact",
+        "edit loan",
+        "edit borrower",
+        "close",
+        "write-off",
+        "reassign",
+        "delete (archives)",
+        "restore",
+        "remind",
+        "broadcast",
+        "deliveries",
+        "audit",
+        "staff",
+        "invite",
+        "requests",
+        "stats",
+    }
 
 
 def test_docs_carry_the_same_table() -> None:
     assert doc_matrix(DOC.read_text(encoding="utf-8")) == render_matrix(), (
-        "docs/security.md differs from MATRIX: run python -m tests.test_authorization")
+        "docs/security.md differs from MATRIX: run python -m tests.test_authorization"
+    )
 
 
 if __name__ == "__main__":
@@ -304,12 +395,20 @@ def _bot_person(h, role: str, owner):
     rank = {"manager": Role.MANAGER, "admin": Role.ADMIN}.get(role, Role.AGENT)
     who: Person = h.make_staff(rank, logged_in=role != "logged out")
     if role == "disabled":
-        h.db(lambda s: s.execute(update(Staff).where(Staff.id == who.staff_id)
-                                 .values(state=StaffState.DISABLED)))
+        h.db(
+            lambda s: s.execute(
+                update(Staff).where(Staff.id == who.staff_id).values(state=StaffState.DISABLED)
+            )
+        )
     elif role == "expired session":
         old = clock.utcnow() - timedelta(days=30)
-        h.db(lambda s: s.execute(update(StaffSession).where(StaffSession.staff_id == who.staff_id)
-                                 .values(last_seen_at=old, started_at=old)))
+        h.db(
+            lambda s: s.execute(
+                update(StaffSession)
+                .where(StaffSession.staff_id == who.staff_id)
+                .values(last_seen_at=old, started_at=old)
+            )
+        )
     return who
 
 

@@ -56,14 +56,28 @@ def _loan(session: Session, agent, borrower, **terms) -> Loan:
 
 
 def _add(session: Session, who, phone: str) -> None:
-    loans.add_loan(session, actor=actor(who), phone=phone, name="Someone Else", address="Far",
-                   principal=Decimal(500), first_due=TODAY + timedelta(days=5), today=TODAY)
+    loans.add_loan(
+        session,
+        actor=actor(who),
+        phone=phone,
+        name="Someone Else",
+        address="Far",
+        principal=Decimal(500),
+        first_due=TODAY + timedelta(days=5),
+        today=TODAY,
+    )
 
 
 def _edit_phone(session: Session, who, loan: Loan) -> None:
-    loans.edit_loan(session, actor=actor(who), loan_number=loan.loan_number,
-                    field=EditableField.BORROWER_PHONE, value=_phone(), expected_version=None,
-                    today=TODAY)
+    loans.edit_loan(
+        session,
+        actor=actor(who),
+        loan_number=loan.loan_number,
+        field=EditableField.BORROWER_PHONE,
+        value=_phone(),
+        expected_version=None,
+        today=TODAY,
+    )
 
 
 # --- lookups and edits -----------------------------------------------------------------------
@@ -79,8 +93,11 @@ def test_another_agents_borrower_is_not_shown_nor_used(session, agent_a, agent_b
     assert not {"Meena", "Hill", "1"} & set(refused.value.message.replace(";", " ").split())
     with pytest.raises(AccessDenied):
         _add(session, agent_b, borrower.phone)
-    counts = session.execute(select(func.count(Loan.id), func.count(func.distinct(Borrower.id)))
-                             .join(Borrower).where(Borrower.phone == borrower.phone)).one()
+    counts = session.execute(
+        select(func.count(Loan.id), func.count(func.distinct(Borrower.id)))
+        .join(Borrower)
+        .where(Borrower.phone == borrower.phone)
+    ).one()
     assert tuple(counts) == (1, 1)  # nothing attached, no second borrower
     mine = loans.find_borrower(session, phone=borrower.phone, region="IN", actor=actor(agent_a))
     seen = loans.find_borrower(session, phone=borrower.phone, region="IN", actor=actor(manager))
@@ -101,9 +118,15 @@ def test_a_shared_borrower_is_edited_by_managers_only(session, agent_a, agent_b,
     session.refresh(borrower)
     assert borrower.phone == old
     # The agent still works their own loan: only the borrower's details are the manager's.
-    loans.edit_loan(session, actor=actor(agent_a), loan_number=mine.loan_number,
-                    field=EditableField.NEXT_DUE_DATE, value="+20", expected_version=None,
-                    today=TODAY)
+    loans.edit_loan(
+        session,
+        actor=actor(agent_a),
+        loan_number=mine.loan_number,
+        field=EditableField.NEXT_DUE_DATE,
+        value="+20",
+        expected_version=None,
+        today=TODAY,
+    )
     _edit_phone(session, manager, theirs)
     session.refresh(borrower)
     assert borrower.phone != old
@@ -140,18 +163,34 @@ def test_scope_borrowers_lists_only_wholly_own_borrowers(session, agent_a, agent
 
 def _sent(session: Session, loan: Loan, *, days_ago: float, to: str | None = None) -> None:
     at = clock.utcnow() - timedelta(days=days_ago)
-    session.add(Message(
-        to_phone=to or loan.borrower.phone, body="Reminder", kind=MessageKind.REMINDER,
-        loan_id=loan.id, borrower_id=loan.borrower_id, idempotency_key=uuid.uuid4().hex,
-        status=MessageStatus.DELIVERED, send_after=at, created_at=at, sent_at=at,
-    ))
+    session.add(
+        Message(
+            to_phone=to or loan.borrower.phone,
+            body="Reminder",
+            kind=MessageKind.REMINDER,
+            loan_id=loan.id,
+            borrower_id=loan.borrower_id,
+            idempotency_key=uuid.uuid4().hex,
+            status=MessageStatus.DELIVERED,
+            send_after=at,
+            created_at=at,
+            sent_at=at,
+        )
+    )
     session.flush()
 
 
 def _reply(session: Session, borrower: Borrower, body: str = "I paid yesterday"):
     return inbound.handle_inbound(
-        session, provider_sid=f"SM{uuid.uuid4().hex}", from_phone=borrower.phone, body=body,
-        agency_name="Agency", agency_phone=None, currency="INR", today=TODAY)
+        session,
+        provider_sid=f"SM{uuid.uuid4().hex}",
+        from_phone=borrower.phone,
+        body=body,
+        agency_name="Agency",
+        agency_phone=None,
+        currency="INR",
+        today=TODAY,
+    )
 
 
 def test_a_reply_goes_to_the_agent_of_the_loan_last_texted(session, agent_a, agent_b):
@@ -190,8 +229,9 @@ def test_without_texts_or_arrears_the_loan_due_soonest(session, agent_a, agent_b
 
 
 def _pending_for(session: Session, who, **kw) -> set[int]:
-    return {r.inbound_id for r in deliverable_relays(session, limit=500, **kw)
-            if r.agent_id == who.id}
+    return {
+        r.inbound_id for r in deliverable_relays(session, limit=500, **kw) if r.agent_id == who.id
+    }
 
 
 def test_a_reply_waits_for_its_agent_to_log_in(session, agent_a):
@@ -201,8 +241,9 @@ def test_a_reply_waits_for_its_agent_to_log_in(session, agent_a):
     assert inbound_id not in _pending_for(session, agent_a)  # never logged in: held
     login = open_session(session, agent_a)
     assert inbound_id in _pending_for(session, agent_a)
-    assert inbound_id in {r.inbound_id for r in deliverable_relays(
-        session, limit=500, staff_id=agent_a.id)}
+    assert inbound_id in {
+        r.inbound_id for r in deliverable_relays(session, limit=500, staff_id=agent_a.id)
+    }
     row = session.get(StaffSession, login.session_id)
     row.last_seen_at = clock.utcnow() - timedelta(minutes=121)  # idle past the limit
     session.flush()
@@ -250,9 +291,16 @@ def test_a_disabled_agents_reply_goes_to_their_approving_manager(session, agent_
 
 
 def _bot_loan(h: BotHarness, owner, phone: str) -> None:
-    h.db(loans.add_loan, actor=actor_of(owner), phone=phone, name="Meena Rao",
-         address="12 Hill Road", principal=Decimal(900), first_due=TODAY + timedelta(days=9),
-         today=TODAY)
+    h.db(
+        loans.add_loan,
+        actor=actor_of(owner),
+        phone=phone,
+        name="Meena Rao",
+        address="12 Hill Road",
+        principal=Decimal(900),
+        first_due=TODAY + timedelta(days=9),
+        today=TODAY,
+    )
 
 
 async def test_new_with_another_agents_phone_answers_neutrally(settings, committed):
@@ -269,10 +317,12 @@ async def test_new_with_another_agents_phone_answers_neutrally(settings, committ
         await h.say(agent, "/cancel")
 
         def count(session):
-            n_loans = session.scalar(select(func.count(Loan.id)).where(
-                Loan.agent_id == agent.staff_id))
-            n_borrowers = session.scalar(select(func.count(Borrower.id)).where(
-                Borrower.phone == phone))
+            n_loans = session.scalar(
+                select(func.count(Loan.id)).where(Loan.agent_id == agent.staff_id)
+            )
+            n_borrowers = session.scalar(
+                select(func.count(Borrower.id)).where(Borrower.phone == phone)
+            )
             return n_loans, n_borrowers
 
         assert h.db(count) == (0, 1)
@@ -283,17 +333,25 @@ async def test_a_held_reply_is_delivered_at_login(settings, committed):
         agent = h.make_staff(Role.AGENT, logged_in=False)
         phone = _phone()
         _bot_loan(h, agent, phone)
-        result = h.db(inbound.handle_inbound, provider_sid=f"SM{uuid.uuid4().hex}",
-                      from_phone=phone, body="Please come on Sunday", agency_name="Agency",
-                      agency_phone=None, currency="INR", today=TODAY)
+        result = h.db(
+            inbound.handle_inbound,
+            provider_sid=f"SM{uuid.uuid4().hex}",
+            from_phone=phone,
+            body="Please come on Sunday",
+            agency_name="Agency",
+            agency_phone=None,
+            currency="INR",
+            today=TODAY,
+        )
         await h.silence(agent, 6)  # more than a relay run: held, not sent to a logged-out chat
         assert h.db(lambda s: s.get(InboundMessage, result.inbound_id).relayed_at) is None
         await h.say(agent, "/login")
         h.send(agent, agent.password)
         relay = await h.wait(agent, contains="Please come on Sunday")
         assert relay["text"].startswith("💬 Meena Rao")
-        assert await until(lambda: h.db(
-            lambda s: s.get(InboundMessage, result.inbound_id).relayed_at))
+        assert await until(
+            lambda: h.db(lambda s: s.get(InboundMessage, result.inbound_id).relayed_at)
+        )
 
 
 async def test_edit_of_a_shared_borrowers_phone_is_refused_in_the_bot(settings, committed):
@@ -305,8 +363,12 @@ async def test_edit_of_a_shared_borrowers_phone_is_refused_in_the_bot(settings, 
 
         def share(session) -> str:
             loan = session.get(Loan, mine.id)
-            make_loan(session, agent=session.get(Staff, other.staff_id),
-                      borrower=loan.borrower, loan_number=_number())
+            make_loan(
+                session,
+                agent=session.get(Staff, other.staff_id),
+                borrower=loan.borrower,
+                loan_number=_number(),
+            )
             return loan.borrower.phone
 
         old = h.db(share)

@@ -48,8 +48,9 @@ async def _to_amount(h: BotHarness, who, phone: str, name: str = "Ravi Kumar") -
     return asked
 
 
-async def _single_to_summary(h: BotHarness, who, amount: str = "25000",
-                             number: str | None = None) -> dict:
+async def _single_to_summary(
+    h: BotHarness, who, amount: str = "25000", number: str | None = None
+) -> dict:
     """From the amount question to the summary: one due date in 10 days, no interest."""
     plans = await h.say(who, amount)
     await _tap(h, who, plans, "Single due date")
@@ -79,8 +80,9 @@ async def test_single_due_date_happy_path(settings, committed):
         assert loan.principal == Decimal("25000.50")
         assert loan.first_due_date == today + timedelta(days=10)
         assert loan.borrower.phone == "+91" + phone and loan.borrower.address == "12 MG Road, Pune"
-        events = h.db(lambda s: s.scalars(select(LoanEvent.kind).where(
-            LoanEvent.loan_id == loan.id)).all())
+        events = h.db(
+            lambda s: s.scalars(select(LoanEvent.kind).where(LoanEvent.loan_id == loan.id)).all()
+        )
         assert events == [LoanEventKind.CREATED]
         assert (await h.say(agent, "more text"))["text"] == texts.UNKNOWN_TEXT  # it has ended
 
@@ -113,8 +115,12 @@ async def test_installments_with_reducing_interest(settings, committed):
 
 
 BAD_AMOUNTS = {
-    "-5": "more than zero", "0": "more than zero", "1e9": "not an amount",
-    "12.345": "at most 2 decimal", "abc": "not an amount", "١٢٣": "not an amount",
+    "-5": "more than zero",
+    "0": "more than zero",
+    "1e9": "not an amount",
+    "12.345": "at most 2 decimal",
+    "abc": "not an amount",
+    "١٢٣": "not an amount",
     "100000001": "above the limit",
 }
 
@@ -123,8 +129,11 @@ async def test_bad_answers_reprompt_and_change_nothing(settings, committed):
     async with BotHarness(settings, committed, bot_commands_per_minute=500) as h:
         agent = h.make_staff(Role.AGENT)
         await h.say(agent, "/new")
-        for phone, why in (("12345", "not a valid phone number in IN"),
-                           ("call me", "not a phone number"), ("+1 202 555 01", "not a valid")):
+        for phone, why in (
+            ("12345", "not a valid phone number in IN"),
+            ("call me", "not a phone number"),
+            ("+1 202 555 01", "not a valid"),
+        ):
             again = await h.say(agent, phone)
             assert why in again["text"] and texts.NEW_ASK_PHONE in again["text"], phone
         await h.say(agent, _phone())
@@ -140,14 +149,20 @@ async def test_bad_answers_reprompt_and_change_nothing(settings, committed):
         assert (await h.say(agent, "installments"))["text"].startswith(texts.NEW_USE_BUTTONS)
         await _tap(h, agent, plans, "Installments")
         await h.wait(agent, contains="How many")
-        for count, why in (("1", "between 2 and 360"), ("361", "between 2 and 360"),
-                           ("two", "whole number")):
+        for count, why in (
+            ("1", "between 2 and 360"),
+            ("361", "between 2 and 360"),
+            ("two", "whole number"),
+        ):
             assert why in (await h.say(agent, count))["text"], count
         often = await h.say(agent, "2")
         await _tap(h, agent, often, "Daily")
         await h.wait(agent, contains="first installment")
-        for day, why in (("01/01/2020", "has passed"), ("someday", "not a date"),
-                         ("01/01/2099", "too far")):
+        for day, why in (
+            ("01/01/2020", "has passed"),
+            ("someday", "not a date"),
+            ("01/01/2099", "too far"),
+        ):
             assert why in (await h.say(agent, day))["text"], day
         interest = await h.say(agent, "today")
         await _tap(h, agent, interest, "Flat")
@@ -158,8 +173,14 @@ async def test_bad_answers_reprompt_and_change_nothing(settings, committed):
         assert "3 to 32 letters" in (await h.say(agent, "#1"))["text"]
         assert (await h.say(agent, "/cancel"))["text"] == texts.CANCELLED
         assert _loans_of(h, agent.staff_id) == []
-        assert h.db(lambda s: s.scalar(select(func.count()).select_from(Borrower).where(
-            Borrower.name == "Asha Zyxwv"))) == 0
+        assert (
+            h.db(
+                lambda s: s.scalar(
+                    select(func.count()).select_from(Borrower).where(Borrower.name == "Asha Zyxwv")
+                )
+            )
+            == 0
+        )
 
 
 async def test_a_script_name_is_shown_escaped(settings, committed):
@@ -179,9 +200,16 @@ async def test_an_existing_borrower_is_offered(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent = h.make_staff(Role.AGENT)
         phone = _phone()
-        first = h.db(loan_service.add_loan, actor=actor_of(agent), phone=phone, name="Meena Rao",
-                     address="Hill Road", principal=Decimal(900),
-                     first_due=clock.today(h.settings.tz), today=clock.today(h.settings.tz))
+        first = h.db(
+            loan_service.add_loan,
+            actor=actor_of(agent),
+            phone=phone,
+            name="Meena Rao",
+            address="Hill Road",
+            principal=Decimal(900),
+            first_due=clock.today(h.settings.tz),
+            today=clock.today(h.settings.tz),
+        )
         await h.say(agent, "/new")
         offer = await h.say(agent, "0" + phone)
         assert "Meena Rao" in offer["text"] and "Hill Road" in offer["text"]
@@ -211,8 +239,9 @@ async def test_confirm_pressed_twice_adds_one_loan(settings, committed):
         # Both taps land before the bot has answered either (a double tap on a slow network).
         first = h.sandbox.press(agent.user_id, summary["message_id"], confirm)
         second = h.sandbox.press(agent.user_id, summary["message_id"], confirm)
-        answers = await asyncio.gather(h.sandbox.wait_answer_async(first),
-                                       h.sandbox.wait_answer_async(second))
+        answers = await asyncio.gather(
+            h.sandbox.wait_answer_async(first), h.sandbox.wait_answer_async(second)
+        )
         await h.wait(agent, contains="added")
         assert answers[1]["text"] == texts.OLD_BUTTON
         assert len(_loans_of(h, agent.staff_id)) == 1
@@ -274,9 +303,17 @@ async def test_a_taken_number_asks_for_another(settings, committed):
         agent = h.make_staff(Role.AGENT)
         taken = loan_number()
         today = clock.today(h.settings.tz)
-        h.db(loan_service.add_loan, actor=actor_of(agent), phone=_phone(), name="First One",
-             address=None, principal=Decimal(100), first_due=today, today=today,
-             loan_number=taken)
+        h.db(
+            loan_service.add_loan,
+            actor=actor_of(agent),
+            phone=_phone(),
+            name="First One",
+            address=None,
+            principal=Decimal(100),
+            first_due=today,
+            today=today,
+            loan_number=taken,
+        )
         await _to_amount(h, agent, _phone())
         summary = await _single_to_summary(h, agent, number=taken)
         await _tap(h, agent, summary, "✅ Confirm")

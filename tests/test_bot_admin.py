@@ -76,8 +76,7 @@ async def test_last_admin_cannot_disable_themselves(settings, committed):
     async with BotHarness(settings, committed) as h:
         admin = h.make_staff(Role.ADMIN)
         listing = await h.say(admin, "/staff")
-        answer = await h.press(admin, listing, data(CB.STAFF_DISABLE, admin.staff_id),
-                               force=True)
+        answer = await h.press(admin, listing, data(CB.STAFF_DISABLE, admin.staff_id), force=True)
         assert answer["text"] == "You cannot disable yourself."
         info = h.db(staff_service.get_staff, telegram_user_id=admin.user_id)
         assert info.state == StaffState.ACTIVE

@@ -120,10 +120,16 @@ async def test_lockout_after_five_wrong_passwords_then_expiry(settings, committe
         await h.say(agent, "/login")
         _, ok = await _send_password(h, agent, agent.password)
         assert ok["text"] == texts.logged_in(agent.name)
-        failed = h.db(lambda s: s.scalar(
-            select(func.count()).select_from(AuditEvent).where(
-                AuditEvent.staff_id == agent.staff_id,
-                AuditEvent.action.in_([AuditAction.LOGIN_FAILED, AuditAction.LOGIN_LOCKED]))))
+        failed = h.db(
+            lambda s: s.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(
+                    AuditEvent.staff_id == agent.staff_id,
+                    AuditEvent.action.in_([AuditAction.LOGIN_FAILED, AuditAction.LOGIN_LOCKED]),
+                )
+            )
+        )
         assert failed == 7  # five wrong, two while locked: the refusals were committed
 
 
@@ -266,18 +272,31 @@ async def test_serve_runs_the_bot_in_a_shared_loop_until_cancelled(settings, com
     ("env", "named"),
     [
         ({}, "TELEGRAM_BOT_TOKEN"),
-        ({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_WEBHOOK_URL": "https://x.example/tg"},
-         "TELEGRAM_WEBHOOK_SECRET"),
+        (
+            {"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_WEBHOOK_URL": "https://x.example/tg"},
+            "TELEGRAM_WEBHOOK_SECRET",
+        ),
         ({"TELEGRAM_BOT_TOKEN": "1:x", "PORT": "eighty"}, "PORT"),
         # Telegram posts only to https; plain http is for a self-hosted Bot API server.
-        ({"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_WEBHOOK_URL": "http://x.example/tg",
-          "TELEGRAM_WEBHOOK_SECRET": "s3cret"}, "TELEGRAM_WEBHOOK_URL"),
+        (
+            {
+                "TELEGRAM_BOT_TOKEN": "1:x",
+                "TELEGRAM_WEBHOOK_URL": "http://x.example/tg",
+                "TELEGRAM_WEBHOOK_SECRET": "s3cret",
+            },
+            "TELEGRAM_WEBHOOK_URL",
+        ),
     ],
 )
 def test_main_stops_with_one_line_for_bad_settings(env, named, monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)  # no developer .env
-    for name in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_URL", "TELEGRAM_WEBHOOK_SECRET", "PORT",
-                 "TELEGRAM_API_BASE_URL"):
+    for name in (
+        "TELEGRAM_BOT_TOKEN",
+        "TELEGRAM_WEBHOOK_URL",
+        "TELEGRAM_WEBHOOK_SECRET",
+        "PORT",
+        "TELEGRAM_API_BASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -48,20 +48,33 @@ def _phone() -> str:
     return f"+9197{random.randrange(10**8):08d}"
 
 
-def _loan(h: BotHarness, agent: Person, *, days_late: int, name: str | None = None,
-          opted_out: bool = False, suppressed: str | None = None, tag: str | None = None) -> dict:
+def _loan(
+    h: BotHarness,
+    agent: Person,
+    *,
+    days_late: int,
+    name: str | None = None,
+    opted_out: bool = False,
+    suppressed: str | None = None,
+    tag: str | None = None,
+) -> dict:
     """A committed one-installment loan of agent's, due days_late days ago."""
 
     def make(s):
-        b = make_borrower(s, name=name, phone=_phone(),
-                          opted_out_at=clock.utcnow() if opted_out else None)
+        b = make_borrower(
+            s, name=name, phone=_phone(), opted_out_at=clock.utcnow() if opted_out else None
+        )
         if suppressed:
             s.add(Suppression(phone=b.phone, reason="carrier", error_code=suppressed))
         if tag:
             s.add(BorrowerTag(borrower_id=b.id, tag=tag))
-        loan = make_loan(s, agent=s.get(Staff, agent.staff_id), borrower=b,
-                         first_due=clock.utcnow().date() - timedelta(days=days_late),
-                         loan_number=f"BC-{uuid.uuid4().hex[:8].upper()}")
+        loan = make_loan(
+            s,
+            agent=s.get(Staff, agent.staff_id),
+            borrower=b,
+            first_due=clock.utcnow().date() - timedelta(days=days_late),
+            loan_number=f"BC-{uuid.uuid4().hex[:8].upper()}",
+        )
         return {"loan_id": loan.id, "borrower_id": b.id, "number": loan.loan_number}
 
     return h.db(make)
@@ -80,21 +93,37 @@ def _admin_actor(who: Person) -> Actor:
 
 def _set_status(h: BotHarness, borrower_id: int, status: S, code: str | None = None) -> None:
     now = clock.utcnow()
-    h.db(lambda s: s.execute(
-        update(Message).where(Message.borrower_id == borrower_id)
-        .values(status=status, error_code=code, sent_at=now, updated_at=now)))
+    h.db(
+        lambda s: s.execute(
+            update(Message)
+            .where(Message.borrower_id == borrower_id)
+            .values(status=status, error_code=code, sent_at=now, updated_at=now)
+        )
+    )
 
 
 def _preview(h: BotHarness, admin: Person, template: str) -> bc.Preview:
-    return h.db(bc.preview_broadcast, actor=_admin_actor(admin),
-                audience=Audience(AudienceKind.OVERDUE), template=template,
-                today=clock.today(h.settings.tz), settings=h.settings)
+    return h.db(
+        bc.preview_broadcast,
+        actor=_admin_actor(admin),
+        audience=Audience(AudienceKind.OVERDUE),
+        template=template,
+        today=clock.today(h.settings.tz),
+        settings=h.settings,
+    )
 
 
 def _expected(preview: bc.Preview, words: str) -> str:
-    return texts.bc_preview(words, preview.recipients, preview.sendable,
-                            preview.suppressed_by_reason, preview.sample, preview.encoding,
-                            preview.segments_per_message, preview.total_segments)
+    return texts.bc_preview(
+        words,
+        preview.recipients,
+        preview.sendable,
+        preview.suppressed_by_reason,
+        preview.sample,
+        preview.encoding,
+        preview.segments_per_message,
+        preview.total_segments,
+    )
 
 
 e2e = pytest.mark.e2e
@@ -131,7 +160,9 @@ async def test_overdue_broadcast_preview_send_progress_and_final_report(settings
         expected = _preview(h, admin, GSM)
         assert (expected.recipients, expected.sendable, expected.encoding) == (4, 2, "GSM-7")
         assert expected.suppressed_by_reason == {
-            "opted out": 1, "suppressed number (carrier 30005)": 1}
+            "opted out": 1,
+            "suppressed number (carrier 30005)": 1,
+        }
         assert shown["source"] == _expected(expected, words)
         assert "Asha &lt;Rao&gt; &amp; Co" in shown["source"]  # the sample is escaped
 
@@ -140,17 +171,22 @@ async def test_overdue_broadcast_preview_send_progress_and_final_report(settings
         expected = _preview(h, admin, HINDI)
         assert expected.encoding == "UCS-2"
         assert expected.total_segments == sum(
-            sms_text.segments(sms_text.render(HINDI, {"name": n, "amount_due": a,
-                                                            "loan_number": num}))
-            for n, a, num in _filled(h, (asha, ravi)))
+            sms_text.segments(
+                sms_text.render(HINDI, {"name": n, "amount_due": a, "loan_number": num})
+            )
+            for n, a, num in _filled(h, (asha, ravi))
+        )
         assert hindi["source"] == _expected(expected, words)
 
         progress = await _tap(h, admin, hindi, "Send to 2", contains="Broadcast #")
         assert progress["message_id"] == hindi["message_id"] and progress["buttons"] == []
         b = h.db(lambda s: s.scalars(select(Broadcast).order_by(Broadcast.id.desc())).first())
         assert (b.progress_chat_id, b.progress_message_id) == (admin.chat_id, hindi["message_id"])
-        statuses = h.db(lambda s: sorted(s.scalars(
-            select(Message.status).where(Message.broadcast_id == b.id)).all()))
+        statuses = h.db(
+            lambda s: sorted(
+                s.scalars(select(Message.status).where(Message.broadcast_id == b.id)).all()
+            )
+        )
         assert statuses == [S.QUEUED, S.QUEUED, S.SUPPRESSED, S.SUPPRESSED]
         assert "Queued 2 · Sending 0 · Sent 0" in progress["text"]
         assert "Suppressed 2" in progress["text"]
@@ -166,11 +202,19 @@ async def test_overdue_broadcast_preview_send_progress_and_final_report(settings
         _set_status(h, ravi["borrower_id"], S.FAILED, "30003")
         final = await h.wait(admin, after=h.sandbox.mark(), contains="finished", **same)
         assert "Delivered: 1 (50.0% of those with a final report)" in final["text"]
-        assert "unreachable handset (switched off or out of coverage): 1 (code 30003)" in (
-            final["text"])
-        after = await until(lambda: h.db(
-            lambda s: s.get(Broadcast, b.id) if s.get(Broadcast, b.id).progress_message_id is None
-            else None))
+        assert (
+            "unreachable handset (switched off or out of coverage): 1 (code 30003)"
+            in (final["text"])
+        )
+        after = await until(
+            lambda: h.db(
+                lambda s: (
+                    s.get(Broadcast, b.id)
+                    if s.get(Broadcast, b.id).progress_message_id is None
+                    else None
+                )
+            )
+        )
         assert after.state == BroadcastState.DONE  # the job stopped tracking it
         await h.silence(admin, 3.5)  # the final report is not edited again
 
@@ -179,11 +223,16 @@ def _filled(h: BotHarness, loans: tuple[dict, ...]) -> list[tuple[str, str, str]
     """(name, amount due, loan number) of each loan as a broadcast fills them in."""
     today = clock.today(h.settings.tz)
     rows = []
-    for chunk in h.db(lambda s: list(bc.audience_recipients(
-            s, audience=Audience(AudienceKind.OVERDUE), today=today))):
+    for chunk in h.db(
+        lambda s: list(
+            bc.audience_recipients(s, audience=Audience(AudienceKind.OVERDUE), today=today)
+        )
+    ):
         rows += [r for r in chunk if r.loan_id in {ln["loan_id"] for ln in loans}]
-    return [(r.name, sms_text.sms_amount(r.amount_due, h.settings.currency), r.loan_number)
-            for r in rows]
+    return [
+        (r.name, sms_text.sms_amount(r.amount_due, h.settings.currency), r.loan_number)
+        for r in rows
+    ]
 
 
 @e2e
@@ -238,20 +287,25 @@ async def test_cancel_from_broadcasts_list(settings, committed):
         agent = h.make_staff(Role.AGENT, name="Mohan")
         for days in (1, 2, 3):
             _loan(h, agent, days_late=days)
-        info = h.db(bc.create_broadcast, actor=_admin_actor(admin),
-                    audience=Audience(AudienceKind.AGENT, agent_id=agent.staff_id),
-                    template="Hello {name}. {opt_out}", today=clock.today(h.settings.tz),
-                    settings=h.settings)
+        info = h.db(
+            bc.create_broadcast,
+            actor=_admin_actor(admin),
+            audience=Audience(AudienceKind.AGENT, agent_id=agent.staff_id),
+            template="Hello {name}. {opt_out}",
+            today=clock.today(h.settings.tz),
+            settings=h.settings,
+        )
 
-        assert (await h.say(agent, "/broadcasts"))["text"] == (
-            "Only admins may list broadcasts.")
+        assert (await h.say(agent, "/broadcasts"))["text"] == ("Only admins may list broadcasts.")
         forged = await h.press(agent, 1, data(CB.BC_CANCEL_YES, info.id), force=True)
         assert forged["text"] == "Only admins may cancel a broadcast."
         await h.silence(agent, 0.3)
 
         listing = await h.say(admin, "/broadcasts")
-        assert f"#{info.id} · sending" in listing["text"] and "to borrowers of Mohan" in (
-            listing["text"])
+        assert (
+            f"#{info.id} · sending" in listing["text"]
+            and "to borrowers of Mohan" in (listing["text"])
+        )
         assert "3 message(s): 3 waiting" in listing["text"]
         confirm = await _tap(h, admin, listing, f"Cancel #{info.id}")
         assert confirm["message_id"] == listing["message_id"]
@@ -263,8 +317,9 @@ async def test_cancel_from_broadcasts_list(settings, committed):
         assert done["text"].startswith(texts.bc_canceled(info.id, 3))
         assert f"#{info.id} · canceled" in done["text"] and done["buttons"] == []
 
-        statuses = h.db(lambda s: s.scalars(
-            select(Message.status).where(Message.broadcast_id == info.id)).all())
+        statuses = h.db(
+            lambda s: s.scalars(select(Message.status).where(Message.broadcast_id == info.id)).all()
+        )
         assert statuses == [S.CANCELED] * 3
         again = await h.press(admin, done, data(CB.BC_CANCEL_YES, info.id), force=True)
         assert "already canceled" in again["text"]
@@ -275,8 +330,13 @@ async def test_cancel_from_broadcasts_list(settings, committed):
 
 def _broadcast(session, admin_actor, agent) -> int:
     info = bc.create_broadcast(
-        session, actor=admin_actor, audience=Audience(AudienceKind.AGENT, agent_id=agent.id),
-        template="Hi {name}", today=clock.utcnow().date(), settings=_wide_settings())
+        session,
+        actor=admin_actor,
+        audience=Audience(AudienceKind.AGENT, agent_id=agent.id),
+        template="Hi {name}",
+        today=clock.utcnow().date(),
+        settings=_wide_settings(),
+    )
     return info.id
 
 

@@ -41,10 +41,16 @@ async def test_edit_name_shows_before_after_and_writes_history(settings, committ
         done = await tap(h, agent, summary, "Confirm", contains="Changed")
         assert done["text"] == f"✏️ Changed Borrower name: {BORROWER} → Asha Devi <A&S>"
         assert "Asha Devi <A&S>" in (await h.wait(agent, predicate=is_card))["text"]
-        events = h.db(lambda s: s.scalars(select(LoanEvent).where(
-            LoanEvent.loan_id == loan.id, LoanEvent.kind == LoanEventKind.EDITED)).all())
+        events = h.db(
+            lambda s: s.scalars(
+                select(LoanEvent).where(
+                    LoanEvent.loan_id == loan.id, LoanEvent.kind == LoanEventKind.EDITED
+                )
+            ).all()
+        )
         assert [(e.before, e.after) for e in events] == [
-            ({"borrower_name": BORROWER}, {"borrower_name": "Asha Devi <A&S>"})]
+            ({"borrower_name": BORROWER}, {"borrower_name": "Asha Devi <A&S>"})
+        ]
         history = await h.say(agent, f"/history {loan.number}")
         assert "Asha Devi" in history["text"]
 
@@ -53,8 +59,13 @@ async def test_edit_principal_after_a_payment_is_refused(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent = h.make_staff(Role.AGENT)
         loan = new_loan(h, agent)
-        h.db(payments.record_payment, actor=actor_of(agent), loan_number=loan.number,
-             amount=Decimal("10"), today=clock.today(h.settings.tz))
+        h.db(
+            payments.record_payment,
+            actor=actor_of(agent),
+            loan_number=loan.number,
+            amount=Decimal("10"),
+            today=clock.today(h.settings.tz),
+        )
         fields = await h.say(agent, f"/edit {loan.number}")
         asked = await tap(h, agent, fields, "Principal", contains="Principal now")
         assert "₹10,000.00" in asked["text"]
@@ -67,8 +78,13 @@ async def test_another_agents_loan_is_not_found_like_a_missing_one(settings, com
     async with BotHarness(settings, committed) as h:
         agent, other = h.make_staff(Role.AGENT), h.make_staff(Role.AGENT)
         theirs = new_loan(h, other)
-        for command in ("/pay {} 100", "/edit {}", "/close {}", "/promise {} 100 tomorrow",
-                        "/contact {}"):
+        for command in (
+            "/pay {} 100",
+            "/edit {}",
+            "/close {}",
+            "/promise {} 100 tomorrow",
+            "/contact {}",
+        ):
             foreign = (await h.say(agent, command.format(theirs.number)))["text"]
             missing = (await h.say(agent, command.format("NOPE-123")))["text"]
             assert foreign == f"No loan {theirs.number} found.", command
@@ -80,8 +96,9 @@ async def test_close_is_refused_while_money_is_owed(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent, loan, card = await agent_card(h)
         refused = await tap(h, agent, card, "Close")
-        assert refused["text"] == (f"Loan {loan.number} still has ₹10,000.00 to pay; "
-                                   "it cannot be closed.")
+        assert refused["text"] == (
+            f"Loan {loan.number} still has ₹10,000.00 to pay; it cannot be closed."
+        )
         assert h.db(lambda s: s.get(Loan, loan.id).state) == LoanState.ACTIVE
 
 
@@ -118,8 +135,7 @@ async def test_manager_writes_off_with_a_reason(settings, committed):
         assert (row.state, row.state_reason) == (LoanState.WRITTEN_OFF, "Borrower moved <abroad>")
 
 
-async def test_agent_has_no_write_off_or_reassign_and_forged_ones_are_refused(settings,
-                                                                            committed):
+async def test_agent_has_no_write_off_or_reassign_and_forged_ones_are_refused(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent, loan, card = await agent_card(h)
         labels = " ".join(b["text"] for b in card["buttons"])
@@ -131,7 +147,8 @@ async def test_agent_has_no_write_off_or_reassign_and_forged_ones_are_refused(se
         answer = await h.press(agent, card, data(CB.LOAN_DELETE, loan.id, 1), force=True)
         assert answer["text"] == "Only admins may archive loans."
         assert (await h.say(agent, f"/assign {loan.number} {agent.name}"))["text"] == (
-            "Only managers and admins may look up staff.")
+            "Only managers and admins may look up staff."
+        )
         await h.silence(agent, 0.3)
         assert h.db(lambda s: s.get(Loan, loan.id).state) == LoanState.ACTIVE
 
@@ -161,8 +178,13 @@ async def test_delete_archives_with_a_reason_and_admin_restores(settings, commit
     async with BotHarness(settings, committed) as h:
         agent, admin = h.make_staff(Role.AGENT), h.make_staff(Role.ADMIN)
         plain, paid = new_loan(h, agent), new_loan(h, agent)
-        h.db(payments.record_payment, actor=actor_of(agent), loan_number=paid.number,
-             amount=Decimal("100"), today=clock.today(h.settings.tz))
+        h.db(
+            payments.record_payment,
+            actor=actor_of(agent),
+            loan_number=paid.number,
+            amount=Decimal("100"),
+            today=clock.today(h.settings.tz),
+        )
 
         ask = await h.say(admin, f"/delete {paid.number}")
         assert "never deleted" in ask["text"] and "Send the reason" in ask["text"]
@@ -183,8 +205,13 @@ async def test_delete_archives_with_a_reason_and_admin_restores(settings, commit
         listed = await h.say(admin, "/list")
         labels = [b["text"] for b in listed["buttons"]]
         assert not any(paid.number in label for label in labels)
-        archived = await tap(h, admin, listed, "Archived", predicate=lambda m: any(
-            paid.number in b["text"] for b in m["buttons"]))
+        archived = await tap(
+            h,
+            admin,
+            listed,
+            "Archived",
+            predicate=lambda m: any(paid.number in b["text"] for b in m["buttons"]),
+        )
         assert not any(plain.number in b["text"] for b in archived["buttons"])
         agent_list = await h.say(agent, "/list")
         assert not any("Archived" in b["text"] for b in agent_list["buttons"])
@@ -199,7 +226,12 @@ async def test_delete_archives_with_a_reason_and_admin_restores(settings, commit
         assert h.db(lambda s: s.get(Loan, paid.id).archived_at) is None
         back = await h.say(agent, f"/loan {paid.number}")
         assert paid.number in back["text"] and "No loan" not in back["text"]
-        actions = h.db(lambda s: s.scalars(select(AuditEvent.action).where(
-            AuditEvent.target_id == str(paid.id)).order_by(AuditEvent.id)).all())
+        actions = h.db(
+            lambda s: s.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.target_id == str(paid.id))
+                .order_by(AuditEvent.id)
+            ).all()
+        )
         assert actions[-2:] == [AuditAction.LOAN_ARCHIVED, AuditAction.LOAN_RESTORED]
         assert count(h, Loan, Loan.id == plain.id) == 1

@@ -46,15 +46,29 @@ def _today(h: BotHarness) -> date:
     return clock.today(h.settings.tz)
 
 
-def _loan(h: BotHarness, owner: Person, name: str, *, due_in: int = 10, phone: str | None = None,
-          principal: Decimal = Decimal("10000.00")) -> tuple[int, str]:
+def _loan(
+    h: BotHarness,
+    owner: Person,
+    name: str,
+    *,
+    due_in: int = 10,
+    phone: str | None = None,
+    principal: Decimal = Decimal("10000.00"),
+) -> tuple[int, str]:
     """(id, number) of a loan inserted directly: due dates in the past are allowed here."""
+
     def make(session):
         borrower = make_borrower(session, name=name, phone=phone or _phone(), address="1 Main St")
-        loan = make_loan(session, agent=session.get(Staff, owner.staff_id), borrower=borrower,
-                         principal=principal, first_due=_today(h) + timedelta(days=due_in),
-                         loan_number=loan_number())
+        loan = make_loan(
+            session,
+            agent=session.get(Staff, owner.staff_id),
+            borrower=borrower,
+            principal=principal,
+            first_due=_today(h) + timedelta(days=due_in),
+            loan_number=loan_number(),
+        )
         return loan.id, loan.loan_number
+
     return h.db(make)
 
 
@@ -81,25 +95,54 @@ async def test_the_card_shows_the_loan_escaped(settings, committed):
         agent = h.make_staff(Role.AGENT)
         loan_id, number = _loan(h, agent, "<b>Bold</b> & Sons", due_in=-5)
         today, who = _today(h), actor_of(agent)
-        h.db(payments.record_payment, actor=who, loan_number=number, amount=Decimal(1000),
-             today=today)
-        h.db(promises.record_promise, actor=who, loan_number=number, amount=Decimal(500),
-             promised_date=today + timedelta(days=2), today=today)
-        h.db(promises.record_contact, actor=who, loan_number=number, channel=ContactChannel.CALL,
-             outcome=ContactOutcome.PROMISED, note="pays <friday>")
+        h.db(
+            payments.record_payment,
+            actor=who,
+            loan_number=number,
+            amount=Decimal(1000),
+            today=today,
+        )
+        h.db(
+            promises.record_promise,
+            actor=who,
+            loan_number=number,
+            amount=Decimal(500),
+            promised_date=today + timedelta(days=2),
+            today=today,
+        )
+        h.db(
+            promises.record_contact,
+            actor=who,
+            loan_number=number,
+            channel=ContactChannel.CALL,
+            outcome=ContactOutcome.PROMISED,
+            note="pays <friday>",
+        )
         card = await h.say(agent, f"/loan {number.lower()}")
         text = card["text"]
         assert f"Loan {number} · active" in text and "👤 <b>Bold</b> & Sons" in text
         assert "&lt;b&gt;Bold&lt;/b&gt; &amp; Sons" in card["source"]
-        for part in ("🏠 1 Main St", "Amount: ₹10,000.00 · one payment", "Paid: ₹1,000.00",
-                     "Outstanding: ₹9,000.00", "5 days past due · ₹9,000.00 overdue",
-                     "Promise: ₹500.00 by", "call: promised (pays <friday>)",
-                     f"Agent: {agent.name}"):
+        for part in (
+            "🏠 1 Main St",
+            "Amount: ₹10,000.00 · one payment",
+            "Paid: ₹1,000.00",
+            "Outstanding: ₹9,000.00",
+            "5 days past due · ₹9,000.00 overdue",
+            "Promise: ₹500.00 by",
+            "call: promised (pays <friday>)",
+            f"Agent: {agent.name}",
+        ):
             assert part in text, part
-        assert _labels(card) == ["💰 Pay", "🤝 Promise", "📞 Contact", "✏️ Edit", "📜 History",
-                                 "🔔 Remind now", "✅ Close"]
-        version = h.db(loan_service.get_loan_by_id, actor=who, loan_id=loan_id,
-                       today=today).version
+        assert _labels(card) == [
+            "💰 Pay",
+            "🤝 Promise",
+            "📞 Contact",
+            "✏️ Edit",
+            "📜 History",
+            "🔔 Remind now",
+            "✅ Close",
+        ]
+        version = h.db(loan_service.get_loan_by_id, actor=who, loan_id=loan_id, today=today).version
         assert card["buttons"][0]["callback_data"] == data(CB.LOAN_PAY, loan_id, version)
 
 
@@ -111,8 +154,14 @@ async def test_card_buttons_follow_role_and_state(settings, committed):
         manager_card = await h.say(manager, f"/loan {number}")
         assert _labels(manager_card)[-2:] == ["✖️ Write off", "👤 Reassign"]
         assert _labels(await h.say(admin, f"/loan {number}"))[-1] == "🗄 Archive"
-        h.db(loan_service.write_off_loan, actor=actor_of(manager), loan_number=number,
-             reason="Moved away", expected_version=None, today=_today(h))
+        h.db(
+            loan_service.write_off_loan,
+            actor=actor_of(manager),
+            loan_number=number,
+            reason="Moved away",
+            expected_version=None,
+            today=_today(h),
+        )
         card = await h.say(agent, f"/loan {number}")
         assert "written off" in card["text"] and "Reason: Moved away" in card["text"]
         assert _labels(card) == ["📜 History"]
@@ -129,8 +178,12 @@ async def test_another_agents_loan_is_not_found_like_a_missing_one(settings, com
         assert "3 to 32 letters" in (await h.say(other, "/loan ?"))["text"]
         assert (await h.say(other, "/loan"))["text"] == texts.LOAN_USAGE
         answers = []
-        for forged in (data(CB.LOAN_CARD, loan_id), data(CB.LOAN_CARD, 987654321),
-                       data(CB.LOAN_HISTORY, loan_id, 1), data(CB.LOAN_HISTORY_PAGE, loan_id, 2)):
+        for forged in (
+            data(CB.LOAN_CARD, loan_id),
+            data(CB.LOAN_CARD, 987654321),
+            data(CB.LOAN_HISTORY, loan_id, 1),
+            data(CB.LOAN_HISTORY_PAGE, loan_id, 2),
+        ):
             await h.press(other, 1, forged, force=True)
             answers.append((await h.wait(other))["text"])
         assert answers == ["No loan found."] * 4
@@ -142,8 +195,17 @@ async def test_another_agents_loan_is_not_found_like_a_missing_one(settings, com
 async def test_forged_lookup_buttons_change_nothing(settings, committed):
     async with BotHarness(settings, committed, **BUSY) as h:
         agent = h.make_staff(Role.AGENT)
-        for forged in ("ln:card:abc", "ln:card:0", "ln:his:1", "lnh:abc:1", "lnl:bogus:1",
-                       "lnl:all:0", "lnl:all:x", "lnf:x", "lnf:1:2"):
+        for forged in (
+            "ln:card:abc",
+            "ln:card:0",
+            "ln:his:1",
+            "lnh:abc:1",
+            "lnl:bogus:1",
+            "lnl:all:0",
+            "lnl:all:x",
+            "lnf:x",
+            "lnf:1:2",
+        ):
             answer = await h.press(agent, 1, forged, force=True)
             assert answer["text"] == texts.BAD_BUTTON, forged
         assert (await h.press(agent, 1, "lnf:2", force=True))["text"] == texts.FIND_OVER
@@ -157,9 +219,15 @@ async def test_a_card_button_shows_fresh_data(settings, committed):
         _, number = _loan(h, agent, "Old Name")
         listed = await h.say(agent, "/list")
         card = await h.say(agent, f"/loan {number}")
-        h.db(loan_service.edit_loan, actor=actor_of(agent), loan_number=number,
-             field=EditableField.BORROWER_NAME, value="New Name", expected_version=None,
-             today=_today(h))
+        h.db(
+            loan_service.edit_loan,
+            actor=actor_of(agent),
+            loan_number=number,
+            field=EditableField.BORROWER_NAME,
+            value="New Name",
+            expected_version=None,
+            today=_today(h),
+        )
         (button,) = _loan_buttons(listed)
         await h.press(agent, listed, button["callback_data"])
         fresh = await h.wait(agent, contains="New Name")
@@ -186,16 +254,20 @@ async def test_find_by_number_name_prefix_and_phone(settings, committed):
         assert [b["callback_data"] for b in found["buttons"]] == [data(CB.LOAN_CARD, omar_id)]
         names = await h.say(agent, "/find zara qu")
         assert "Loans matching “zara qu” · 1–2" in names["text"]
-        assert [b["text"].split(" · ")[-1] for b in names["buttons"]] == ["Zara Quill",
-                                                                          "Zara Quinn"]
+        assert [b["text"].split(" · ")[-1] for b in names["buttons"]] == [
+            "Zara Quill",
+            "Zara Quinn",
+        ]
         by_phone = await h.say(agent, f"/find 0{phone[3:]}")
         assert [b["text"].split(" · ")[0] for b in by_phone["buttons"]] == [quill]
         assert (await h.say(agent, "/find"))["text"] == texts.FIND_ASK
         asked = await h.say(agent, "omar")
         assert _labels(asked)[0].startswith(omar)
         none = await h.say(agent, "/find Nobody <Here>")
-        assert none["text"] == "No loans match “Nobody <Here>”. Try a loan number, a phone " \
-                               "number or a name."
+        assert (
+            none["text"] == "No loans match “Nobody <Here>”. Try a loan number, a phone "
+            "number or a name."
+        )
         await h.press(agent, found, found["buttons"][0]["callback_data"])
         assert "Omar Zed" in (await h.wait(agent, contains="Loan "))["text"]
 
@@ -262,9 +334,15 @@ async def test_today_lists_what_to_work_on(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent = h.make_staff(Role.AGENT)
         due_id, due = _loan(h, agent, "Due Today")
-        h.db(loan_service.edit_loan, actor=actor_of(agent), loan_number=due,
-             field=EditableField.NEXT_DUE_DATE, value="today", expected_version=None,
-             today=_today(h))
+        h.db(
+            loan_service.edit_loan,
+            actor=actor_of(agent),
+            loan_number=due,
+            field=EditableField.NEXT_DUE_DATE,
+            value="today",
+            expected_version=None,
+            today=_today(h),
+        )
         _, late = _loan(h, agent, "Twelve Late", due_in=-12)
         _loan(h, agent, "Not Yet", due_in=30)
         today = await h.say(agent, "/today")
@@ -285,12 +363,26 @@ async def test_history_pages_newest_first(settings, committed):
     async with BotHarness(settings, committed, **BUSY) as h:
         agent = h.make_staff(Role.AGENT)
         today = _today(h)
-        view = h.db(loan_service.add_loan, actor=actor_of(agent), phone=_phone(), name="Hist Ory",
-                    address="Street 0", principal=Decimal(500), first_due=today, today=today)
+        view = h.db(
+            loan_service.add_loan,
+            actor=actor_of(agent),
+            phone=_phone(),
+            name="Hist Ory",
+            address="Street 0",
+            principal=Decimal(500),
+            first_due=today,
+            today=today,
+        )
         for i in range(1, 22):
-            h.db(loan_service.edit_loan, actor=actor_of(agent), loan_number=view.loan_number,
-                 field=EditableField.BORROWER_ADDRESS, value=f"Street {i}",
-                 expected_version=None, today=today)
+            h.db(
+                loan_service.edit_loan,
+                actor=actor_of(agent),
+                loan_number=view.loan_number,
+                field=EditableField.BORROWER_ADDRESS,
+                value=f"Street {i}",
+                expected_version=None,
+                today=today,
+            )
         page1 = await h.say(agent, f"/history {view.loan_number}")
         lines = page1["text"].splitlines()
         assert lines[0] == f"History of {view.loan_number} · page 1, newest first"
@@ -323,16 +415,37 @@ NOW = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
 
 def _view(**changes) -> LoanView:
     values = dict(
-        id=7, loan_number="LN-7", version=2, state=LoanState.ACTIVE, state_reason=None,
-        borrower_id=3, borrower_name="Asha", borrower_phone="+919876543210",
-        borrower_address=None, borrower_opted_out=False, agent_id=1, agent_name="Agent A",
-        principal=Decimal("1000.00"), interest_method=InterestMethod.NONE,
-        interest_rate=Decimal("0"), installments_count=1, frequency=Frequency.MONTHLY,
-        first_due_date=date(2026, 3, 5), amount_payable=Decimal("1000.00"),
-        fees_charged=Decimal("0"), amount_paid=Decimal("0"), outstanding=Decimal("1000.00"),
-        next_due_date=date(2026, 3, 5), next_due_amount=Decimal("1000.00"), days_past_due=0,
-        overdue_amount=Decimal("0"), installments_paid=0, open_promise=None,
-        last_contact=None, created_at=NOW, updated_at=NOW,
+        id=7,
+        loan_number="LN-7",
+        version=2,
+        state=LoanState.ACTIVE,
+        state_reason=None,
+        borrower_id=3,
+        borrower_name="Asha",
+        borrower_phone="+919876543210",
+        borrower_address=None,
+        borrower_opted_out=False,
+        agent_id=1,
+        agent_name="Agent A",
+        principal=Decimal("1000.00"),
+        interest_method=InterestMethod.NONE,
+        interest_rate=Decimal("0"),
+        installments_count=1,
+        frequency=Frequency.MONTHLY,
+        first_due_date=date(2026, 3, 5),
+        amount_payable=Decimal("1000.00"),
+        fees_charged=Decimal("0"),
+        amount_paid=Decimal("0"),
+        outstanding=Decimal("1000.00"),
+        next_due_date=date(2026, 3, 5),
+        next_due_amount=Decimal("1000.00"),
+        days_past_due=0,
+        overdue_amount=Decimal("0"),
+        installments_paid=0,
+        open_promise=None,
+        last_contact=None,
+        created_at=NOW,
+        updated_at=NOW,
     )
     return LoanView(**{**values, **changes})
 
@@ -340,11 +453,15 @@ def _view(**changes) -> LoanView:
 def test_card_escapes_everything_and_stays_short():
     long = "<i>" + "x" * 2000
     view = _view(
-        borrower_name="A&B <script>", borrower_address=long[:300], state_reason=long[:300],
-        borrower_opted_out=True, agent_name=long[:120],
+        borrower_name="A&B <script>",
+        borrower_address=long[:300],
+        state_reason=long[:300],
+        borrower_opted_out=True,
+        agent_name=long[:120],
         open_promise=PromiseView(1, Decimal(5), date(2026, 3, 9), PromiseState.OPEN, "<x>", NOW),
-        last_contact=ContactView(1, ContactChannel.VISIT, ContactOutcome.NO_ANSWER, long[:1000],
-                                 "<y>", NOW),
+        last_contact=ContactView(
+            1, ContactChannel.VISIT, ContactOutcome.NO_ANSWER, long[:1000], "<y>", NOW
+        ),
     )
     text = views.card(view, FMT, note="Paid <b>")
     assert "A&amp;B &lt;script&gt;" in text and "<script>" not in text and "<i>x" not in text
@@ -360,15 +477,26 @@ def test_card_of_a_closed_loan_shows_no_due_date():
 
 def test_card_keyboard_by_role():
     closed = _view(state=LoanState.WRITTEN_OFF)
-    assert [b.text for row in keyboards.loan_card(closed, Role.AGENT).inline_keyboard
-            for b in row] == ["📜 History"]
+    assert [
+        b.text for row in keyboards.loan_card(closed, Role.AGENT).inline_keyboard for b in row
+    ] == ["📜 History"]
     rows = keyboards.loan_card(_view(), Role.MANAGER).inline_keyboard
     assert [b.callback_data for b in rows[-1]] == ["ln:wof:7:2", "ln:asg:7:2"]
 
 
 def test_labels_are_short_plain_text():
-    loan = LoanSummary(1, "LN-ABCDEF", 1, LoanState.ACTIVE, "N" * 120 + " <b>", "+91",
-                       Decimal("123456.78"), None, 4, 1)
+    loan = LoanSummary(
+        1,
+        "LN-ABCDEF",
+        1,
+        LoanState.ACTIVE,
+        "N" * 120 + " <b>",
+        "+91",
+        Decimal("123456.78"),
+        None,
+        4,
+        1,
+    )
     label = views.loan_label(loan, FMT)
     assert len(label) <= views.LABEL_MAX and label.startswith("LN-ABCDEF · ₹1,23,456.78 · 4d late")
 
@@ -391,10 +519,27 @@ def test_history_lines_are_escaped_and_cut():
 )
 def test_the_summary_total_is_the_schedule_total(principal, count, method, rate, frequency):
     rate = Decimal(0) if method is InterestMethod.NONE else rate
-    draft = views.Draft("Ravi", False, "+919876543210", None, principal, count, frequency,
-                        date(2026, 1, 31), method, rate, None)
-    schedule = build_schedule(principal=principal, count=count, frequency=frequency,
-                              first_due=date(2026, 1, 31), method=method, annual_rate=rate)
+    draft = views.Draft(
+        "Ravi",
+        False,
+        "+919876543210",
+        None,
+        principal,
+        count,
+        frequency,
+        date(2026, 1, 31),
+        method,
+        rate,
+        None,
+    )
+    schedule = build_schedule(
+        principal=principal,
+        count=count,
+        frequency=frequency,
+        first_due=date(2026, 1, 31),
+        method=method,
+        annual_rate=rate,
+    )
     text = views.new_summary(draft, FMT)
     total = sum((s.amount for s in schedule), Decimal(0))
     assert f"Total to repay: {format_money(total)}" in text

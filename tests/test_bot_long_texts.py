@@ -32,8 +32,14 @@ async def test_a_history_of_long_notes_pages_by_length_and_loses_nothing(setting
         agent = h.make_staff(Role.AGENT, name=LONG_NAME)
         loan = new_loan(h, agent)
         for _ in range(12):
-            h.db(promises.record_contact, actor=actor_of(agent), loan_number=loan.number,
-                 channel=ContactChannel.CALL, outcome=ContactOutcome.NO_ANSWER, note=LONG_NOTE)
+            h.db(
+                promises.record_contact,
+                actor=actor_of(agent),
+                loan_number=loan.number,
+                channel=ContactChannel.CALL,
+                outcome=ContactOutcome.NO_ANSWER,
+                note=LONG_NOTE,
+            )
         page = await h.say(agent, f"/history {loan.number}", contains="History of")
         seen, number = [], 1
         while True:
@@ -44,8 +50,12 @@ async def test_a_history_of_long_notes_pages_by_length_and_loses_nothing(setting
                 break
             await h.press(agent, page, older["callback_data"])
             number += 1
-            page = await h.wait(agent, predicate=lambda m, mid=page["message_id"], n=number:
-                                m["message_id"] == mid and f"page {n}," in m["text"])
+            page = await h.wait(
+                agent,
+                predicate=lambda m, mid=page["message_id"], n=number: (
+                    m["message_id"] == mid and f"page {n}," in m["text"]
+                ),
+            )
         calls = [line for line in seen if "Call: no answer" in line]
         assert len(calls) == 12, "every contact shown once, none lost between pages"
         assert "<b>pay</b>" in calls[0] and "😀" in calls[0]  # escaped, shown as typed
@@ -60,8 +70,9 @@ async def test_an_audit_of_long_names_is_split_into_messages_that_fit(settings, 
         first = await h.say(admin, "/audit", contains="invite")
 
         def shown() -> list[dict]:
-            return [m for m in h.sandbox.sent(admin.user_id)
-                    if m["message_id"] >= first["message_id"]]
+            return [
+                m for m in h.sandbox.sent(admin.user_id) if m["message_id"] >= first["message_id"]
+            ]
 
         def lines() -> list[str]:
             return [line for m in shown() for line in m["text"].splitlines()]

@@ -41,6 +41,7 @@ from tests.bot_helpers import (
 
 pytestmark = pytest.mark.e2e
 
+
 async def test_pay_part_via_card_records_payment_and_queues_notice(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent, loan, card = await agent_card(h)
@@ -57,8 +58,13 @@ async def test_pay_part_via_card_records_payment_and_queues_notice(settings, com
         fresh = await h.wait(agent, predicate=is_card)
         assert "₹7,500.00" in fresh["text"]
         assert paid_total(h, loan) == Decimal("2500.00")
-        notices = h.db(lambda s: s.scalars(select(Message).where(
-            Message.loan_id == loan.id, Message.kind == MessageKind.NOTICE)).all())
+        notices = h.db(
+            lambda s: s.scalars(
+                select(Message).where(
+                    Message.loan_id == loan.id, Message.kind == MessageKind.NOTICE
+                )
+            ).all()
+        )
         assert len(notices) == 1 and "INR 2500.00" in notices[0].body
 
 
@@ -75,8 +81,10 @@ async def test_one_shot_pays_then_pays_off_and_closes(settings, committed):
         summary = await h.say(agent, f"/pay {loan.number.lower()} ₹6,000")
         assert "pays the loan off" in summary["text"]
         done = await tap(h, agent, summary, "Confirm", contains="recorded")
-        assert done["text"] == (f"💰 Payment of ₹6,000.00 recorded. Balance ₹0.00.\n"
-                                f"Loan {loan.number} is paid off and closed.")
+        assert done["text"] == (
+            f"💰 Payment of ₹6,000.00 recorded. Balance ₹0.00.\n"
+            f"Loan {loan.number} is paid off and closed."
+        )
         assert h.db(lambda s: s.get(Loan, loan.id).state) == LoanState.CLOSED
         kinds = count(h, Message, Message.loan_id == loan.id, Message.kind == MessageKind.NOTICE)
         assert kinds == 2
@@ -121,8 +129,13 @@ async def test_bad_amounts_each_get_their_own_answer(settings, committed, one_sh
 async def test_stale_pay_button_shows_the_fresh_card_and_pays_nothing(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent, loan, card = await agent_card(h)
-        h.db(payments.record_payment, actor=actor_of(agent), loan_number=loan.number,
-             amount=Decimal("1000"), today=clock.today(h.settings.tz))
+        h.db(
+            payments.record_payment,
+            actor=actor_of(agent),
+            loan_number=loan.number,
+            amount=Decimal("1000"),
+            today=clock.today(h.settings.tz),
+        )
         fresh = await tap(h, agent, card, "Pay", contains=texts.LOAN_CHANGED)
         assert is_card(fresh) and "₹9,000.00" in fresh["text"]
         await h.silence(agent, 0.3)
@@ -148,8 +161,13 @@ async def test_changed_loan_between_summary_and_confirm_is_not_paid(settings, co
         agent = h.make_staff(Role.AGENT)
         loan = new_loan(h, agent)
         summary = await h.say(agent, f"/pay {loan.number} 500")
-        h.db(payments.record_payment, actor=actor_of(agent), loan_number=loan.number,
-             amount=Decimal("100"), today=clock.today(h.settings.tz))
+        h.db(
+            payments.record_payment,
+            actor=actor_of(agent),
+            loan_number=loan.number,
+            amount=Decimal("100"),
+            today=clock.today(h.settings.tz),
+        )
         fresh = await tap(h, agent, summary, "Confirm", contains=texts.LOAN_CHANGED)
         assert is_card(fresh) and "₹9,900.00" in fresh["text"]
         assert paid_total(h, loan) == Decimal("100.00")
@@ -174,8 +192,9 @@ async def test_promise_one_shot_and_via_card_refusing_a_past_date(settings, comm
         agent = h.make_staff(Role.AGENT)
         loan = new_loan(h, agent)
         today = clock.today(h.settings.tz)
-        done = await h.say(agent, f"/promise {loan.number} 1500 tomorrow",
-                           contains="Promise recorded")
+        done = await h.say(
+            agent, f"/promise {loan.number} 1500 tomorrow", contains="Promise recorded"
+        )
         assert done["text"] == f"🤝 Promise recorded: ₹1,500.00 by {today + timedelta(1):%d %b %Y}."
         assert is_card(await h.wait(agent, predicate=is_card))
 
@@ -187,8 +206,11 @@ async def test_promise_one_shot_and_via_card_refusing_a_past_date(settings, comm
         assert refused["text"].startswith("That date has passed")
         done = await h.say(agent, "+3", contains="Promise recorded")
         assert f"₹2,000.00 by {today + timedelta(3):%d %b %Y}" in done["text"]
-        states = h.db(lambda s: s.scalars(select(Promise.state).where(
-            Promise.loan_id == loan.id).order_by(Promise.id)).all())
+        states = h.db(
+            lambda s: s.scalars(
+                select(Promise.state).where(Promise.loan_id == loan.id).order_by(Promise.id)
+            ).all()
+        )
         assert states == [PromiseState.BROKEN, PromiseState.OPEN]  # the new one replaced it
 
 
@@ -206,9 +228,13 @@ async def test_contact_flow_channel_outcome_note(settings, committed):
         ask = await tap(h, agent, ask, "Visit", contains="What came of it")
         ask = await tap(h, agent, ask, "Promised", contains="Add a short note")
         await tap(h, agent, ask, "Skip", contains="Contact recorded: Visit, Promised")
-        rows = h.db(lambda s: s.execute(select(Contact.channel, Contact.outcome, Contact.note)
-                                        .where(Contact.loan_id == loan.id)
-                                        .order_by(Contact.id)).all())
+        rows = h.db(
+            lambda s: s.execute(
+                select(Contact.channel, Contact.outcome, Contact.note)
+                .where(Contact.loan_id == loan.id)
+                .order_by(Contact.id)
+            ).all()
+        )
         assert [tuple(r) for r in rows] == [
             (ContactChannel.CALL, ContactOutcome.NO_ANSWER, "Phone off <again> & will visit"),
             (ContactChannel.VISIT, ContactOutcome.PROMISED, None),

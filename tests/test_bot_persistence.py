@@ -37,8 +37,11 @@ async def test_user_chat_and_bot_data_round_trip(committed):
     await store.update_bot_data({"version": 3, "names": ["a", "b"]})
 
     fresh = DbPersistence(committed)
-    assert (await fresh.get_user_data())[U1] == {"loan.amount": "1500.50", "loan.step": 2,
-                                                 "ok": True}
+    assert (await fresh.get_user_data())[U1] == {
+        "loan.amount": "1500.50",
+        "loan.step": 2,
+        "ok": True,
+    }
     assert (await fresh.get_chat_data())[CHAT] == {"told": True}
     assert await fresh.get_bot_data() == {"version": 3, "names": ["a", "b"]}
     assert await fresh.get_callback_data() is None

@@ -30,9 +30,17 @@ def _relayed_at(h: BotHarness, inbound_id: int) -> datetime | None:
 
 def _sms_from(h: BotHarness, phone: str, body: str) -> int:
     """A borrower's SMS arriving through the web app's service; its inbound id."""
-    result = h.db(inbound.handle_inbound, provider_sid=f"SM{uuid.uuid4().hex}", from_phone=phone,
-                  to_phone="+15005550006", body=body, agency_name="Vasooli", agency_phone=None,
-                  currency="INR", today=clock.utcnow().date())
+    result = h.db(
+        inbound.handle_inbound,
+        provider_sid=f"SM{uuid.uuid4().hex}",
+        from_phone=phone,
+        to_phone="+15005550006",
+        body=body,
+        agency_name="Vasooli",
+        agency_phone=None,
+        currency="INR",
+        today=clock.utcnow().date(),
+    )
     return result.inbound_id
 
 
@@ -51,11 +59,13 @@ async def test_borrower_sms_is_relayed_escaped_with_a_card_button(settings, comm
 
         relay = await h.wait(agent, contains="💬", timeout=10)
         assert relay["text"] == (
-            f"💬 Meera <Sharma> ({loan['number']}): Paid <b>half</b> & rest Friday")
+            f"💬 Meera <Sharma> ({loan['number']}): Paid <b>half</b> & rest Friday"
+        )
         assert "Meera &lt;Sharma&gt;" in relay["source"]
         assert "&lt;b&gt;half&lt;/b&gt; &amp; rest" in relay["source"]
         assert [b["callback_data"] for b in relay["buttons"]] == [
-            data(CB.LOAN_CARD, loan["loan_id"])]
+            data(CB.LOAN_CARD, loan["loan_id"])
+        ]
         assert await until(lambda: _relayed_at(h, inbound_id))
 
         mark = h.sandbox.mark()
@@ -73,8 +83,10 @@ async def test_blocked_agent_chat_is_not_marked_relayed_and_is_retried(settings,
         inbound_id = _sms_from(h, _phone_of(h, loan), "Call me please")
 
         def tried() -> bool:
-            return any(str(p.get("chat_id")) == str(agent.chat_id)
-                       for _, p in h.sandbox.calls("sendMessage"))
+            return any(
+                str(p.get("chat_id")) == str(agent.chat_id)
+                for _, p in h.sandbox.calls("sendMessage")
+            )
 
         assert await until(tried, timeout=10)
         assert _relayed_at(h, inbound_id) is None
@@ -89,8 +101,13 @@ async def test_blocked_agent_chat_is_not_marked_relayed_and_is_retried(settings,
 
 
 def _reminders(h: BotHarness, loan: dict) -> list[Message]:
-    return h.db(lambda s: s.scalars(select(Message).where(
-        Message.loan_id == loan["loan_id"], Message.kind == MessageKind.REMINDER)).all())
+    return h.db(
+        lambda s: s.scalars(
+            select(Message).where(
+                Message.loan_id == loan["loan_id"], Message.kind == MessageKind.REMINDER
+            )
+        ).all()
+    )
 
 
 async def test_remind_queues_once_and_refuses_with_the_reason(settings, committed):
@@ -114,7 +131,8 @@ async def test_remind_queues_once_and_refuses_with_the_reason(settings, committe
         assert hidden["text"] == f"No loan {theirs['number']} found."
         quiet = await h.say(agent, f"/remind {opted['number']}")
         assert quiet["text"] == (
-            "Quiet Person has opted out of SMS (replied STOP); no reminder was queued.")
+            "Quiet Person has opted out of SMS (replied STOP); no reminder was queued."
+        )
         assert _reminders(h, theirs) == [] and _reminders(h, opted) == []
 
         card = await h.say(agent, f"/loan {done['number']}")
@@ -125,8 +143,11 @@ async def test_remind_queues_once_and_refuses_with_the_reason(settings, committe
         assert by_button["text"] == texts.remind_queued(done["number"], None)
         assert len(_reminders(h, done)) == 1
 
-        h.db(lambda s: s.execute(update(Loan).where(Loan.id == done["loan_id"])
-                                 .values(version=Loan.version + 1)))
+        h.db(
+            lambda s: s.execute(
+                update(Loan).where(Loan.id == done["loan_id"]).values(version=Loan.version + 1)
+            )
+        )
         mark = h.sandbox.mark()
         await h.press(agent, card, pressed)
         fresh = await h.wait(agent, after=mark)
@@ -164,9 +185,19 @@ def _messages(h: BotHarness, rows: list[tuple[MessageKind, S, str | None, int]])
     def add(s):
         for kind, status, code, days in rows:
             at = clock.utcnow() - timedelta(days=days, minutes=5)
-            s.add(Message(to_phone=_phone(), body="x", kind=kind, status=status,
-                          error_code=code, idempotency_key=f"t:{uuid.uuid4().hex}",
-                          created_at=at, send_after=at, updated_at=at))
+            s.add(
+                Message(
+                    to_phone=_phone(),
+                    body="x",
+                    kind=kind,
+                    status=status,
+                    error_code=code,
+                    idempotency_key=f"t:{uuid.uuid4().hex}",
+                    created_at=at,
+                    send_after=at,
+                    updated_at=at,
+                )
+            )
 
     h.db(add)
 
@@ -175,17 +206,30 @@ async def test_deliveries_counts_rate_and_errors_in_words(settings, committed):
     async with BotHarness(settings, committed) as h:
         admin, agent = h.make_staff(Role.ADMIN), h.make_staff(Role.AGENT)
         R, B, N = MessageKind.REMINDER, MessageKind.BROADCAST, MessageKind.NOTICE
-        _messages(h, [
-            (R, S.DELIVERED, None, 0), (R, S.DELIVERED, None, 0), (R, S.DELIVERED, None, 0),
-            (R, S.FAILED, "30007", 0), (B, S.UNDELIVERED, "30007", 0), (N, S.FAILED, "21211", 0),
-            (R, S.QUEUED, None, 0), (B, S.DELIVERED, None, 3), (B, S.SENT, None, 10),
-        ])  # fmt: skip
+        _messages(
+            h,
+            [
+                (R, S.DELIVERED, None, 0),
+                (R, S.DELIVERED, None, 0),
+                (R, S.DELIVERED, None, 0),
+                (R, S.FAILED, "30007", 0),
+                (B, S.UNDELIVERED, "30007", 0),
+                (N, S.FAILED, "21211", 0),
+                (R, S.QUEUED, None, 0),
+                (B, S.DELIVERED, None, 3),
+                (B, S.SENT, None, 10),
+            ],
+        )
         assert (await h.say(agent, "/deliveries"))["text"] == (
-            "Only admins may read delivery reports.")
+            "Only admins may read delivery reports."
+        )
 
         reply = await h.say(admin, "/deliveries")
-        report = h.db(deliveries.delivery_report, now=clock.utcnow(),
-                      actor=Actor(staff_id=admin.staff_id, role=Role.ADMIN))
+        report = h.db(
+            deliveries.delivery_report,
+            now=clock.utcnow(),
+            actor=Actor(staff_id=admin.staff_id, role=Role.ADMIN),
+        )
         assert (report.day.delivery_rate, report.week.delivery_rate) == (50, Decimal("57.1"))
         text = reply["text"]
         assert "Last 24 hours: 7 message(s)" in text and "Last 7 days: 8 message(s)" in text
@@ -194,4 +238,3 @@ async def test_deliveries_counts_rate_and_errors_in_words(settings, committed):
         assert "filtered by the carrier as spam: 2 (code 30007)" in text
         assert "invalid phone number: 1 (code 21211)" in text
         assert text.index("code 30007") < text.index("code 21211")  # most common first
-

@@ -22,8 +22,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _book(h: BotHarness, actor: Actor) -> reports.Portfolio:
-    return h.db(reports.portfolio, actor=actor, today=clock.today(h.settings.tz),
-                tz=h.settings.tz)
+    return h.db(reports.portfolio, actor=actor, today=clock.today(h.settings.tz), tz=h.settings.tz)
 
 
 def _figures(book: reports.Portfolio) -> list[str]:
@@ -34,8 +33,10 @@ def _figures(book: reports.Portfolio) -> list[str]:
         f"Repaid: {format_money(book.repaid)}",
         f"Outstanding: {format_money(book.outstanding)}",
         f"Overdue: {book.overdue_loans} loan(s)",
-        *(f"{label} days: {n} · {format_money(amount)}"
-          for label, (n, amount) in book.overdue_by_bucket.items()),
+        *(
+            f"{label} days: {n} · {format_money(amount)}"
+            for label, (n, amount) in book.overdue_by_bucket.items()
+        ),
         f"Collected today: {format_money(book.collected_today)}",
         f"Collected this month: {format_money(book.collected_month)}",
     ]
@@ -50,8 +51,13 @@ async def test_stats_figures_and_chart_for_an_agent_and_a_manager(settings, comm
         paid = new_loan(h, agent, principal="12000.00")
         new_loan(h, agent, principal="5000.50", first_due=today - timedelta(days=12))
         new_loan(h, other, principal="7000.00")
-        h.db(payments.record_payment, actor=actor_of(agent), loan_number=paid.number,
-             amount=Decimal("2500.25"), today=today)
+        h.db(
+            payments.record_payment,
+            actor=actor_of(agent),
+            loan_number=paid.number,
+            amount=Decimal("2500.25"),
+            today=today,
+        )
 
         text = (await h.say(agent, "/stats"))["text"]
         mine = _book(h, actor_of(agent))
@@ -71,8 +77,10 @@ async def test_stats_figures_and_chart_for_an_agent_and_a_manager(settings, comm
         for line in _figures(everyone):
             assert line in text, line
         kiran = next(a for a in everyone.per_agent if a.agent_id == agent.staff_id)
-        assert (f"Kiran Agent: 2 · {format_money(kiran.outstanding)} · 1 overdue · "
-                f"{format_money(Decimal('2500.25'))}") in text
+        assert (
+            f"Kiran Agent: 2 · {format_money(kiran.outstanding)} · 1 overdue · "
+            f"{format_money(Decimal('2500.25'))}"
+        ) in text
         assert "Other Agent: 1 · ₹7,000.00 · 0 overdue · ₹0.00" in text
         photo = await h.wait(manager, predicate=lambda m: m["kind"] == "photo")
         assert Path(photo["photo"]).read_bytes().startswith(PNG)
@@ -83,14 +91,21 @@ def test_stats_text_stays_short_with_many_agents_and_chart_draws_zeros():
 
     today = clock.utcnow().date()
     lines = tuple(
-        reports.AgentLine(i, f"Agent <{i}> " + "x" * 60, 3, Decimal("123456.78"), 1,
-                          Decimal("999.99"))
+        reports.AgentLine(
+            i, f"Agent <{i}> " + "x" * 60, 3, Decimal("123456.78"), 1, Decimal("999.99")
+        )
         for i in range(100)
     )
     book = reports.Portfolio(
-        loans_active=300, borrowed=Decimal("1"), repaid=Decimal("0"), outstanding=Decimal("1"),
-        overdue_loans=0, overdue_by_bucket={}, collected_today=Decimal("0"),
-        collected_month=Decimal("0"), per_agent=lines,
+        loans_active=300,
+        borrowed=Decimal("1"),
+        repaid=Decimal("0"),
+        outstanding=Decimal("1"),
+        overdue_loans=0,
+        overdue_by_bucket={},
+        collected_today=Decimal("0"),
+        collected_month=Decimal("0"),
+        per_agent=lines,
     )
     text = stats_text(book, today, True, "INR")
     assert len(text) < 4096 and text.endswith("…and 70 more.")

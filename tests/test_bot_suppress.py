@@ -23,8 +23,12 @@ def _phone() -> tuple[str, str]:
     return f"+91{digits}", f"+91 {digits[:5]} {digits[5:]}"
 
 
-def _suppress(h: BotHarness, phone: str, kind=SuppressionKind.PERMANENT,
-              reason: str = "unknown number (not in service)") -> None:
+def _suppress(
+    h: BotHarness,
+    phone: str,
+    kind=SuppressionKind.PERMANENT,
+    reason: str = "unknown number (not in service)",
+) -> None:
     h.db(suppressions.suppress, phone=phone, kind=kind, reason=reason, error_code="30005")
 
 
@@ -33,8 +37,16 @@ def _suppressed(h: BotHarness, phone: str) -> bool:
 
 
 def _lift_audits(h: BotHarness, phone: str) -> list[tuple[int | None, dict]]:
-    return h.db(lambda s: [(a.staff_id, a.details) for a in s.scalars(select(AuditEvent).where(
-        AuditEvent.action == "suppression_lifted", AuditEvent.target_id == phone))])
+    return h.db(
+        lambda s: [
+            (a.staff_id, a.details)
+            for a in s.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "suppression_lifted", AuditEvent.target_id == phone
+                )
+            )
+        ]
+    )
 
 
 async def test_unsuppress_asks_then_lifts_with_the_reason_audited(settings, committed):
@@ -96,12 +108,14 @@ async def test_non_admins_bad_phones_and_opt_outs_are_refused(settings, committe
         assert bad["text"] == "That is not a phone number. Send digits, e.g. 98765 43210."
         unknown, _ = _phone()
         assert (await h.say(admin, f"/unsuppress {unknown}"))["text"] == (
-            f"{unknown} is not suppressed.")
+            f"{unknown} is not suppressed."
+        )
 
         ask = await h.say(admin, f"/unsuppress {stopped}")
         answer = await h.press(admin, ask, button(ask, texts.SUP_BTN_YES))
         assert answer["text"] == (
-            f"{stopped} opted out; only the borrower can undo that by texting START.")
+            f"{stopped} opted out; only the borrower can undo that by texting START."
+        )
         assert _suppressed(h, stopped) and _suppressed(h, phone)
         junk = await h.press(admin, ask, "sup:yes:+91abc", force=True)
         assert junk["text"] == texts.BAD_BUTTON
@@ -134,12 +148,15 @@ async def test_deliveries_lists_suppressed_numbers_with_a_lift_button(settings, 
         assert staff_id == admin.staff_id and details["reason"] is None
 
 
-@pytest.mark.parametrize(("typed", "expected"), [
-    ("+91 98765 43210 new SIM", ("+919876543210", "new SIM")),
-    ("9876543210", ("+919876543210", "")),
-    ("+919876543210 2 SIMs now", ("+919876543210", "2 SIMs now")),
-    ("98765 43210", ("+919876543210", "")),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("+91 98765 43210 new SIM", ("+919876543210", "new SIM")),
+        ("9876543210", ("+919876543210", "")),
+        ("+919876543210 2 SIMs now", ("+919876543210", "2 SIMs now")),
+        ("98765 43210", ("+919876543210", "")),
+    ],
+)
 def test_the_phone_is_read_before_the_reason(typed, expected) -> None:
     from bot.handlers.suppress import split_phone
 

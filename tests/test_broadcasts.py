@@ -60,8 +60,9 @@ def agent(session: Session):
 
 def _loan(session, agent, borrower=None, days_late=0, **kw):
     """A one-installment loan due days_late days ago (negative: in the future)."""
-    return make_loan(session, agent=agent, borrower=borrower,
-                     first_due=TODAY - timedelta(days=days_late), **kw)  # fmt: skip
+    return make_loan(
+        session, agent=agent, borrower=borrower, first_due=TODAY - timedelta(days=days_late), **kw
+    )
 
 
 def _of(agent) -> Audience:
@@ -74,13 +75,15 @@ def _ids(session, audience: Audience) -> set[int]:
 
 
 def _preview(session, admin, audience, template, cfg):
-    return bc.preview_broadcast(session, actor=admin, audience=audience, template=template,
-                                today=TODAY, settings=cfg)  # fmt: skip
+    return bc.preview_broadcast(
+        session, actor=admin, audience=audience, template=template, today=TODAY, settings=cfg
+    )
 
 
 def _create(session, admin, audience, template, cfg):
-    return bc.create_broadcast(session, actor=admin, audience=audience, template=template,
-                               today=TODAY, settings=cfg)  # fmt: skip
+    return bc.create_broadcast(
+        session, actor=admin, audience=audience, template=template, today=TODAY, settings=cfg
+    )
 
 
 def _messages(session, broadcast_id: int) -> list[Message]:
@@ -100,8 +103,11 @@ def _mixed_portfolio(session, agent):
     _loan(session, agent, ok[0], days_late=-10)
     out = make_borrower(session, opted_out_at=clock.utcnow())
     blocked = make_borrower(session)
-    session.add(Suppression(phone=blocked.phone, reason="landline or unreachable carrier",
-                            error_code="30006"))  # fmt: skip
+    session.add(
+        Suppression(
+            phone=blocked.phone, reason="landline or unreachable carrier", error_code="30006"
+        )
+    )
     _loan(session, agent, out)
     _loan(session, agent, blocked)
     session.flush()
@@ -113,9 +119,11 @@ def _mixed_portfolio(session, agent):
 
 def test_audience_json_round_trip_and_validation():
     audiences = (
-        Audience(AudienceKind.ALL_ACTIVE), Audience(AudienceKind.BUCKET, bucket=Bucket.D31_60),
-        Audience(AudienceKind.AGENT, agent_id=7), Audience(AudienceKind.TAG, tag=" Farmer "),
-    )  # fmt: skip
+        Audience(AudienceKind.ALL_ACTIVE),
+        Audience(AudienceKind.BUCKET, bucket=Bucket.D31_60),
+        Audience(AudienceKind.AGENT, agent_id=7),
+        Audience(AudienceKind.TAG, tag=" Farmer "),
+    )
     for aud in audiences:
         assert Audience.from_json(aud.to_json()) == aud
     assert Audience(AudienceKind.TAG, tag=" Farmer ").tag == "farmer"
@@ -146,8 +154,12 @@ def test_each_audience_kind_selects_its_borrowers(session, agent):
     assert _ids(session, Audience(AudienceKind.ALL_ACTIVE)) & mine == mine - {closed.borrower_id}
     assert _ids(session, Audience(AudienceKind.OVERDUE)) & mine == {late5, late45, late100}
     buckets = {b: _ids(session, Audience(AudienceKind.BUCKET, bucket=b)) & mine for b in Bucket}
-    assert buckets == {Bucket.D1_30: {late5}, Bucket.D31_60: {late45}, Bucket.D61_90: set(),
-                       Bucket.D90_PLUS: {late100}}  # fmt: skip
+    assert buckets == {
+        Bucket.D1_30: {late5},
+        Bucket.D31_60: {late45},
+        Bucket.D61_90: set(),
+        Bucket.D90_PLUS: {late100},
+    }
     assert _ids(session, _of(agent)) == {current, late5}
     assert _ids(session, Audience(AudienceKind.TAG, tag=tag)) == {late45}
 
@@ -171,24 +183,33 @@ def test_many_borrowers_come_in_chunks(session, agent, monkeypatch):
     chunks = list(bc.audience_recipients(session, audience=_of(agent), today=TODAY))
     assert len(chunks) > 1  # 16 loan rows read 3 at a time; a borrower may straddle two
     assert [(r.borrower_id, r.loan_id) for c in chunks for r in c] == [
-        (b.id, loan_id) for b, loan_id in zip(borrowers, overdue, strict=True)]
+        (b.id, loan_id) for b, loan_id in zip(borrowers, overdue, strict=True)
+    ]
 
 
-@hyp_settings(max_examples=20, deadline=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
-@given(paid=st.lists(st.integers(0, 40000), min_size=4, max_size=4),
-       first_late=st.integers(-40, 120))  # fmt: skip
+@hyp_settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    paid=st.lists(st.integers(0, 40000), min_size=4, max_size=4), first_late=st.integers(-40, 120)
+)
 def test_amount_due_in_sql_equals_the_ledger(session, agent, paid, first_late):
     """The broadcast's {amount_due} (summed in SQL) equals the manual reminder's (Python)."""
     with session.begin_nested() as nested:
-        loan = _loan(session, agent, days_late=first_late, count=4, principal=Decimal("1000.01"),
-                     method=InterestMethod.FLAT, rate=Decimal("18"))  # fmt: skip
+        loan = _loan(
+            session,
+            agent,
+            days_late=first_late,
+            count=4,
+            principal=Decimal("1000.01"),
+            method=InterestMethod.FLAT,
+            rate=Decimal("18"),
+        )
         for inst, cents in zip(loan.installments, paid, strict=True):
             inst.amount_paid = min(Decimal(cents).scaleb(-2), inst.amount_due)
         ledger.refresh(loan)
         session.flush()
-        chunks = bc.audience_recipients(
-            session, audience=_of(agent), today=TODAY)
+        chunks = bc.audience_recipients(session, audience=_of(agent), today=TODAY)
         [r] = [r for c in chunks for r in c]
         assert r.amount_due == _amount_due(loan, TODAY)
         assert r.outstanding == loan.outstanding
@@ -200,8 +221,13 @@ def test_amount_due_in_sql_equals_the_ledger(session, agent, paid, first_late):
 
 def test_preview_counts_reasons_and_segments(session, admin, agent, cfg):
     ok, _, _ = _mixed_portfolio(session, agent)
-    p = _preview(session, admin, _of(agent),
-                 "Dear {name}, loan {loan_number}: {amount_due} due. {opt_out}", cfg)  # fmt: skip
+    p = _preview(
+        session,
+        admin,
+        _of(agent),
+        "Dear {name}, loan {loan_number}: {amount_due} due. {opt_out}",
+        cfg,
+    )
     assert (p.recipients, p.suppressed, p.sendable) == (5, 2, 3)
     assert p.suppressed_by_reason == {"opted out": 1, "suppressed number (carrier 30006)": 1}
     assert p.sample.startswith(f"Dear {ok[0].name}, loan ")
@@ -209,10 +235,16 @@ def test_preview_counts_reasons_and_segments(session, admin, agent, cfg):
     assert (p.encoding, p.segments_per_message, p.total_segments) == ("GSM-7", 1, 3)
 
 
-@pytest.mark.parametrize(("template", "encoding", "parts"), [
-    ("A" * 160, "GSM-7", 1), ("A" * 161, "GSM-7", 2), ("नमस्ते " * 10, "UCS-2", 1),
-    ("नमस्ते " * 12, "UCS-2", 2), ("Pay {amount_due} ₹", "UCS-2", 1),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("template", "encoding", "parts"),
+    [
+        ("A" * 160, "GSM-7", 1),
+        ("A" * 161, "GSM-7", 2),
+        ("नमस्ते " * 10, "UCS-2", 1),
+        ("नमस्ते " * 12, "UCS-2", 2),
+        ("Pay {amount_due} ₹", "UCS-2", 1),
+    ],
+)
 def test_preview_gsm7_and_hindi_segments(session, admin, agent, cfg, template, encoding, parts):
     for _ in range(2):
         _loan(session, agent, days_late=1)
@@ -258,8 +290,12 @@ def test_only_admins_broadcast(session, agent, cfg):
             bc.list_broadcasts(session, actor=who)
         with pytest.raises(AccessDenied):
             bc.cancel_broadcast(session, actor=who, broadcast_id=1)
-    assert session.scalar(select(func.count()).select_from(Broadcast)
-                          .where(Broadcast.created_by_id == agent.id)) == 0  # fmt: skip
+    assert (
+        session.scalar(
+            select(func.count()).select_from(Broadcast).where(Broadcast.created_by_id == agent.id)
+        )
+        == 0
+    )
 
 
 # --- create -------------------------------------------------------------------------------
@@ -272,32 +308,44 @@ def test_create_queues_one_message_per_borrower(session, admin, agent, cfg):
     preview = _preview(session, admin, aud, template, cfg)
     info = _create(session, admin, aud, template, cfg)
     assert (info.state, info.recipients, info.suppressed, info.audience) == (
-        BroadcastState.QUEUED, 5, 2, aud)
+        BroadcastState.QUEUED,
+        5,
+        2,
+        aud,
+    )
     msgs = _messages(session, info.id)
     assert sorted(m.borrower_id for m in msgs) == sorted(b.id for b in [*ok, out, blocked])
     assert {m.idempotency_key for m in msgs} == {f"bc:{info.id}:{m.borrower_id}" for m in msgs}
-    assert all(m.kind is MessageKind.BROADCAST and m.requested_by_id == admin.staff_id
-               for m in msgs)  # fmt: skip
+    assert all(
+        m.kind is MessageKind.BROADCAST and m.requested_by_id == admin.staff_id for m in msgs
+    )
     first = min(msgs, key=lambda m: m.borrower_id)
     assert first.body == preview.sample
     by_borrower = {m.borrower_id: m for m in msgs}
     assert by_borrower[out.id].status is S.SUPPRESSED
     assert by_borrower[out.id].error_message == "opted out"
     assert (by_borrower[blocked.id].status, by_borrower[blocked.id].error_code) == (
-        S.SUPPRESSED, "30006")
+        S.SUPPRESSED,
+        "30006",
+    )
     assert [by_borrower[b.id].status for b in ok] == [S.QUEUED] * 3
     events = session.execute(
-        select(MessageEvent.message_id, MessageEvent.status, MessageEvent.detail)
-        .where(MessageEvent.message_id.in_([m.id for m in msgs]))
+        select(MessageEvent.message_id, MessageEvent.status, MessageEvent.detail).where(
+            MessageEvent.message_id.in_([m.id for m in msgs])
+        )
     ).all()
     assert sorted((e.message_id, e.status) for e in events) == sorted(
-        (m.id, m.status.value) for m in msgs)
+        (m.id, m.status.value) for m in msgs
+    )
     details = {e.message_id: e.detail for e in events}
     assert details[by_borrower[out.id].id] == "opted out"
     assert details[by_borrower[blocked.id].id] == "suppressed number (carrier 30006)"
     assert details[by_borrower[ok[0].id].id] == "broadcast"
-    row = session.scalars(select(AuditEvent).where(
-        AuditEvent.action == "broadcast_created", AuditEvent.target_id == str(info.id))).one()
+    row = session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.action == "broadcast_created", AuditEvent.target_id == str(info.id)
+        )
+    ).one()
     assert row.staff_id == admin.staff_id and row.details["recipients"] == 5
 
 
@@ -306,8 +354,9 @@ def test_create_is_idempotent_per_key_and_refuses_a_double_tap(session, admin, a
         _loan(session, agent, days_late=1)
     aud = _of(agent)
     info = _create(session, admin, aud, "Hello {name}", cfg)
-    again = bc.fill_broadcast(session, broadcast=session.get(Broadcast, info.id), today=TODAY,
-                              settings=cfg)  # fmt: skip
+    again = bc.fill_broadcast(
+        session, broadcast=session.get(Broadcast, info.id), today=TODAY, settings=cfg
+    )
     assert again.total() == 0 and len(_messages(session, info.id)) == 3
     with pytest.raises(Conflict):
         _create(session, admin, aud, "Hello {name}", cfg)
@@ -369,12 +418,24 @@ def test_cancel_stops_queued_and_leaves_sent(session, admin, agent, cfg):
     assert done.state is BroadcastState.CANCELED and done.canceled_at is not None
     session.expire_all()
     assert [m.status for m in _messages(session, info.id)] == [
-        S.SENT, S.SENDING, S.CANCELED, S.CANCELED]
-    assert session.scalar(select(func.count()).select_from(MessageEvent).where(
-        MessageEvent.message_id.in_(ids), MessageEvent.status == "canceled")) == 2
-    assert session.scalar(select(AuditEvent.details).where(
-        AuditEvent.action == "broadcast_canceled", AuditEvent.target_id == str(info.id))) == {
-        "canceled": 2}
+        S.SENT,
+        S.SENDING,
+        S.CANCELED,
+        S.CANCELED,
+    ]
+    assert (
+        session.scalar(
+            select(func.count())
+            .select_from(MessageEvent)
+            .where(MessageEvent.message_id.in_(ids), MessageEvent.status == "canceled")
+        )
+        == 2
+    )
+    assert session.scalar(
+        select(AuditEvent.details).where(
+            AuditEvent.action == "broadcast_canceled", AuditEvent.target_id == str(info.id)
+        )
+    ) == {"canceled": 2}
     with pytest.raises(Conflict, match="already canceled"):
         bc.cancel_broadcast(session, actor=admin, broadcast_id=info.id)
 
@@ -398,8 +459,16 @@ def test_progress_counts_and_done(session, admin, agent, cfg):
     _set_status(session, ids[2:3], S.FAILED, error_code="21211")
     _set_status(session, ids[3:4], S.SENT, sent_at=now - timedelta(hours=1))
     p = bc.broadcast_progress(session, broadcast_id=info.id, now=now)
-    assert p.counts == {"queued": 2, "sending": 0, "sent": 1, "delivered": 2, "undelivered": 0,
-                        "failed": 1, "canceled": 0, "suppressed": 0}  # fmt: skip
+    assert p.counts == {
+        "queued": 2,
+        "sending": 0,
+        "sent": 1,
+        "delivered": 2,
+        "undelivered": 0,
+        "failed": 1,
+        "canceled": 0,
+        "suppressed": 0,
+    }
     assert (p.total, p.done) == (6, False)
     _set_status(session, ids[4:], S.UNDELIVERED, error_code="30003")
     assert not bc.broadcast_progress(session, broadcast_id=info.id, now=now).done

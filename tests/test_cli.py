@@ -21,8 +21,14 @@ from db.session import make_engine
 CODE = re.compile(r"^[A-Za-z0-9_-]{12,64}$")
 ROOT = Path(__file__).resolve().parent.parent
 # Settings a developer's shell might carry; each test starts from the defaults.
-_ENV = ("DATABASE_URL", "PORT", "TELEGRAM_BOT_USERNAME", "TELEGRAM_BOT_TOKEN", "AGENCY_TIMEZONE",
-        "INVITE_VALID_HOURS")
+_ENV = (
+    "DATABASE_URL",
+    "PORT",
+    "TELEGRAM_BOT_USERNAME",
+    "TELEGRAM_BOT_TOKEN",
+    "AGENCY_TIMEZONE",
+    "INVITE_VALID_HOURS",
+)
 
 
 @pytest.fixture
@@ -62,8 +68,11 @@ def _invite_role(url: str, code: str) -> Role:
 
 def test_upgrade_then_invite_prints_a_working_code(db_url, capsys):
     code, out, _ = _run(capsys, "db", "upgrade")
-    assert code == 0 and re.fullmatch(r"database at sqlite:///.*cli\.db is up to date "
-                                      r"\(revision \w+\)", out[-1])
+    assert code == 0 and re.fullmatch(
+        r"database at sqlite:///.*cli\.db is up to date "
+        r"\(revision \w+\)",
+        out[-1],
+    )
     code, out, _ = _run(capsys, "invite", "--role", "manager", "--hours", "5")
     assert code == 0 and CODE.match(out[-1])
     assert "manager" in out[0] and "(5 hours)" in out[0] and "Asia/Kolkata" in out[0]
@@ -125,8 +134,16 @@ def test_seed_then_staff_list(db_url, capsys):
     assert code == 0 and out[0].startswith("Added 40 loans") and "paid_off" in out[1]
     assert _count(db_url, Loan) == 40
     code, out, _ = _run(capsys, "staff", "list")
-    assert code == 0 and out[0].split() == ["id", "name", "role", "state", "telegram", "id",
-                                            "last", "login"]
+    assert code == 0 and out[0].split() == [
+        "id",
+        "name",
+        "role",
+        "state",
+        "telegram",
+        "id",
+        "last",
+        "login",
+    ]
     assert [line.split()[-4] for line in out[1:]] == ["admin", "manager", "agent", "agent"]
     assert all(line.endswith("never") and "900000" in line for line in out[1:])
 
@@ -139,8 +156,19 @@ def test_seed_needs_a_borrower_for_loans(db_url, capsys):
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["db"], ["db", "upgrade"], ["invite"], ["staff"], ["staff", "list"], ["seed"], ["bot"],
-     ["worker"], ["web"], ["run"]],
+    [
+        [],
+        ["db"],
+        ["db", "upgrade"],
+        ["invite"],
+        ["staff"],
+        ["staff", "list"],
+        ["seed"],
+        ["bot"],
+        ["worker"],
+        ["web"],
+        ["run"],
+    ],
 )
 def test_every_command_has_help(capsys, argv):
     with pytest.raises(SystemExit) as exc:
@@ -149,8 +177,7 @@ def test_every_command_has_help(capsys, argv):
     assert capsys.readouterr().out.startswith("usage: vasooli")
 
 
-def test_upgrade_and_list_on_the_test_database(db_url, capsys, monkeypatch, engine,
-                                               database_url):
+def test_upgrade_and_list_on_the_test_database(db_url, capsys, monkeypatch, engine, database_url):
     if database_url.startswith("postgresql"):  # the test server trusts; the password is unused
         database_url = str(make_url(database_url).set(password="s3cret").render_as_string(False))
     monkeypatch.setenv("DATABASE_URL", database_url)
@@ -177,8 +204,16 @@ def test_bot_without_a_token_stops_with_one_line(db_url, capsys):
 def _process(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in _ENV}
     clean.update(DATABASE_URL=f"sqlite:///{tmp_path / 'proc.db'}", PYTHONPATH=str(ROOT), **env)
-    return subprocess.run(args, cwd=tmp_path, env=clean, capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL, check=False)
+    return subprocess.run(
+        args,
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def test_as_a_real_process(tmp_path):
@@ -188,8 +223,9 @@ def test_as_a_real_process(tmp_path):
     assert upgrade.returncode == 0, upgrade.stderr
     assert "is up to date" in upgrade.stdout
     runner = [str(script)] if script.exists() else module
-    invite = _process([*runner, "invite", "--role", "admin"], tmp_path,
-                      TELEGRAM_BOT_USERNAME="VasooliBot")
+    invite = _process(
+        [*runner, "invite", "--role", "admin"], tmp_path, TELEGRAM_BOT_USERNAME="VasooliBot"
+    )
     assert invite.returncode == 0, invite.stderr
     lines = invite.stdout.splitlines()
     assert CODE.match(lines[-1]) and f"?start={lines[-1]}" in lines[-2]

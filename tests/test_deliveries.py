@@ -42,11 +42,20 @@ def cfg(settings: Settings) -> Settings:
 
 def _msg(session: Session, kind: MessageKind, status: S, age: timedelta, code=None, text=None):
     """A message row as the worker would have left it (test setup, not a service)."""
-    session.add(Message(
-        to_phone="+919800000000", body="x", kind=kind, status=status, attempts=1,
-        idempotency_key=f"tdel:{next(_keys)}", created_at=NOW - age, send_after=NOW - age,
-        error_code=code, error_message=text,
-    ))  # fmt: skip
+    session.add(
+        Message(
+            to_phone="+919800000000",
+            body="x",
+            kind=kind,
+            status=status,
+            attempts=1,
+            idempotency_key=f"tdel:{next(_keys)}",
+            created_at=NOW - age,
+            send_after=NOW - age,
+            error_code=code,
+            error_message=text,
+        )
+    )
 
 
 def test_error_codes_in_plain_words():
@@ -67,26 +76,43 @@ def test_delivery_report_matches_a_hand_count(session):
     hour, days3, days10 = timedelta(hours=2), timedelta(days=3), timedelta(days=10)
     R, B, N, P = MessageKind.REMINDER, MessageKind.BROADCAST, MessageKind.NOTICE, MessageKind.REPLY
     rows = [
-        (R, S.DELIVERED, hour, None, None), (R, S.DELIVERED, hour, None, None),
-        (R, S.UNDELIVERED, hour, "30003", None), (R, S.QUEUED, hour, None, None),
-        (B, S.DELIVERED, days3, None, None), (B, S.FAILED, days3, "21211", None),
-        (B, S.FAILED, days3, "21211", None), (B, S.SUPPRESSED, hour, None, None),
-        (B, S.SENT, hour, None, None), (N, S.FAILED, hour, None, "timeout error: x"),
-        (P, S.DELIVERED, days3, None, None), (R, S.FAILED, days3, "30007", None),
-        (R, S.FAILED, days3, "30005", None), (R, S.FAILED, days3, "30004", None),
-        (R, S.FAILED, days10, "21610", None), (R, S.DELIVERED, days10, None, None),
-    ]  # fmt: skip
+        (R, S.DELIVERED, hour, None, None),
+        (R, S.DELIVERED, hour, None, None),
+        (R, S.UNDELIVERED, hour, "30003", None),
+        (R, S.QUEUED, hour, None, None),
+        (B, S.DELIVERED, days3, None, None),
+        (B, S.FAILED, days3, "21211", None),
+        (B, S.FAILED, days3, "21211", None),
+        (B, S.SUPPRESSED, hour, None, None),
+        (B, S.SENT, hour, None, None),
+        (N, S.FAILED, hour, None, "timeout error: x"),
+        (P, S.DELIVERED, days3, None, None),
+        (R, S.FAILED, days3, "30007", None),
+        (R, S.FAILED, days3, "30005", None),
+        (R, S.FAILED, days3, "30004", None),
+        (R, S.FAILED, days10, "21610", None),
+        (R, S.DELIVERED, days10, None, None),
+    ]
     for row in rows:
         _msg(session, *row)
     session.flush()
     admin = actor(make_staff(session, role=Role.ADMIN))
     report = deliveries.delivery_report(session, actor=admin, now=NOW)
 
-    assert report.day.totals == {**dict.fromkeys([s.value for s in S], 0), "delivered": 2,
-                                 "undelivered": 1, "queued": 1, "suppressed": 1, "sent": 1,
-                                 "failed": 1}  # fmt: skip
+    assert report.day.totals == {
+        **dict.fromkeys([s.value for s in S], 0),
+        "delivered": 2,
+        "undelivered": 1,
+        "queued": 1,
+        "suppressed": 1,
+        "sent": 1,
+        "failed": 1,
+    }
     assert (report.day.finished, report.day.pending, report.day.delivery_rate) == (
-        4, 2, Decimal("50.0"))
+        4,
+        2,
+        Decimal("50.0"),
+    )
     week = Counter()
     for kind, status, age, _, _ in rows:
         if age <= timedelta(days=7):
@@ -118,7 +144,8 @@ def test_delivery_report_of_an_empty_period_and_for_admins_only(session):
 
 def _remind(session, who, loan, cfg, today: date = TODAY):
     return deliveries.queue_reminder_now(
-        session, actor=who, loan_number=loan.loan_number, today=today, settings=cfg)
+        session, actor=who, loan_number=loan.loan_number, today=today, settings=cfg
+    )
 
 
 def _count(session, loan) -> int:
@@ -128,8 +155,13 @@ def _count(session, loan) -> int:
 
 def test_agent_reminds_own_overdue_loan(session, cfg):
     agent = make_staff(session)
-    loan = make_loan(session, agent=agent, count=3, principal=Decimal("3000.00"),
-                     first_due=TODAY - timedelta(days=40))  # fmt: skip
+    loan = make_loan(
+        session,
+        agent=agent,
+        count=3,
+        principal=Decimal("3000.00"),
+        first_due=TODAY - timedelta(days=40),
+    )
     info = _remind(session, actor(agent), loan, cfg)
     assert (info.kind, info.status, info.rule) == (MessageKind.REMINDER, S.QUEUED, "manual")
     assert info.idempotency_key == f"manual:{loan.id}:{TODAY.isoformat()}"
@@ -141,15 +173,24 @@ def test_agent_reminds_own_overdue_loan(session, cfg):
     msg = session.get(Message, info.id)
     assert msg.requested_by_id == agent.id and msg.expires_at is not None
     assert session.scalar(select(LoanEvent.kind).where(LoanEvent.loan_id == loan.id)) is (
-        LoanEventKind.REMINDER)
-    assert session.scalar(select(AuditEvent.action).where(
-        AuditEvent.target_id == str(loan.id), AuditEvent.action == "reminder_requested"))
+        LoanEventKind.REMINDER
+    )
+    assert session.scalar(
+        select(AuditEvent.action).where(
+            AuditEvent.target_id == str(loan.id), AuditEvent.action == "reminder_requested"
+        )
+    )
 
 
 def test_reminder_before_the_due_date_uses_the_next_installment(session, cfg):
     agent = make_staff(session)
-    loan = make_loan(session, agent=agent, count=2, principal=Decimal("500.00"),
-                     first_due=TODAY + timedelta(days=3))  # fmt: skip
+    loan = make_loan(
+        session,
+        agent=agent,
+        count=2,
+        principal=Decimal("500.00"),
+        first_due=TODAY + timedelta(days=3),
+    )
     body = _remind(session, actor(agent), loan, cfg).body
     assert f"INR 250.00 for loan {loan.loan_number} is due on" in body
 
@@ -177,14 +218,20 @@ def test_reminder_once_a_day(session, cfg):
 
 def test_reminder_refused_when_opted_out_suppressed_or_closed(session, cfg):
     agent = make_staff(session)
-    out = make_loan(session, agent=agent,
-                    borrower=make_borrower(session, opted_out_at=clock.utcnow()))  # fmt: skip
+    out = make_loan(
+        session, agent=agent, borrower=make_borrower(session, opted_out_at=clock.utcnow())
+    )
     with pytest.raises(Conflict, match="opted out") as err:
         _remind(session, actor(agent), out, cfg)
     assert err.value.code == "opted_out"
     blocked = make_loan(session, agent=agent)
-    session.add(Suppression(phone=blocked.borrower.phone, reason="landline or unreachable carrier",
-                            error_code="30006"))  # fmt: skip
+    session.add(
+        Suppression(
+            phone=blocked.borrower.phone,
+            reason="landline or unreachable carrier",
+            error_code="30006",
+        )
+    )
     session.flush()
     with pytest.raises(Conflict, match="landline") as err:
         _remind(session, actor(agent), blocked, cfg)

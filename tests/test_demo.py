@@ -80,8 +80,14 @@ def _integrity(db: Path) -> str:
 def test_the_tour_shows_every_step(tmp_path):
     db = tmp_path / "tour.db"
     done = subprocess.run(
-        _demo("--fresh", "--script", str(TOUR), "--db", str(db)), cwd=tmp_path, env=_env(),
-        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False,
+        _demo("--fresh", "--script", str(TOUR), "--db", str(db)),
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
     out = done.stdout
     assert done.returncode == 0, done.stderr[-3000:]
@@ -118,8 +124,12 @@ def _read_until(proc: subprocess.Popen, marker: str, timeout: float) -> str:
 def test_ctrl_c_stops_the_interactive_demo_cleanly(tmp_path):
     db = tmp_path / "chat.db"
     proc = subprocess.Popen(
-        _demo("--fresh", "--db", str(db)), cwd=tmp_path, env=_env(), stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        _demo("--fresh", "--db", str(db)),
+        cwd=tmp_path,
+        env=_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         banner = _read_until(proc, "Ctrl-C stops", timeout=60)
@@ -145,11 +155,24 @@ def test_ctrl_c_stops_the_interactive_demo_cleanly(tmp_path):
 def _upgrade_and_start(cwd, env: dict[str, str], command: str) -> subprocess.Popen:
     """`vasooli db upgrade`, then `vasooli <command>` in the background."""
     cli = [sys.executable, "-m", "bot.cli"]
-    upgrade = subprocess.run([*cli, "db", "upgrade"], cwd=cwd, env=env,
-                             capture_output=True, text=True, timeout=60, check=False)
+    upgrade = subprocess.run(
+        [*cli, "db", "upgrade"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert upgrade.returncode == 0, upgrade.stderr
-    return subprocess.Popen([*cli, command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [*cli, command],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.mark.e2e
@@ -159,10 +182,14 @@ def test_run_serves_bot_worker_and_web_until_sigterm(tmp_path):
     with TelegramSandbox() as telegram, TwilioSandbox() as twilio:
         env = _env() | {
             "DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
-            "TELEGRAM_BOT_TOKEN": telegram.token, "TELEGRAM_API_BASE_URL": telegram.base_url,
-            "TWILIO_ACCOUNT_SID": twilio.account_sid, "TWILIO_AUTH_TOKEN": twilio.auth_token,
-            "TWILIO_FROM_NUMBER": twilio.phone_number, "TWILIO_API_BASE_URL": twilio.base_url,
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "PORT": str(port),
+            "TELEGRAM_BOT_TOKEN": telegram.token,
+            "TELEGRAM_API_BASE_URL": telegram.base_url,
+            "TWILIO_ACCOUNT_SID": twilio.account_sid,
+            "TWILIO_AUTH_TOKEN": twilio.auth_token,
+            "TWILIO_FROM_NUMBER": twilio.phone_number,
+            "TWILIO_API_BASE_URL": twilio.base_url,
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "PORT": str(port),
         }
         proc = _upgrade_and_start(tmp_path, env, "run")
         try:
@@ -184,15 +211,25 @@ def test_run_serves_bot_worker_and_web_until_sigterm(tmp_path):
 
 
 async def test_the_telegram_webhook_route_takes_only_updates_with_the_secret(settings, engine):
-    webhook = settings.model_copy(update={
-        "telegram_bot_token": SecretStr("123:ABC"), "telegram_webhook_url": "https://x.org/tg/in",
-        "telegram_webhook_secret": SecretStr("s3cret_token"),
-    })
+    webhook = settings.model_copy(
+        update={
+            "telegram_bot_token": SecretStr("123:ABC"),
+            "telegram_webhook_url": "https://x.org/tg/in",
+            "telegram_webhook_secret": SecretStr("s3cret_token"),
+        }
+    )
     app = build_application(webhook, make_session_factory(engine))
     web = Starlette(routes=[webhook_route(app, webhook)])
-    update = {"update_id": 7, "message": {
-        "message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}, "text": "/help",
-        "from": {"id": 5, "is_bot": False, "first_name": "Asha"}}}
+    update = {
+        "update_id": 7,
+        "message": {
+            "message_id": 1,
+            "date": 0,
+            "chat": {"id": 5, "type": "private"},
+            "text": "/help",
+            "from": {"id": 5, "is_bot": False, "first_name": "Asha"},
+        },
+    }
     good = {SECRET_HEADER: "s3cret_token"}
     transport = httpx.ASGITransport(app=web)
     async with httpx.AsyncClient(transport=transport, base_url="http://web") as client:
@@ -210,8 +247,10 @@ async def test_the_telegram_webhook_route_takes_only_updates_with_the_secret(set
 def test_phones_are_masked_and_typed_input_is_parsed():
     assert mask("+919876543210") == "+91 98•••••210"
     assert mask("+447700900123") == "+44 77•••••123"
-    assert split_sms("98765 43210 I will pay 500 on Friday") == ("9876543210",
-                                                                "I will pay 500 on Friday")
+    assert split_sms("98765 43210 I will pay 500 on Friday") == (
+        "9876543210",
+        "I will pay 500 on Friday",
+    )
     assert split_sms("+91 98765 43210 BAL") == ("+919876543210", "BAL")
     assert parse_clock("+2d") == timedelta(days=2) and parse_clock("+6h") == timedelta(hours=6)
     assert parse_clock("-2d") is None and parse_clock("+0d") is None and parse_clock("2") is None
@@ -220,8 +259,9 @@ def test_phones_are_masked_and_typed_input_is_parsed():
 
 def _queue(factory, phone: str, kind: MessageKind = MessageKind.NOTICE) -> int:
     with factory.begin() as session:
-        info = outbox.queue_message(session, to=phone, body="Hello", kind=kind,
-                                    idempotency_key=f"demo-test-{uuid.uuid4()}")
+        info = outbox.queue_message(
+            session, to=phone, body="Hello", kind=kind, idempotency_key=f"demo-test-{uuid.uuid4()}"
+        )
         return info.id
 
 
@@ -238,8 +278,14 @@ def test_the_sms_feed_shows_each_change_once_and_sums_up_bursts(committed):
     message_id = _queue(committed, phone)
     mine = [(line, style) for line, style in feed.poll() if mask(phone) in line]
     assert len(mine) == 1 and mine[0][0].endswith("notice    queued") and mine[0][1] == "queued"
-    _events(committed, message_id, ("sending", None), ("sent", None),
-            ("queued", "ignored: message is sent"), ("delivered", None))
+    _events(
+        committed,
+        message_id,
+        ("sending", None),
+        ("sent", None),
+        ("queued", "ignored: message is sent"),
+        ("delivered", None),
+    )
     mine = [(line, style) for line, style in feed.poll() if mask(phone) in line]
     assert len(mine) == 1 and mine[0][1] == "delivered"
     assert mine[0][0].endswith("notice    sent → delivered")  # "sending" and the ignored
@@ -261,11 +307,14 @@ def test_web_in_webhook_mode_serves_telegram_and_twilio_on_one_port(tmp_path):
     with TelegramSandbox() as telegram:
         env = _env() | {
             "DATABASE_URL": f"sqlite:///{tmp_path / 'web.db'}",
-            "TELEGRAM_BOT_TOKEN": telegram.token, "TELEGRAM_API_BASE_URL": telegram.base_url,
+            "TELEGRAM_BOT_TOKEN": telegram.token,
+            "TELEGRAM_API_BASE_URL": telegram.base_url,
             "TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/update",
             "TELEGRAM_WEBHOOK_SECRET": "a-webhook-secret-1",
-            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "twilio-token",
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "PORT": str(port),
+            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+            "TWILIO_AUTH_TOKEN": "twilio-token",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "PORT": str(port),
         }
         proc = _upgrade_and_start(tmp_path, env, "web")
         try:
@@ -277,8 +326,11 @@ def test_web_in_webhook_mode_serves_telegram_and_twilio_on_one_port(tmp_path):
             answer = telegram.wait_for(4343, timeout=30)
             assert "invite" in answer["text"].lower()
             assert not telegram.calls("getUpdates")
-            unsigned = httpx.post(f"http://127.0.0.1:{port}/twilio/status",
-                                  data={"MessageSid": "SM1", "MessageStatus": "sent"}, timeout=10)
+            unsigned = httpx.post(
+                f"http://127.0.0.1:{port}/twilio/status",
+                data={"MessageSid": "SM1", "MessageStatus": "sent"},
+                timeout=10,
+            )
             assert unsigned.status_code == 403
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)

@@ -70,8 +70,14 @@ def cfg(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def sender(sb: TwilioSandbox) -> AsyncIterator[TwilioSender]:
-    s = TwilioSender(sb.account_sid, sb.auth_token, from_number=sb.phone_number,
-                     api_base_url=sb.base_url, timeout=0.5, environ={})  # fmt: skip
+    s = TwilioSender(
+        sb.account_sid,
+        sb.auth_token,
+        from_number=sb.phone_number,
+        api_base_url=sb.base_url,
+        timeout=0.5,
+        environ={},
+    )
     yield s
     await s.aclose()
 
@@ -82,10 +88,14 @@ def _queue(factory: sessionmaker[Session], n: int = 1, **borrower_kw) -> list[ou
         for _ in range(n):
             b = make_borrower(s, **borrower_kw)
             info = outbox.queue_message(
-                s, to=b.phone, body=f"Payment due, ref {next(_keys)}", kind=MessageKind.REMINDER,
-                idempotency_key=f"d:{next(_keys)}", borrower_id=b.id,
+                s,
+                to=b.phone,
+                body=f"Payment due, ref {next(_keys)}",
+                kind=MessageKind.REMINDER,
+                idempotency_key=f"d:{next(_keys)}",
+                borrower_id=b.id,
                 send_after=NOW - timedelta(minutes=1),
-            )  # fmt: skip
+            )
             out.append(info)
         return out
 
@@ -120,9 +130,14 @@ async def test_the_status_callback_url_is_passed(committed, sb, sender, cfg, at_
 
 @pytest.mark.parametrize(
     ("script", "min_wait"),
-    [(dict(outcome=429, retry_after=7), 7.0), (dict(outcome=500), 1.0),
-     (dict(outcome=503), 1.0), (dict(outcome="timeout"), 1.0), (dict(outcome="disconnect"), 1.0)],
-)  # fmt: skip
+    [
+        (dict(outcome=429, retry_after=7), 7.0),
+        (dict(outcome=500), 1.0),
+        (dict(outcome=503), 1.0),
+        (dict(outcome="timeout"), 1.0),
+        (dict(outcome="disconnect"), 1.0),
+    ],
+)
 async def test_transient_errors_back_off_then_send_once(
     committed, sb, sender, cfg, at_now, script, min_wait
 ):
@@ -171,9 +186,7 @@ async def test_a_timed_out_send_twilio_accepted_but_not_yet_sent_is_not_sent_aga
     assert sb.created_count(info.to) == 1
 
 
-async def test_a_failed_lost_send_check_never_reads_as_not_sent(
-    committed, sb, sender, cfg, at_now
-):
+async def test_a_failed_lost_send_check_never_reads_as_not_sent(committed, sb, sender, cfg, at_now):
     [info] = _queue(committed)
     sb.callback_timing = CallbackTiming(hold=True)
     sb.script(500, created=True)
@@ -236,8 +249,14 @@ async def test_permanent_errors_fail_with_the_code(committed, sb, sender, cfg, a
 
 async def test_a_refused_account_keeps_messages_queued(committed, sb, cfg, at_now):
     queued = _queue(committed, 3)
-    wrong = TwilioSender(sb.account_sid, "not-the-token", from_number=sb.phone_number,
-                         api_base_url=sb.base_url, timeout=0.5, environ={})  # fmt: skip
+    wrong = TwilioSender(
+        sb.account_sid,
+        "not-the-token",
+        from_number=sb.phone_number,
+        api_base_url=sb.base_url,
+        timeout=0.5,
+        environ={},
+    )
     try:
         report = await _dispatch(committed, wrong, cfg)
     finally:
@@ -249,8 +268,14 @@ async def test_a_refused_account_keeps_messages_queued(committed, sb, cfg, at_no
         assert row.send_after >= NOW + timedelta(minutes=4)
     assert not sb.messages
     # With the right token, a later run sends each exactly once.
-    sender = TwilioSender(sb.account_sid, sb.auth_token, from_number=sb.phone_number,
-                          api_base_url=sb.base_url, timeout=0.5, environ={})  # fmt: skip
+    sender = TwilioSender(
+        sb.account_sid,
+        sb.auth_token,
+        from_number=sb.phone_number,
+        api_base_url=sb.base_url,
+        timeout=0.5,
+        environ={},
+    )
     try:
         later = await _dispatch(committed, sender, cfg, now=NOW + timedelta(minutes=6))
     finally:
@@ -266,9 +291,14 @@ async def test_21610_fails_and_opts_the_borrower_out(committed, sb, sender, cfg,
         assert s.get(Message, info.id).error_code == "21610"
         assert s.get(Borrower, info.borrower_id).opted_out_at is not None
         later = outbox.queue_message(
-            s, to=info.to, body="Another", kind=MessageKind.NOTICE, idempotency_key="d:after",
-            borrower_id=info.borrower_id, send_after=NOW - timedelta(minutes=1),
-        )  # fmt: skip
+            s,
+            to=info.to,
+            body="Another",
+            kind=MessageKind.NOTICE,
+            idempotency_key="d:after",
+            borrower_id=info.borrower_id,
+            send_after=NOW - timedelta(minutes=1),
+        )
     report = await _dispatch(committed, sender, cfg)
     assert report.suppressed == 1 and _row(committed, later.id).error_message == "opted out"
     assert sb.request_count("create") == 1
@@ -395,8 +425,9 @@ async def test_a_stop_puts_back_what_was_claimed_but_not_handed_over(
     slow = cfg.model_copy(update={"sms_rate_per_second": 2.0, "sms_batch_size": 20})
     queued = _queue(committed, 20)
     stop = asyncio.Event()
-    run = asyncio.create_task(dispatch_due(committed, sender, settings=slow, worker_id="test:1",
-                                           now=NOW, stop=stop))  # fmt: skip
+    run = asyncio.create_task(
+        dispatch_due(committed, sender, settings=slow, worker_id="test:1", now=NOW, stop=stop)
+    )
     await _until(lambda: sb.request_count("create") >= 2)
     stop.set()
     loop = asyncio.get_running_loop()
@@ -469,9 +500,14 @@ async def test_two_stuck_messages_to_one_number_do_not_share_a_sid(
     [a] = _queue(committed)
     with committed.begin() as s:
         b = outbox.queue_message(
-            s, to=a.to, body=a.body, kind=MessageKind.NOTICE, idempotency_key="d:second",
-            borrower_id=a.borrower_id, send_after=NOW - timedelta(minutes=1),
-        )  # fmt: skip
+            s,
+            to=a.to,
+            body=a.body,
+            kind=MessageKind.NOTICE,
+            idempotency_key="d:second",
+            borrower_id=a.borrower_id,
+            send_after=NOW - timedelta(minutes=1),
+        )
     _claim(committed, a)
     sent = await sender.send(to=a.to, body=a.body)  # only one of the two reached Twilio
     report = await reconcile(committed, sender, settings=cfg, now=NOW + timedelta(minutes=11))
@@ -508,9 +544,12 @@ async def test_reconcile_settles_a_claim_once_sms_claim_seconds_have_passed(
 
 @pytest.mark.parametrize(
     ("outcome", "code", "status"),
-    [("delivered", None, S.DELIVERED), ("undelivered", 30006, S.UNDELIVERED),
-     ("failed", 30005, S.FAILED)],
-)  # fmt: skip
+    [
+        ("delivered", None, S.DELIVERED),
+        ("undelivered", 30006, S.UNDELIVERED),
+        ("failed", 30005, S.FAILED),
+    ],
+)
 async def test_reconcile_asks_about_sent_messages_without_a_final_status(
     committed, sb, sender, cfg, at_now, outcome, code, status
 ):
@@ -537,9 +576,13 @@ def _bulk_queue(factory, n: int) -> list[str]:
     with factory.begin() as s:
         for phone in phones:
             outbox.queue_message(
-                s, to=phone, body="Broadcast: office closed Friday.", kind=MessageKind.BROADCAST,
-                idempotency_key=f"bulk:{phone}", send_after=NOW - timedelta(minutes=1),
-            )  # fmt: skip
+                s,
+                to=phone,
+                body="Broadcast: office closed Friday.",
+                kind=MessageKind.BROADCAST,
+                idempotency_key=f"bulk:{phone}",
+                send_after=NOW - timedelta(minutes=1),
+            )
     return phones
 
 
@@ -554,8 +597,14 @@ def test_three_dispatchers_drain_the_outbox_without_duplicates(
 
     def worker(n: int) -> None:
         engine = make_engine(database_url, pool_size=5)
-        sender = TwilioSender(sb.account_sid, sb.auth_token, from_number=sb.phone_number,
-                              api_base_url=sb.base_url, timeout=5.0, environ={})  # fmt: skip
+        sender = TwilioSender(
+            sb.account_sid,
+            sb.auth_token,
+            from_number=sb.phone_number,
+            api_base_url=sb.base_url,
+            timeout=5.0,
+            environ={},
+        )
 
         async def run():
             try:
@@ -592,14 +641,21 @@ def test_three_dispatchers_drain_the_outbox_without_duplicates(
 def test_build_scheduler_adds_every_job_once(committed, settings):
     scheduler = build_scheduler(settings, committed, ConsoleSender(), worker="test:w")
     found = {job.id: job for job in scheduler.get_jobs()}
-    assert set(found) == {"dispatch", "plan", "plan_at_start", "reconcile", "daily",
-                          "daily_at_start"}  # fmt: skip
+    assert set(found) == {
+        "dispatch",
+        "plan",
+        "plan_at_start",
+        "reconcile",
+        "daily",
+        "daily_at_start",
+    }
     assert all(job.max_instances == 1 and job.coalesce for job in found.values())
     daily = found["daily"].trigger
     assert isinstance(daily, CronTrigger) and str(daily.timezone) == "Asia/Kolkata"
     assert {f.name: str(f) for f in daily.fields if f.name in ("hour", "minute")} == {
-        "hour": "6", "minute": "0",
-    }  # fmt: skip
+        "hour": "6",
+        "minute": "0",
+    }
     assert found["dispatch"].trigger.interval == timedelta(seconds=5)
 
 
@@ -623,8 +679,9 @@ async def test_the_worker_sends_what_is_queued_and_stops_cleanly(committed, cfg,
 
 async def test_draining_the_worker_puts_back_the_unsent_batch(committed, sb, sender, cfg, at_now):
     ids = [info.id for info in _queue(committed, 20)]
-    cfg = cfg.model_copy(update={"sms_rate_per_second": 2.0, "sms_batch_size": 20,
-                                 "dispatch_interval_seconds": 0.1})  # fmt: skip
+    cfg = cfg.model_copy(
+        update={"sms_rate_per_second": 2.0, "sms_batch_size": 20, "dispatch_interval_seconds": 0.1}
+    )
     scheduler = build_scheduler(cfg, committed, sender, worker="test:w")
     scheduler.start()
     try:
@@ -643,8 +700,14 @@ def _worker_env(tmp_path, **extra: str) -> dict[str, str]:
 
 def test_python_m_scheduler_stops_with_one_line_on_a_bad_setting(tmp_path):
     env = _worker_env(tmp_path, DATABASE_URL="mysql://nope")
-    done = subprocess.run([sys.executable, "-m", "scheduler"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "scheduler"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "DATABASE_URL" in done.stderr
 
@@ -654,9 +717,13 @@ def test_python_m_scheduler_stops_cleanly_on_sigterm(tmp_path):
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    proc = subprocess.Popen([sys.executable, "-m", "scheduler"], cwd=tmp_path,
-                            env=_worker_env(tmp_path, DATABASE_URL=url),
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scheduler"],
+        cwd=tmp_path,
+        env=_worker_env(tmp_path, DATABASE_URL=url),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stderr is not None
         for line in proc.stderr:

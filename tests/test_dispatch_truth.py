@@ -72,8 +72,14 @@ def cfg(settings: Settings) -> Settings:
 
 
 def _sender(sb: TwilioSandbox, token: str | None = None) -> TwilioSender:
-    return TwilioSender(sb.account_sid, token or sb.auth_token, from_number=sb.phone_number,
-                        api_base_url=sb.base_url, timeout=0.5, environ={})  # fmt: skip
+    return TwilioSender(
+        sb.account_sid,
+        token or sb.auth_token,
+        from_number=sb.phone_number,
+        api_base_url=sb.base_url,
+        timeout=0.5,
+        environ={},
+    )
 
 
 @pytest.fixture
@@ -93,31 +99,48 @@ def _loan_with_reminder(factory: sessionmaker[Session]) -> tuple[int, int, str]:
         agent = make_staff(s, role=Role.AGENT)
         loan = make_loan(s, agent=agent, principal=Decimal("2000.00"))
         info = outbox.queue_message(
-            s, to=loan.borrower.phone, body=f"INR 2000.00 due on {loan.loan_number}",
-            kind=MessageKind.REMINDER, idempotency_key=f"truth:{loan.id}",
-            borrower_id=loan.borrower_id, loan_id=loan.id, send_after=NOW - timedelta(minutes=1),
-        )  # fmt: skip
+            s,
+            to=loan.borrower.phone,
+            body=f"INR 2000.00 due on {loan.loan_number}",
+            kind=MessageKind.REMINDER,
+            idempotency_key=f"truth:{loan.id}",
+            borrower_id=loan.borrower_id,
+            loan_id=loan.id,
+            send_after=NOW - timedelta(minutes=1),
+        )
         return loan.id, info.id, loan.borrower.phone
 
 
 def _fate(factory: sessionmaker[Session], message_id: int) -> tuple[MessageStatus, str | None]:
     with factory() as s:
         m = s.get(Message, message_id)
-        last = s.scalars(select(MessageEvent.detail).where(MessageEvent.message_id == m.id)
-                         .order_by(MessageEvent.id.desc()).limit(1)).one()  # fmt: skip
+        last = s.scalars(
+            select(MessageEvent.detail)
+            .where(MessageEvent.message_id == m.id)
+            .order_by(MessageEvent.id.desc())
+            .limit(1)
+        ).one()
         return S(m.status), last
 
 
 # Changes that reached the database without a withdraw (another path, or one racing the
 # claim): the send-time re-check alone must stop the message.
 _CHANGES = {
-    "closed": lambda loan_id: update(Loan).where(Loan.id == loan_id)
-    .values(state=LoanState.CLOSED, version=Loan.version + 1),
-    "loan_changed": lambda loan_id: update(Loan).where(Loan.id == loan_id)
-    .values(amount_paid=Decimal("500.00"), version=Loan.version + 1),
-    "phone_changed": lambda loan_id: update(Borrower)
-    .where(Borrower.id == select(Loan.borrower_id).where(Loan.id == loan_id).scalar_subquery())
-    .values(phone="+919000099999"),
+    "closed": lambda loan_id: (
+        update(Loan)
+        .where(Loan.id == loan_id)
+        .values(state=LoanState.CLOSED, version=Loan.version + 1)
+    ),
+    "loan_changed": lambda loan_id: (
+        update(Loan)
+        .where(Loan.id == loan_id)
+        .values(amount_paid=Decimal("500.00"), version=Loan.version + 1)
+    ),
+    "phone_changed": lambda loan_id: (
+        update(Borrower)
+        .where(Borrower.id == select(Loan.borrower_id).where(Loan.id == loan_id).scalar_subquery())
+        .values(phone="+919000099999")
+    ),
 }
 
 
@@ -150,8 +173,13 @@ async def test_a_change_that_keeps_the_text_true_still_sends(committed, sb, send
     with committed.begin() as s:
         loan, other = s.get(Loan, loan_id), make_staff(s, role=Role.AGENT)
         manager = make_staff(s, role=Role.MANAGER)
-        loans.reassign_loan(s, actor=actor(manager), loan_number=loan.loan_number,
-                            agent_id=other.id, today=NOW.date())  # fmt: skip
+        loans.reassign_loan(
+            s,
+            actor=actor(manager),
+            loan_number=loan.loan_number,
+            agent_id=other.id,
+            today=NOW.date(),
+        )
     report = await _dispatch(committed, sender, cfg)
     assert (report.sent, report.canceled) == (1, 0)
     assert _fate(committed, message_id)[0] is S.SENT and sb.created_count(phone) == 1
@@ -164,24 +192,34 @@ def _broadcast_message(factory: sessionmaker[Session]) -> tuple[int, int, int, s
     """(broadcast id, message id, admin id, phone): one queued broadcast message."""
     with factory.begin() as s:
         admin = make_staff(s, role=Role.ADMIN)
-        b = Broadcast(audience={"kind": "all_active"}, template="Office closed Monday.",
-                      state=BroadcastState.QUEUED, created_by_id=admin.id)  # fmt: skip
+        b = Broadcast(
+            audience={"kind": "all_active"},
+            template="Office closed Monday.",
+            state=BroadcastState.QUEUED,
+            created_by_id=admin.id,
+        )
         s.add(b)
         s.flush()
         borrower = make_borrower(s)
         info = outbox.queue_message(
-            s, to=borrower.phone, body="Office closed Monday.", kind=MessageKind.BROADCAST,
-            idempotency_key=f"bc:{b.id}:{borrower.id}", borrower_id=borrower.id,
-            broadcast_id=b.id, send_after=NOW - timedelta(minutes=1),
-        )  # fmt: skip
+            s,
+            to=borrower.phone,
+            body="Office closed Monday.",
+            kind=MessageKind.BROADCAST,
+            idempotency_key=f"bc:{b.id}:{borrower.id}",
+            borrower_id=borrower.id,
+            broadcast_id=b.id,
+            send_after=NOW - timedelta(minutes=1),
+        )
         return b.id, info.id, admin.id, borrower.phone
 
 
 class CancelsMidFlight:
     """The real sender; the admin cancels the broadcast while the request is in flight."""
 
-    def __init__(self, inner: TwilioSender, factory: sessionmaker[Session], broadcast_id: int,
-                 admin_id: int) -> None:  # fmt: skip
+    def __init__(
+        self, inner: TwilioSender, factory: sessionmaker[Session], broadcast_id: int, admin_id: int
+    ) -> None:
         self.inner, self.factory = inner, factory
         self.broadcast_id, self.admin_id = broadcast_id, admin_id
 
@@ -199,9 +237,7 @@ class CancelsMidFlight:
 
 
 @pytest.mark.parametrize("outcome", [429, 500, 503])
-async def test_a_retry_after_the_cancel_ends_canceled(
-    committed, sb, sender, cfg, at_now, outcome
-):
+async def test_a_retry_after_the_cancel_ends_canceled(committed, sb, sender, cfg, at_now, outcome):
     broadcast_id, message_id, admin_id, phone = _broadcast_message(committed)
     sb.script(outcome)
     canceling = CancelsMidFlight(sender, committed, broadcast_id, admin_id)
@@ -240,8 +276,9 @@ async def test_cancel_is_allowed_while_every_message_is_in_flight(committed, sb,
         info = broadcasts.cancel_broadcast(s, actor=admin, broadcast_id=broadcast_id)
     assert info.state is BroadcastState.CANCELED
     with committed.begin() as s:
-        status = outbox.mark_retry(s, message_id=message_id, error="503", retry_at=NOW,
-                                   max_attempts=5)  # fmt: skip
+        status = outbox.mark_retry(
+            s, message_id=message_id, error="503", retry_at=NOW, max_attempts=5
+        )
     assert status is S.CANCELED
     assert _fate(committed, message_id)[0] is S.CANCELED
 
@@ -258,18 +295,22 @@ async def test_a_retry_racing_the_cancel_waits_for_it_and_ends_canceled(
         outbox.claim_due(s, now=NOW, limit=10, worker_id="w")
     canceling = committed()
     canceling.begin()
-    broadcasts.cancel_broadcast(canceling, actor=actor(canceling.get(Staff, admin_id)),
-                                broadcast_id=broadcast_id)  # fmt: skip
+    broadcasts.cancel_broadcast(
+        canceling, actor=actor(canceling.get(Staff, admin_id)), broadcast_id=broadcast_id
+    )
 
     def retry() -> MessageStatus | None:
         with committed.begin() as s:
-            return outbox.mark_retry(s, message_id=message_id, error="503", retry_at=NOW,
-                                     max_attempts=5)  # fmt: skip
+            return outbox.mark_retry(
+                s, message_id=message_id, error="503", retry_at=NOW, max_attempts=5
+            )
 
     retrying = asyncio.ensure_future(asyncio.to_thread(retry))
     with committed() as s:  # until the retry waits on the broadcast's row lock
-        waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                       "AND datname = current_database()")  # fmt: skip
+        waiting = text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        )
         while not s.scalar(waiting) and not retrying.done():
             await asyncio.sleep(0.01)
             s.rollback()

@@ -19,16 +19,24 @@ from tests.factories import actor, make_loan
 
 def _move(session, who, loan, days: int, reason: str | None = None):
     new = loan.next_due_date + timedelta(days=days)
-    return edit_loan(session, actor=actor(who), loan_number=loan.loan_number,
-                     field=EditableField.NEXT_DUE_DATE, value=new.isoformat(),
-                     expected_version=None, today=loan.next_due_date - timedelta(days=5),
-                     reason=reason)
+    return edit_loan(
+        session,
+        actor=actor(who),
+        loan_number=loan.loan_number,
+        field=EditableField.NEXT_DUE_DATE,
+        value=new.isoformat(),
+        expected_version=None,
+        today=loan.next_due_date - timedelta(days=5),
+        reason=reason,
+    )
 
 
 def _edit_audit(session, loan_id: int) -> AuditEvent:
-    return session.scalars(select(AuditEvent).where(
-        AuditEvent.action == AuditAction.LOAN_EDITED, AuditEvent.target_id == str(loan_id))
-        .order_by(AuditEvent.id.desc())).first()
+    return session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.action == AuditAction.LOAN_EDITED, AuditEvent.target_id == str(loan_id))
+        .order_by(AuditEvent.id.desc())
+    ).first()
 
 
 def test_agent_needs_a_reason_beyond_30_days_and_it_is_audited(session, agent_a, today):
@@ -70,7 +78,12 @@ async def test_the_bot_asks_an_agent_why(settings, committed):
         assert button(summary, "Confirm")
         await tap(h, agent, summary, "Confirm", contains="Changed")
         await h.wait(agent, predicate=is_card)
-        row = h.db(lambda s: s.scalars(select(LoanEvent).where(
-            LoanEvent.loan_id == loan.id, LoanEvent.kind == LoanEventKind.EDITED)).one())
+        row = h.db(
+            lambda s: s.scalars(
+                select(LoanEvent).where(
+                    LoanEvent.loan_id == loan.id, LoanEvent.kind == LoanEventKind.EDITED
+                )
+            ).one()
+        )
         assert row.note == "Borrower <in hospital>"
         assert h.db(lambda s: s.get(Loan, loan.id).next_due_date) == due + timedelta(days=45)

@@ -18,11 +18,16 @@ FIXED = {"kind": LateFeeKind.FIXED, "amount": D("100"), "percent": D("0"), "grac
 PERCENT = {"kind": LateFeeKind.PERCENT, "amount": D("0"), "percent": D("2.5"), "grace_days": 3}
 
 
-
 def _loan(session, agent):
     """Three weekly installments of 1000 due 14 days ago, 7 days ago and today."""
-    return make_loan(session, agent=agent, principal=D("3000.00"), count=3,
-                     frequency=Frequency.WEEKLY, first_due=TODAY - timedelta(days=14))
+    return make_loan(
+        session,
+        agent=agent,
+        principal=D("3000.00"),
+        count=3,
+        frequency=Frequency.WEEKLY,
+        first_due=TODAY - timedelta(days=14),
+    )
 
 
 def _fees(loan):
@@ -30,8 +35,9 @@ def _fees(loan):
 
 
 def _events(session, loan):
-    stmt = select(LoanEvent).where(LoanEvent.loan_id == loan.id,
-                                   LoanEvent.kind == LoanEventKind.LATE_FEE)
+    stmt = select(LoanEvent).where(
+        LoanEvent.loan_id == loan.id, LoanEvent.kind == LoanEventKind.LATE_FEE
+    )
     return list(session.scalars(stmt))
 
 
@@ -53,15 +59,20 @@ def test_grace_days_are_honoured_at_the_boundary(session, agent):
     # Due 7 days ago with 7 grace days: due_date + grace == today, not yet late.
     assert fees.apply_late_fees(session, today=TODAY, **(FIXED | {"grace_days": 7})) == 1
     assert _fees(loan) == [D("100.00"), D("0.00"), D("0.00")]
-    assert fees.apply_late_fees(session, today=TODAY + timedelta(days=1),
-                                **(FIXED | {"grace_days": 7})) == 1
+    assert (
+        fees.apply_late_fees(
+            session, today=TODAY + timedelta(days=1), **(FIXED | {"grace_days": 7})
+        )
+        == 1
+    )
     assert _fees(loan) == [D("100.00"), D("100.00"), D("0.00")]
 
 
 def test_percent_fee_is_on_what_the_installment_still_owes(session, agent):
     loan = _loan(session, agent)
-    payments.record_payment(session, actor=actor(agent), loan_number=loan.loan_number,
-                            amount=D("333.33"), today=TODAY)
+    payments.record_payment(
+        session, actor=actor(agent), loan_number=loan.loan_number, amount=D("333.33"), today=TODAY
+    )
     assert fees.apply_late_fees(session, today=TODAY, **PERCENT) == 2
     # 2.5 % of 666.67 = 16.66675 -> 16.67; 2.5 % of 1000 = 25.
     assert _fees(loan) == [D("16.67"), D("25.00"), D("0.00")]
@@ -80,8 +91,17 @@ def test_running_twice_or_on_the_next_day_adds_nothing(session, agent):
 def test_none_or_a_zero_fee_changes_nothing(session, agent):
     loan = _loan(session, agent)
     version = loan.version
-    assert fees.apply_late_fees(session, today=TODAY, kind=LateFeeKind.NONE, amount=D("100"),
-                                percent=D("5"), grace_days=0) == 0
+    assert (
+        fees.apply_late_fees(
+            session,
+            today=TODAY,
+            kind=LateFeeKind.NONE,
+            amount=D("100"),
+            percent=D("5"),
+            grace_days=0,
+        )
+        == 0
+    )
     assert fees.apply_late_fees(session, today=TODAY, **(FIXED | {"amount": D("0")})) == 0
     assert fees.apply_late_fees(session, today=TODAY, **(PERCENT | {"percent": D("0")})) == 0
     assert loan.fees_charged == 0 and loan.version == version
@@ -91,8 +111,9 @@ def test_none_or_a_zero_fee_changes_nothing(session, agent):
 
 def test_paid_installments_and_inactive_loans_are_not_charged(session, agent):
     paid = _loan(session, agent)
-    payments.record_payment(session, actor=actor(agent), loan_number=paid.loan_number,
-                            amount=D("1000.00"), today=TODAY)
+    payments.record_payment(
+        session, actor=actor(agent), loan_number=paid.loan_number, amount=D("1000.00"), today=TODAY
+    )
     closed, written_off = _loan(session, agent), _loan(session, agent)
     closed.state, written_off.state = LoanState.CLOSED, LoanState.WRITTEN_OFF
     session.flush()
@@ -105,8 +126,9 @@ def test_paid_installments_and_inactive_loans_are_not_charged(session, agent):
 def test_a_payment_after_a_fee_pays_the_fee_first(session, agent):
     loan = _loan(session, agent)
     fees.apply_late_fees(session, today=TODAY, **FIXED)
-    result = payments.record_payment(session, actor=actor(agent), loan_number=loan.loan_number,
-                                     amount=D("1150.00"), today=TODAY)
+    result = payments.record_payment(
+        session, actor=actor(agent), loan_number=loan.loan_number, amount=D("1150.00"), today=TODAY
+    )
     assert result.allocations == ((1, D("100.00"), D("1000.00")), (2, D("50.00"), D("0.00")))
     assert result.outstanding == D("2050.00")
 

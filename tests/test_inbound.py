@@ -46,9 +46,15 @@ def _number() -> str:
 
 def _sms(session: Session, phone: str, body: str, sid: str | None = None, today: date = TODAY):
     return handle_inbound(
-        session, provider_sid=sid or f"SM{uuid.uuid4().hex}", from_phone=phone,
-        to_phone="+15005550006", body=body, agency_name=AGENCY, agency_phone=AGENCY_PHONE,
-        currency="INR", today=today,
+        session,
+        provider_sid=sid or f"SM{uuid.uuid4().hex}",
+        from_phone=phone,
+        to_phone="+15005550006",
+        body=body,
+        agency_name=AGENCY,
+        agency_phone=AGENCY_PHONE,
+        currency="INR",
+        today=today,
     )
 
 
@@ -72,16 +78,33 @@ def borrower(session: Session) -> Borrower:
     return make_borrower(session, phone=_phone(), name="Asha Devi")
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    ("STOP", Keyword.STOP), (" stop ", Keyword.STOP), ("Stop.", Keyword.STOP),
-    ("STOPALL", Keyword.STOP), ("unsubscribe", Keyword.STOP), ("Cancel", Keyword.STOP),
-    ("END", Keyword.STOP), ("quit!", Keyword.STOP), ("Stop texting me", Keyword.STOP),
-    ("START", Keyword.START), ("unstop", Keyword.START), ("help", Keyword.HELP),
-    ("Help?", Keyword.HELP), ("bal", Keyword.BAL), ("Balance", Keyword.BAL),
-    ("End of the month I will pay", None), ("Cancel the visit please", None),
-    ("start paying next week", None), ("help me I lost my job", None), ("YES", None),
-    ("", None), ("stopping by later", None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("STOP", Keyword.STOP),
+        (" stop ", Keyword.STOP),
+        ("Stop.", Keyword.STOP),
+        ("STOPALL", Keyword.STOP),
+        ("unsubscribe", Keyword.STOP),
+        ("Cancel", Keyword.STOP),
+        ("END", Keyword.STOP),
+        ("quit!", Keyword.STOP),
+        ("Stop texting me", Keyword.STOP),
+        ("START", Keyword.START),
+        ("unstop", Keyword.START),
+        ("help", Keyword.HELP),
+        ("Help?", Keyword.HELP),
+        ("bal", Keyword.BAL),
+        ("Balance", Keyword.BAL),
+        ("End of the month I will pay", None),
+        ("Cancel the visit please", None),
+        ("start paying next week", None),
+        ("help me I lost my job", None),
+        ("YES", None),
+        ("", None),
+        ("stopping by later", None),
+    ],
+)
 def test_keyword_is_the_word_alone_or_a_leading_stop(body: str, expected) -> None:
     assert keyword_of(body) == expected
 
@@ -129,8 +152,11 @@ def test_start_opts_back_in_and_confirms(session: Session, agent, borrower) -> N
     assert borrower.opted_out_at is None
     reply = _reply(session, sid)
     assert reply.kind is MessageKind.REPLY and reply.status is MessageStatus.QUEUED
-    assert (reply.to_phone, reply.borrower_id, reply.loan_id) == (borrower.phone, borrower.id,
-                                                                  loan.id)
+    assert (reply.to_phone, reply.borrower_id, reply.loan_id) == (
+        borrower.phone,
+        borrower.id,
+        loan.id,
+    )
     assert AGENCY in reply.body and "STOP" in reply.body
 
 
@@ -149,21 +175,37 @@ def test_help_answers_with_the_agency_phone(session: Session, borrower, known: b
     assert ("BAL" in reply.body) is known
 
 
-def test_bal_lists_each_active_loan_with_its_outstanding(session: Session, agent,
-                                                         borrower) -> None:
-    a = make_loan(session, agent=agent, borrower=borrower, loan_number="BAL-A" + _number()[3:],
-                  principal=Decimal("10000.00"))
-    b = make_loan(session, agent=agent, borrower=borrower, loan_number="BAL-B" + _number()[3:],
-                  principal=Decimal("2500.50"))
+def test_bal_lists_each_active_loan_with_its_outstanding(session: Session, agent, borrower) -> None:
+    a = make_loan(
+        session,
+        agent=agent,
+        borrower=borrower,
+        loan_number="BAL-A" + _number()[3:],
+        principal=Decimal("10000.00"),
+    )
+    b = make_loan(
+        session,
+        agent=agent,
+        borrower=borrower,
+        loan_number="BAL-B" + _number()[3:],
+        principal=Decimal("2500.50"),
+    )
     closed = make_loan(session, agent=agent, borrower=borrower, loan_number=_number())
     closed.state = LoanState.CLOSED
-    record_payment(session, actor=actor(agent), loan_number=a.loan_number,
-                   amount=Decimal("1234.25"), today=TODAY, method=PaymentMethod.UPI)
+    record_payment(
+        session,
+        actor=actor(agent),
+        loan_number=a.loan_number,
+        amount=Decimal("1234.25"),
+        today=TODAY,
+        method=PaymentMethod.UPI,
+    )
     sid = f"SM{uuid.uuid4().hex}"
     _sms(session, borrower.phone, "bal", sid)
     body = _reply(session, sid).body
-    assert body == (f"{AGENCY}: outstanding {a.loan_number} INR 8765.75; "
-                    f"{b.loan_number} INR 2500.50.")
+    assert body == (
+        f"{AGENCY}: outstanding {a.loan_number} INR 8765.75; {b.loan_number} INR 2500.50."
+    )
     assert closed.loan_number not in body
 
 
@@ -174,8 +216,9 @@ def test_bal_without_active_loans(session: Session, borrower) -> None:
 
 
 def test_bal_from_an_unknown_number_reveals_nothing(session: Session, agent) -> None:
-    make_loan(session, agent=agent, borrower=make_borrower(session, phone=_phone()),
-              loan_number=_number())
+    make_loan(
+        session, agent=agent, borrower=make_borrower(session, phone=_phone()), loan_number=_number()
+    )
     sid = f"SM{uuid.uuid4().hex}"
     result = _sms(session, _phone(), "BAL", sid)
     reply = _reply(session, sid)
@@ -188,10 +231,20 @@ def test_free_text_goes_to_the_most_overdue_loan_and_waits_for_relay(
     session: Session, agent, borrower
 ) -> None:
     newer = make_loan(session, agent=agent, borrower=borrower, loan_number=_number())
-    overdue = make_loan(session, agent=agent, borrower=borrower, loan_number=_number(),
-                        first_due=TODAY - timedelta(days=20))
-    less = make_loan(session, agent=agent, borrower=borrower, loan_number=_number(),
-                     first_due=TODAY - timedelta(days=5))
+    overdue = make_loan(
+        session,
+        agent=agent,
+        borrower=borrower,
+        loan_number=_number(),
+        first_due=TODAY - timedelta(days=20),
+    )
+    less = make_loan(
+        session,
+        agent=agent,
+        borrower=borrower,
+        loan_number=_number(),
+        first_due=TODAY - timedelta(days=5),
+    )
     result = _sms(session, borrower.phone, "I will pay on Friday, sorry for the delay")
     assert result.keyword is None and not result.reply_queued
     relay = result.relay
@@ -208,8 +261,9 @@ def test_free_text_goes_to_the_most_overdue_loan_and_waits_for_relay(
     assert event.kind is LoanEventKind.INBOUND_SMS and event.note.startswith("I will pay")
 
 
-def test_without_overdue_loans_the_newest_active_loan_is_used(session: Session, agent,
-                                                              borrower) -> None:
+def test_without_overdue_loans_the_newest_active_loan_is_used(
+    session: Session, agent, borrower
+) -> None:
     make_loan(session, agent=agent, borrower=borrower, loan_number=_number())
     newest = make_loan(session, agent=agent, borrower=borrower, loan_number=_number())
     newest.created_at = clock.utcnow() + timedelta(seconds=5)
@@ -218,8 +272,9 @@ def test_without_overdue_loans_the_newest_active_loan_is_used(session: Session, 
     assert result.relay.loan_number == newest.loan_number
 
 
-def test_relay_follows_the_current_agent_and_skips_disabled_ones(session: Session, agent,
-                                                                  borrower) -> None:
+def test_relay_follows_the_current_agent_and_skips_disabled_ones(
+    session: Session, agent, borrower
+) -> None:
     loan = make_loan(session, agent=agent, borrower=borrower, loan_number=_number())
     result = _sms(session, borrower.phone, "Please call me")
     other = make_staff(session)  # no chat id yet: the user id is the private chat's id
@@ -236,8 +291,7 @@ def test_unknown_number_free_text_is_stored_without_relay(session: Session) -> N
     phone = _phone()
     result = _sms(session, phone, "hello?")
     row = _row(session, result.inbound_id)
-    assert (row.from_phone, row.borrower_id, row.loan_id, result.relay) == (phone, None, None,
-                                                                            None)
+    assert (row.from_phone, row.borrower_id, row.loan_id, result.relay) == (phone, None, None, None)
 
 
 def test_the_same_provider_sid_is_stored_once(session: Session, agent, borrower) -> None:
@@ -246,10 +300,12 @@ def test_the_same_provider_sid_is_stored_once(session: Session, agent, borrower)
     first = _sms(session, borrower.phone, "BAL", sid)
     again = _sms(session, borrower.phone, "BAL", sid)
     assert again.duplicate and again.inbound_id == first.inbound_id and not again.reply_queued
-    count = session.scalar(select(func.count()).select_from(InboundMessage)
-                           .where(InboundMessage.provider_sid == sid))
-    replies = session.scalar(select(func.count()).select_from(Message)
-                             .where(Message.idempotency_key == f"reply:{sid}"))
+    count = session.scalar(
+        select(func.count()).select_from(InboundMessage).where(InboundMessage.provider_sid == sid)
+    )
+    replies = session.scalar(
+        select(func.count()).select_from(Message).where(Message.idempotency_key == f"reply:{sid}")
+    )
     assert (count, replies) == (1, 1)
 
 
@@ -267,8 +323,16 @@ def test_local_format_sender_is_normalised(session: Session, borrower) -> None:
 
 def test_missing_sid_and_bad_limit_are_refused(session: Session) -> None:
     with pytest.raises(InvalidInput):
-        handle_inbound(session, provider_sid=" ", from_phone=_phone(), body="hi",
-                       agency_name=AGENCY, agency_phone=None, currency="INR", today=TODAY)
+        handle_inbound(
+            session,
+            provider_sid=" ",
+            from_phone=_phone(),
+            body="hi",
+            agency_name=AGENCY,
+            agency_phone=None,
+            currency="INR",
+            today=TODAY,
+        )
     with pytest.raises(InvalidInput):
         pending_relays(session, limit=0)
 
@@ -278,8 +342,11 @@ def test_stop_and_start_each_write_one_audit_row(session: Session, agent, borrow
     from db.services.audit import AuditAction
 
     def audits(action: AuditAction) -> int:
-        return session.scalar(select(func.count()).select_from(AuditEvent).where(
-            AuditEvent.action == action.value, AuditEvent.target_id == str(borrower.id)))
+        return session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == action.value, AuditEvent.target_id == str(borrower.id))
+        )
 
     _sms(session, borrower.phone, "STOP")
     _sms(session, borrower.phone, "STOP")  # already out: nothing changes, nothing audited

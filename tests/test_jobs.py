@@ -212,15 +212,15 @@ def test_a_reminder_three_days_late_is_not_planned(session, settings):
 
 
 @pytest.mark.parametrize(("hour", "planned"), [(14, True), (15, False)])
-def test_a_late_reminder_already_past_its_expiry_is_not_planned(session, settings, hour,
-                                                                 planned):  # fmt: skip
+def test_a_late_reminder_already_past_its_expiry_is_not_planned(session, settings, hour, planned):
     short = settings.model_copy(update={"sms_expiry_hours": 36})
     loan = _loan_due(session, -8)  # due+7 yesterday: opened 02:30 UTC, expires 14:30 today
     _clock_at(datetime(2030, 1, 15, hour, 0, tzinfo=UTC))
     jobs.plan_reminders(session, today=TODAY, settings=short)
     got = _reminders(session, [loan.id])
-    assert [m.expires_at for m in got] == ([datetime(2030, 1, 15, 14, 30, tzinfo=UTC)]
-                                           if planned else [])  # fmt: skip
+    assert [m.expires_at for m in got] == (
+        [datetime(2030, 1, 15, 14, 30, tzinfo=UTC)] if planned else []
+    )
 
 
 def test_the_on_the_day_reminder_is_never_planned_a_day_late(session, settings):
@@ -229,8 +229,7 @@ def test_the_on_the_day_reminder_is_never_planned_a_day_late(session, settings):
     assert [m.rule for m in _reminders(session, [loan.id])] == ["due+1"]
 
 
-def test_planning_day_after_day_with_a_day_missed_queues_each_reminder_once(session,
-                                                                            settings):  # fmt: skip
+def test_planning_day_after_day_with_a_day_missed_queues_each_reminder_once(session, settings):
     loans = [_loan_due(session, off) for off in range(-4, 8)]
     days = [TODAY + timedelta(days=n) for n in range(-2, 9) if n != 3]  # down on TODAY+3
     queued = 0
@@ -240,10 +239,13 @@ def test_planning_day_after_day_with_a_day_missed_queues_each_reminder_once(sess
     mine = _reminders(session, [ln.id for ln in loans])
     expected = {
         jobs.reminder_key(ln.id, sms_text.rule_name(d), ln.installments[0].due_date)
-        for ln in loans for d in settings.reminder_days
-        if any(0 <= (day - ln.installments[0].due_date).days - d <= jobs.late_days(d, settings)
-               for day in days)
-    }  # fmt: skip
+        for ln in loans
+        for d in settings.reminder_days
+        if any(
+            0 <= (day - ln.installments[0].due_date).days - d <= jobs.late_days(d, settings)
+            for day in days
+        )
+    }
     keys = [m.idempotency_key for m in mine]
     assert len(keys) == len(set(keys)) == queued and set(keys) == expected
     for m in mine:  # each row its own due date and day, in one statement with others
@@ -269,9 +271,12 @@ def test_daily_charges_late_fees_and_breaks_promises(session, fee_settings):
     late = _loan_due(session, -10)
     promised = _loan_due(session, 10)
     promise = Promise(
-        loan_id=promised.id, amount=Decimal("500.00"), promised_date=TODAY - timedelta(days=1),
-        state=PromiseState.OPEN, paid_baseline=Decimal("0"),
-    )  # fmt: skip
+        loan_id=promised.id,
+        amount=Decimal("500.00"),
+        promised_date=TODAY - timedelta(days=1),
+        state=PromiseState.OPEN,
+        paid_baseline=Decimal("0"),
+    )
     session.add(promise)
     session.flush()
     report = jobs.daily(session, today=TODAY, settings=fee_settings)
@@ -309,8 +314,13 @@ def _tricky_loans(session: Session) -> list[int]:
     for n, (name, tz, principal, paid, fee) in enumerate(TRICKY):
         for days in (-3, 0, 7):
             borrower = make_borrower(session, name=name, timezone=tz)
-            loan = _loan_due(session, -days, borrower=borrower, principal=Decimal(principal),
-                             loan_number=f"L'{n}/ü-{days}")  # fmt: skip
+            loan = _loan_due(
+                session,
+                -days,
+                borrower=borrower,
+                principal=Decimal(principal),
+                loan_number=f"L'{n}/ü-{days}",
+            )
             inst = loan.installments[0]
             inst.amount_paid, inst.fee_due = Decimal(paid), Decimal(fee)
             loan.amount_paid, loan.fees_charged = Decimal(paid), Decimal(fee)
@@ -328,13 +338,20 @@ def _rendered_in_python(session: Session, m: Message, settings) -> tuple[str, da
     ).one()
     loan, borrower = inst.loan, inst.loan.borrower
     owed = inst.principal_due + inst.interest_due + inst.fee_due - inst.amount_paid - inst.fee_paid
-    money = partial(sms_text.sms_amount, currency=settings.currency,
-                    minor_units=settings.minor_units)  # fmt: skip
-    body = sms_text.render(sms_text.template_for(days), {
-        "name": borrower.name, "amount_due": money(owed), "loan_number": loan.loan_number,
-        "outstanding": money(loan.amount_payable + loan.fees_charged - loan.amount_paid),
-        "due_date": sms_text.sms_date(due), "agency": "Vasooli +919800000000",
-    })  # fmt: skip
+    money = partial(
+        sms_text.sms_amount, currency=settings.currency, minor_units=settings.minor_units
+    )
+    body = sms_text.render(
+        sms_text.template_for(days),
+        {
+            "name": borrower.name,
+            "amount_due": money(owed),
+            "loan_number": loan.loan_number,
+            "outstanding": money(loan.amount_payable + loan.fees_charged - loan.amount_paid),
+            "due_date": sms_text.sms_date(due),
+            "agency": "Vasooli +919800000000",
+        },
+    )
     tz = zone(borrower.timezone, settings.agency_timezone)
     opens = window_start(TODAY, tz, settings.allowed_window[0]).astimezone(UTC)
     return body, opens
@@ -362,8 +379,9 @@ _MONEY = st.decimals(min_value=0, max_value=Decimal("999999999999.99"), places=2
 _TERMS = st.lists(st.tuples(st.sampled_from([1, -1]), _MONEY), min_size=1, max_size=5)
 
 
-@settings_(max_examples=60, deadline=None,
-           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@settings_(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(terms=_TERMS, currency=st.sampled_from(["INR", "JPY", "KWD"]))
 def test_amounts_in_sql_match_sms_amount(session, settings, terms, currency):
     settings = settings.model_copy(update={"currency": currency})

@@ -21,15 +21,25 @@ def _phone() -> str:
 
 def _sms(session: Session, phone: str, body: str, per_hour: int = 3):
     return handle_inbound(
-        session, provider_sid=f"SM{uuid.uuid4().hex}", from_phone=phone, to_phone=None,
-        body=body, agency_name="Test Agency", agency_phone="+919000000001", currency="INR",
-        today=clock.utcnow().date(), replies_per_hour=per_hour,
+        session,
+        provider_sid=f"SM{uuid.uuid4().hex}",
+        from_phone=phone,
+        to_phone=None,
+        body=body,
+        agency_name="Test Agency",
+        agency_phone="+919000000001",
+        currency="INR",
+        today=clock.utcnow().date(),
+        replies_per_hour=per_hour,
     )
 
 
 def _replies(session: Session, phone: str) -> int:
-    return session.scalar(select(func.count()).select_from(Message).where(
-        Message.to_phone == phone, Message.kind == MessageKind.REPLY))
+    return session.scalar(
+        select(func.count())
+        .select_from(Message)
+        .where(Message.to_phone == phone, Message.kind == MessageKind.REPLY)
+    )
 
 
 def _state(session: Session, inbound_id: int) -> str | None:
@@ -60,8 +70,9 @@ def test_bal_and_start_share_the_limit_and_start_still_opts_in(session: Session,
     assert not start.reply_queued
     session.expire_all()
     assert session.get(Borrower, borrower.id).opted_out_at is None  # it took effect all the same
-    event = session.scalars(select(LoanEvent).where(LoanEvent.loan_id == loan.id)
-                            .order_by(LoanEvent.id.desc())).first()
+    event = session.scalars(
+        select(LoanEvent).where(LoanEvent.loan_id == loan.id).order_by(LoanEvent.id.desc())
+    ).first()
     assert event.after["reply"] == "rate_limited"
 
 
@@ -90,13 +101,22 @@ async def test_webhook_helps_beyond_the_setting_are_stored_unanswered(settings, 
     phone = _phone()
     async with _asgi_client(app) as client:
         for _ in range(3):
-            response = await _post(client, web.INBOUND_PATH, {
-                "MessageSid": f"SM{uuid.uuid4().hex}", "From": phone, "To": "+15005550006",
-                "Body": "HELP"})
+            response = await _post(
+                client,
+                web.INBOUND_PATH,
+                {
+                    "MessageSid": f"SM{uuid.uuid4().hex}",
+                    "From": phone,
+                    "To": "+15005550006",
+                    "Body": "HELP",
+                },
+            )
             assert response.status_code == 200
     with committed() as s:
-        states = s.scalars(select(InboundMessage.reply_state)
-                           .where(InboundMessage.from_phone == phone)
-                           .order_by(InboundMessage.id)).all()
+        states = s.scalars(
+            select(InboundMessage.reply_state)
+            .where(InboundMessage.from_phone == phone)
+            .order_by(InboundMessage.id)
+        ).all()
         assert states == ["queued", "queued", "rate_limited"]
         assert _replies(s, phone) == 2

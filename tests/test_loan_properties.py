@@ -69,9 +69,13 @@ from tests.factories import actor, make_loan, make_staff
 TODAY = date(2030, 1, 15)
 ZERO = Decimal("0")
 PROPERTY_SETTINGS = hsettings(
-    max_examples=25, stateful_step_count=20, deadline=None, derandomize=True, database=None,
+    max_examples=25,
+    stateful_step_count=20,
+    deadline=None,
+    derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)  # fmt: skip
+)
 _phones = itertools.count(1)
 _keys = itertools.count(1)
 
@@ -86,8 +90,9 @@ class LoanActions(RuleBasedStateMachine):
         super().__init__()
         self.conn = engine.connect()
         self.trans = self.conn.begin()
-        self.s = Session(bind=self.conn, join_transaction_mode="create_savepoint",
-                         expire_on_commit=False)  # fmt: skip
+        self.s = Session(
+            bind=self.conn, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
         self.settings = app_settings
         # Rows other tests committed may exist: the invariants judge this machine's loans only.
         self.floor = self.s.scalar(select(func.coalesce(func.max(Loan.id), 0)))
@@ -104,9 +109,10 @@ class LoanActions(RuleBasedStateMachine):
 
     def _snapshot(self) -> tuple:
         loans_now = self.s.execute(
-            select(Loan.id, Loan.version, Loan.amount_paid, Loan.state, Loan.agent_id)
-            .order_by(Loan.id)
-        ).all()  # fmt: skip
+            select(Loan.id, Loan.version, Loan.amount_paid, Loan.state, Loan.agent_id).order_by(
+                Loan.id
+            )
+        ).all()
         queued = self.s.scalars(select(Message.id).where(Message.status == MessageStatus.QUEUED))
         audits = self.s.scalar(select(func.count(AuditEvent.id)))
         return tuple(loans_now), tuple(sorted(queued)), audits
@@ -135,47 +141,91 @@ class LoanActions(RuleBasedStateMachine):
 
     # --- the actions ---------------------------------------------------------------------
 
-    @initialize(target=loans, count=st.integers(1, 3), agent=st.integers(0, 1),
-                principal=st.integers(100, 50_000))  # fmt: skip
+    @initialize(
+        target=loans,
+        count=st.integers(1, 3),
+        agent=st.integers(0, 1),
+        principal=st.integers(100, 50_000),
+    )
     def add(self, count, agent, principal):
-        loan = make_loan(self.s, agent=self.agents[agent], principal=Decimal(principal),
-                         count=count, first_due=TODAY - timedelta(days=40))  # fmt: skip
+        loan = make_loan(
+            self.s,
+            agent=self.agents[agent],
+            principal=Decimal(principal),
+            count=count,
+            first_due=TODAY - timedelta(days=40),
+        )
         return loan.loan_number
 
     @initialize(target=loans, principal=st.integers(100, 50_000))
     def add_for_the_other_agent(self, principal):
-        loan = make_loan(self.s, agent=self.agents[1], principal=Decimal(principal), count=2,
-                         first_due=TODAY - timedelta(days=10))  # fmt: skip
+        loan = make_loan(
+            self.s,
+            agent=self.agents[1],
+            principal=Decimal(principal),
+            count=2,
+            first_due=TODAY - timedelta(days=10),
+        )
         return loan.loan_number
 
     @rule(target=loans, count=st.integers(1, 3), agent=st.integers(0, 1))
     def add_by_service(self, count, agent):
-        view = self._do(lambda: loans.add_loan(
-            self.s, actor=actor(self.agents[agent]), phone=f"+91800{next(_phones):07d}",
-            name="Prop Borrower", address=None, principal=Decimal("1200.00"),
-            first_due=TODAY, today=TODAY, count=count,
-        ), audit_action="loan_created")  # fmt: skip
+        view = self._do(
+            lambda: loans.add_loan(
+                self.s,
+                actor=actor(self.agents[agent]),
+                phone=f"+91800{next(_phones):07d}",
+                name="Prop Borrower",
+                address=None,
+                principal=Decimal("1200.00"),
+                first_due=TODAY,
+                today=TODAY,
+                count=count,
+            ),
+            audit_action="loan_created",
+        )
         return view.loan_number if view else "LN-NONE00"
 
     @rule(target=payments, number=loans, amount=amounts)
     def pay(self, number, amount):
-        result = self._do(lambda: payments.record_payment(
-            self.s, actor=self._holder(number), loan_number=number, amount=amount, today=TODAY,
-        ), audit_action="payment_recorded")  # fmt: skip
+        result = self._do(
+            lambda: payments.record_payment(
+                self.s,
+                actor=self._holder(number),
+                loan_number=number,
+                amount=amount,
+                today=TODAY,
+            ),
+            audit_action="payment_recorded",
+        )
         return result.payment_id if result else -1
 
     @rule(payment_id=consumes(payments))
     def reverse(self, payment_id):
-        self._do(lambda: payments.reverse_payment(
-            self.s, actor=self.manager, payment_id=payment_id, reason="bounced", today=TODAY,
-        ), audit_action="payment_reversed")  # fmt: skip
+        self._do(
+            lambda: payments.reverse_payment(
+                self.s,
+                actor=self.manager,
+                payment_id=payment_id,
+                reason="bounced",
+                today=TODAY,
+            ),
+            audit_action="payment_reversed",
+        )
 
     @rule(number=loans, amount=amounts, days=st.integers(0, 20))
     def promise(self, number, amount, days):
-        self._do(lambda: promises.record_promise(
-            self.s, actor=self._holder(number), loan_number=number, amount=amount,
-            promised_date=TODAY + timedelta(days=days), today=TODAY,
-        ), audit_action="promise_recorded")  # fmt: skip
+        self._do(
+            lambda: promises.record_promise(
+                self.s,
+                actor=self._holder(number),
+                loan_number=number,
+                amount=amount,
+                promised_date=TODAY + timedelta(days=days),
+                today=TODAY,
+            ),
+            audit_action="promise_recorded",
+        )
 
     @rule(number=loans, field=st.sampled_from(list(EditableField)), n=st.integers(1, 90))
     def edit(self, number, field, n):
@@ -186,59 +236,114 @@ class LoanActions(RuleBasedStateMachine):
             EditableField.NEXT_DUE_DATE: (TODAY + timedelta(days=n)).isoformat(),
             EditableField.PRINCIPAL: str(n * 100),
         }[field]
-        self._do(lambda: loans.edit_loan(
-            self.s, actor=self._holder(number), loan_number=number, field=field, value=value,
-            expected_version=None, today=TODAY, reason="salary date moved",
-        ), audit_action="loan_edited")  # fmt: skip
+        self._do(
+            lambda: loans.edit_loan(
+                self.s,
+                actor=self._holder(number),
+                loan_number=number,
+                field=field,
+                value=value,
+                expected_version=None,
+                today=TODAY,
+                reason="salary date moved",
+            ),
+            audit_action="loan_edited",
+        )
 
     @rule(number=loans)
     def close(self, number):
-        self._do(lambda: loans.close_loan(self.s, actor=self._holder(number), loan_number=number,
-                                          expected_version=None, today=TODAY),
-                 audit_action="loan_closed")  # fmt: skip
+        self._do(
+            lambda: loans.close_loan(
+                self.s,
+                actor=self._holder(number),
+                loan_number=number,
+                expected_version=None,
+                today=TODAY,
+            ),
+            audit_action="loan_closed",
+        )
 
     @rule(number=loans)
     def write_off(self, number):
-        self._do(lambda: loans.write_off_loan(
-            self.s, actor=self.manager, loan_number=number, reason="cannot be traced",
-            expected_version=None, today=TODAY,
-        ), audit_action="loan_written_off")  # fmt: skip
+        self._do(
+            lambda: loans.write_off_loan(
+                self.s,
+                actor=self.manager,
+                loan_number=number,
+                reason="cannot be traced",
+                expected_version=None,
+                today=TODAY,
+            ),
+            audit_action="loan_written_off",
+        )
 
     @rule(number=loans)
     def delete(self, number):
         # /delete archives: every row kept, hidden, its queued SMS withdrawn.
-        self._do(lambda: loan_archive.archive_loan(
-            self.s, actor=self.admin, loan_number=number, reason="entered twice",
-        ), audit_action="loan_archived")  # fmt: skip
+        self._do(
+            lambda: loan_archive.archive_loan(
+                self.s,
+                actor=self.admin,
+                loan_number=number,
+                reason="entered twice",
+            ),
+            audit_action="loan_archived",
+        )
 
     @rule(number=loans)
     def restore(self, number):
-        self._do(lambda: loan_archive.restore_loan(
-            self.s, actor=self.admin, loan_number=number, reason="it was real",
-        ), audit_action="loan_restored")  # fmt: skip
+        self._do(
+            lambda: loan_archive.restore_loan(
+                self.s,
+                actor=self.admin,
+                loan_number=number,
+                reason="it was real",
+            ),
+            audit_action="loan_restored",
+        )
 
     @rule(number=loans, agent=st.integers(0, 1))
     def reassign(self, number, agent):
-        self._do(lambda: loans.reassign_loan(
-            self.s, actor=self.manager, loan_number=number, agent_id=self.agents[agent].id,
-            today=TODAY,
-        ), audit_action="loan_reassigned")  # fmt: skip
+        self._do(
+            lambda: loans.reassign_loan(
+                self.s,
+                actor=self.manager,
+                loan_number=number,
+                agent_id=self.agents[agent].id,
+                today=TODAY,
+            ),
+            audit_action="loan_reassigned",
+        )
 
     @rule(days=st.integers(0, 60))
     def late_fees(self, days):
         last_event = self.s.scalar(select(func.max(LoanEvent.id))) or 0
-        charged = self._do(lambda: fees.apply_late_fees(
-            self.s, today=TODAY + timedelta(days=days), kind=LateFeeKind.FIXED,
-            amount=Decimal("25.50"), percent=ZERO, grace_days=3,
-        ), audit_action=None)  # fmt: skip
-        events = self.s.scalar(select(func.count(LoanEvent.id)).where(
-            LoanEvent.id > last_event, LoanEvent.kind == "late_fee"))  # fmt: skip
+        charged = self._do(
+            lambda: fees.apply_late_fees(
+                self.s,
+                today=TODAY + timedelta(days=days),
+                kind=LateFeeKind.FIXED,
+                amount=Decimal("25.50"),
+                percent=ZERO,
+                grace_days=3,
+            ),
+            audit_action=None,
+        )
+        events = self.s.scalar(
+            select(func.count(LoanEvent.id)).where(
+                LoanEvent.id > last_event, LoanEvent.kind == "late_fee"
+            )
+        )
         assert (events > 0) == bool(charged), "a late fee without its loan event"
 
     @rule(days=st.integers(-5, 40))
     def plan(self, days):
-        self._do(lambda: jobs.plan_reminders(self.s, today=TODAY + timedelta(days=days),
-                                             settings=self.settings), audit_action=None)
+        self._do(
+            lambda: jobs.plan_reminders(
+                self.s, today=TODAY + timedelta(days=days), settings=self.settings
+            ),
+            audit_action=None,
+        )
 
     @rule(number=loans)
     def queue_reminder(self, number):
@@ -247,10 +352,15 @@ class LoanActions(RuleBasedStateMachine):
             return  # the planner queues only for live, active loans (access.LIVE_LOAN)
         owed = sms_amount(loan.outstanding, "INR")
         outbox.queue_message(
-            self.s, to=loan.borrower.phone, body=f"Loan {number}: you owe {owed}.",
-            kind=MessageKind.REMINDER, idempotency_key=f"prop:{next(_keys)}",
-            borrower_id=loan.borrower_id, loan_id=loan.id, rule="prop",
-        )  # fmt: skip
+            self.s,
+            to=loan.borrower.phone,
+            body=f"Loan {number}: you owe {owed}.",
+            kind=MessageKind.REMINDER,
+            idempotency_key=f"prop:{next(_keys)}",
+            borrower_id=loan.borrower_id,
+            loan_id=loan.id,
+            rule="prop",
+        )
 
     # --- what must hold after every step -------------------------------------------------
 
@@ -260,16 +370,21 @@ class LoanActions(RuleBasedStateMachine):
         for loan in self.s.scalars(select(Loan).where(Loan.id > self.floor)):
             insts = self.s.scalars(select(Installment).where(Installment.loan_id == loan.id))
             insts = list(insts)
-            paid = self.s.scalar(select(func.coalesce(func.sum(Payment.amount), 0))
-                                 .where(Payment.loan_id == loan.id))  # fmt: skip
+            paid = self.s.scalar(
+                select(func.coalesce(func.sum(Payment.amount), 0)).where(Payment.loan_id == loan.id)
+            )
             allocated = self.s.scalar(
-                select(func.coalesce(
-                    func.sum(PaymentAllocation.fee_amount + PaymentAllocation.amount), 0))
+                select(
+                    func.coalesce(
+                        func.sum(PaymentAllocation.fee_amount + PaymentAllocation.amount), 0
+                    )
+                )
                 .join(Payment, Payment.id == PaymentAllocation.payment_id)
                 .where(Payment.loan_id == loan.id)
-            )  # fmt: skip
-            assert loan.amount_payable == sum((i.principal_due + i.interest_due for i in insts),
-                                              ZERO)  # fmt: skip
+            )
+            assert loan.amount_payable == sum(
+                (i.principal_due + i.interest_due for i in insts), ZERO
+            )
             assert loan.fees_charged == sum((i.fee_due for i in insts), ZERO)
             assert loan.amount_paid == sum((i.amount_paid + i.fee_paid for i in insts), ZERO)
             assert Decimal(paid).quantize(Decimal("0.01")) == loan.amount_paid
@@ -279,8 +394,13 @@ class LoanActions(RuleBasedStateMachine):
 
     @invariant()
     def no_queued_message_contradicts_its_loan(self):
-        queued = list(self.s.scalars(select(Message).where(
-            Message.status == MessageStatus.QUEUED, Message.loan_id > self.floor)))  # fmt: skip
+        queued = list(
+            self.s.scalars(
+                select(Message).where(
+                    Message.status == MessageStatus.QUEUED, Message.loan_id > self.floor
+                )
+            )
+        )
         for m in queued:
             loan = self.s.get(Loan, m.loan_id)
             assert m.to_phone == loan.borrower.phone, "queued to an old number"
@@ -295,8 +415,9 @@ class LoanActions(RuleBasedStateMachine):
     @invariant()
     def an_agents_list_holds_only_their_loans(self):
         for agent in self.agents:
-            page = loans.list_loans(self.s, actor=actor(agent), today=TODAY,
-                                    filter=LoanFilter.ALL, limit=50)  # fmt: skip
+            page = loans.list_loans(
+                self.s, actor=actor(agent), today=TODAY, filter=LoanFilter.ALL, limit=50
+            )
             assert all(item.agent_id == agent.id for item in page.items)
 
     @invariant()
@@ -304,8 +425,9 @@ class LoanActions(RuleBasedStateMachine):
         for agent in self.agents:
             seen = self.s.scalars(access.scope_borrowers(select(Borrower.id), actor(agent)))
             for borrower_id in seen:
-                holders = set(self.s.scalars(select(Loan.agent_id).where(
-                    Loan.borrower_id == borrower_id)))  # fmt: skip
+                holders = set(
+                    self.s.scalars(select(Loan.agent_id).where(Loan.borrower_id == borrower_id))
+                )
                 assert holders == {agent.id}, "an agent sees another agent's borrower"
 
 

@@ -32,8 +32,9 @@ from tests.factories import actor, make_borrower, make_loan
 
 
 def loan_for(session, agent, name, phone=None, **kw):
-    return make_loan(session, agent=agent, borrower=make_borrower(session, name=name, phone=phone),
-                     **kw)
+    return make_loan(
+        session, agent=agent, borrower=make_borrower(session, name=name, phone=phone), **kw
+    )
 
 
 # -- search -------------------------------------------------------------------------------------
@@ -82,8 +83,9 @@ def test_search_pages_and_scope(session, agent_a, agent_b, today):
     loan_for(session, agent_b, "Qadir Zafar other")
     seen, offset, more = [], 0, True
     while more:
-        items, more = search_loans(session, actor=actor(agent_a), text="qadir", today=today,
-                                   limit=2, offset=offset)
+        items, more = search_loans(
+            session, actor=actor(agent_a), text="qadir", today=today, limit=2, offset=offset
+        )
         seen += [i.id for i in items]
         offset += 2
     assert seen == mine
@@ -146,8 +148,9 @@ def portfolio(session, agent_a, today):
     ],
 )
 def test_filters_and_buckets(session, agent_a, today, portfolio, filter, expected):
-    page = list_loans(session, actor=actor(agent_a), today=today, filter=filter, limit=50,
-                      with_total=True)
+    page = list_loans(
+        session, actor=actor(agent_a), today=today, filter=filter, limit=50, with_total=True
+    )
     assert [i.id for i in page.items] == [portfolio[k] for k in expected]
     assert page.total == len(expected) and page.next_cursor is None
     for item in page.items:
@@ -155,8 +158,7 @@ def test_filters_and_buckets(session, agent_a, today, portfolio, filter, expecte
 
 
 def test_all_lists_loans_without_a_due_date_last(session, agent_a, today, portfolio):
-    page = list_loans(session, actor=actor(agent_a), today=today, filter=LoanFilter.ALL,
-                      limit=50)
+    page = list_loans(session, actor=actor(agent_a), today=today, filter=LoanFilter.ALL, limit=50)
     ids = [i.id for i in page.items]
     assert ids[-1] == portfolio["closed"] and len(ids) == len(portfolio)
 
@@ -165,8 +167,14 @@ def test_list_scope(session, agent_a, agent_b, manager, today, portfolio):
     assert list_loans(session, actor=actor(agent_b), today=today, filter=LoanFilter.ALL).items == []
     with pytest.raises(AccessDenied):
         list_loans(session, actor=actor(agent_b), today=today, agent_id=agent_a.id)
-    page = list_loans(session, actor=actor(manager), today=today, agent_id=agent_a.id,
-                      filter=LoanFilter.OVERDUE, with_total=True)
+    page = list_loans(
+        session,
+        actor=actor(manager),
+        today=today,
+        agent_id=agent_a.id,
+        filter=LoanFilter.OVERDUE,
+        with_total=True,
+    )
     assert page.total == 7 and {i.agent_id for i in page.items} == {agent_a.id}
 
 
@@ -200,8 +208,9 @@ def test_keyset_walks_every_row_once_forward_and_back(session, agent_a, today):
     who = actor(agent_a)
     forward, cursor, pages = [], None, []
     while True:
-        page = list_loans(session, actor=who, today=today, filter=LoanFilter.ALL, after=cursor,
-                          limit=5)
+        page = list_loans(
+            session, actor=who, today=today, filter=LoanFilter.ALL, after=cursor, limit=5
+        )
         pages.append(page)
         forward += [i.id for i in page.items]
         if page.next_cursor is None:
@@ -212,8 +221,9 @@ def test_keyset_walks_every_row_once_forward_and_back(session, agent_a, today):
     backward, page = [], pages[-1]
     backward = [i.id for i in page.items]
     while page.prev_cursor:
-        page = list_loans(session, actor=who, today=today, filter=LoanFilter.ALL,
-                          before=page.prev_cursor, limit=5)
+        page = list_loans(
+            session, actor=who, today=today, filter=LoanFilter.ALL, before=page.prev_cursor, limit=5
+        )
         backward = [i.id for i in page.items] + backward
     assert backward == forward
     assert page.items == pages[0].items
@@ -256,37 +266,89 @@ def test_history_merges_everything_newest_first(session, agent_a, manager, today
     who = actor(agent_a)
     base = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
     clock.advance(base - clock.utcnow())
-    view = add_loan(session, actor=who, phone="+91 98765 43210", name="Ravi Kumar", address=None,
-                    principal=Decimal("5000"), first_due=today + timedelta(days=10), today=today)
+    view = add_loan(
+        session,
+        actor=who,
+        phone="+91 98765 43210",
+        name="Ravi Kumar",
+        address=None,
+        principal=Decimal("5000"),
+        first_due=today + timedelta(days=10),
+        today=today,
+    )
     number = view.loan_number
     at = [base + timedelta(minutes=m) for m in range(10)]
     clock.advance(at[1] - clock.utcnow())
-    edit_loan(session, actor=who, loan_number=number, field=EditableField.BORROWER_ADDRESS,
-              value="12 MG Road", expected_version=None, today=today)
-    session.add_all([
-        Payment(loan_id=view.id, amount=Decimal("1500"), method=PaymentMethod.UPI,
-                paid_at=at[2], recorded_by_id=agent_a.id),
-        Promise(loan_id=view.id, amount=Decimal("500"), promised_date=today, made_by_id=agent_a.id,
-                created_at=at[3]),
-        Contact(loan_id=view.id, channel=ContactChannel.CALL, outcome=ContactOutcome.NO_ANSWER,
-                staff_id=agent_a.id, created_at=at[4]),
-        InboundMessage(from_phone="+919876543210", body="will pay friday", loan_id=view.id,
-                       received_at=at[6]),
-    ])
-    message = Message(to_phone="+919876543210", body="Reminder", kind=MessageKind.REMINDER,
-                      loan_id=view.id, idempotency_key=f"test-{view.id}",
-                      status=MessageStatus.DELIVERED, created_at=at[5])
+    edit_loan(
+        session,
+        actor=who,
+        loan_number=number,
+        field=EditableField.BORROWER_ADDRESS,
+        value="12 MG Road",
+        expected_version=None,
+        today=today,
+    )
+    session.add_all(
+        [
+            Payment(
+                loan_id=view.id,
+                amount=Decimal("1500"),
+                method=PaymentMethod.UPI,
+                paid_at=at[2],
+                recorded_by_id=agent_a.id,
+            ),
+            Promise(
+                loan_id=view.id,
+                amount=Decimal("500"),
+                promised_date=today,
+                made_by_id=agent_a.id,
+                created_at=at[3],
+            ),
+            Contact(
+                loan_id=view.id,
+                channel=ContactChannel.CALL,
+                outcome=ContactOutcome.NO_ANSWER,
+                staff_id=agent_a.id,
+                created_at=at[4],
+            ),
+            InboundMessage(
+                from_phone="+919876543210",
+                body="will pay friday",
+                loan_id=view.id,
+                received_at=at[6],
+            ),
+        ]
+    )
+    message = Message(
+        to_phone="+919876543210",
+        body="Reminder",
+        kind=MessageKind.REMINDER,
+        loan_id=view.id,
+        idempotency_key=f"test-{view.id}",
+        status=MessageStatus.DELIVERED,
+        created_at=at[5],
+    )
     session.add(message)
     session.flush()
-    session.add(MessageEvent(message_id=message.id, status="delivered", source="twilio",
-                             created_at=at[5]))
+    session.add(
+        MessageEvent(message_id=message.id, status="delivered", source="twilio", created_at=at[5])
+    )
     clock.advance(at[7] - clock.utcnow())
-    reassign_loan(session, actor=actor(manager), loan_number=number, agent_id=manager.id,
-                  today=today)
+    reassign_loan(
+        session, actor=actor(manager), loan_number=number, agent_id=manager.id, today=today
+    )
     page = loan_history(session, actor=actor(manager), loan_number=number, limit=50)
     kinds = [i.kind for i in page.items]
-    assert kinds == ["reassigned", "inbound_sms", "sms", "contact", "promise", "payment",
-                     "edited", "created"]
+    assert kinds == [
+        "reassigned",
+        "inbound_sms",
+        "sms",
+        "contact",
+        "promise",
+        "payment",
+        "edited",
+        "created",
+    ]
     summaries = {i.kind: i for i in page.items}
     assert summaries["payment"].summary == "Payment ₹1,500.00 (upi)"
     assert summaries["payment"].staff_name == agent_a.name
@@ -302,8 +364,9 @@ def test_history_merges_everything_newest_first(session, agent_a, manager, today
 
     walked, cursor = [], None
     while True:
-        small = loan_history(session, actor=actor(manager), loan_number=number, limit=3,
-                             before=cursor)
+        small = loan_history(
+            session, actor=actor(manager), loan_number=number, limit=3, before=cursor
+        )
         walked += small.items
         if small.next_cursor is None:
             break
@@ -315,16 +378,28 @@ def test_history_same_instant_pages_do_not_overlap(session, agent_a, today):
     loan = make_loan(session, agent=agent_a, loan_number="T-HIST-2")
     same = datetime(2030, 5, 5, 10, 0, tzinfo=UTC)
     session.add_all(
-        [Payment(loan_id=loan.id, amount=Decimal(10 + i), method=PaymentMethod.CASH, paid_at=same)
-         for i in range(4)]
-        + [Contact(loan_id=loan.id, channel=ContactChannel.VISIT, outcome=ContactOutcome.PAID,
-                   created_at=same) for _ in range(3)]
+        [
+            Payment(
+                loan_id=loan.id, amount=Decimal(10 + i), method=PaymentMethod.CASH, paid_at=same
+            )
+            for i in range(4)
+        ]
+        + [
+            Contact(
+                loan_id=loan.id,
+                channel=ContactChannel.VISIT,
+                outcome=ContactOutcome.PAID,
+                created_at=same,
+            )
+            for _ in range(3)
+        ]
     )
     session.flush()
     walked, cursor = [], None
     while True:
-        page = loan_history(session, actor=actor(agent_a), loan_number="T-HIST-2", limit=2,
-                            before=cursor)
+        page = loan_history(
+            session, actor=actor(agent_a), loan_number="T-HIST-2", limit=2, before=cursor
+        )
         walked += page.items
         if not page.next_cursor:
             break

@@ -44,15 +44,16 @@ from tests.factories import actor, make_borrower, make_loan, make_staff
 PHONE = "+91 98765 43210"
 
 
-
-
-
-
-
 def new_loan(session, who, today, **kw):
-    args = {"phone": PHONE, "name": "Ravi Kumar", "address": "12 MG Road",
-            "principal": Decimal("12000"), "first_due": today + timedelta(days=30),
-            "today": today, **kw}
+    args = {
+        "phone": PHONE,
+        "name": "Ravi Kumar",
+        "address": "12 MG Road",
+        "principal": Decimal("12000"),
+        "first_due": today + timedelta(days=30),
+        "today": today,
+        **kw,
+    }
     return add_loan(session, actor=actor(who), **args)
 
 
@@ -63,9 +64,11 @@ def events(session, loan_id, kind):
 
 
 def audits(session, action, target_id):
-    stmt = select(AuditEvent).where(
-        AuditEvent.action == action.value, AuditEvent.target_id == str(target_id)
-    ).order_by(AuditEvent.id)
+    stmt = (
+        select(AuditEvent)
+        .where(AuditEvent.action == action.value, AuditEvent.target_id == str(target_id))
+        .order_by(AuditEvent.id)
+    )
     return session.scalars(stmt).all()
 
 
@@ -83,8 +86,9 @@ def pay_everything(session, loan_id):
 
 
 def test_add_loan_writes_loan_schedule_event_and_audit(session, agent_a, today):
-    view = new_loan(session, agent_a, today, count=3, method=InterestMethod.FLAT,
-                    rate=Decimal("24"))
+    view = new_loan(
+        session, agent_a, today, count=3, method=InterestMethod.FLAT, rate=Decimal("24")
+    )
     assert re.fullmatch(r"LN-[0-9A-HJKMNP-TV-Z]{6}", view.loan_number)
     assert view.version == 1 and view.state is LoanState.ACTIVE
     assert view.agent_id == agent_a.id and view.agent_name == agent_a.name
@@ -263,11 +267,18 @@ def test_other_agents_loan_is_not_found(session, agent_a, agent_b, manager, toda
     calls = [
         lambda: get_loan(session, actor=b, loan_number="T-ISO-1", today=today),
         lambda: get_loan_by_id(session, actor=b, loan_id=loan.id, today=today),
-        lambda: edit_loan(session, actor=b, loan_number="T-ISO-1",
-                          field=EditableField.BORROWER_ADDRESS, value="x y z",
-                          expected_version=None, today=today),
-        lambda: close_loan(session, actor=b, loan_number="T-ISO-1", expected_version=None,
-                           today=today),
+        lambda: edit_loan(
+            session,
+            actor=b,
+            loan_number="T-ISO-1",
+            field=EditableField.BORROWER_ADDRESS,
+            value="x y z",
+            expected_version=None,
+            today=today,
+        ),
+        lambda: close_loan(
+            session, actor=b, loan_number="T-ISO-1", expected_version=None, today=today
+        ),
     ]
     for call in calls:
         with pytest.raises(NotFound, match=r"^No loan (T-ISO-1 )?found\.$"):
@@ -280,8 +291,15 @@ def test_other_agents_loan_is_not_found(session, agent_a, agent_b, manager, toda
 
 
 def edit(session, who, number, field, value, today, version=None):
-    return edit_loan(session, actor=actor(who), loan_number=number, field=field, value=value,
-                     expected_version=version, today=today)
+    return edit_loan(
+        session,
+        actor=actor(who),
+        loan_number=number,
+        field=field,
+        value=value,
+        expected_version=version,
+        today=today,
+    )
 
 
 def test_edit_borrower_fields(session, agent_a, today):
@@ -289,7 +307,10 @@ def test_edit_borrower_fields(session, agent_a, today):
     original = loan.borrower.name
     result = edit(session, agent_a, "T-ED-1", EditableField.BORROWER_NAME, "  Sita   Devi ", today)
     assert (result.after, result.loan.borrower_name, result.loan.version) == (
-        "Sita Devi", "Sita Devi", 2)
+        "Sita Devi",
+        "Sita Devi",
+        2,
+    )
     assert session.get(Borrower, loan.borrower_id).name_key == "sita devi"
     result = edit(session, agent_a, "T-ED-1", EditableField.BORROWER_PHONE, "09123456789", today)
     assert result.after == "+919123456789" and result.loan.borrower_phone == "+919123456789"
@@ -297,7 +318,8 @@ def test_edit_borrower_fields(session, agent_a, today):
     assert result.before == "" and result.after == "5 Park St"
     edited = events(session, loan.id, LoanEventKind.EDITED)
     assert [e.after for e in edited] == [
-        {"borrower_name": "Sita Devi"}, {"borrower_phone": "+919123456789"},
+        {"borrower_name": "Sita Devi"},
+        {"borrower_phone": "+919123456789"},
         {"borrower_address": "5 Park St"},
     ]
     rows = audits(session, AuditAction.LOAN_EDITED, loan.id)
@@ -316,15 +338,17 @@ def test_edit_phone_taken_by_another_borrower(session, agent_a, today):
 
 
 def test_edit_next_due_date_moves_every_unsettled_installment(session, agent_a, today):
-    loan = make_loan(session, agent=agent_a, loan_number="T-ED-3", count=3,
-                     first_due=today - timedelta(days=5))
+    loan = make_loan(
+        session, agent=agent_a, loan_number="T-ED-3", count=3, first_due=today - timedelta(days=5)
+    )
     first = loan.installments[0]
     first.amount_paid = first.principal_due  # settled: stays where it is
     ledger.refresh(loan)
     old = [i.due_date for i in loan.installments]
     target = today + timedelta(days=7)
-    result = edit(session, agent_a, "T-ED-3", EditableField.NEXT_DUE_DATE, target.isoformat(),
-                  today)
+    result = edit(
+        session, agent_a, "T-ED-3", EditableField.NEXT_DUE_DATE, target.isoformat(), today
+    )
     shift = target - old[1]
     assert [i.due_date for i in loan.installments] == [old[0], old[1] + shift, old[2] + shift]
     assert result.loan.next_due_date == target and loan.next_due_date == target
@@ -360,11 +384,14 @@ def test_edit_refusals(session, agent_a, today):
         edit(session, agent_a, "T-ED-6", EditableField.PRINCIPAL, "10000.00", today)
     assert err.value.code == "unchanged"
     with pytest.raises(Conflict, match="changed since you opened it") as err:
-        edit(session, agent_a, "T-ED-6", EditableField.BORROWER_NAME, "New Name", today,
-             version=0)
+        edit(session, agent_a, "T-ED-6", EditableField.BORROWER_NAME, "New Name", today, version=0)
     assert err.value.code == "stale"
-    assert edit(session, agent_a, "T-ED-6", EditableField.BORROWER_NAME, "New Name", today,
-                version=1).loan.version == 2
+    assert (
+        edit(
+            session, agent_a, "T-ED-6", EditableField.BORROWER_NAME, "New Name", today, version=1
+        ).loan.version
+        == 2
+    )
     loan.state = LoanState.CLOSED
     session.flush()
     with pytest.raises(Conflict) as err:
@@ -379,50 +406,64 @@ def test_edit_refusals(session, agent_a, today):
 def test_reassign_is_for_managers(session, agent_a, agent_b, manager, today):
     loan = make_loan(session, agent=agent_a, loan_number="T-RE-1")
     with pytest.raises(AccessDenied):
-        reassign_loan(session, actor=actor(agent_a), loan_number="T-RE-1", agent_id=agent_b.id,
-                      today=today)
-    view = reassign_loan(session, actor=actor(manager), loan_number="T-RE-1",
-                         agent_id=agent_b.id, today=today)
+        reassign_loan(
+            session, actor=actor(agent_a), loan_number="T-RE-1", agent_id=agent_b.id, today=today
+        )
+    view = reassign_loan(
+        session, actor=actor(manager), loan_number="T-RE-1", agent_id=agent_b.id, today=today
+    )
     assert view.agent_id == agent_b.id and view.version == 2
     [event] = events(session, loan.id, LoanEventKind.REASSIGNED)
     assert event.before == {"agent_id": agent_a.id} and event.after["agent_id"] == agent_b.id
     assert len(audits(session, AuditAction.LOAN_REASSIGNED, loan.id)) == 1
     with pytest.raises(InvalidInput):
-        reassign_loan(session, actor=actor(manager), loan_number="T-RE-1",
-                      agent_id=agent_b.id, today=today)
+        reassign_loan(
+            session, actor=actor(manager), loan_number="T-RE-1", agent_id=agent_b.id, today=today
+        )
     disabled = make_staff(session, role=Role.AGENT, state=StaffState.DISABLED)
     with pytest.raises(InvalidInput):
-        reassign_loan(session, actor=actor(manager), loan_number="T-RE-1",
-                      agent_id=disabled.id, today=today)
+        reassign_loan(
+            session, actor=actor(manager), loan_number="T-RE-1", agent_id=disabled.id, today=today
+        )
 
 
 def test_close_only_when_nothing_is_owed(session, agent_a, today):
     loan = make_loan(session, agent=agent_a, loan_number="T-CL-1")
     with pytest.raises(Conflict, match=r"still has ₹10,000.00 to pay") as err:
-        close_loan(session, actor=actor(agent_a), loan_number="T-CL-1", expected_version=None,
-                   today=today)
+        close_loan(
+            session, actor=actor(agent_a), loan_number="T-CL-1", expected_version=None, today=today
+        )
     assert err.value.code == "not_paid"
     pay_everything(session, loan.id)
     with pytest.raises(Conflict, match="changed since"):
-        close_loan(session, actor=actor(agent_a), loan_number="T-CL-1", expected_version=7,
-                   today=today)
-    view = close_loan(session, actor=actor(agent_a), loan_number="T-CL-1", expected_version=1,
-                      today=today)
+        close_loan(
+            session, actor=actor(agent_a), loan_number="T-CL-1", expected_version=7, today=today
+        )
+    view = close_loan(
+        session, actor=actor(agent_a), loan_number="T-CL-1", expected_version=1, today=today
+    )
     assert view.state is LoanState.CLOSED and view.outstanding == 0
     assert session.get(Loan, loan.id).closed_at is not None
     assert len(events(session, loan.id, LoanEventKind.CLOSED)) == 1
     assert len(audits(session, AuditAction.LOAN_CLOSED, loan.id)) == 1
     with pytest.raises(Conflict, match="is closed"):
-        close_loan(session, actor=actor(agent_a), loan_number="T-CL-1", expected_version=None,
-                   today=today)
+        close_loan(
+            session, actor=actor(agent_a), loan_number="T-CL-1", expected_version=None, today=today
+        )
 
 
 def test_write_off_needs_a_manager_and_a_reason(session, agent_a, manager, today):
     loan = make_loan(session, agent=agent_a, loan_number="T-WO-1")
 
     def write_off(who, reason, version=None):
-        return write_off_loan(session, actor=actor(who), loan_number="T-WO-1", reason=reason,
-                              expected_version=version, today=today)
+        return write_off_loan(
+            session,
+            actor=actor(who),
+            loan_number="T-WO-1",
+            reason=reason,
+            expected_version=version,
+            today=today,
+        )
 
     with pytest.raises(AccessDenied):
         write_off(agent_a, "borrower moved away")

@@ -46,27 +46,48 @@ def _downgrade(engine: Engine, revision: str) -> None:
 
 
 def _seed(conn) -> None:
-    conn.execute(text(
-        "INSERT INTO staff (id, telegram_user_id, name, role, state, failed_logins, created_at,"
-        " updated_at) VALUES (1, 5, 'A', 'admin', 'active', 0, :t, :t)"), {"t": "2026-01-01"})
-    conn.execute(text(
-        "INSERT INTO borrower (id, name, name_key, phone, created_at, updated_at)"
-        " VALUES (1, 'B', 'b', '+919800000001', :t, :t)"), {"t": "2026-01-01"})
-    conn.execute(text(
-        "INSERT INTO loan (id, loan_number, borrower_id, agent_id, principal, interest_method,"
-        " interest_rate, installments_count, frequency, first_due_date, amount_payable,"
-        " fees_charged, amount_paid, state, version, created_at, updated_at) VALUES (1, 'L-1',"
-        " 1, 1, 100, 'none', 0, 1, 'monthly', '2026-02-01', 100, 0, 40, 'active', 1, :t, :t)"),
-        {"t": "2026-01-01"})
-    conn.execute(text(
-        "INSERT INTO installment (id, loan_id, seq, due_date, principal_due, interest_due,"
-        " fee_due, amount_paid, fee_paid) VALUES (1, 1, 1, '2026-02-01', 100, 0, 0, 40, 0)"))
-    conn.execute(text(
-        "INSERT INTO payment (id, loan_id, amount, method, paid_at, created_at)"
-        " VALUES (1, 1, 40, 'cash', :t, :t)"), {"t": "2026-01-02"})
-    conn.execute(text(
-        "INSERT INTO payment_allocation (id, payment_id, installment_id, fee_amount, amount)"
-        " VALUES (1, 1, 1, 0, 40)"))
+    conn.execute(
+        text(
+            "INSERT INTO staff (id, telegram_user_id, name, role, state, failed_logins, created_at,"
+            " updated_at) VALUES (1, 5, 'A', 'admin', 'active', 0, :t, :t)"
+        ),
+        {"t": "2026-01-01"},
+    )
+    conn.execute(
+        text(
+            "INSERT INTO borrower (id, name, name_key, phone, created_at, updated_at)"
+            " VALUES (1, 'B', 'b', '+919800000001', :t, :t)"
+        ),
+        {"t": "2026-01-01"},
+    )
+    conn.execute(
+        text(
+            "INSERT INTO loan (id, loan_number, borrower_id, agent_id, principal, interest_method,"
+            " interest_rate, installments_count, frequency, first_due_date, amount_payable,"
+            " fees_charged, amount_paid, state, version, created_at, updated_at) VALUES (1, 'L-1',"
+            " 1, 1, 100, 'none', 0, 1, 'monthly', '2026-02-01', 100, 0, 40, 'active', 1, :t, :t)"
+        ),
+        {"t": "2026-01-01"},
+    )
+    conn.execute(
+        text(
+            "INSERT INTO installment (id, loan_id, seq, due_date, principal_due, interest_due,"
+            " fee_due, amount_paid, fee_paid) VALUES (1, 1, 1, '2026-02-01', 100, 0, 0, 40, 0)"
+        )
+    )
+    conn.execute(
+        text(
+            "INSERT INTO payment (id, loan_id, amount, method, paid_at, created_at)"
+            " VALUES (1, 1, 40, 'cash', :t, :t)"
+        ),
+        {"t": "2026-01-02"},
+    )
+    conn.execute(
+        text(
+            "INSERT INTO payment_allocation (id, payment_id, installment_id, fee_amount, amount)"
+            " VALUES (1, 1, 1, 0, 40)"
+        )
+    )
 
 
 def _count(engine: Engine, table: str) -> int:
@@ -86,11 +107,14 @@ def test_0006_keeps_rows_refuses_deletes_and_downgrades(fresh):
         with pytest.raises(IntegrityError), fresh.begin() as conn:
             conn.execute(text(f"DELETE FROM {table} WHERE id = 1"))
     with fresh.begin() as conn:
-        conn.execute(text("UPDATE loan SET archived_at = :t, archive_reason = 'dup' WHERE id = 1"),
-                     {"t": "2026-03-01"})
-        conn.execute(text(
-            "INSERT INTO loan_event (loan_id, kind, created_at) VALUES (1, 'archived', :t)"),
-            {"t": "2026-03-01"})
+        conn.execute(
+            text("UPDATE loan SET archived_at = :t, archive_reason = 'dup' WHERE id = 1"),
+            {"t": "2026-03-01"},
+        )
+        conn.execute(
+            text("INSERT INTO loan_event (loan_id, kind, created_at) VALUES (1, 'archived', :t)"),
+            {"t": "2026-03-01"},
+        )
     # Undoing it would bring an archived loan back into every list, and lose its history.
     with pytest.raises(RuntimeError, match="archived"):
         _downgrade(fresh, "0003")

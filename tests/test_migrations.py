@@ -23,6 +23,7 @@ def test_every_model_table_exists(engine):
 
 # --- 0005: suppression kinds, lifts, streaks (a fresh database of the same dialect) ---------
 
+
 @contextmanager
 def _fresh_engine(tmp_path):
     """An empty database: a SQLite file, or a new PostgreSQL database beside the test one."""
@@ -57,16 +58,20 @@ def test_0005_lifts_single_30003_suppressions_and_downgrades(tmp_path):
     with _fresh_engine(tmp_path) as eng:
         upgrade(eng, "0003")
         with eng.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO suppression (phone, reason, error_code, created_at) VALUES "
-                "('+919800000001', 'unreachable handset', '30003', CURRENT_TIMESTAMP), "
-                "('+919800000002', 'landline or unreachable carrier', '30006', CURRENT_TIMESTAMP)"
-            ))
+            conn.execute(
+                text(
+                    "INSERT INTO suppression (phone, reason, error_code, created_at) VALUES "
+                    "('+919800000001', 'unreachable handset', '30003', CURRENT_TIMESTAMP), "
+                    "('+919800000002', 'landline or unreachable carrier', '30006', "
+                    "CURRENT_TIMESTAMP)"
+                )
+            )
         upgrade(eng, "0005")
         with eng.connect() as conn:
             kept = conn.execute(text("SELECT phone, kind FROM suppression")).all()
-            lifts = conn.execute(text(
-                "SELECT phone, kind, via, error_code FROM suppression_lift")).all()
+            lifts = conn.execute(
+                text("SELECT phone, kind, via, error_code FROM suppression_lift")
+            ).all()
         assert [tuple(r) for r in kept] == [("+919800000002", "permanent")]
         assert [tuple(r) for r in lifts] == [("+919800000001", "unreachable", "migration", "30003")]
         _downgrade(eng, "0003")

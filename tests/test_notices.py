@@ -24,29 +24,48 @@ AGENCY = "Test Agency"
 TODAY = clock.utcnow().date()
 
 
-
 @pytest.fixture
 def loan(session: Session, agent):
     borrower = make_borrower(session, phone=f"+9196{random.randrange(10**8):08d}")
-    return make_loan(session, agent=agent, borrower=borrower, principal=Decimal("5000.00"),
-                     loan_number=f"NT-{uuid.uuid4().hex[:8].upper()}")
+    return make_loan(
+        session,
+        agent=agent,
+        borrower=borrower,
+        principal=Decimal("5000.00"),
+        loan_number=f"NT-{uuid.uuid4().hex[:8].upper()}",
+    )
 
 
 def _pay(session: Session, agent, loan, amount: str):
-    return record_payment(session, actor=actor(agent), loan_number=loan.loan_number,
-                          amount=Decimal(amount), today=TODAY, method=PaymentMethod.CASH)
+    return record_payment(
+        session,
+        actor=actor(agent),
+        loan_number=loan.loan_number,
+        amount=Decimal(amount),
+        today=TODAY,
+        method=PaymentMethod.CASH,
+    )
 
 
 def _notice(session: Session, loan, paid, **kw):
-    args = dict(loan_id=loan.id, payment_id=paid.payment_id, amount=paid.amount,
-                outstanding=paid.outstanding, closed=paid.closed, agency_name=AGENCY,
-                currency="INR", notify_payment=True, notify_closed=True)
+    args = dict(
+        loan_id=loan.id,
+        payment_id=paid.payment_id,
+        amount=paid.amount,
+        outstanding=paid.outstanding,
+        closed=paid.closed,
+        agency_name=AGENCY,
+        currency="INR",
+        notify_payment=True,
+        notify_closed=True,
+    )
     return payment_notice(session, **(args | kw))
 
 
 def _count(session: Session, loan) -> int:
-    return session.scalar(select(func.count()).select_from(Message)
-                          .where(Message.loan_id == loan.id))
+    return session.scalar(
+        select(func.count()).select_from(Message).where(Message.loan_id == loan.id)
+    )
 
 
 def test_payment_notice_is_queued_once_per_payment(session: Session, agent, loan) -> None:
@@ -54,10 +73,15 @@ def test_payment_notice_is_queued_once_per_payment(session: Session, agent, loan
     info = _notice(session, loan, paid)
     assert info.kind is MessageKind.NOTICE and info.status is MessageStatus.QUEUED
     assert info.idempotency_key == f"notice:pay:{paid.payment_id}"
-    assert (info.to, info.borrower_id, info.loan_id) == (loan.borrower.phone, loan.borrower_id,
-                                                         loan.id)
-    assert info.body == (f"Payment of INR 1500.00 received for loan {loan.loan_number}; "
-                         f"balance INR 3500.00. - {AGENCY}")
+    assert (info.to, info.borrower_id, info.loan_id) == (
+        loan.borrower.phone,
+        loan.borrower_id,
+        loan.id,
+    )
+    assert info.body == (
+        f"Payment of INR 1500.00 received for loan {loan.loan_number}; "
+        f"balance INR 3500.00. - {AGENCY}"
+    )
     assert encoding(info.body) is Encoding.GSM7 and "₹" not in info.body
     assert _notice(session, loan, paid) is None
     assert _count(session, loan) == 1
@@ -98,19 +122,35 @@ def test_bad_amount_or_loan_is_refused(session: Session, agent, loan) -> None:
     with pytest.raises(InvalidInput):
         _notice(session, loan, paid, amount=Decimal("-100"))
     with pytest.raises(NotFound):
-        payment_notice(session, loan_id=-1, payment_id=paid.payment_id, amount=Decimal("1"),
-                       outstanding=Decimal("0"), closed=False, agency_name=AGENCY,
-                       currency="INR", notify_payment=True, notify_closed=True)
+        payment_notice(
+            session,
+            loan_id=-1,
+            payment_id=paid.payment_id,
+            amount=Decimal("1"),
+            outstanding=Decimal("0"),
+            closed=False,
+            agency_name=AGENCY,
+            currency="INR",
+            notify_payment=True,
+            notify_closed=True,
+        )
 
 
 _amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("100000000"), places=2)
 
 
 @given(amount=_amounts, outstanding=_amounts, closed=st.booleans())
-def test_notice_text_is_gsm7_with_exact_amounts(amount: Decimal, outstanding: Decimal,
-                                                closed: bool) -> None:
-    body = notice_text(loan_number="LN-2024-000123", amount=amount, outstanding=outstanding,
-                       closed=closed, agency_name="Sharma Recovery Services", currency="INR")
+def test_notice_text_is_gsm7_with_exact_amounts(
+    amount: Decimal, outstanding: Decimal, closed: bool
+) -> None:
+    body = notice_text(
+        loan_number="LN-2024-000123",
+        amount=amount,
+        outstanding=outstanding,
+        closed=closed,
+        agency_name="Sharma Recovery Services",
+        currency="INR",
+    )
     assert encoding(body) is Encoding.GSM7
     assert f"Payment of {sms_amount(amount, 'INR')} received" in body
     assert (f"balance {sms_amount(outstanding, 'INR')}." in body) is not closed

@@ -34,9 +34,14 @@ def _queue(session: Session, borrower: Borrower | None = None, **kw) -> outbox.M
     borrower = borrower or make_borrower(session)
     kw["send_after"] = kw.get("send_after") or clock.utcnow() - timedelta(minutes=1)
     info = outbox.queue_message(
-        session, to=borrower.phone, body=kw.pop("body", "Hello"), borrower_id=borrower.id,
-        kind=kw.pop("kind", MessageKind.NOTICE), idempotency_key=f"t:{next(_keys)}", **kw,
-    )  # fmt: skip
+        session,
+        to=borrower.phone,
+        body=kw.pop("body", "Hello"),
+        borrower_id=borrower.id,
+        kind=kw.pop("kind", MessageKind.NOTICE),
+        idempotency_key=f"t:{next(_keys)}",
+        **kw,
+    )
     assert info is not None
     return info
 
@@ -113,14 +118,21 @@ def test_mark_retry_requeues_with_back_off_then_fails_at_max_attempts(session):
     _claim_one(session, info)
     retry_at = clock.utcnow() + timedelta(seconds=30)
     status = outbox.mark_retry(
-        session, message_id=info.id, error="HTTP 429", error_code="20429",
-        retry_at=retry_at, max_attempts=2,
-    )  # fmt: skip
+        session,
+        message_id=info.id,
+        error="HTTP 429",
+        error_code="20429",
+        retry_at=retry_at,
+        max_attempts=2,
+    )
     row = session.get(Message, info.id)
     assert status is S.QUEUED
     assert (row.status, row.send_after, row.error_code, row.claimed_by) == (
-        S.QUEUED, retry_at, "20429", None,
-    )  # fmt: skip
+        S.QUEUED,
+        retry_at,
+        "20429",
+        None,
+    )
     row.send_after = clock.utcnow() - timedelta(seconds=1)
     _claim_one(session, info)
     status = outbox.mark_retry(
@@ -144,12 +156,14 @@ def test_defer_gives_the_attempt_back(session):
 @pytest.mark.parametrize(
     ("code", "suppressed"), [("21211", True), ("21614", True), ("21408", False)]
 )
-def test_mark_failed_keeps_the_code_and_suppresses_dead_numbers(session, settings, code,
-                                                                suppressed):
+def test_mark_failed_keeps_the_code_and_suppresses_dead_numbers(
+    session, settings, code, suppressed
+):
     info = _queue(session)
     _claim_one(session, info)
-    assert twilio_codes.mark_failed(session, message_id=info.id, code=code, text="refused",
-                                    settings=settings)
+    assert twilio_codes.mark_failed(
+        session, message_id=info.id, code=code, text="refused", settings=settings
+    )
     row = session.get(Message, info.id)
     assert (row.status, row.error_code, row.error_message) == (S.FAILED, code, "refused")
     assert (session.get(Suppression, info.to) is not None) is suppressed
@@ -159,8 +173,9 @@ def test_mark_failed_keeps_the_code_and_suppresses_dead_numbers(session, setting
 def test_mark_failed_21610_opts_the_borrower_out(session, settings):
     info = _queue(session)
     _claim_one(session, info)
-    twilio_codes.mark_failed(session, message_id=info.id, code="21610", text="unsubscribed",
-                             settings=settings)
+    twilio_codes.mark_failed(
+        session, message_id=info.id, code="21610", text="unsubscribed", settings=settings
+    )
     session.expire_all()
     assert session.get(Borrower, info.borrower_id).opted_out_at is not None
 
@@ -198,7 +213,11 @@ def test_unknown_sid_changes_nothing(session):
 def test_undelivered_carrier_codes_suppress_the_number(session, settings, code):
     info = _sent(session, sid=f"SMu{code}")
     assert twilio_codes.apply_status(
-        session, sid=f"SMu{code}", status="undelivered", error_code=code, source="callback",
+        session,
+        sid=f"SMu{code}",
+        status="undelivered",
+        error_code=code,
+        source="callback",
         settings=settings,
     )
     row = session.get(Message, info.id)
@@ -208,8 +227,9 @@ def test_undelivered_carrier_codes_suppress_the_number(session, settings, code):
 
 def test_a_failed_callback_with_21610_opts_out(session, settings):
     info = _sent(session, sid="SMstop")
-    twilio_codes.apply_status(session, sid="SMstop", status="failed", error_code="21610",
-                              source="cb", settings=settings)
+    twilio_codes.apply_status(
+        session, sid="SMstop", status="failed", error_code="21610", source="cb", settings=settings
+    )
     session.expire_all()
     assert session.get(Borrower, info.borrower_id).opted_out_at is not None
 
@@ -249,9 +269,9 @@ def test_requeue_stuck_only_touches_old_sending_rows(session):
     info = _queue(session)
     _claim_one(session, info)
     recent = clock.utcnow() - timedelta(minutes=5)
-    assert outbox.requeue_stuck(
-        session, message_id=info.id, older_than=recent, max_attempts=5
-    ) is None  # fmt: skip
+    assert (
+        outbox.requeue_stuck(session, message_id=info.id, older_than=recent, max_attempts=5) is None
+    )
     future = clock.utcnow() + timedelta(minutes=1)
     status = outbox.requeue_stuck(session, message_id=info.id, older_than=future, max_attempts=5)
     assert status is S.QUEUED

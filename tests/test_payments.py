@@ -44,8 +44,14 @@ def manager(session):
 
 
 def _loan(session, agent, principal="3000.00", count=3, first_due=TODAY):
-    return make_loan(session, agent=agent, principal=D(principal), count=count,
-                     frequency=Frequency.WEEKLY, first_due=first_due)
+    return make_loan(
+        session,
+        agent=agent,
+        principal=D(principal),
+        count=count,
+        frequency=Frequency.WEEKLY,
+        first_due=first_due,
+    )
 
 
 def _events(session, loan, kind):
@@ -62,8 +68,14 @@ def _paid(loan):
 
 
 def _pay(session, staff, loan, amount, **kw):
-    return svc.record_payment(session, actor=actor(staff), loan_number=loan.loan_number,
-                              amount=D(amount), today=TODAY, **kw)
+    return svc.record_payment(
+        session,
+        actor=actor(staff),
+        loan_number=loan.loan_number,
+        amount=D(amount),
+        today=TODAY,
+        **kw,
+    )
 
 
 def test_partial_payment_goes_to_the_oldest_installment_and_is_recorded(session, agent):
@@ -93,10 +105,15 @@ def test_allocation_is_oldest_first_and_fee_before_amount(session, agent):
     first, second, _ = loan.installments
     assert first.paid_at is not None and second.paid_at is None
     assert loan.next_due_date == second.due_date
-    rows = session.scalars(select(PaymentAllocation).where(
-        PaymentAllocation.payment_id == result.payment_id).order_by(PaymentAllocation.id)).all()
+    rows = session.scalars(
+        select(PaymentAllocation)
+        .where(PaymentAllocation.payment_id == result.payment_id)
+        .order_by(PaymentAllocation.id)
+    ).all()
     assert [(r.installment_id, r.fee_amount, r.amount) for r in rows] == [
-        (first.id, D("50.00"), D("1000.00")), (second.id, D("20.00"), D("30.00"))]
+        (first.id, D("50.00"), D("1000.00")),
+        (second.id, D("20.00"), D("30.00")),
+    ]
 
 
 def test_overpayment_is_refused_with_the_amount_owed_and_writes_nothing(session, agent):
@@ -106,23 +123,31 @@ def test_overpayment_is_refused_with_the_amount_owed_and_writes_nothing(session,
         _pay(session, agent, loan, "2000.01")
     assert err.value.code == "overpay" and err.value.params["owed"] == D("2000.00")
     assert str(err.value) == f"That is more than the ₹2,000.00 owed on {loan.loan_number}."
-    assert session.scalar(select(func.count()).select_from(Payment)
-                          .where(Payment.loan_id == loan.id)) == 1
+    assert (
+        session.scalar(select(func.count()).select_from(Payment).where(Payment.loan_id == loan.id))
+        == 1
+    )
     assert len(_events(session, loan, LoanEventKind.PAYMENT)) == 1
     assert loan.amount_paid == D("1000.00")
 
 
 @pytest.mark.parametrize(
     ("amount", "code"),
-    [(D("0"), "amount_not_positive"), (D("-5"), "amount_not_positive"),
-     (D("1.005"), "amount_decimals"), (D("NaN"), "amount_format"), (1.5, "amount_format"),
-     (D("200000000"), "amount_too_large")],
+    [
+        (D("0"), "amount_not_positive"),
+        (D("-5"), "amount_not_positive"),
+        (D("1.005"), "amount_decimals"),
+        (D("NaN"), "amount_format"),
+        (1.5, "amount_format"),
+        (D("200000000"), "amount_too_large"),
+    ],
 )
 def test_bad_amounts_are_refused(session, agent, amount, code):
     loan = _loan(session, agent)
     with pytest.raises(InvalidInput) as err:
-        svc.record_payment(session, actor=actor(agent), loan_number=loan.loan_number,
-                           amount=amount, today=TODAY)
+        svc.record_payment(
+            session, actor=actor(agent), loan_number=loan.loan_number, amount=amount, today=TODAY
+        )
     assert err.value.code == code
     assert loan.amount_paid == 0
 
@@ -148,13 +173,20 @@ def test_reversal_restores_balances_exactly_and_keeps_both_rows(session, agent, 
     _pay(session, agent, loan, "1000.00")
     # 1500 = 1000 on #1, the 25 fee and 475 on #2; then 1000 = 525 on #2 and 475 on #3.
     assert _paid(loan) == {1: (0, D("1000")), 2: (D("25"), D("1000")), 3: (0, D("475"))}
-    result = svc.reverse_payment(session, actor=actor(manager), payment_id=first.payment_id,
-                                 reason="  cheque bounced ", today=TODAY)
+    result = svc.reverse_payment(
+        session,
+        actor=actor(manager),
+        payment_id=first.payment_id,
+        reason="  cheque bounced ",
+        today=TODAY,
+    )
     assert _paid(loan) == {1: (0, 0), 2: (0, D("525")), 3: (0, D("475"))}
     assert result.amount == D("-1500.00") and result.outstanding == D("2025.00")
     assert result.allocations == ((1, 0, D("-1000.00")), (2, D("-25.00"), D("-475.00")))
-    original, reversal = session.get(Payment, first.payment_id), session.get(Payment,
-                                                                              result.payment_id)
+    original, reversal = (
+        session.get(Payment, first.payment_id),
+        session.get(Payment, result.payment_id),
+    )
     assert original.reversed_at is not None and original.amount == D("1500.00")
     assert reversal.reverses_id == original.id and reversal.note == "cheque bounced"
     assert loan.installments[0].paid_at is None and loan.next_due_date == TODAY
@@ -167,31 +199,39 @@ def test_reversal_restores_balances_exactly_and_keeps_both_rows(session, agent, 
 def test_a_payment_is_reversed_once_and_a_reversal_never(session, agent, manager):
     loan = _loan(session, agent)
     paid = _pay(session, agent, loan, "100.00")
-    rev = svc.reverse_payment(session, actor=actor(manager), payment_id=paid.payment_id,
-                              reason="typo", today=TODAY)
-    for payment_id, code in ((paid.payment_id, "already_reversed"),
-                             (rev.payment_id, "is_reversal")):
+    rev = svc.reverse_payment(
+        session, actor=actor(manager), payment_id=paid.payment_id, reason="typo", today=TODAY
+    )
+    for payment_id, code in (
+        (paid.payment_id, "already_reversed"),
+        (rev.payment_id, "is_reversal"),
+    ):
         with pytest.raises(Conflict) as err:
-            svc.reverse_payment(session, actor=actor(manager), payment_id=payment_id,
-                                reason="again", today=TODAY)
+            svc.reverse_payment(
+                session, actor=actor(manager), payment_id=payment_id, reason="again", today=TODAY
+            )
         assert err.value.code == code
-    assert loan.amount_paid == 0 and len(_events(session, loan,
-                                                 LoanEventKind.PAYMENT_REVERSED)) == 1
+    assert (
+        loan.amount_paid == 0 and len(_events(session, loan, LoanEventKind.PAYMENT_REVERSED)) == 1
+    )
 
 
 def test_only_managers_reverse_and_a_reason_is_required(session, agent, manager):
     loan = _loan(session, agent)
     paid = _pay(session, agent, loan, "100.00")
     with pytest.raises(AccessDenied):
-        svc.reverse_payment(session, actor=actor(agent), payment_id=paid.payment_id,
-                            reason="mine", today=TODAY)
+        svc.reverse_payment(
+            session, actor=actor(agent), payment_id=paid.payment_id, reason="mine", today=TODAY
+        )
     with pytest.raises(InvalidInput) as err:
-        svc.reverse_payment(session, actor=actor(manager), payment_id=paid.payment_id,
-                            reason="   ", today=TODAY)
+        svc.reverse_payment(
+            session, actor=actor(manager), payment_id=paid.payment_id, reason="   ", today=TODAY
+        )
     assert err.value.code == "text_empty"
     with pytest.raises(NotFound):
-        svc.reverse_payment(session, actor=actor(manager), payment_id=10**9, reason="x",
-                            today=TODAY)
+        svc.reverse_payment(
+            session, actor=actor(manager), payment_id=10**9, reason="x", today=TODAY
+        )
     assert session.get(Payment, paid.payment_id).reversed_at is None
 
 
@@ -200,8 +240,13 @@ def test_reversing_a_payment_on_a_closed_loan_reopens_it(session, agent, manager
     _pay(session, agent, loan, "1000.00")
     last = _pay(session, agent, loan, "2000.00")
     assert last.closed
-    result = svc.reverse_payment(session, actor=actor(manager), payment_id=last.payment_id,
-                                 reason="bank recalled it", today=TODAY)
+    result = svc.reverse_payment(
+        session,
+        actor=actor(manager),
+        payment_id=last.payment_id,
+        reason="bank recalled it",
+        today=TODAY,
+    )
     assert not result.closed and result.loan.state == LoanState.ACTIVE
     assert loan.state == LoanState.ACTIVE and loan.closed_at is None
     assert result.outstanding == D("2000.00")
@@ -237,8 +282,9 @@ def test_list_payments_newest_first_with_reversals(session, agent, manager):
     loan = _loan(session, agent)
     first = _pay(session, agent, loan, "100.00")
     _pay(session, agent, loan, "200.00")
-    rev = svc.reverse_payment(session, actor=actor(manager), payment_id=first.payment_id,
-                              reason="duplicate", today=TODAY)
+    rev = svc.reverse_payment(
+        session, actor=actor(manager), payment_id=first.payment_id, reason="duplicate", today=TODAY
+    )
     rows = svc.list_payments(session, actor=actor(agent), loan_number=loan.loan_number.lower())
     assert [r.amount for r in rows] == [D("-100.00"), D("200.00"), D("100.00")]
     assert rows[0].reverses_id == first.payment_id and rows[0].id == rev.payment_id
@@ -251,8 +297,11 @@ def test_list_payments_newest_first_with_reversals(session, agent, manager):
 amounts = st.decimals(min_value=D("0.01"), max_value=D("1.00"), places=2)
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     principal=st.decimals(min_value=D("1.00"), max_value=D("50000.00"), places=2),
     count=st.integers(min_value=1, max_value=6),
@@ -264,8 +313,13 @@ def test_random_payments_and_reversals_keep_the_books_exact(
 ):
     savepoint = session.begin_nested()
     try:
-        loan = _loan(session, agent, principal=str(principal), count=count,
-                     first_due=TODAY - timedelta(days=30))
+        loan = _loan(
+            session,
+            agent,
+            principal=str(principal),
+            count=count,
+            first_due=TODAY - timedelta(days=30),
+        )
         for inst, fee in zip(loan.installments, fees, strict=False):
             inst.fee_due = fee
         ledger.refresh(loan)
@@ -277,12 +331,19 @@ def test_random_payments_and_reversals_keep_the_books_exact(
 
 
 def _step(session, agent, manager, loan, data):
-    live = session.scalars(select(Payment.id).where(
-        Payment.loan_id == loan.id, Payment.reversed_at.is_(None),
-        Payment.reverses_id.is_(None))).all()
+    live = session.scalars(
+        select(Payment.id).where(
+            Payment.loan_id == loan.id, Payment.reversed_at.is_(None), Payment.reverses_id.is_(None)
+        )
+    ).all()
     if live and data.draw(st.booleans()):
-        svc.reverse_payment(session, actor=actor(manager), payment_id=data.draw(
-            st.sampled_from(live)), reason="property", today=TODAY)
+        svc.reverse_payment(
+            session,
+            actor=actor(manager),
+            payment_id=data.draw(st.sampled_from(live)),
+            reason="property",
+            today=TODAY,
+        )
     elif loan.state == LoanState.ACTIVE:
         share = data.draw(amounts)
         amount = max(D("0.01"), (loan.outstanding * share).quantize(D("0.01")))
@@ -294,11 +355,14 @@ def _assert_books(session, loan):
         assert 0 <= inst.amount_paid <= inst.amount_due
         assert 0 <= inst.fee_paid <= inst.fee_due
     assert loan.outstanding >= 0
-    payments = session.scalar(select(func.coalesce(func.sum(Payment.amount), 0))
-                              .where(Payment.loan_id == loan.id))
+    payments = session.scalar(
+        select(func.coalesce(func.sum(Payment.amount), 0)).where(Payment.loan_id == loan.id)
+    )
     allocated = session.execute(
-        select(func.coalesce(func.sum(PaymentAllocation.amount), 0),
-               func.coalesce(func.sum(PaymentAllocation.fee_amount), 0))
+        select(
+            func.coalesce(func.sum(PaymentAllocation.amount), 0),
+            func.coalesce(func.sum(PaymentAllocation.fee_amount), 0),
+        )
         .join(Payment, Payment.id == PaymentAllocation.payment_id)
         .where(Payment.loan_id == loan.id)
     ).one()
@@ -319,8 +383,9 @@ def test_two_agents_paying_in_full_at_once_pay_once(committed):
         with committed() as s:
             barrier.wait()
             try:
-                svc.record_payment(s, actor=actor(staff), loan_number=number,
-                                   amount=D("3000.00"), today=TODAY)
+                svc.record_payment(
+                    s, actor=actor(staff), loan_number=number, amount=D("3000.00"), today=TODAY
+                )
                 s.commit()
                 outcomes.append("paid")
             except Conflict as exc:

@@ -24,16 +24,26 @@ KOLKATA, NEW_YORK = "Asia/Kolkata", "America/New_York"
 
 
 def _msg(
-    session: Session, borrower: Borrower, kind: MessageKind = K.REMINDER,
-    status: MessageStatus = S.SENDING, sent_at: datetime | None = None,
+    session: Session,
+    borrower: Borrower,
+    kind: MessageKind = K.REMINDER,
+    status: MessageStatus = S.SENDING,
+    sent_at: datetime | None = None,
     expires_at: datetime | None = None,
-) -> MessageInfo:  # fmt: skip
+) -> MessageInfo:
     row = Message(
-        to_phone=borrower.phone, body="Hi", kind=kind, borrower_id=borrower.id,
-        idempotency_key=f"pol:{next(_keys)}", status=status, attempts=1,
-        send_after=EARLY - timedelta(days=30), expires_at=expires_at,
-        sending_at=sent_at or EARLY, sent_at=sent_at,
-    )  # fmt: skip
+        to_phone=borrower.phone,
+        body="Hi",
+        kind=kind,
+        borrower_id=borrower.id,
+        idempotency_key=f"pol:{next(_keys)}",
+        status=status,
+        attempts=1,
+        send_after=EARLY - timedelta(days=30),
+        expires_at=expires_at,
+        sending_at=sent_at or EARLY,
+        sent_at=sent_at,
+    )
     session.add(row)
     session.flush()
     return MessageInfo.of(row)
@@ -41,10 +51,14 @@ def _msg(
 
 @pytest.mark.parametrize(
     ("tz", "now", "opens"),
-    [(KOLKATA, EARLY, None), (NEW_YORK, EARLY, datetime(2030, 1, 15, 13, 0, tzinfo=UTC)),
-     (KOLKATA, LATE, datetime(2030, 1, 16, 2, 30, tzinfo=UTC)), (NEW_YORK, LATE, None),
-     (None, EARLY, None)],
-)  # fmt: skip
+    [
+        (KOLKATA, EARLY, None),
+        (NEW_YORK, EARLY, datetime(2030, 1, 15, 13, 0, tzinfo=UTC)),
+        (KOLKATA, LATE, datetime(2030, 1, 16, 2, 30, tzinfo=UTC)),
+        (NEW_YORK, LATE, None),
+        (None, EARLY, None),
+    ],
+)
 def test_quiet_hours_in_the_borrowers_own_zone(session, settings, tz, now, opens):
     borrower = make_borrower(session, timezone=tz)
     decision = decide(session, message=_msg(session, borrower), now=now, settings=settings)
@@ -52,16 +66,20 @@ def test_quiet_hours_in_the_borrowers_own_zone(session, settings, tz, now, opens
         assert decision.kind is DecisionKind.SEND
     else:
         assert (decision.kind, decision.until, decision.reason) == (
-            DecisionKind.WAIT, opens, "quiet hours",
-        )  # fmt: skip
+            DecisionKind.WAIT,
+            opens,
+            "quiet hours",
+        )
 
 
 def test_two_zones_at_the_same_instant_get_different_answers(session, settings):
     india = make_borrower(session, timezone=KOLKATA)
     usa = make_borrower(session, timezone=NEW_YORK)
     for now, (first, second) in ((EARLY, ("send", "wait")), (LATE, ("wait", "send"))):
-        got = [decide(session, message=_msg(session, b), now=now, settings=settings).kind
-               for b in (india, usa)]  # fmt: skip
+        got = [
+            decide(session, message=_msg(session, b), now=now, settings=settings).kind
+            for b in (india, usa)
+        ]
         assert got == [DecisionKind(first), DecisionKind(second)]
 
 

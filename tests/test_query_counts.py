@@ -75,16 +75,38 @@ def _grow(session, team, today: date, n: int, tag: str) -> list:
         for agent in (team["a"], team["b"]):
             borrower = make_borrower(session, name=f"Sunita {tag}{i}")
             first_due = today + timedelta(days=(i % 3 - 1) * 20)
-            loan = make_loan(session, agent=agent, borrower=borrower, count=3,
-                             frequency=Frequency.MONTHLY, first_due=first_due)
+            loan = make_loan(
+                session,
+                agent=agent,
+                borrower=borrower,
+                count=3,
+                frequency=Frequency.MONTHLY,
+                first_due=first_due,
+            )
             who = actor(agent)
-            payments.record_payment(session, actor=who, loan_number=loan.loan_number,
-                                    amount=Decimal("10.00"), today=today)
-            promises.record_promise(session, actor=who, loan_number=loan.loan_number,
-                                    amount=Decimal("20.00"), promised_date=today, today=today)
-            promises.record_contact(session, actor=who, loan_number=loan.loan_number,
-                                    channel=ContactChannel.CALL,
-                                    outcome=ContactOutcome.PROMISED, note=None)
+            payments.record_payment(
+                session,
+                actor=who,
+                loan_number=loan.loan_number,
+                amount=Decimal("10.00"),
+                today=today,
+            )
+            promises.record_promise(
+                session,
+                actor=who,
+                loan_number=loan.loan_number,
+                amount=Decimal("20.00"),
+                promised_date=today,
+                today=today,
+            )
+            promises.record_contact(
+                session,
+                actor=who,
+                loan_number=loan.loan_number,
+                channel=ContactChannel.CALL,
+                outcome=ContactOutcome.PROMISED,
+                note=None,
+            )
             loans.append(loan)
     session.flush()
     return loans
@@ -114,8 +136,9 @@ def book(session, team, today):
 # ARCHIVED is for admins only (tests/test_archive.py); it is the same single statement.
 @pytest.mark.parametrize("filter", [f for f in LoanFilter if f is not LoanFilter.ARCHIVED])
 @pytest.mark.parametrize("who", ["a", "m"])
-def test_a_list_page_is_one_statement_for_every_filter(session, engine, team, today, book,
-                                                       filter, who):
+def test_a_list_page_is_one_statement_for_every_filter(
+    session, engine, team, today, book, filter, who
+):
     def request() -> object:
         page = list_loans(session, actor=actor(team[who]), today=today, filter=filter, limit=3)
         return [(item.borrower_name, item.outstanding) for item in page.items]
@@ -123,31 +146,74 @@ def test_a_list_page_is_one_statement_for_every_filter(session, engine, team, to
     assert _twice(session, engine, team, today, request) == (1, 1)
 
 
-def test_following_and_going_back_a_page_and_counting_the_total(session, engine, team, today,
-                                                                book):
+def test_following_and_going_back_a_page_and_counting_the_total(session, engine, team, today, book):
     manager = actor(team["m"])
     first = list_loans(session, actor=manager, today=today, filter=LoanFilter.ALL, limit=2)
-    second = list_loans(session, actor=manager, today=today, filter=LoanFilter.ALL, limit=2,
-                        after=first.next_cursor)
-    assert _count(session, engine, lambda: list_loans(
-        session, actor=manager, today=today, filter=LoanFilter.ALL, limit=2,
-        after=first.next_cursor)) == 1
-    assert _count(session, engine, lambda: list_loans(
-        session, actor=manager, today=today, filter=LoanFilter.ALL, limit=2,
-        before=second.prev_cursor)) == 1
-    assert _count(session, engine, lambda: list_loans(
-        session, actor=manager, today=today, limit=2, with_total=True, agent_id=team["a"].id,
-        created_from=today - timedelta(days=1), updated_to=today, tz=TZ)) == 2
+    second = list_loans(
+        session, actor=manager, today=today, filter=LoanFilter.ALL, limit=2, after=first.next_cursor
+    )
+    assert (
+        _count(
+            session,
+            engine,
+            lambda: list_loans(
+                session,
+                actor=manager,
+                today=today,
+                filter=LoanFilter.ALL,
+                limit=2,
+                after=first.next_cursor,
+            ),
+        )
+        == 1
+    )
+    assert (
+        _count(
+            session,
+            engine,
+            lambda: list_loans(
+                session,
+                actor=manager,
+                today=today,
+                filter=LoanFilter.ALL,
+                limit=2,
+                before=second.prev_cursor,
+            ),
+        )
+        == 1
+    )
+    assert (
+        _count(
+            session,
+            engine,
+            lambda: list_loans(
+                session,
+                actor=manager,
+                today=today,
+                limit=2,
+                with_total=True,
+                agent_id=team["a"].id,
+                created_from=today - timedelta(days=1),
+                updated_to=today,
+                tz=TZ,
+            ),
+        )
+        == 2
+    )
 
 
-@pytest.mark.parametrize(("text", "statements"), [
-    ("sunita m", 1),  # a name prefix only
-    ("+919800000001", 1),  # a phone only
-    ("sunita", 2),  # one word: a loan number or a name prefix
-    ("9800000001", 2),  # digits: a loan number or a phone
-])
-def test_a_search_is_one_statement_per_kind_of_match(session, engine, team, today, book,
-                                                     text, statements):
+@pytest.mark.parametrize(
+    ("text", "statements"),
+    [
+        ("sunita m", 1),  # a name prefix only
+        ("+919800000001", 1),  # a phone only
+        ("sunita", 2),  # one word: a loan number or a name prefix
+        ("9800000001", 2),  # digits: a loan number or a phone
+    ],
+)
+def test_a_search_is_one_statement_per_kind_of_match(
+    session, engine, team, today, book, text, statements
+):
     def request() -> object:
         items, _more = search_loans(session, actor=actor(team["m"]), text=text, today=today)
         return [item.borrower_name for item in items]
@@ -155,13 +221,11 @@ def test_a_search_is_one_statement_per_kind_of_match(session, engine, team, toda
     assert _twice(session, engine, team, today, request) == (statements, statements)
 
 
-def test_a_card_is_two_statements_with_its_promise_and_contact(session, engine, team, today,
-                                                              book):
+def test_a_card_is_two_statements_with_its_promise_and_contact(session, engine, team, today, book):
     loan = book[0]
 
     def request() -> object:
-        card = get_loan(session, actor=actor(team["m"]), loan_number=loan.loan_number,
-                        today=today)
+        card = get_loan(session, actor=actor(team["m"]), loan_number=loan.loan_number, today=today)
         assert card.open_promise is not None and card.last_contact is not None
         assert card.agent_name == "Asha" and card.installments_paid == 0
         return card
@@ -170,8 +234,9 @@ def test_a_card_is_two_statements_with_its_promise_and_contact(session, engine, 
 
 
 @pytest.mark.parametrize("who", ["a", "m"])
-def test_portfolio_is_two_statements_for_an_agent_and_a_manager(session, engine, team, today,
-                                                                 book, who):
+def test_portfolio_is_two_statements_for_an_agent_and_a_manager(
+    session, engine, team, today, book, who
+):
     def request() -> reports.Portfolio:
         return reports.portfolio(session, actor=actor(team[who]), today=today, tz=TZ)
 
@@ -186,9 +251,14 @@ def test_a_history_page_is_one_statement_per_source(session, engine, team, today
     loan = book[0]
     who = actor(team["a"])
     for _ in range(12):
-        promises.record_contact(session, actor=who, loan_number=loan.loan_number,
-                                channel=ContactChannel.VISIT, outcome=ContactOutcome.NO_ANSWER,
-                                note=None)
+        promises.record_contact(
+            session,
+            actor=who,
+            loan_number=loan.loan_number,
+            channel=ContactChannel.VISIT,
+            outcome=ContactOutcome.NO_ANSWER,
+            note=None,
+        )
 
     def request() -> object:
         page = loan_history(session, actor=who, loan_number=loan.loan_number, limit=10)
@@ -197,9 +267,16 @@ def test_a_history_page_is_one_statement_per_source(session, engine, team, today
 
     assert _twice(session, engine, team, today, request) == (HISTORY_STATEMENTS,) * 2
     page = loan_history(session, actor=who, loan_number=loan.loan_number, limit=10)
-    assert _count(session, engine, lambda: loan_history(
-        session, actor=who, loan_number=loan.loan_number, limit=10,
-        before=page.next_cursor)) == HISTORY_STATEMENTS
+    assert (
+        _count(
+            session,
+            engine,
+            lambda: loan_history(
+                session, actor=who, loan_number=loan.loan_number, limit=10, before=page.next_cursor
+            ),
+        )
+        == HISTORY_STATEMENTS
+    )
 
 
 def test_the_work_list_is_one_statement_per_reason(session, engine, team, today, book):

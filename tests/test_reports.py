@@ -29,13 +29,20 @@ def team(session):
 
 
 def _loan(session, agent, principal, first_due, count=1):
-    return make_loan(session, agent=agent, principal=D(principal), count=count,
-                     frequency=Frequency.WEEKLY, first_due=first_due)
+    return make_loan(
+        session,
+        agent=agent,
+        principal=D(principal),
+        count=count,
+        frequency=Frequency.WEEKLY,
+        first_due=first_due,
+    )
 
 
 def _pay(session, staff, loan, amount):
-    payments.record_payment(session, actor=actor(staff), loan_number=loan.loan_number,
-                            amount=D(amount), today=TODAY)
+    payments.record_payment(
+        session, actor=actor(staff), loan_number=loan.loan_number, amount=D(amount), today=TODAY
+    )
 
 
 @pytest.fixture
@@ -58,30 +65,42 @@ def book(session, team):
 
 
 def test_an_agents_portfolio_is_their_own_whatever_agent_id_says(session, team, book):
-    mine = reports.portfolio(session, actor=actor(team["a"]), today=TODAY, tz=IST,
-                             agent_id=team["b"].id)
+    mine = reports.portfolio(
+        session, actor=actor(team["a"]), today=TODAY, tz=IST, agent_id=team["b"].id
+    )
     assert (mine.loans_active, mine.borrowed, mine.repaid, mine.outstanding) == (
-        2, D("15000.00"), D("2500.00"), D("12500.00"))
+        2,
+        D("15000.00"),
+        D("2500.00"),
+        D("12500.00"),
+    )
     assert mine.overdue_loans == 1
     assert mine.overdue_by_bucket == EMPTY | {"1-30": (1, D("5000.00"))}
     assert mine.per_agent == ()
 
 
 def test_a_manager_sees_one_agent_or_everyone_with_lines_per_agent(session, team, book):
-    bala = reports.portfolio(session, actor=actor(team["m"]), today=TODAY, tz=IST,
-                             agent_id=team["b"].id)
+    bala = reports.portfolio(
+        session, actor=actor(team["m"]), today=TODAY, tz=IST, agent_id=team["b"].id
+    )
     assert (bala.loans_active, bala.borrowed, bala.repaid, bala.outstanding) == (
-        2, D("23150.00"), D("1000.00"), D("22150.00"))
+        2,
+        D("23150.00"),
+        D("1000.00"),
+        D("22150.00"),
+    )
     assert bala.overdue_loans == 2
-    assert bala.overdue_by_bucket == EMPTY | {"31-60": (1, D("19000.00")),
-                                              "90+": (1, D("3150.00"))}
+    assert bala.overdue_by_bucket == EMPTY | {"31-60": (1, D("19000.00")), "90+": (1, D("3150.00"))}
     everyone = reports.portfolio(session, actor=actor(team["m"]), today=TODAY, tz=IST)
     lines = {line.agent_id: line for line in everyone.per_agent}
     asha, bala_line = lines[team["a"].id], lines[team["b"].id]
-    assert (asha.name, asha.loans, asha.outstanding, asha.overdue) == (
-        "Asha", 2, D("12500.00"), 1)
+    assert (asha.name, asha.loans, asha.outstanding, asha.overdue) == ("Asha", 2, D("12500.00"), 1)
     assert (bala_line.name, bala_line.loans, bala_line.outstanding, bala_line.overdue) == (
-        "Bala", 2, D("22150.00"), 2)
+        "Bala",
+        2,
+        D("22150.00"),
+        2,
+    )
     assert everyone.loans_active == sum(line.loans for line in everyone.per_agent)
     assert everyone.outstanding == sum((line.outstanding for line in everyone.per_agent), D(0))
 
@@ -120,16 +139,18 @@ def takings(session, team, book):
         (book["b45"], "900.00", _at(TODAY, 10, 0)),
     ]
     for loan, amount, when in rows:
-        session.add(Payment(loan_id=loan.id, amount=D(amount), method=PaymentMethod.CASH,
-                            paid_at=when))
+        session.add(
+            Payment(loan_id=loan.id, amount=D(amount), method=PaymentMethod.CASH, paid_at=when)
+        )
     session.flush()
 
 
 def test_collected_today_and_this_month_in_the_agency_zone(session, team, takings):
     asha = reports.portfolio(session, actor=actor(team["a"]), today=TODAY, tz=IST)
     assert (asha.collected_today, asha.collected_month) == (D("800.00"), D("1700.00"))
-    bala = reports.portfolio(session, actor=actor(team["m"]), today=TODAY, tz=IST,
-                             agent_id=team["b"].id)
+    bala = reports.portfolio(
+        session, actor=actor(team["m"]), today=TODAY, tz=IST, agent_id=team["b"].id
+    )
     assert (bala.collected_today, bala.collected_month) == (D("900.00"), D("900.00"))
     everyone = reports.portfolio(session, actor=actor(team["m"]), today=TODAY, tz=IST)
     lines = {line.agent_id: line.collected_month for line in everyone.per_agent}
@@ -139,22 +160,31 @@ def test_collected_today_and_this_month_in_the_agency_zone(session, team, taking
 
 
 def test_collections_by_day_has_every_day_and_matches_the_month(session, team, takings):
-    days = reports.collections_by_day(session, actor=actor(team["a"]), today=TODAY, tz=IST,
-                                      days=15)
+    days = reports.collections_by_day(session, actor=actor(team["a"]), today=TODAY, tz=IST, days=15)
     assert [d for d, _ in days] == [date(2026, 3, 1) + timedelta(days=i) for i in range(15)]
     totals = dict(days)
     assert (totals[date(2026, 3, 1)], totals[TODAY - timedelta(days=1)], totals[TODAY]) == (
-        D("400.00"), D("500.00"), D("800.00"))
+        D("400.00"),
+        D("500.00"),
+        D("800.00"),
+    )
     assert totals[date(2026, 3, 2)] == D("0.00")
     assert sum(totals.values()) == D("1700.00")
-    short = reports.collections_by_day(session, actor=actor(team["m"]), today=TODAY, tz=IST,
-                                       days=2, agent_id=team["b"].id)
+    short = reports.collections_by_day(
+        session, actor=actor(team["m"]), today=TODAY, tz=IST, days=2, agent_id=team["b"].id
+    )
     assert short == [(TODAY - timedelta(days=1), D("0.00")), (TODAY, D("900.00"))]
 
 
 def _promise(session, staff, loan, made: date, due: date):
-    return promises.record_promise(session, actor=actor(staff), loan_number=loan.loan_number,
-                                   amount=D("100.00"), promised_date=due, today=made)
+    return promises.record_promise(
+        session,
+        actor=actor(staff),
+        loan_number=loan.loan_number,
+        amount=D("100.00"),
+        promised_date=due,
+        today=made,
+    )
 
 
 def test_work_list_order_reasons_and_scope(session, team):

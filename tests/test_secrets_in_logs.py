@@ -17,14 +17,22 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "7012345678:AAFsecretTokenForTheLogTest_0123456789"
 DB_PASSWORD = "pg-Pa55word-for-logs"
 TWILIO_TOKEN = "twilio-auth-token-0123456789abcdef"
-_ENV = ("DATABASE_URL", "TELEGRAM_BOT_TOKEN", "TELEGRAM_API_BASE_URL", "TELEGRAM_WEBHOOK_URL",
-        "TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID", "SMS_BACKEND")
+_ENV = (
+    "DATABASE_URL",
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_API_BASE_URL",
+    "TELEGRAM_WEBHOOK_URL",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_ACCOUNT_SID",
+    "SMS_BACKEND",
+)
 
 
 def _settings():
     return load_settings(
         database_url=f"postgresql://vasooli:{DB_PASSWORD}@127.0.0.1:1/nowhere",
-        telegram_bot_token=TOKEN, twilio_account_sid="AC" + "0" * 32,
+        telegram_bot_token=TOKEN,
+        twilio_account_sid="AC" + "0" * 32,
         twilio_auth_token=TWILIO_TOKEN,
     )
 
@@ -42,8 +50,9 @@ def test_no_logger_shows_a_secret_not_even_a_librarys(caplog):
     for name in ("httpx", "twilio.http_client"):  # other tests quiet these (cli, bot main)
         caplog.set_level(logging.DEBUG, logger=name)
     # httpx's own line for a Telegram call: the token is part of the URL.
-    logging.getLogger("httpx").info('HTTP Request: POST %s "HTTP/1.1 200 OK"',
-                                    f"https://api.telegram.org/bot{TOKEN}/getMe")
+    logging.getLogger("httpx").info(
+        'HTTP Request: POST %s "HTTP/1.1 200 OK"', f"https://api.telegram.org/bot{TOKEN}/getMe"
+    )
     logging.getLogger("vasooli.test").warning("connecting to %s", settings.database_url)
     logging.getLogger("twilio.http_client").debug("auth %s", TWILIO_TOKEN)
     try:
@@ -65,22 +74,36 @@ def test_an_unregistered_bot_token_or_url_password_is_masked_too():
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _ENV}
-    env.update({"DATABASE_URL": f"sqlite:///{tmp_path / 'logs.db'}", "PYTHONPATH": str(ROOT),
-                **extra})
+    env.update(
+        {"DATABASE_URL": f"sqlite:///{tmp_path / 'logs.db'}", "PYTHONPATH": str(ROOT), **extra}
+    )
     return env
 
 
 def test_a_verbose_bot_process_logs_no_token(tmp_path):
     """`vasooli --verbose bot` against the sandbox: httpx's request lines, masked."""
     cli = [sys.executable, "-m", "bot.cli", "--verbose"]
-    upgrade = subprocess.run([*cli, "db", "upgrade"], cwd=tmp_path, env=_env(tmp_path),
-                             capture_output=True, text=True, timeout=120, check=False)
+    upgrade = subprocess.run(
+        [*cli, "db", "upgrade"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert upgrade.returncode == 0, upgrade.stderr
     with TelegramSandbox(token=TOKEN) as sandbox:
         env = _env(tmp_path, TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE_URL=sandbox.base_url)
-        proc = subprocess.Popen([*cli, "bot"], cwd=tmp_path, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [*cli, "bot"],
+            cwd=tmp_path,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         try:
             sandbox.wait_until_polled(timeout=60)
             sandbox.user(4242, "Asha")
@@ -95,9 +118,14 @@ def test_a_verbose_bot_process_logs_no_token(tmp_path):
 
 def test_a_verbose_database_failure_shows_no_password(tmp_path):
     url = f"postgresql://vasooli:{DB_PASSWORD}@127.0.0.1:1/nowhere"
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "--verbose", "db", "upgrade"],
-                          cwd=tmp_path, env=_env(tmp_path, DATABASE_URL=url),
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--verbose", "db", "upgrade"],
+        cwd=tmp_path,
+        env=_env(tmp_path, DATABASE_URL=url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode != 0 and "127.0.0.1:1" in done.stdout + done.stderr
     assert DB_PASSWORD not in done.stdout + done.stderr
-

@@ -47,43 +47,75 @@ def _seed(session: Session, *, loans: int = 300, borrowers: int = 250, seed_: in
 
 def _mine():
     """Ids of the seeded loans: others' tests may commit rows to a shared test database."""
-    return (select(Loan.id).join(Staff, Loan.agent_id == Staff.id)
-            .where(Staff.telegram_user_id > STAFF_TELEGRAM_BASE, Loan.loan_number.like("LN-%")))
+    return (
+        select(Loan.id)
+        .join(Staff, Loan.agent_id == Staff.id)
+        .where(Staff.telegram_user_id > STAFF_TELEGRAM_BASE, Loan.loan_number.like("LN-%"))
+    )
 
 
 def _loans(session: Session) -> list[Loan]:
-    stmt = (select(Loan).where(Loan.id.in_(_mine())).options(selectinload(Loan.installments))
-            .order_by(Loan.loan_number))
+    stmt = (
+        select(Loan)
+        .where(Loan.id.in_(_mine()))
+        .options(selectinload(Loan.installments))
+        .order_by(Loan.loan_number)
+    )
     return list(session.scalars(stmt))
 
 
 def _snapshot(session: Session) -> list[tuple]:
     rows = session.execute(
-        select(Loan.loan_number, Borrower.phone, Borrower.name, Loan.principal,
-               Loan.amount_payable, Loan.amount_paid, Loan.state, Loan.next_due_date)
-        .join(Borrower).where(Loan.id.in_(_mine())).order_by(Loan.loan_number)
+        select(
+            Loan.loan_number,
+            Borrower.phone,
+            Borrower.name,
+            Loan.principal,
+            Loan.amount_payable,
+            Loan.amount_paid,
+            Loan.state,
+            Loan.next_due_date,
+        )
+        .join(Borrower)
+        .where(Loan.id.in_(_mine()))
+        .order_by(Loan.loan_number)
     )
     return [tuple(row) for row in rows]
 
 
 def _check_ledger(session: Session) -> int:
     """Every loan's summary, payments, allocations and installments agree; returns loans seen."""
-    paid_by_loan = dict(session.execute(
-        select(Payment.loan_id, func.sum(Payment.amount)).group_by(Payment.loan_id)).all())
-    by_payment = dict(session.execute(select(PaymentAllocation.payment_id,
-                                             func.sum(PaymentAllocation.amount))
-                                      .group_by(PaymentAllocation.payment_id)).all())
-    by_inst = dict(session.execute(select(PaymentAllocation.installment_id,
-                                          func.sum(PaymentAllocation.amount))
-                                   .group_by(PaymentAllocation.installment_id)).all())
+    paid_by_loan = dict(
+        session.execute(
+            select(Payment.loan_id, func.sum(Payment.amount)).group_by(Payment.loan_id)
+        ).all()
+    )
+    by_payment = dict(
+        session.execute(
+            select(PaymentAllocation.payment_id, func.sum(PaymentAllocation.amount)).group_by(
+                PaymentAllocation.payment_id
+            )
+        ).all()
+    )
+    by_inst = dict(
+        session.execute(
+            select(PaymentAllocation.installment_id, func.sum(PaymentAllocation.amount)).group_by(
+                PaymentAllocation.installment_id
+            )
+        ).all()
+    )
     for pay in session.scalars(select(Payment).where(Payment.loan_id.in_(_mine()))):
         assert by_payment[pay.id] == pay.amount > 0
     loans = _loans(session)
     for loan in loans:
         before = (loan.amount_payable, loan.fees_charged, loan.amount_paid, loan.next_due_date)
         ledger.refresh(loan)
-        assert before == (loan.amount_payable, loan.fees_charged, loan.amount_paid,
-                          loan.next_due_date), loan.loan_number
+        assert before == (
+            loan.amount_payable,
+            loan.fees_charged,
+            loan.amount_paid,
+            loan.next_due_date,
+        ), loan.loan_number
         assert loan.amount_paid == paid_by_loan.get(loan.id, ZERO)
         for inst in loan.installments:
             assert inst.amount_paid == by_inst.get(inst.id, ZERO)
@@ -102,8 +134,14 @@ def test_same_seed_gives_the_same_data(tmp_path):
         engine = make_engine(f"sqlite:///{tmp_path / name}.db")
         try:
             upgrade(engine)
-            seed(engine, borrowers=100, loans=120, seed=8 if name == "other" else 7,
-                 today=TODAY, tz=TZ)
+            seed(
+                engine,
+                borrowers=100,
+                loans=120,
+                seed=8 if name == "other" else 7,
+                today=TODAY,
+                tz=TZ,
+            )
             with Session(engine) as fresh:
                 snapshots.append(_snapshot(fresh))
         finally:
@@ -139,8 +177,11 @@ def test_every_state_bucket_and_plan_is_present(session):
     assert any(0 < i.amount_paid < i.amount_due for loan in active for i in loan.installments)
     assert any(0 < loan.amount_paid < loan.amount_payable for loan in active)
     plans = {(loan.frequency, loan.installments_count > 1) for loan in loans}
-    single, monthly, weekly = (Frequency.MONTHLY, False), (Frequency.MONTHLY, True), (
-        Frequency.WEEKLY, True)
+    single, monthly, weekly = (
+        (Frequency.MONTHLY, False),
+        (Frequency.MONTHLY, True),
+        (Frequency.WEEKLY, True),
+    )
     assert {single, monthly, weekly} <= plans
     assert {loan.interest_method for loan in loans} == set(InterestMethod)
     states = session.scalars(select(Promise.state).where(Promise.loan_id.in_(_mine())))
@@ -150,8 +191,11 @@ def test_every_state_bucket_and_plan_is_present(session):
 
 def test_phones_are_valid_unique_and_names_searchable(session):
     _seed(session, loans=400, borrowers=400)  # each borrower gets a loan, so is found below
-    people = session.scalars(select(Borrower).where(
-        Borrower.id.in_(select(Loan.borrower_id).where(Loan.id.in_(_mine()))))).all()
+    people = session.scalars(
+        select(Borrower).where(
+            Borrower.id.in_(select(Loan.borrower_id).where(Loan.id.in_(_mine())))
+        )
+    ).all()
     assert len({b.phone for b in people}) == len(people) >= 400
     for b in people:
         number = phonenumbers.parse(b.phone)
@@ -166,8 +210,11 @@ def test_phones_are_valid_unique_and_names_searchable(session):
 
 def test_other_regions_get_valid_phones(session):
     _seed(session, loans=30, borrowers=30, region="GB")
-    phones = session.scalars(select(Borrower.phone).where(
-        Borrower.id.in_(select(Loan.borrower_id).where(Loan.id.in_(_mine()))))).all()
+    phones = session.scalars(
+        select(Borrower.phone).where(
+            Borrower.id.in_(select(Loan.borrower_id).where(Loan.id.in_(_mine())))
+        )
+    ).all()
     assert len(phones) >= 30
     assert all(phonenumbers.is_valid_number(phonenumbers.parse(p)) for p in phones)
 
@@ -177,8 +224,9 @@ def test_ledger_is_consistent(session):
     assert _check_ledger(session) >= 300
 
 
-@settings(max_examples=8, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(seed_=st.integers(0, 2**31), loans=st.integers(1, 40))
 def test_ledger_is_consistent_for_any_seed(session, seed_, loans):
     with session.begin_nested() as nested:
@@ -211,13 +259,17 @@ def test_seeding_again_adds_more_and_reuses_staff(session):
     numbers = session.scalars(select(Loan.loan_number).where(Loan.id.in_(_mine()))).all()
     assert len(set(numbers)) == len(numbers) >= 60
     assert all(parse_loan_number(n) == n for n in numbers)
-    tg_ids = session.scalars(select(Staff.telegram_user_id)
-                             .where(Staff.telegram_user_id > STAFF_TELEGRAM_BASE)).all()
+    tg_ids = session.scalars(
+        select(Staff.telegram_user_id).where(Staff.telegram_user_id > STAFF_TELEGRAM_BASE)
+    ).all()
     assert sorted(tg_ids)[:5] == [STAFF_TELEGRAM_BASE + n for n in range(1, 6)]
     runs = session.scalars(select(AuditEvent).where(AuditEvent.action == SEED_ACTION)).all()
     assert len(runs) >= 2 and runs[-1].details["loans"] == 30
-    created = session.scalar(select(func.count()).select_from(LoanEvent).where(
-        LoanEvent.kind == LoanEventKind.CREATED, LoanEvent.loan_id.in_(_mine())))
+    created = session.scalar(
+        select(func.count())
+        .select_from(LoanEvent)
+        .where(LoanEvent.kind == LoanEventKind.CREATED, LoanEvent.loan_id.in_(_mine()))
+    )
     assert created >= 60
     # Ids handed out by the seeder leave the database's own id generation working.
     assert make_borrower(session).id > 0
@@ -243,8 +295,9 @@ def test_an_engine_is_committed(tmp_path):
 def test_payments_follow_installments_by_date(session):
     _seed(session, loans=80, borrowers=60)
     by_loan = defaultdict(list)
-    for pay in session.scalars(select(Payment).where(Payment.loan_id.in_(_mine()))
-                               .order_by(Payment.id)):
+    for pay in session.scalars(
+        select(Payment).where(Payment.loan_id.in_(_mine())).order_by(Payment.id)
+    ):
         by_loan[pay.loan_id].append(pay.paid_at)
     assert by_loan
     for loan in session.scalars(select(Loan).where(Loan.id.in_(_mine()))):

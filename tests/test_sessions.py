@@ -40,9 +40,11 @@ def _attempt(session, staff: Staff, password: str) -> AuthError:
 
 
 def _count(session, staff: Staff, action: AuditAction) -> int:
-    rows = session.scalars(select(AuditEvent).where(
-        AuditEvent.action == action.value, AuditEvent.telegram_user_id == staff.telegram_user_id
-    ))
+    rows = session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.action == action.value, AuditEvent.telegram_user_id == staff.telegram_user_id
+        )
+    )
     return len(list(rows))
 
 
@@ -121,24 +123,29 @@ def test_failures_survive_when_the_adapter_commits_on_auth_error(session):
 
 @pytest.mark.parametrize(
     ("state", "code"),
-    [(StaffState.PENDING, "pending"), (StaffState.DISABLED, "disabled"),
-     (StaffState.REJECTED, "not_staff")],
+    [
+        (StaffState.PENDING, "pending"),
+        (StaffState.DISABLED, "disabled"),
+        (StaffState.REJECTED, "not_staff"),
+    ],
 )
 def test_login_refuses_staff_who_are_not_active(session, state, code):
     staff = _staff(session, state=state)
     err = _attempt(session, staff, PASSWORD)
     assert err.code == code and err.params["commit"] is True
     assert _count(session, staff, AuditAction.LOGIN_FAILED) == 1
-    assert session.scalars(select(StaffSession).where(StaffSession.staff_id == staff.id)).all() \
-        == []
+    assert (
+        session.scalars(select(StaffSession).where(StaffSession.staff_id == staff.id)).all() == []
+    )
 
 
 def test_unknown_users_and_users_without_password(session):
     with pytest.raises(AuthError) as err:
         svc.login(session, telegram_user_id=987_654_321_001, password=PASSWORD)
     assert err.value.code == "not_staff"
-    (row,) = session.scalars(select(AuditEvent).where(
-        AuditEvent.telegram_user_id == 987_654_321_001)).all()
+    (row,) = session.scalars(
+        select(AuditEvent).where(AuditEvent.telegram_user_id == 987_654_321_001)
+    ).all()
     assert row.action == AuditAction.LOGIN_FAILED.value and row.staff_id is None
     fresh = make_staff(session)
     assert _attempt(session, fresh, PASSWORD).code == "no_password"

@@ -61,8 +61,12 @@ def sb(sandbox: TwilioSandbox) -> TwilioSandbox:
 
 
 def twilio_sender(sb: TwilioSandbox, **overrides: object) -> TwilioSender:
-    options: dict[str, object] = {"from_number": sb.phone_number, "api_base_url": sb.base_url,
-                                  "timeout": 5.0, "environ": {}}
+    options: dict[str, object] = {
+        "from_number": sb.phone_number,
+        "api_base_url": sb.base_url,
+        "timeout": 5.0,
+        "environ": {},
+    }
     options.update(overrides)
     token = str(options.pop("auth_token", sb.auth_token))
     return TwilioSender(sb.account_sid, token, **options)  # type: ignore[arg-type]
@@ -77,8 +81,10 @@ async def sender(sb: TwilioSandbox) -> AsyncIterator[TwilioSender]:
 
 # --- sending ------------------------------------------------------------------------------
 
-async def test_send_returns_sid_status_and_segments(sb: TwilioSandbox,
-                                                    sender: TwilioSender) -> None:
+
+async def test_send_returns_sid_status_and_segments(
+    sb: TwilioSandbox, sender: TwilioSender
+) -> None:
     english = await sender.send(to=TO, body="Your EMI of Rs 2,500 is due on 5 May.")
     hindi = await sender.send(to=TO, body="आपकी किस्त देय है। " * 5)
 
@@ -100,9 +106,9 @@ async def test_send_through_a_messaging_service(sb: TwilioSandbox) -> None:
 
 
 @pytest.mark.parametrize("code", [21211, 21614, 21408, 21610])
-async def test_refused_numbers_are_permanent_with_the_code(sb: TwilioSandbox,
-                                                           sender: TwilioSender,
-                                                           code: int) -> None:
+async def test_refused_numbers_are_permanent_with_the_code(
+    sb: TwilioSandbox, sender: TwilioSender, code: int
+) -> None:
     sb.fail_number(TO, code=code)
     with pytest.raises(PermanentSmsError) as raised:
         await sender.send(to=TO, body="Hi")
@@ -127,8 +133,7 @@ async def test_wrong_token_is_an_account_error_20003(sb: TwilioSandbox) -> None:
     assert (raised.value.code, raised.value.http_status) == ("20003", 401)
 
 
-async def test_429_is_retryable_with_retry_after(sb: TwilioSandbox,
-                                                 sender: TwilioSender) -> None:
+async def test_429_is_retryable_with_retry_after(sb: TwilioSandbox, sender: TwilioSender) -> None:
     sb.script(http_status=429, code=20429, retry_after=7)
     sb.script(429)
 
@@ -143,8 +148,9 @@ async def test_429_is_retryable_with_retry_after(sb: TwilioSandbox,
 
 
 @pytest.mark.parametrize("status", [500, 503])
-async def test_server_errors_are_retryable(sb: TwilioSandbox, sender: TwilioSender,
-                                           status: int) -> None:
+async def test_server_errors_are_retryable(
+    sb: TwilioSandbox, sender: TwilioSender, status: int
+) -> None:
     sb.script(status)
     with pytest.raises(RetryableSmsError) as raised:
         await sender.send(to=TO, body="Hi")
@@ -220,8 +226,9 @@ async def test_list_recent_sees_a_message_accepted_but_not_yet_sent(sb: TwilioSa
     assert later == [] and sb.created_count(TO) == 1
 
 
-async def test_list_recent_pages_through_every_page(sb: TwilioSandbox, sender: TwilioSender,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_list_recent_pages_through_every_page(
+    sb: TwilioSandbox, sender: TwilioSender, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sids = [(await sender.send(to=TO, body=f"n{i}")).sid for i in range(5)]
     await sender.send(to=OTHER, body="someone else")
     monkeypatch.setattr(sms, "RECENT_PAGE_SIZE", 2)
@@ -230,16 +237,18 @@ async def test_list_recent_pages_through_every_page(sb: TwilioSandbox, sender: T
     assert sb.request_count("list") == 3
 
 
-async def test_a_failed_list_page_is_an_error_not_an_empty_list(sb: TwilioSandbox,
-                                                                sender: TwilioSender) -> None:
+async def test_a_failed_list_page_is_an_error_not_an_empty_list(
+    sb: TwilioSandbox, sender: TwilioSender
+) -> None:
     await sender.send(to=TO, body="Hi")
     sb.script(500, on="list")
     with pytest.raises(RetryableSmsError):
         await sender.list_recent(to=TO, since=clock.utcnow() - timedelta(minutes=1))
 
 
-async def test_many_sends_run_concurrently_on_one_loop(sb: TwilioSandbox,
-                                                       sender: TwilioSender) -> None:
+async def test_many_sends_run_concurrently_on_one_loop(
+    sb: TwilioSandbox, sender: TwilioSender
+) -> None:
     sb.latency = 0.05
     numbers = [f"+91987650{i:04d}" for i in range(40)]
 
@@ -250,6 +259,7 @@ async def test_many_sends_run_concurrently_on_one_loop(sb: TwilioSandbox,
 
 
 # --- fetch and list -----------------------------------------------------------------------
+
 
 async def test_fetch_reports_delivery(sb: TwilioSandbox, sender: TwilioSender) -> None:
     sb.set_delivery(OTHER, "undelivered", error_code=30005)
@@ -271,8 +281,7 @@ async def test_fetch_unknown_sid_is_permanent_20404(sender: TwilioSender) -> Non
     assert (raised.value.code, raised.value.http_status) == ("20404", 404)
 
 
-async def test_list_sent_by_number_and_window(sb: TwilioSandbox,
-                                              sender: TwilioSender) -> None:
+async def test_list_sent_by_number_and_window(sb: TwilioSandbox, sender: TwilioSender) -> None:
     old = await sender.send(to=TO, body="old")
     await sb.wait_callbacks_async()  # sent (date_sent) before the clock moves
     clock.advance(timedelta(days=3))
@@ -283,8 +292,9 @@ async def test_list_sent_by_number_and_window(sb: TwilioSandbox,
     clock.advance(timedelta(days=3))
     later = await sender.send(to=TO, body="later")
 
-    window = await sender.list_sent(to=TO, since=start - timedelta(minutes=1),
-                                    until=start + timedelta(days=1))
+    window = await sender.list_sent(
+        to=TO, since=start - timedelta(minutes=1), until=start + timedelta(days=1)
+    )
     since_start = await sender.list_sent(to=TO, since=start)
     everything = await sender.list_sent(to=TO, since=start - timedelta(days=30))
 
@@ -293,8 +303,7 @@ async def test_list_sent_by_number_and_window(sb: TwilioSandbox,
     assert [m.sid for m in everything] == [later.sid, new.sid, old.sid]
 
 
-async def test_list_sent_takes_aware_local_times(sb: TwilioSandbox,
-                                                 sender: TwilioSender) -> None:
+async def test_list_sent_takes_aware_local_times(sb: TwilioSandbox, sender: TwilioSender) -> None:
     sent = await sender.send(to=TO, body="Hi")
     kolkata_now = clock.utcnow().astimezone(ZoneInfo("Asia/Kolkata"))
 
@@ -303,15 +312,17 @@ async def test_list_sent_takes_aware_local_times(sb: TwilioSandbox,
     assert await sender.list_sent(to=TO, since=kolkata_now + timedelta(minutes=5)) == []
 
 
-async def test_status_callbacks_from_a_real_send_validate(sb: TwilioSandbox,
-                                                          sender: TwilioSender) -> None:
+async def test_status_callbacks_from_a_real_send_validate(
+    sb: TwilioSandbox, sender: TwilioSender
+) -> None:
     seen: list[tuple[str, bool]] = []
     validator = RequestValidator(sb.auth_token)
 
     async def status(request: Request) -> Response:
         params = dict(parse_qsl((await request.body()).decode()))
-        valid = validator.validate(str(request.url), params,
-                                   request.headers.get("X-Twilio-Signature", ""))
+        valid = validator.validate(
+            str(request.url), params, request.headers.get("X-Twilio-Signature", "")
+        )
         seen.append((params["MessageStatus"], valid))
         return Response(status_code=204)
 
@@ -324,29 +335,47 @@ async def test_status_callbacks_from_a_real_send_validate(sb: TwilioSandbox,
 
 # --- construction, URLs, edge/region ------------------------------------------------------
 
+
 def test_rewrite_url_only_touches_the_twilio_api_host() -> None:
     base = "http://127.0.0.1:8123"
-    assert rewrite_url("https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json", base) \
+    assert (
+        rewrite_url("https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json", base)
         == f"{base}/2010-04-01/Accounts/AC1/Messages.json"
-    assert rewrite_url("https://api.twilio.com/x", "https://api.twilio.com/") \
+    )
+    assert (
+        rewrite_url("https://api.twilio.com/x", "https://api.twilio.com/")
         == "https://api.twilio.com/x"
-    assert rewrite_url("https://messaging.twilio.com/v1/x", base) \
+    )
+    assert (
+        rewrite_url("https://messaging.twilio.com/v1/x", base)
         == "https://messaging.twilio.com/v1/x"
-    assert rewrite_url("https://api.twilio.com.evil.example/x", base) \
+    )
+    assert (
+        rewrite_url("https://api.twilio.com.evil.example/x", base)
         == "https://api.twilio.com.evil.example/x"
+    )
 
 
 @pytest.mark.parametrize("name", ["TWILIO_EDGE", "TWILIO_REGION"])
 def test_edge_or_region_with_a_custom_base_url_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match=name) as raised:
-        TwilioSender("AC1", "t", from_number="+15005550006",
-                     api_base_url="http://127.0.0.1:9", environ={name: "x1"})
+        TwilioSender(
+            "AC1",
+            "t",
+            from_number="+15005550006",
+            api_base_url="http://127.0.0.1:9",
+            environ={name: "x1"},
+        )
     assert "\n" not in str(raised.value)
 
 
 def test_edge_and_region_stay_allowed_with_twilio_itself() -> None:
-    sender = TwilioSender("AC1", "t", from_number="+15005550006",
-                          environ={"TWILIO_EDGE": "sydney", "TWILIO_REGION": "au1"})
+    sender = TwilioSender(
+        "AC1",
+        "t",
+        from_number="+15005550006",
+        environ={"TWILIO_EDGE": "sydney", "TWILIO_REGION": "au1"},
+    )
     assert sender.api_base_url == "https://api.twilio.com"
 
 
@@ -364,6 +393,7 @@ def test_parse_retry_after_takes_seconds_or_a_date() -> None:
 
 # --- ConsoleSender ------------------------------------------------------------------------
 
+
 async def test_console_sender_prints_one_masked_line_and_reports_delivered() -> None:
     out = io.StringIO()
     seen: list[ConsoleMessage] = []
@@ -375,8 +405,11 @@ async def test_console_sender_prints_one_masked_line_and_reports_delivered() -> 
     assert out.getvalue() == "SMS to +91******3210: Namaste ⏎ Pay today\n"
     assert re.match(r"^CONSOLE[0-9a-f]{32}$", result.sid) and result.status == "delivered"
     assert [m.sid for m in seen] == [result.sid]
-    assert (fetched.status, fetched.to, fetched.body) == ("delivered", "+919876543210",
-                                                          "Namaste\nPay today")
+    assert (fetched.status, fetched.to, fetched.body) == (
+        "delivered",
+        "+919876543210",
+        "Namaste\nPay today",
+    )
     listed = await sender.list_sent(to="+919876543210", since=clock.utcnow() - timedelta(1))
     assert [m.sid for m in listed] == [result.sid]
     with pytest.raises(PermanentSmsError):
@@ -385,7 +418,8 @@ async def test_console_sender_prints_one_masked_line_and_reports_delivered() -> 
 
 
 async def test_console_sender_writes_to_stdout_by_default(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     await ConsoleSender().send(to="+919876543210", body="Hi")
     assert capsys.readouterr().out == "SMS to +91******3210: Hi\n"
 
@@ -397,15 +431,23 @@ def test_mask_phone_keeps_country_code_and_last_digits() -> None:
 
 # --- make_sender ---------------------------------------------------------------------------
 
+
 def settings_for(**values: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture
 def clean_twilio_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER",
-                 "TWILIO_MESSAGING_SERVICE_SID", "TWILIO_API_BASE_URL", "TWILIO_EDGE",
-                 "TWILIO_REGION", "SMS_BACKEND"):
+    for name in (
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_FROM_NUMBER",
+        "TWILIO_MESSAGING_SERVICE_SID",
+        "TWILIO_API_BASE_URL",
+        "TWILIO_EDGE",
+        "TWILIO_REGION",
+        "SMS_BACKEND",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -413,11 +455,17 @@ def test_make_sender_console_without_credentials(clean_twilio_env: None) -> None
     assert isinstance(make_sender(settings_for()), ConsoleSender)
 
 
-async def test_make_sender_builds_a_working_twilio_sender(clean_twilio_env: None,
-                                                          sb: TwilioSandbox) -> None:
-    sender = make_sender(settings_for(
-        twilio_account_sid=sb.account_sid, twilio_auth_token=sb.auth_token,
-        twilio_from_number=sb.phone_number, twilio_api_base_url=sb.base_url))
+async def test_make_sender_builds_a_working_twilio_sender(
+    clean_twilio_env: None, sb: TwilioSandbox
+) -> None:
+    sender = make_sender(
+        settings_for(
+            twilio_account_sid=sb.account_sid,
+            twilio_auth_token=sb.auth_token,
+            twilio_from_number=sb.phone_number,
+            twilio_api_base_url=sb.base_url,
+        )
+    )
     try:
         assert isinstance(sender, TwilioSender)
         assert SID.match((await sender.send(to=TO, body="Hi")).sid)
@@ -427,8 +475,9 @@ async def test_make_sender_builds_a_working_twilio_sender(clean_twilio_env: None
 
 def test_make_sender_without_a_sender_number_is_one_line(clean_twilio_env: None) -> None:
     with pytest.raises(SettingsError) as raised:
-        make_sender(settings_for(sms_backend="twilio", twilio_account_sid="AC1",
-                                 twilio_auth_token="t"))
+        make_sender(
+            settings_for(sms_backend="twilio", twilio_account_sid="AC1", twilio_auth_token="t")
+        )
     assert "TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID" in str(raised.value)
     assert "\n" not in str(raised.value)
 
@@ -439,10 +488,16 @@ def test_make_sender_without_credentials_names_the_setting(clean_twilio_env: Non
 
 
 def test_make_sender_refuses_edge_with_a_custom_base_url(
-        clean_twilio_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    clean_twilio_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TWILIO_REGION", "ie1")
     with pytest.raises(SettingsError, match="TWILIO_REGION") as raised:
-        make_sender(settings_for(twilio_account_sid="AC1", twilio_auth_token="t",
-                                 twilio_from_number="+15005550006",
-                                 twilio_api_base_url="http://127.0.0.1:9"))
+        make_sender(
+            settings_for(
+                twilio_account_sid="AC1",
+                twilio_auth_token="t",
+                twilio_from_number="+15005550006",
+                twilio_api_base_url="http://127.0.0.1:9",
+            )
+        )
     assert "\n" not in str(raised.value)

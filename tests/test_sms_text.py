@@ -25,9 +25,14 @@ VALUES = {
 
 @pytest.mark.parametrize(
     ("days", "template"),
-    [(-3, sms_text.BEFORE_DUE), (-1, sms_text.BEFORE_DUE), (0, sms_text.ON_THE_DAY),
-     (1, sms_text.OVERDUE), (30, sms_text.OVERDUE)],
-)  # fmt: skip
+    [
+        (-3, sms_text.BEFORE_DUE),
+        (-1, sms_text.BEFORE_DUE),
+        (0, sms_text.ON_THE_DAY),
+        (1, sms_text.OVERDUE),
+        (30, sms_text.OVERDUE),
+    ],
+)
 def test_template_per_rule(days, template):
     assert sms_text.template_for(days) is template
 
@@ -56,9 +61,14 @@ def test_render_does_not_interpret_braces_inside_values():
 
 @pytest.mark.parametrize(
     ("template", "named"),
-    [("Hi {nmae}", "{nmae}"), ("Pay {amount_due:>10}", "{amount_due:>10}"),
-     ("Hi {name!r}", "{name!r}"), ("Hi {name.upper}", "{name.upper}"), ("{0}", "{0}")],
-)  # fmt: skip
+    [
+        ("Hi {nmae}", "{nmae}"),
+        ("Pay {amount_due:>10}", "{amount_due:>10}"),
+        ("Hi {name!r}", "{name!r}"),
+        ("Hi {name.upper}", "{name.upper}"),
+        ("{0}", "{0}"),
+    ],
+)
 def test_check_template_names_the_unknown_placeholder(template, named):
     with pytest.raises(InvalidInput) as err:
         sms_text.check_template(template)
@@ -88,21 +98,42 @@ def test_amount_and_date_formatting_stay_gsm():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("Hello", Encoding.GSM7), ("£5 @ Café Ä§¿", Encoding.GSM7), ("price {€}", Encoding.GSM7),
-     ("₹1500", Encoding.UCS2), ("नमस्ते", Encoding.UCS2), ("it’s", Encoding.UCS2),
-     ("ç lowercase", Encoding.UCS2), ("ok 👍", Encoding.UCS2)],
-)  # fmt: skip
+    [
+        ("Hello", Encoding.GSM7),
+        ("£5 @ Café Ä§¿", Encoding.GSM7),
+        ("price {€}", Encoding.GSM7),
+        ("₹1500", Encoding.UCS2),
+        ("नमस्ते", Encoding.UCS2),
+        ("it’s", Encoding.UCS2),
+        ("ç lowercase", Encoding.UCS2),
+        ("ok 👍", Encoding.UCS2),
+    ],
+)
 def test_encoding_uses_the_real_gsm_tables(text, expected):
     assert encoding(text) is expected
 
 
 @pytest.mark.parametrize(
     ("text", "parts"),
-    [("", 0), ("a" * 160, 1), ("a" * 161, 2), ("a" * 306, 2), ("a" * 307, 3),
-     ("€" * 80, 1), ("€" * 81, 2), ("a" * 159 + "€", 2),
-     ("अ" * 70, 1), ("अ" * 71, 2), ("अ" * 134, 2), ("अ" * 135, 3),
-     ("👍" * 35, 1), ("👍" * 36, 2), ("a" * 68 + "👍", 1), ("a" * 69 + "👍", 2)],
-)  # fmt: skip
+    [
+        ("", 0),
+        ("a" * 160, 1),
+        ("a" * 161, 2),
+        ("a" * 306, 2),
+        ("a" * 307, 3),
+        ("€" * 80, 1),
+        ("€" * 81, 2),
+        ("a" * 159 + "€", 2),
+        ("अ" * 70, 1),
+        ("अ" * 71, 2),
+        ("अ" * 134, 2),
+        ("अ" * 135, 3),
+        ("👍" * 35, 1),
+        ("👍" * 36, 2),
+        ("a" * 68 + "👍", 1),
+        ("a" * 69 + "👍", 2),
+    ],
+)
 def test_segments(text, parts):
     assert segments(text) == parts
 

@@ -55,10 +55,11 @@ def test_the_old_homes_still_offer_the_same_functions():
 
 
 @given(
-    now=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2040, 1, 1),
-                     timezones=st.just(UTC)),
+    now=st.datetimes(
+        min_value=datetime(2020, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(UTC)
+    ),
     name=st.sampled_from(ZONES),
-)  # fmt: skip
+)
 def test_next_window_open_is_none_inside_else_the_next_local_opening(now, name):
     tz = ZoneInfo(name)
     local = now.astimezone(tz)

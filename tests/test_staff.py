@@ -52,9 +52,13 @@ def test_invite_codes_are_deep_link_safe_and_distinct():
 
 @pytest.mark.parametrize(
     ("password", "code"),
-    [("short7!", "password_short"), ("x" * 129, "password_long"),
-     ("aaaaaaaaaa", "password_common"), ("Password123", "password_common"),
-     ("tab\there-is-bad", "password_control")],
+    [
+        ("short7!", "password_short"),
+        ("x" * 129, "password_long"),
+        ("aaaaaaaaaa", "password_common"),
+        ("Password123", "password_common"),
+        ("tab\there-is-bad", "password_control"),
+    ],
 )
 def test_password_rules_refuse_with_a_specific_sentence(password, code):
     with pytest.raises(InvalidInput) as err:
@@ -145,7 +149,8 @@ def test_claim_is_conditional_so_a_concurrent_redeem_loses(session):
     row = session.get(Invite, invite.invite_id)
     # Another transaction used it after this one read it: the ORM object is stale.
     session.execute(
-        update(Invite.__table__).where(Invite.__table__.c.id == row.id)
+        update(Invite.__table__)
+        .where(Invite.__table__.c.id == row.id)
         .values(used_at=clock.utcnow())
     )
     with pytest.raises(AuthError) as err:
@@ -167,8 +172,7 @@ def test_redeem_refusals_leave_the_invite_usable(session):
 
 
 def test_invite_reactivates_a_rejected_request(session):
-    info = svc.request_access(session, telegram_user_id=5556, chat_id=1, name="Ravi",
-                              username=None)
+    info = svc.request_access(session, telegram_user_id=5556, chat_id=1, name="Ravi", username=None)
     admin = make_staff(session, role=Role.ADMIN)
     svc.decide_access(session, actor=actor(admin), staff_id=info.id, approve=False)
     invite = svc.create_invite(session, actor=actor(admin), role=Role.MANAGER)
@@ -182,10 +186,12 @@ def test_invite_reactivates_a_rejected_request(session):
 
 def test_request_approve_set_password_flow(session):
     admin = make_staff(session, role=Role.ADMIN)
-    first = svc.request_access(session, telegram_user_id=5560, chat_id=77, name="Meena",
-                               username="meena")
-    again = svc.request_access(session, telegram_user_id=5560, chat_id=77, name="Meena",
-                               username="meena")
+    first = svc.request_access(
+        session, telegram_user_id=5560, chat_id=77, name="Meena", username="meena"
+    )
+    again = svc.request_access(
+        session, telegram_user_id=5560, chat_id=77, name="Meena", username="meena"
+    )
     assert first.id == again.id and first.state == StaffState.PENDING
     assert len(_audits(session, AuditAction.ACCESS_REQUESTED, telegram_user_id=5560)) == 1
     assert first.id in [s.id for s in svc.list_requests(session, actor=actor(admin))]
@@ -193,12 +199,12 @@ def test_request_approve_set_password_flow(session):
         svc.current_actor(session, telegram_user_id=5560)
     assert err.value.code == "pending"
 
-    decided = svc.decide_access(session, actor=actor(admin), staff_id=first.id, approve=True,
-                                role=Role.MANAGER)
+    decided = svc.decide_access(
+        session, actor=actor(admin), staff_id=first.id, approve=True, role=Role.MANAGER
+    )
     assert decided.state == StaffState.ACTIVE and decided.role == Role.MANAGER
     assert not decided.has_password
-    assert _audits(session, AuditAction.STAFF_APPROVED, staff_id=admin.id,
-                   target_id=str(first.id))
+    assert _audits(session, AuditAction.STAFF_APPROVED, staff_id=admin.id, target_id=str(first.id))
     with pytest.raises(AuthError) as err:
         svc.current_actor(session, telegram_user_id=5560)
     assert err.value.code == "no_password"
@@ -219,15 +225,15 @@ def test_request_approve_set_password_flow(session):
 
 def test_reject_and_what_a_rejected_user_gets(session):
     admin = make_staff(session, role=Role.ADMIN)
-    info = svc.request_access(session, telegram_user_id=5561, chat_id=None, name="🙂",
-                              username=None)
+    info = svc.request_access(
+        session, telegram_user_id=5561, chat_id=None, name="🙂", username=None
+    )
     assert info.name == "User 5561"  # no letters in the Telegram name: a stand-in
     rejected = svc.decide_access(session, actor=actor(admin), staff_id=info.id, approve=False)
     assert rejected.state == StaffState.REJECTED
     assert _audits(session, AuditAction.STAFF_REJECTED, target_id=str(info.id))
     with pytest.raises(AccessDenied):
-        svc.request_access(session, telegram_user_id=5561, chat_id=None, name="X Y",
-                           username=None)
+        svc.request_access(session, telegram_user_id=5561, chat_id=None, name="X Y", username=None)
     with pytest.raises(AuthError) as err:
         svc.set_password(session, telegram_user_id=5561, password=PASSWORD)
     assert err.value.code == "not_staff"
@@ -257,8 +263,11 @@ def test_disable_ends_sessions_and_enable_needs_a_new_login(session):
     svc.login(session, telegram_user_id=agent.telegram_user_id, password=PASSWORD)
     off = svc.set_state(session, actor=actor(admin), staff_id=agent.id, enabled=False)
     assert off.state == StaffState.DISABLED
-    open_count = session.scalar(select(func.count()).select_from(StaffSession).where(
-        StaffSession.staff_id == agent.id, StaffSession.ended_at.is_(None)))
+    open_count = session.scalar(
+        select(func.count())
+        .select_from(StaffSession)
+        .where(StaffSession.staff_id == agent.id, StaffSession.ended_at.is_(None))
+    )
     assert open_count == 0
     for call in (svc.current_actor, lambda s, **kw: svc.login(s, password=PASSWORD, **kw)):
         with pytest.raises(AuthError) as err:
@@ -320,8 +329,7 @@ def test_list_staff_by_role(session):
     disabled = make_staff(session, state=StaffState.DISABLED)
     ids = {s.id for s in svc.list_staff(session, actor=actor(admin))}
     assert {admin.id, manager.id, disabled.id} <= ids and pending.id not in ids
-    with_pending = {s.id for s in svc.list_staff(session, actor=actor(admin),
-                                                 include_pending=True)}
+    with_pending = {s.id for s in svc.list_staff(session, actor=actor(admin), include_pending=True)}
     assert pending.id in with_pending
     seen_by_manager = {s.id for s in svc.list_staff(session, actor=actor(manager))}
     assert admin.id in seen_by_manager and disabled.id not in seen_by_manager

@@ -115,6 +115,7 @@ def post_raw(sb: TwilioSandbox, form: dict[str, str], token: str | None = None) 
 
 # --- creating messages ------------------------------------------------------------------
 
+
 def test_create_returns_a_twilio_message_resource(sb: TwilioSandbox, client: Client) -> None:
     message = client.messages.create(to=TO, from_=sb.phone_number, body="Payment due")
 
@@ -141,14 +142,23 @@ def test_create_over_raw_http_is_201_with_twilio_fields(sb: TwilioSandbox) -> No
 @pytest.mark.parametrize(
     ("body", "segments"),
     [
-        ("a" * 160, 1), ("a" * 161, 2), ("a" * 306, 2), ("a" * 307, 3),
-        ("{" * 80, 1), ("{" * 81, 2),  # GSM-7 extension characters cost two septets
-        ("क" * 70, 1), ("क" * 71, 2), ("क" * 134, 2), ("क" * 135, 3),
-        ("a" * 69 + "₹", 1), ("a" * 70 + "₹", 2),  # one non-GSM character makes it UCS-2
+        ("a" * 160, 1),
+        ("a" * 161, 2),
+        ("a" * 306, 2),
+        ("a" * 307, 3),
+        ("{" * 80, 1),
+        ("{" * 81, 2),  # GSM-7 extension characters cost two septets
+        ("क" * 70, 1),
+        ("क" * 71, 2),
+        ("क" * 134, 2),
+        ("क" * 135, 3),
+        ("a" * 69 + "₹", 1),
+        ("a" * 70 + "₹", 2),  # one non-GSM character makes it UCS-2
     ],
 )
-def test_segments_follow_gsm7_and_ucs2_limits(sb: TwilioSandbox, client: Client, body: str,
-                                              segments: int) -> None:
+def test_segments_follow_gsm7_and_ucs2_limits(
+    sb: TwilioSandbox, client: Client, body: str, segments: int
+) -> None:
     message = client.messages.create(to=TO, from_=sb.phone_number, body=body)
     assert message.num_segments == str(segments)
 
@@ -158,8 +168,10 @@ def test_wrong_token_is_401_in_twilio_shape(sb: TwilioSandbox) -> None:
 
     assert response.status_code == 401
     assert response.json() == {
-        "code": 20003, "message": "Authenticate",
-        "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401,
+        "code": 20003,
+        "message": "Authenticate",
+        "more_info": "https://www.twilio.com/docs/errors/20003",
+        "status": 401,
     }
     with pytest.raises(TwilioRestException) as raised:
         make_client(sb, token="wrong").messages.create(to=TO, from_=sb.phone_number, body="x")
@@ -178,8 +190,7 @@ def test_wrong_token_is_401_in_twilio_shape(sb: TwilioSandbox) -> None:
         ({"To": TO, "From": "+15005550006", "Body": "x" * 1601}, 21617),
     ],
 )
-def test_validation_answers_like_twilio(sb: TwilioSandbox, form: dict[str, str],
-                                        code: int) -> None:
+def test_validation_answers_like_twilio(sb: TwilioSandbox, form: dict[str, str], code: int) -> None:
     response = post_raw(sb, form)
 
     assert response.status_code == 400
@@ -190,8 +201,7 @@ def test_validation_answers_like_twilio(sb: TwilioSandbox, form: dict[str, str],
 
 
 @pytest.mark.parametrize("code", [21211, 21614, 21408, 21610])
-def test_fail_number_refuses_that_number_only(sb: TwilioSandbox, client: Client,
-                                              code: int) -> None:
+def test_fail_number_refuses_that_number_only(sb: TwilioSandbox, client: Client, code: int) -> None:
     sb.fail_number(TO, code=code)
 
     with pytest.raises(TwilioRestException) as raised:
@@ -241,8 +251,9 @@ def test_timeout_after_creation_leaves_the_message_behind(sb: TwilioSandbox) -> 
     assert [m.body for m in sb.messages_to(TO)] == ["Hi"]
 
 
-def test_disconnect_closes_the_connection_without_an_answer(sb: TwilioSandbox,
-                                                            client: Client) -> None:
+def test_disconnect_closes_the_connection_without_an_answer(
+    sb: TwilioSandbox, client: Client
+) -> None:
     sb.script("disconnect")
     with pytest.raises(requests.exceptions.ConnectionError):
         client.messages.create(to=TO, from_=sb.phone_number, body="Hi")
@@ -250,6 +261,7 @@ def test_disconnect_closes_the_connection_without_an_answer(sb: TwilioSandbox,
 
 
 # --- reading messages -------------------------------------------------------------------
+
 
 def test_fetch_and_unknown_sid(sb: TwilioSandbox, client: Client) -> None:
     sid = client.messages.create(to=TO, from_=sb.phone_number, body="Hi").sid
@@ -264,16 +276,18 @@ def test_fetch_and_unknown_sid(sb: TwilioSandbox, client: Client) -> None:
 
 
 def test_list_by_to_follows_pages(sb: TwilioSandbox, client: Client) -> None:
-    sids = [client.messages.create(to=TO, from_=sb.phone_number, body=f"m{i}").sid
-            for i in range(5)]
+    sids = [
+        client.messages.create(to=TO, from_=sb.phone_number, body=f"m{i}").sid for i in range(5)
+    ]
     client.messages.create(to=OTHER, from_=sb.phone_number, body="other")
 
     listed = client.messages.list(to=TO, page_size=2)
 
     assert [m.sid for m in listed] == list(reversed(sids))  # newest first, across 3 pages
     assert sb.request_count("list") == 3
-    first_page = httpx.get(sb.api_url, params={"To": TO, "PageSize": 2},
-                           auth=(sb.account_sid, sb.auth_token)).json()
+    first_page = httpx.get(
+        sb.api_url, params={"To": TO, "PageSize": 2}, auth=(sb.account_sid, sb.auth_token)
+    ).json()
     assert first_page["next_page_uri"].startswith(f"/2010-04-01/Accounts/{sb.account_sid}/")
     assert len(first_page["messages"]) == 2
 
@@ -299,10 +313,13 @@ def test_bad_list_parameters_are_400(sb: TwilioSandbox) -> None:
 
 # --- status callbacks -------------------------------------------------------------------
 
-def test_status_callbacks_are_signed_and_in_order(sb: TwilioSandbox, client: Client,
-                                                  receiver: Receiver, receiver_url: str) -> None:
-    sid = client.messages.create(to=TO, from_=sb.phone_number, body="Hi",
-                                 status_callback=f"{receiver_url}/status").sid
+
+def test_status_callbacks_are_signed_and_in_order(
+    sb: TwilioSandbox, client: Client, receiver: Receiver, receiver_url: str
+) -> None:
+    sid = client.messages.create(
+        to=TO, from_=sb.phone_number, body="Hi", status_callback=f"{receiver_url}/status"
+    ).sid
     sb.wait_callbacks()
 
     assert receiver.statuses(sid) == ["sent", "delivered"]
@@ -314,9 +331,11 @@ def test_status_callbacks_are_signed_and_in_order(sb: TwilioSandbox, client: Cli
 
 
 def test_tampered_or_wrongly_signed_callbacks_do_not_validate(
-        sb: TwilioSandbox, client: Client, receiver: Receiver, receiver_url: str) -> None:
-    client.messages.create(to=TO, from_=sb.phone_number, body="Hi",
-                           status_callback=f"{receiver_url}/status")
+    sb: TwilioSandbox, client: Client, receiver: Receiver, receiver_url: str
+) -> None:
+    client.messages.create(
+        to=TO, from_=sb.phone_number, body="Hi", status_callback=f"{receiver_url}/status"
+    )
     sb.wait_callbacks()
     genuine = receiver.hits[-1]
     tampered = {**genuine.params, "MessageStatus": "failed"}
@@ -324,8 +343,9 @@ def test_tampered_or_wrongly_signed_callbacks_do_not_validate(
     httpx.post(genuine.url, data=tampered, headers={"X-Twilio-Signature": genuine.signature})
 
     assert receiver.hits[-1].valid is False
-    assert not RequestValidator("another-token").validate(genuine.url, genuine.params,
-                                                          genuine.signature)
+    assert not RequestValidator("another-token").validate(
+        genuine.url, genuine.params, genuine.signature
+    )
 
 
 @pytest.mark.parametrize(
@@ -337,12 +357,19 @@ def test_tampered_or_wrongly_signed_callbacks_do_not_validate(
         ("sent", None, ["sent"]),
     ],
 )
-def test_delivery_outcome_per_number(sb: TwilioSandbox, client: Client, receiver: Receiver,
-                                     receiver_url: str, outcome: str, code: int | None,
-                                     statuses: list[str]) -> None:
+def test_delivery_outcome_per_number(
+    sb: TwilioSandbox,
+    client: Client,
+    receiver: Receiver,
+    receiver_url: str,
+    outcome: str,
+    code: int | None,
+    statuses: list[str],
+) -> None:
     sb.set_delivery(TO, outcome, error_code=code)
-    sid = client.messages.create(to=TO, from_=sb.phone_number, body="Hi",
-                                 status_callback=f"{receiver_url}/status").sid
+    sid = client.messages.create(
+        to=TO, from_=sb.phone_number, body="Hi", status_callback=f"{receiver_url}/status"
+    ).sid
     sb.wait_callbacks()
 
     assert receiver.statuses(sid) == statuses
@@ -352,11 +379,13 @@ def test_delivery_outcome_per_number(sb: TwilioSandbox, client: Client, receiver
     assert (fetched.status, fetched.error_code) == (statuses[-1], code)
 
 
-def test_messaging_service_is_accepted_then_queued(sb: TwilioSandbox, client: Client,
-                                                   receiver: Receiver, receiver_url: str) -> None:
+def test_messaging_service_is_accepted_then_queued(
+    sb: TwilioSandbox, client: Client, receiver: Receiver, receiver_url: str
+) -> None:
     service = "MG" + "1" * 32
-    message = client.messages.create(to=TO, messaging_service_sid=service, body="Hi",
-                                     status_callback=f"{receiver_url}/status")
+    message = client.messages.create(
+        to=TO, messaging_service_sid=service, body="Hi", status_callback=f"{receiver_url}/status"
+    )
     sb.wait_callbacks()
 
     assert message.status == "accepted"
@@ -364,11 +393,13 @@ def test_messaging_service_is_accepted_then_queued(sb: TwilioSandbox, client: Cl
     assert receiver.hits[-1].params["MessagingServiceSid"] == service
 
 
-def test_hold_keeps_messages_queued_until_flushed(sb: TwilioSandbox, client: Client,
-                                                  receiver: Receiver, receiver_url: str) -> None:
+def test_hold_keeps_messages_queued_until_flushed(
+    sb: TwilioSandbox, client: Client, receiver: Receiver, receiver_url: str
+) -> None:
     sb.callback_timing = CallbackTiming(hold=True)
-    sid = client.messages.create(to=TO, from_=sb.phone_number, body="Hi",
-                                 status_callback=f"{receiver_url}/status").sid
+    sid = client.messages.create(
+        to=TO, from_=sb.phone_number, body="Hi", status_callback=f"{receiver_url}/status"
+    ).sid
     sb.wait_callbacks()
     assert client.messages(sid).fetch().status == "queued" and receiver.hits == []
 
@@ -377,21 +408,23 @@ def test_hold_keeps_messages_queued_until_flushed(sb: TwilioSandbox, client: Cli
     assert receiver.statuses(sid) == ["sent", "delivered"]
 
 
-def test_duplicates_and_out_of_order_when_asked(sb: TwilioSandbox, client: Client,
-                                                receiver: Receiver, receiver_url: str) -> None:
+def test_duplicates_and_out_of_order_when_asked(
+    sb: TwilioSandbox, client: Client, receiver: Receiver, receiver_url: str
+) -> None:
     sb.callback_timing = CallbackTiming(duplicate_rate=1.0, out_of_order_rate=1.0)
-    sid = client.messages.create(to=TO, from_=sb.phone_number, body="Hi",
-                                 status_callback=f"{receiver_url}/status").sid
+    sid = client.messages.create(
+        to=TO, from_=sb.phone_number, body="Hi", status_callback=f"{receiver_url}/status"
+    ).sid
     sb.wait_callbacks()
 
     assert receiver.statuses(sid) == ["delivered", "sent", "delivered", "sent"]
     assert client.messages(sid).fetch().status == "delivered"  # the truth stays in order
 
 
-def test_callbacks_to_a_dead_url_are_recorded_not_raised(sb: TwilioSandbox,
-                                                         client: Client) -> None:
-    client.messages.create(to=TO, from_=sb.phone_number, body="Hi",
-                           status_callback="http://127.0.0.1:9/status")
+def test_callbacks_to_a_dead_url_are_recorded_not_raised(sb: TwilioSandbox, client: Client) -> None:
+    client.messages.create(
+        to=TO, from_=sb.phone_number, body="Hi", status_callback="http://127.0.0.1:9/status"
+    )
     sb.wait_callbacks()
     assert [c.status_code for c in sb.callbacks] == [None, None]
     assert all(c.error for c in sb.callbacks)
@@ -399,8 +432,10 @@ def test_callbacks_to_a_dead_url_are_recorded_not_raised(sb: TwilioSandbox,
 
 # --- inbound SMS ------------------------------------------------------------------------
 
+
 def test_inbound_sms_is_posted_signed_and_the_answer_returned(
-        sb: TwilioSandbox, receiver: Receiver, receiver_url: str) -> None:
+    sb: TwilioSandbox, receiver: Receiver, receiver_url: str
+) -> None:
     sb.inbound_url = f"{receiver_url}/sms"
 
     reply = sb.send_inbound(TO, "BAL")
@@ -416,7 +451,8 @@ def test_inbound_sms_is_posted_signed_and_the_answer_returned(
 
 
 def test_stop_unsubscribes_like_twilio_and_start_undoes_it(
-        sb: TwilioSandbox, client: Client, receiver: Receiver, receiver_url: str) -> None:
+    sb: TwilioSandbox, client: Client, receiver: Receiver, receiver_url: str
+) -> None:
     sb.inbound_url = f"{receiver_url}/sms"
 
     sb.send_inbound(TO, "stop")
@@ -435,6 +471,7 @@ def test_send_inbound_needs_an_inbound_url(sb: TwilioSandbox) -> None:
 
 
 # --- the demo's failure profile ---------------------------------------------------------
+
 
 def test_failure_profile_is_seeded_per_number() -> None:
     profile = FailureProfile(share=0.3)
@@ -459,14 +496,19 @@ def test_failure_profile_drives_the_api(sb: TwilioSandbox, client: Client) -> No
 
 # --- counters, latency, lifecycle -------------------------------------------------------
 
+
 def test_counters_count_requests_and_creations(sb: TwilioSandbox, client: Client) -> None:
     sb.latency = 0.01
     sid = client.messages.create(to=TO, from_=sb.phone_number, body="Hi").sid
     client.messages(sid).fetch()
     client.messages.list(to=TO)
 
-    assert (sb.request_count("create"), sb.request_count("fetch"),
-            sb.request_count("list"), sb.request_count()) == (1, 1, 1, 3)
+    assert (
+        sb.request_count("create"),
+        sb.request_count("fetch"),
+        sb.request_count("list"),
+        sb.request_count(),
+    ) == (1, 1, 1, 3)
     assert (sb.created_count(TO), sb.created_count(OTHER)) == (1, 0)
 
 
@@ -478,8 +520,7 @@ def test_stop_releases_hung_requests_and_leaves_no_threads() -> None:
 
     def call() -> None:
         try:
-            make_client(sandbox, timeout=30).messages.create(to=TO, from_="+15005550006",
-                                                             body="Hi")
+            make_client(sandbox, timeout=30).messages.create(to=TO, from_="+15005550006", body="Hi")
         except BaseException as exc:
             failures.append(exc)
 
@@ -504,6 +545,7 @@ def test_odd_credentials_are_401_not_a_crash(sb: TwilioSandbox) -> None:
 
 # --- random faults (the fault test's CallFaults) ------------------------------------------
 
+
 def test_call_faults_answer_429_refused_and_500_after_creating(sb: TwilioSandbox) -> None:
     auth, form = (sb.account_sid, sb.auth_token), {"To": TO, "From": sb.phone_number, "Body": "x"}
     try:
@@ -521,8 +563,9 @@ def test_call_faults_answer_429_refused_and_500_after_creating(sb: TwilioSandbox
     assert listed.status_code == 200 and len(listed.json()["messages"]) == 1
 
 
-def test_date_sent_filters_leave_out_a_message_not_yet_sent(sb: TwilioSandbox,
-                                                           client: Client) -> None:
+def test_date_sent_filters_leave_out_a_message_not_yet_sent(
+    sb: TwilioSandbox, client: Client
+) -> None:
     sb.callback_timing = CallbackTiming(hold=True)  # accepted/queued: no date_sent yet
     try:
         sid = client.messages.create(to=TO, from_=sb.phone_number, body="held").sid

@@ -54,10 +54,14 @@ def _sid() -> str:
 
 
 def _settings(settings: Settings, public: str, token: str = TOKEN) -> Settings:
-    return settings.model_copy(update={
-        "public_base_url": public, "twilio_auth_token": SecretStr(token),
-        "agency_name": "Test Agency", "agency_phone": AGENCY_PHONE,
-    })
+    return settings.model_copy(
+        update={
+            "public_base_url": public,
+            "twilio_auth_token": SecretStr(token),
+            "agency_name": "Test Agency",
+            "agency_phone": AGENCY_PHONE,
+        }
+    )
 
 
 def _asgi_client(app) -> httpx.AsyncClient:
@@ -65,19 +69,30 @@ def _asgi_client(app) -> httpx.AsyncClient:
 
 
 @pytest.fixture
-async def client(settings: Settings,
-                 committed: sessionmaker[Session]) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    settings: Settings, committed: sessionmaker[Session]
+) -> AsyncIterator[httpx.AsyncClient]:
     app = web.build_web_app(_settings(settings, PUBLIC), committed, unknown_sid_waits=(0.01,))
     async with _asgi_client(app) as http:
         yield http
 
 
-async def _post(client: httpx.AsyncClient, path: str, params: dict[str, str], *,
-                url: str | None = None, token: str = TOKEN, signed: bool = True) -> httpx.Response:
+async def _post(
+    client: httpx.AsyncClient,
+    path: str,
+    params: dict[str, str],
+    *,
+    url: str | None = None,
+    token: str = TOKEN,
+    signed: bool = True,
+) -> httpx.Response:
     signature = RequestValidator(token).compute_signature(url or PUBLIC + path, params)
     headers = {"X-Twilio-Signature": signature} if signed else {}
-    return await client.post(path, content=urlencode(params), headers={
-        **headers, "Content-Type": "application/x-www-form-urlencoded"})
+    return await client.post(
+        path,
+        content=urlencode(params),
+        headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+    )
 
 
 async def _code(client: httpx.AsyncClient, path: str, params: dict[str, str], **kw) -> int:
@@ -89,8 +104,14 @@ def _sent_message(factory: sessionmaker[Session], phone: str | None = None) -> t
     sid = _sid()
     with factory.begin() as s:
         borrower = make_borrower(s, phone=phone or _phone())
-        info = outbox.queue_message(s, to=borrower.phone, body="Hello", kind=MessageKind.NOTICE,
-                                    idempotency_key=f"t:{sid}", borrower_id=borrower.id)
+        info = outbox.queue_message(
+            s,
+            to=borrower.phone,
+            body="Hello",
+            kind=MessageKind.NOTICE,
+            idempotency_key=f"t:{sid}",
+            borrower_id=borrower.id,
+        )
         assert outbox.mark_sent(s, message_id=info.id, sid=sid, segments=1)
     return info.id, sid
 
@@ -98,9 +119,11 @@ def _sent_message(factory: sessionmaker[Session], phone: str | None = None) -> t
 def _message(factory: sessionmaker[Session], message_id: int) -> tuple[Message, list[tuple]]:
     with factory() as s:
         m = s.get(Message, message_id)
-        events = s.execute(select(MessageEvent.status, MessageEvent.source, MessageEvent.detail)
-                           .where(MessageEvent.message_id == message_id)
-                           .order_by(MessageEvent.id)).all()
+        events = s.execute(
+            select(MessageEvent.status, MessageEvent.source, MessageEvent.detail)
+            .where(MessageEvent.message_id == message_id)
+            .order_by(MessageEvent.id)
+        ).all()
         return m, [tuple(e) for e in events]
 
 
@@ -111,8 +134,14 @@ def _scalar(factory: sessionmaker[Session], stmt):
 
 
 def _status(sid: str, status: str, code: str | None = None) -> dict[str, str]:
-    params = {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status, "SmsStatus": status,
-              "AccountSid": "AC" + "5a" * 16, "To": "+919500000000"}
+    params = {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        "AccountSid": "AC" + "5a" * 16,
+        "To": "+919500000000",
+    }
     return params | ({"ErrorCode": code} if code else {})
 
 
@@ -126,20 +155,28 @@ async def test_badly_signed_status_is_403_and_writes_nothing(client, committed, 
     params = _status(sid, "delivered")
     if how == "tampered":  # signed for "failed", sent as "delivered"
         signature = RequestValidator(TOKEN).compute_signature(
-            PUBLIC + web.STATUS_PATH, _status(sid, "failed"))
-        response = await client.post(web.STATUS_PATH, data=params,
-                               headers={"X-Twilio-Signature": signature})
+            PUBLIC + web.STATUS_PATH, _status(sid, "failed")
+        )
+        response = await client.post(
+            web.STATUS_PATH, data=params, headers={"X-Twilio-Signature": signature}
+        )
     else:
-        response = await _post(client, web.STATUS_PATH, params, signed=how != "unsigned",
-                         token="f" * 32 if how == "other token" else TOKEN,
-                         url="http://testserver/twilio/status" if how == "internal url" else None)
+        response = await _post(
+            client,
+            web.STATUS_PATH,
+            params,
+            signed=how != "unsigned",
+            token="f" * 32 if how == "other token" else TOKEN,
+            url="http://testserver/twilio/status" if how == "internal url" else None,
+        )
     assert response.status_code == 403
     m, events = _message(committed, message_id)
     assert m.status is S.SENT and events == before
 
 
-async def test_signed_status_moves_the_message_and_a_replay_changes_nothing(client,
-                                                                          committed) -> None:
+async def test_signed_status_moves_the_message_and_a_replay_changes_nothing(
+    client, committed
+) -> None:
     message_id, sid = _sent_message(committed)
     assert await _code(client, web.STATUS_PATH, _status(sid, "delivered")) == 200
     first, events = _message(committed, message_id)
@@ -156,10 +193,18 @@ async def test_unknown_sid_is_200_and_records_nothing(client, committed) -> None
     sid = _sid()
     assert await _code(client, web.STATUS_PATH, _status(sid, "delivered")) == 200
     with committed() as s:
-        assert s.scalar(select(func.count()).select_from(Message)
-                        .where(Message.provider_sid == sid)) == 0
-        assert s.scalar(select(func.count()).select_from(MessageEvent)
-                        .where(MessageEvent.detail.contains(sid))) == 0
+        assert (
+            s.scalar(select(func.count()).select_from(Message).where(Message.provider_sid == sid))
+            == 0
+        )
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(MessageEvent)
+                .where(MessageEvent.detail.contains(sid))
+            )
+            == 0
+        )
 
 
 async def test_a_status_twilio_never_sends_changes_nothing(client, committed) -> None:
@@ -191,8 +236,9 @@ async def test_30003_suppresses_only_on_the_fifth_in_a_row(client, committed) ->
     for n in range(1, 6):
         sid = _sid()
         with committed.begin() as s:
-            info = outbox.queue_message(s, to=phone, body="Hi", kind=MessageKind.NOTICE,
-                                        idempotency_key=f"t:{sid}")
+            info = outbox.queue_message(
+                s, to=phone, body="Hi", kind=MessageKind.NOTICE, idempotency_key=f"t:{sid}"
+            )
             assert outbox.mark_sent(s, message_id=info.id, sid=sid, segments=1)
         await _post(client, web.STATUS_PATH, _status(sid, "undelivered", "30003"))
         with committed() as s:
@@ -204,8 +250,9 @@ async def test_30003_suppresses_only_on_the_fifth_in_a_row(client, committed) ->
 async def test_the_query_string_is_part_of_what_is_signed(client, committed) -> None:
     message_id, sid = _sent_message(committed)
     path = web.STATUS_PATH + "?attempt=2"
-    unsigned_query = await _post(client, path, _status(sid, "delivered"),
-                           url=PUBLIC + web.STATUS_PATH)
+    unsigned_query = await _post(
+        client, path, _status(sid, "delivered"), url=PUBLIC + web.STATUS_PATH
+    )
     assert unsigned_query.status_code == 403
     assert await _code(client, path, _status(sid, "delivered"), url=PUBLIC + path) == 200
     assert _message(committed, message_id)[0].status is S.DELIVERED
@@ -222,14 +269,24 @@ async def test_missing_fields_and_huge_bodies_are_refused(client) -> None:
 
 def _inbound(phone: str, body: str, sid: str | None = None) -> dict[str, str]:
     sid = sid or _sid()
-    return {"MessageSid": sid, "SmsSid": sid, "From": phone, "To": "+15005550006", "Body": body,
-            "AccountSid": "AC" + "5a" * 16, "NumMedia": "0"}
+    return {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "From": phone,
+        "To": "+15005550006",
+        "Body": body,
+        "AccountSid": "AC" + "5a" * 16,
+        "NumMedia": "0",
+    }
 
 
 def _inbound_rows(factory: sessionmaker[Session], sid: str) -> int:
     with factory() as s:
-        return s.scalar(select(func.count()).select_from(InboundMessage)
-                        .where(InboundMessage.provider_sid == sid))
+        return s.scalar(
+            select(func.count())
+            .select_from(InboundMessage)
+            .where(InboundMessage.provider_sid == sid)
+        )
 
 
 async def test_unsigned_inbound_is_403_and_stores_nothing(client, committed) -> None:
@@ -271,11 +328,15 @@ async def test_healthz_reports_the_database(client, settings, tmp_path) -> None:
 
 def test_the_app_refuses_to_start_without_public_url_or_token(settings) -> None:
     with pytest.raises(SettingsError, match="PUBLIC_BASE_URL"):
-        web.build_web_app(settings.model_copy(update={"twilio_auth_token": SecretStr(TOKEN)}),
-                          make_session_factory(make_engine("sqlite://")))
+        web.build_web_app(
+            settings.model_copy(update={"twilio_auth_token": SecretStr(TOKEN)}),
+            make_session_factory(make_engine("sqlite://")),
+        )
     with pytest.raises(SettingsError, match="TWILIO_AUTH_TOKEN"):
-        web.build_web_app(settings.model_copy(update={"public_base_url": PUBLIC}),
-                          make_session_factory(make_engine("sqlite://")))
+        web.build_web_app(
+            settings.model_copy(update={"public_base_url": PUBLIC}),
+            make_session_factory(make_engine("sqlite://")),
+        )
 
 
 def test_main_exits_2_with_one_line(monkeypatch, tmp_path, capsys) -> None:
@@ -300,32 +361,37 @@ class Live:
 
     async def send(self, message_id: int | None, to: str) -> str:
         """Send like the worker: through the real twilio client, then record the SID."""
-        sender = TwilioSender(self.sandbox.account_sid, self.sandbox.auth_token,
-                              from_number=self.sandbox.phone_number,
-                              api_base_url=self.sandbox.base_url)
+        sender = TwilioSender(
+            self.sandbox.account_sid,
+            self.sandbox.auth_token,
+            from_number=self.sandbox.phone_number,
+            api_base_url=self.sandbox.base_url,
+        )
         try:
-            result = await sender.send(to=to, body="Hello",
-                                       status_callback=web.status_callback_url(self.settings))
+            result = await sender.send(
+                to=to, body="Hello", status_callback=web.status_callback_url(self.settings)
+            )
         finally:
             await sender.aclose()
         if message_id is not None:
             with self.factory.begin() as s:
-                outbox.mark_sent(s, message_id=message_id, sid=result.sid,
-                                 segments=result.segments)
+                outbox.mark_sent(s, message_id=message_id, sid=result.sid, segments=result.segments)
         return result.sid
 
 
 @contextmanager
-def _live(settings: Settings, factory: sessionmaker[Session],
-          timing: CallbackTiming) -> Iterator[Live]:
+def _live(
+    settings: Settings, factory: sessionmaker[Session], timing: CallbackTiming
+) -> Iterator[Live]:
     holder: dict[str, object] = {}
 
     async def app(scope, receive, send):  # the port is known only once uvicorn listens
         await holder["app"](scope, receive, send)
 
     with ServerThread(app, name="vasooli-web-test") as server:
-        sandbox = TwilioSandbox(callback_timing=timing,
-                                inbound_url=server.base_url + web.INBOUND_PATH)
+        sandbox = TwilioSandbox(
+            callback_timing=timing, inbound_url=server.base_url + web.INBOUND_PATH
+        )
         live_settings = _settings(settings, server.base_url, sandbox.auth_token)
         holder["app"] = web.build_web_app(live_settings, factory, unknown_sid_waits=(0.05,))
         with sandbox:
@@ -335,8 +401,14 @@ def _live(settings: Settings, factory: sessionmaker[Session],
 def _queued(factory: sessionmaker[Session], phone: str) -> int:
     with factory.begin() as s:
         borrower = make_borrower(s, phone=phone)
-        info = outbox.queue_message(s, to=phone, body="Hello", kind=MessageKind.NOTICE,
-                                    idempotency_key=f"e2e:{_sid()}", borrower_id=borrower.id)
+        info = outbox.queue_message(
+            s,
+            to=phone,
+            body="Hello",
+            kind=MessageKind.NOTICE,
+            idempotency_key=f"e2e:{_sid()}",
+            borrower_id=borrower.id,
+        )
         return info.id
 
 
@@ -353,14 +425,20 @@ async def test_e2e_callbacks_delivered_replayed_and_unknown(settings, committed)
         assert all(c.status_code == 200 for c in callbacks)
         m, events = _message(committed, message_id)
         assert m.status is S.DELIVERED
-        assert [e[:2] for e in events if e[1] == "callback"] == [("sent", "callback"),
-                                                                 ("delivered", "callback")]
+        assert [e[:2] for e in events if e[1] == "callback"] == [
+            ("sent", "callback"),
+            ("delivered", "callback"),
+        ]
         replay = callbacks[-1]
         async with httpx.AsyncClient() as http:
-            again = await http.post(replay.url, data=replay.params,
-                                    headers={"X-Twilio-Signature": replay.signature})
-            forged = await http.post(replay.url, data=replay.params | {"ErrorCode": "30003"},
-                                     headers={"X-Twilio-Signature": replay.signature})
+            again = await http.post(
+                replay.url, data=replay.params, headers={"X-Twilio-Signature": replay.signature}
+            )
+            forged = await http.post(
+                replay.url,
+                data=replay.params | {"ErrorCode": "30003"},
+                headers={"X-Twilio-Signature": replay.signature},
+            )
         assert (again.status_code, forged.status_code) == (200, 403)
         after, more = _message(committed, message_id)
         assert after.delivered_at == m.delivered_at and after.error_code is None
@@ -369,11 +447,16 @@ async def test_e2e_callbacks_delivered_replayed_and_unknown(settings, committed)
         await live.send(None, _phone())
         live.sandbox.flush_callbacks()
         live.sandbox.wait_callbacks()
-        stray = live.sandbox.callbacks[len(callbacks):]
+        stray = live.sandbox.callbacks[len(callbacks) :]
         assert len(stray) == 2 and all(c.status_code == 200 for c in stray)
         stray_sid = stray[0].params["MessageSid"]
-        assert _scalar(committed, select(func.count()).select_from(Message)
-                       .where(Message.provider_sid == stray_sid)) == 0
+        assert (
+            _scalar(
+                committed,
+                select(func.count()).select_from(Message).where(Message.provider_sid == stray_sid),
+            )
+            == 0
+        )
 
 
 @pytest.mark.e2e
@@ -387,8 +470,7 @@ async def test_e2e_out_of_order_and_undelivered(settings, committed) -> None:
             await live.send(message_id, phone)
         live.sandbox.flush_callbacks()
         live.sandbox.wait_callbacks()
-        order = [c.params["MessageStatus"] for c in live.sandbox.callbacks
-                 if c.params["To"] == ok]
+        order = [c.params["MessageStatus"] for c in live.sandbox.callbacks if c.params["To"] == ok]
         assert order == ["delivered", "sent"]
         assert _message(committed, ids[ok])[0].status is S.DELIVERED
         m, _ = _message(committed, ids[bad])
@@ -410,23 +492,31 @@ def test_e2e_inbound_keywords_and_relay(settings, committed) -> None:
         bal = sb.send_inbound(phone, "BAL")
         assert (bal.status_code, bal.body) == (200, web.EMPTY_TWIML)
         assert bal.content_type.startswith("text/xml")
-        reply = _scalar(committed, select(Message.body).where(
-            Message.idempotency_key == f"reply:{bal.message_sid}"))
+        reply = _scalar(
+            committed,
+            select(Message.body).where(Message.idempotency_key == f"reply:{bal.message_sid}"),
+        )
         assert reply == f"Test Agency: outstanding {number} INR 10000.00."
 
         sb.send_inbound(phone, "STOP")
         assert _scalar(committed, opted_out) is not None
         start = sb.send_inbound(phone, "START")
         assert _scalar(committed, opted_out) is None
-        assert _scalar(committed, select(Message.kind).where(
-            Message.idempotency_key == f"reply:{start.message_sid}")) is MessageKind.REPLY
+        assert (
+            _scalar(
+                committed,
+                select(Message.kind).where(Message.idempotency_key == f"reply:{start.message_sid}"),
+            )
+            is MessageKind.REPLY
+        )
 
         text = sb.send_inbound(phone, "Can you come on Saturday?")
         with committed() as s:
             relay = next(r for r in pending_relays(s) if r.agent_id == agent_id)
         assert (relay.loan_number, relay.body) == (number, "Can you come on Saturday?")
         record = next(c for c in sb.callbacks if c.params["MessageSid"] == text.message_sid)
-        retried = httpx.post(record.url, data=record.params,
-                             headers={"X-Twilio-Signature": record.signature})
+        retried = httpx.post(
+            record.url, data=record.params, headers={"X-Twilio-Signature": record.signature}
+        )
         assert retried.status_code == 200 and retried.text == web.EMPTY_TWIML
         assert _inbound_rows(committed, text.message_sid) == 1

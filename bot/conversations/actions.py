@@ -59,10 +59,15 @@ def conversation(**kwargs: Any) -> ConversationHandler:
 def begin(context: Context, name: str, view: LoanView) -> None:
     """Start conversation name on the loan of view: fresh scratch values."""
     context.user_data.clear()
-    context.user_data.update({
-        ACTIVE: name, LOAN_ID: view.id, NUMBER: view.loan_number, VERSION: view.version,
-        BORROWER: view.borrower_name,
-    })
+    context.user_data.update(
+        {
+            ACTIVE: name,
+            LOAN_ID: view.id,
+            NUMBER: view.loan_number,
+            VERSION: view.version,
+            BORROWER: view.borrower_name,
+        }
+    )
 
 
 def finish(context: Context) -> int:
@@ -119,8 +124,7 @@ def my_button(update: Update, context: Context, prefix: CB, count: int = 2) -> l
     return ids
 
 
-async def pressed(update: Update, context: Context, prefix: CB,
-                  count: int = 2) -> list[int] | None:
+async def pressed(update: Update, context: Context, prefix: CB, count: int = 2) -> list[int] | None:
     """The ids of a pressed button of this conversation's loan (answered), else None."""
     ids = my_button(update, context, prefix, count)
     if ids is None:
@@ -130,8 +134,9 @@ async def pressed(update: Update, context: Context, prefix: CB,
     return ids
 
 
-async def chosen(update: Update, context: Context, prefix: CB,
-                 allowed: Collection[str]) -> str | None:
+async def chosen(
+    update: Update, context: Context, prefix: CB, allowed: Collection[str]
+) -> str | None:
     """The value of a pressed choice of this conversation's loan (answered), else None."""
     parts = keyboards.parse_fields(update.callback_query.data, prefix, 2)
     if parts is None or parts[0] != str(context.user_data.get(LOAN_ID)) or parts[1] not in allowed:
@@ -154,40 +159,50 @@ async def allowed(update: Update, actor: Actor, role: Role, what: str) -> bool:
     return True
 
 
-async def loan_of_button(update: Update, context: Context, actor: Actor,
-                         prefix: CB) -> LoanView | None:
+async def loan_of_button(
+    update: Update, context: Context, actor: Actor, prefix: CB
+) -> LoanView | None:
     """The loan a card button names, as shown; otherwise answer (or show the card) and None."""
     ids = keyboards.parse_ids(update.callback_query.data, prefix, 2)
     if ids is None:
         await answer_button(update, texts.BAD_BUTTON)
         return None
     try:
-        view = await db(context, loan_service.get_loan_by_id, actor=actor, loan_id=ids[0],
-                        today=today_of(context))
+        view = await db(
+            context,
+            loan_service.get_loan_by_id,
+            actor=actor,
+            loan_id=ids[0],
+            today=today_of(context),
+        )
     except ServiceError as err:
         await answer_button(update, err.message)
         return None
     await update.callback_query.answer()
     if view.version != ids[1]:
-        await show_card(update.callback_query, context, actor, view.id, note=texts.LOAN_CHANGED,
-                        edit=True)
+        await show_card(
+            update.callback_query, context, actor, view.id, note=texts.LOAN_CHANGED, edit=True
+        )
         return None
     return view
 
 
-async def loan_of_number(update: Update, context: Context, actor: Actor,
-                         number: str) -> LoanView | None:
+async def loan_of_number(
+    update: Update, context: Context, actor: Actor, number: str
+) -> LoanView | None:
     """The loan a command names; otherwise say why not and return None."""
     try:
-        return await db(context, loan_service.get_loan, actor=actor, loan_number=number,
-                        today=today_of(context))
+        return await db(
+            context, loan_service.get_loan, actor=actor, loan_number=number, today=today_of(context)
+        )
     except ServiceError as err:
         await say(update, texts.service_error(err))
         return None
 
 
-async def loan_of_args(update: Update, context: Context, actor: Actor,
-                       usage: str) -> LoanView | None:
+async def loan_of_args(
+    update: Update, context: Context, actor: Actor, usage: str
+) -> LoanView | None:
     """The loan a command's one argument names; otherwise say usage (or why not) and None."""
     args = context.args or []
     if len(args) != 1:
@@ -196,15 +211,26 @@ async def loan_of_args(update: Update, context: Context, actor: Actor,
     return await loan_of_number(update, context, actor, args[0])
 
 
-async def amount_owed(update: Update, context: Context, actor: Actor, text: str, *, code: str,
-                      again: str, retry: int) -> tuple[Decimal, Decimal] | int:
+async def amount_owed(
+    update: Update, context: Context, actor: Actor, text: str, *, code: str, again: str, retry: int
+) -> tuple[Decimal, Decimal] | int:
     """The amount typed and what would be left owing; else the state to return (retry or END)."""
     settings = settings_of(context)
     try:
-        amount = parse_amount(text, max_amount=settings.max_amount,
-                              minor_units=settings.minor_units, locale=settings.agency_locale)
-        balance = await db(context, check_owed, actor=actor,
-                           loan_number=context.user_data[NUMBER], amount=amount, code=code)
+        amount = parse_amount(
+            text,
+            max_amount=settings.max_amount,
+            minor_units=settings.minor_units,
+            locale=settings.agency_locale,
+        )
+        balance = await db(
+            context,
+            check_owed,
+            actor=actor,
+            loan_number=context.user_data[NUMBER],
+            amount=amount,
+            code=code,
+        )
     except InvalidInput as err:
         await say(update, texts.action_again(err.message, again))
         return retry
@@ -219,8 +245,14 @@ async def refused(update: Update, context: Context, actor: Actor, err: ServiceEr
     loan_id = context.user_data.get(LOAN_ID)
     if isinstance(err, Conflict) and err.code == "stale" and loan_id:
         query = update.callback_query
-        await show_card(query or update, context, actor, loan_id, note=texts.LOAN_CHANGED,
-                        edit=query is not None)
+        await show_card(
+            query or update,
+            context,
+            actor,
+            loan_id,
+            note=texts.LOAN_CHANGED,
+            edit=query is not None,
+        )
     else:
         await say(update, texts.service_error(err))
     return finish(context)
@@ -247,8 +279,9 @@ def buttons_only(name: str) -> Callable[[Update, Context], Awaitable[Any]]:
     return step(name)(_use_buttons)
 
 
-def check_owed(session: Session, *, actor: Actor, loan_number: str, amount: Decimal,
-               code: str) -> Decimal:
+def check_owed(
+    session: Session, *, actor: Actor, loan_number: str, amount: Decimal, code: str
+) -> Decimal:
     """What would be left owing after amount, refused as the services refuse it (no writes)."""
     loan = find_loan(session, actor=actor, loan_number=loan_number)
     require_active(loan)

@@ -37,6 +37,7 @@ FORM = "add_loan"
 
 def build_handler() -> ConversationHandler:
     """The add-loan conversation (persistent: a restart half-way through resumes it)."""
+
     def text(callback):
         return MessageHandler(TEXT_INPUT, callback)
 
@@ -47,8 +48,10 @@ def build_handler() -> ConversationHandler:
         State.PHONE: [text(phone)],
         State.EXISTING: [press(State.EXISTING, _chosen(State.EXISTING, steps.use_borrower))],
         State.NAME: [text(_typed(State.NAME, steps.name))],
-        State.ADDRESS: [text(_typed(State.ADDRESS, steps.address)),
-                        press(State.ADDRESS, _chosen(State.ADDRESS, steps.skip_address))],
+        State.ADDRESS: [
+            text(_typed(State.ADDRESS, steps.address)),
+            press(State.ADDRESS, _chosen(State.ADDRESS, steps.skip_address)),
+        ],
         State.AMOUNT: [text(_typed(State.AMOUNT, steps.amount))],
         State.PLAN: [press(State.PLAN, _chosen(State.PLAN, steps.plan))],
         State.COUNT: [text(_typed(State.COUNT, steps.count))],
@@ -56,8 +59,10 @@ def build_handler() -> ConversationHandler:
         State.FIRST_DUE: [text(_typed(State.FIRST_DUE, steps.first_due))],
         State.INTEREST: [press(State.INTEREST, _chosen(State.INTEREST, steps.interest))],
         State.RATE: [text(_typed(State.RATE, steps.rate))],
-        State.NUMBER: [text(_typed(State.NUMBER, steps.number)),
-                       press(State.NUMBER, _chosen(State.NUMBER, steps.generate))],
+        State.NUMBER: [
+            text(_typed(State.NUMBER, steps.number)),
+            press(State.NUMBER, _chosen(State.NUMBER, steps.generate)),
+        ],
         State.SUMMARY: [press(State.SUMMARY, confirm)],
     }
     for state in STEPS:  # typing where only buttons answer: ask again
@@ -67,8 +72,12 @@ def build_handler() -> ConversationHandler:
         # per_message=False is meant: one form per chat; its buttons carry the form's token.
         warnings.filterwarnings("ignore", message=".*per_message", category=PTBUserWarning)
         return ConversationHandler(
-            entry_points=[CommandHandler("new", start)], states=states,
-            fallbacks=[cancel_fallback()], name="add_loan", persistent=True, allow_reentry=True,
+            entry_points=[CommandHandler("new", start)],
+            states=states,
+            fallbacks=[cancel_fallback()],
+            name="add_loan",
+            persistent=True,
+            allow_reentry=True,
         )
 
 
@@ -85,8 +94,9 @@ async def _ask(update: Update, context: Context, state: State, reason: str | Non
     form["at"] = int(state)
     text, markup = steps.question(form, state, views.Fmt.of(settings_of(context)))
     # A pressed button was answered already: send, don't reply() (it answers again).
-    await update.effective_chat.send_message(texts.new_again(reason, text) if reason else text,
-                                             reply_markup=markup)
+    await update.effective_chat.send_message(
+        texts.new_again(reason, text) if reason else text, reply_markup=markup
+    )
     return state
 
 
@@ -126,8 +136,9 @@ async def phone(update: Update, context: Context, actor: Actor) -> int:
     region = settings_of(context).default_phone_region
     try:
         e164 = parse_phone(update.message.text, region=region)
-        found = await db(context, loan_service.find_borrower, phone=e164, region=region,
-                         actor=actor)
+        found = await db(
+            context, loan_service.find_borrower, phone=e164, region=region, actor=actor
+        )
     except InvalidInput as err:
         return await _ask(update, context, State.PHONE, err.message)
     except AccessDenied:  # another agent's borrower: a neutral answer, nobody named
@@ -143,6 +154,7 @@ async def phone(update: Update, context: Context, actor: Actor) -> int:
 
 def _typed(state: State, parse: Callable[[Context, str], tuple[dict, State]]):
     """A handler for a typed answer: parse it into the form and ask the next question."""
+
     @require_staff
     async def typed(update: Update, context: Context, actor: Actor) -> int:
         try:
@@ -158,6 +170,7 @@ def _typed(state: State, parse: Callable[[Context, str], tuple[dict, State]]):
 def _chosen(state: State, apply: Callable[[dict, str], State | None]):
     """A handler for a button: apply its value to the form, then the next question (None:
     the user cancelled)."""
+
     @require_staff
     async def chosen(update: Update, context: Context, actor: Actor) -> int | None:
         value = await _pressed(update, context, state)
@@ -172,8 +185,7 @@ def _chosen(state: State, apply: Callable[[dict, str], State | None]):
 @require_staff
 async def use_buttons(update: Update, context: Context, actor: Actor) -> None:
     """Typing where a button is expected: the question again, with its buttons."""
-    await _ask(update, context, State(_form(context).get("at", State.PHONE)),
-               texts.NEW_USE_BUTTONS)
+    await _ask(update, context, State(_form(context).get("at", State.PHONE)), texts.NEW_USE_BUTTONS)
 
 
 async def _cancel(update: Update, context: Context) -> int:

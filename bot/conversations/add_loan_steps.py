@@ -58,20 +58,33 @@ STEPS = {
     State.SUMMARY: ("ok", texts.NEW_CONFIRM),
 }
 _ASK = {
-    State.PHONE: texts.NEW_ASK_PHONE, State.NAME: texts.NEW_ASK_NAME,
-    State.ADDRESS: texts.NEW_ASK_ADDRESS, State.AMOUNT: texts.NEW_ASK_AMOUNT,
-    State.PLAN: texts.NEW_ASK_PLAN, State.COUNT: texts.NEW_ASK_COUNT,
-    State.FREQUENCY: texts.NEW_ASK_FREQUENCY, State.INTEREST: texts.NEW_ASK_INTEREST,
-    State.RATE: texts.NEW_ASK_RATE, State.NUMBER: texts.NEW_ASK_NUMBER,
+    State.PHONE: texts.NEW_ASK_PHONE,
+    State.NAME: texts.NEW_ASK_NAME,
+    State.ADDRESS: texts.NEW_ASK_ADDRESS,
+    State.AMOUNT: texts.NEW_ASK_AMOUNT,
+    State.PLAN: texts.NEW_ASK_PLAN,
+    State.COUNT: texts.NEW_ASK_COUNT,
+    State.FREQUENCY: texts.NEW_ASK_FREQUENCY,
+    State.INTEREST: texts.NEW_ASK_INTEREST,
+    State.RATE: texts.NEW_ASK_RATE,
+    State.NUMBER: texts.NEW_ASK_NUMBER,
 }
 # Where a refusal at Confirm sends the user back to (by the service's error code).
 BACK_TO = {
-    "loan_number_taken": State.NUMBER, "loan_number_format": State.NUMBER,
-    "date_past": State.FIRST_DUE, "date_far": State.FIRST_DUE,
-    "installments_too_many": State.COUNT, "int_range": State.COUNT,
-    "amount_not_positive": State.AMOUNT, "amount_too_large": State.AMOUNT,
-    "amount_decimals": State.AMOUNT, "rate_range": State.RATE, "rate_method": State.INTEREST,
-    "phone_format": State.PHONE, "phone_invalid": State.PHONE, "name_short": State.NAME,
+    "loan_number_taken": State.NUMBER,
+    "loan_number_format": State.NUMBER,
+    "date_past": State.FIRST_DUE,
+    "date_far": State.FIRST_DUE,
+    "installments_too_many": State.COUNT,
+    "int_range": State.COUNT,
+    "amount_not_positive": State.AMOUNT,
+    "amount_too_large": State.AMOUNT,
+    "amount_decimals": State.AMOUNT,
+    "rate_range": State.RATE,
+    "rate_method": State.INTEREST,
+    "phone_format": State.PHONE,
+    "phone_invalid": State.PHONE,
+    "name_short": State.NAME,
     "phone_unavailable": State.PHONE,
 }
 
@@ -79,10 +92,16 @@ BACK_TO = {
 def draft(form: dict) -> views.Draft:
     """The finished form as typed values."""
     return views.Draft(
-        name=form["name"], existing=bool(form.get("existing")), phone=form["phone"],
-        address=form.get("address"), principal=Decimal(form["amount"]), count=form["count"],
-        frequency=Frequency(form["freq"]), first_due=date.fromisoformat(form["due"]),
-        method=InterestMethod(form["method"]), rate=Decimal(form["rate"]),
+        name=form["name"],
+        existing=bool(form.get("existing")),
+        phone=form["phone"],
+        address=form.get("address"),
+        principal=Decimal(form["amount"]),
+        count=form["count"],
+        frequency=Frequency(form["freq"]),
+        first_due=date.fromisoformat(form["due"]),
+        method=InterestMethod(form["method"]),
+        rate=Decimal(form["rate"]),
         number=form.get("number"),
     )
 
@@ -109,11 +128,19 @@ def loan_args(context: Context, form: dict) -> dict:
     settings = settings_of(context)
     done = draft(form)
     return {
-        "phone": done.phone, "name": done.name, "address": done.address,
-        "principal": done.principal, "first_due": done.first_due,
-        "today": clock.today(settings.tz), "count": done.count, "frequency": done.frequency,
-        "method": done.method, "rate": done.rate, "loan_number": done.number,
-        "region": settings.default_phone_region, "max_amount": settings.max_amount,
+        "phone": done.phone,
+        "name": done.name,
+        "address": done.address,
+        "principal": done.principal,
+        "first_due": done.first_due,
+        "today": clock.today(settings.tz),
+        "count": done.count,
+        "frequency": done.frequency,
+        "method": done.method,
+        "rate": done.rate,
+        "loan_number": done.number,
+        "region": settings.default_phone_region,
+        "max_amount": settings.max_amount,
     }
 
 
@@ -132,8 +159,12 @@ def address(context: Context, text: str) -> tuple[dict, State]:
 
 def amount(context: Context, text: str) -> tuple[dict, State]:
     settings = settings_of(context)
-    value = parse_amount(text, max_amount=settings.max_amount, minor_units=settings.minor_units,
-                         locale=settings.agency_locale)
+    value = parse_amount(
+        text,
+        max_amount=settings.max_amount,
+        minor_units=settings.minor_units,
+        locale=settings.agency_locale,
+    )
     return {"amount": str(value)}, State.PLAN
 
 

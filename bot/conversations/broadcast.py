@@ -72,12 +72,19 @@ def build_handler() -> ConversationHandler:
             State.AUDIENCE: [press(CB.BC_AUDIENCE, audience_button), buttons_only],
             State.BUCKET: [press(CB.BC_BUCKET, bucket_button), buttons_only],
             State.AGENT: [press(CB.BC_AGENT, agent_button), buttons_only],
-            State.TAG: [MessageHandler(TEXT_INPUT, tag_text),
-                        MessageHandler(OTHER_INPUT, not_text)],
-            State.TEXT: [MessageHandler(TEXT_INPUT, template_text),
-                         MessageHandler(OTHER_INPUT, not_text)],
-            State.CONFIRM: [press(CB.BC_SEND, send_button), press(CB.BC_EDIT, edit_button),
-                            buttons_only],
+            State.TAG: [
+                MessageHandler(TEXT_INPUT, tag_text),
+                MessageHandler(OTHER_INPUT, not_text),
+            ],
+            State.TEXT: [
+                MessageHandler(TEXT_INPUT, template_text),
+                MessageHandler(OTHER_INPUT, not_text),
+            ],
+            State.CONFIRM: [
+                press(CB.BC_SEND, send_button),
+                press(CB.BC_EDIT, edit_button),
+                buttons_only,
+            ],
         },
         fallbacks=[cancel_fallback(), press(CB.BC_ABORT, abort_button)],
         name=NAME,
@@ -167,8 +174,11 @@ async def audience_button(update: Update, context: Context, actor: Actor) -> int
 
 async def _ask_agent(update: Update, context: Context, actor: Actor) -> int:
     people = await db(context, staff_service.list_staff, actor=actor)
-    holders = [(p.id, f"{p.name} · {p.role.value}") for p in people
-               if p.state == StaffState.ACTIVE and p.role in (Role.AGENT, Role.MANAGER)]
+    holders = [
+        (p.id, f"{p.name} · {p.role.value}")
+        for p in people
+        if p.state == StaffState.ACTIVE and p.role in (Role.AGENT, Role.MANAGER)
+    ]
     if not holders:
         await _show(update, texts.BC_NO_AGENTS, _audiences(context))
         return State.AUDIENCE
@@ -185,8 +195,9 @@ async def bucket_button(update: Update, context: Context, actor: Actor) -> int |
         await answer_button(update, texts.OLD_BUTTON)
         return None
     await update.callback_query.answer()
-    return await _chosen(update, context, Audience(AudienceKind.BUCKET,
-                                                   bucket=BUCKETS[int(fields[0])]))
+    return await _chosen(
+        update, context, Audience(AudienceKind.BUCKET, bucket=BUCKETS[int(fields[0])])
+    )
 
 
 @actions.step(NAME)
@@ -227,8 +238,15 @@ async def template_text(update: Update, context: Context, actor: Actor) -> int |
     audience = Audience.from_json(context.user_data[AUDIENCE])
     try:
         text = bc.clean_template(update.message.text)
-        preview = await db(context, bc.preview_broadcast, actor=actor, audience=audience,
-                           template=text, today=_today(context), settings=settings)
+        preview = await db(
+            context,
+            bc.preview_broadcast,
+            actor=actor,
+            audience=audience,
+            template=text,
+            today=_today(context),
+            settings=settings,
+        )
     except InvalidInput as err:
         if err.code == "audience_empty":  # everyone left the audience meanwhile
             await actions.say(update, texts.BC_NOBODY, reply_markup=_audiences(context))
@@ -239,17 +257,28 @@ async def template_text(update: Update, context: Context, actor: Actor) -> int |
         await actions.say(update, texts.service_error(err))
         return actions.finish(context)
     context.user_data[TEMPLATE] = text
-    await actions.say(update, _preview_text(context.user_data[WHO], preview),
-                      reply_markup=keyboards.broadcast_confirm(
-                          context.user_data[TOKEN],
-                          texts.BC_BTN_SEND.format(count=preview.sendable), texts.BC_BTN_EDIT))
+    await actions.say(
+        update,
+        _preview_text(context.user_data[WHO], preview),
+        reply_markup=keyboards.broadcast_confirm(
+            context.user_data[TOKEN],
+            texts.BC_BTN_SEND.format(count=preview.sendable),
+            texts.BC_BTN_EDIT,
+        ),
+    )
     return State.CONFIRM
 
 
 def _preview_text(words: str, preview: bc.Preview) -> str:
     return texts.bc_preview(
-        words, preview.recipients, preview.sendable, preview.suppressed_by_reason,
-        preview.sample, preview.encoding, preview.segments_per_message, preview.total_segments,
+        words,
+        preview.recipients,
+        preview.sendable,
+        preview.suppressed_by_reason,
+        preview.sample,
+        preview.encoding,
+        preview.segments_per_message,
+        preview.total_segments,
     )
 
 
@@ -279,11 +308,26 @@ async def abort_button(update: Update, context: Context, actor: Actor) -> int | 
 # --- send ----------------------------------------------------------------------------------
 
 
-def _create(session: Session, *, actor: Actor, audience: dict, template: str, today,
-            settings: Settings, chat_id: int, message_id: int) -> jobs.Report:
+def _create(
+    session: Session,
+    *,
+    actor: Actor,
+    audience: dict,
+    template: str,
+    today,
+    settings: Settings,
+    chat_id: int,
+    message_id: int,
+) -> jobs.Report:
     """Queue the broadcast and point it at its progress message, in one transaction."""
-    info = bc.create_broadcast(session, actor=actor, audience=Audience.from_json(audience),
-                               template=template, today=today, settings=settings)
+    info = bc.create_broadcast(
+        session,
+        actor=actor,
+        audience=Audience.from_json(audience),
+        template=template,
+        today=today,
+        settings=settings,
+    )
     set_progress_message(session, broadcast_id=info.id, chat_id=chat_id, message_id=message_id)
     return jobs.reports(session, broadcast_id=info.id)[0]
 
@@ -298,9 +342,14 @@ async def send_button(update: Update, context: Context, actor: Actor) -> int | N
     await query.answer()
     try:
         report = await db(
-            context, _create, actor=actor, audience=context.user_data[AUDIENCE],
-            template=context.user_data[TEMPLATE], today=_today(context),
-            settings=settings_of(context), chat_id=query.message.chat.id,
+            context,
+            _create,
+            actor=actor,
+            audience=context.user_data[AUDIENCE],
+            template=context.user_data[TEMPLATE],
+            today=_today(context),
+            settings=settings_of(context),
+            chat_id=query.message.chat.id,
             message_id=query.message.message_id,
         )
     except ServiceError as err:
@@ -313,6 +362,7 @@ async def send_button(update: Update, context: Context, actor: Actor) -> int | N
         await query.edit_message_text(text)
         jobs.note_edit(context, report.tracked.broadcast_id, text)
     except TelegramError as exc:  # queued all the same: the progress job edits it later
-        log.warning("could not show the progress of broadcast %s: %s",
-                    report.tracked.broadcast_id, exc)
+        log.warning(
+            "could not show the progress of broadcast %s: %s", report.tracked.broadcast_id, exc
+        )
     return actions.finish(context)

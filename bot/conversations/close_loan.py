@@ -54,19 +54,22 @@ def _buttons(state_handlers: list[BaseHandler]) -> list[BaseHandler]:
 
 def build_handler() -> ConversationHandler:
     """Close, write off, archive, restore: each a confirmation (all but close ask a reason)."""
-    cancel = CallbackQueryHandler(actions.cancel_step(NAME),
-                                  pattern=keyboards.pattern(CB.ACTION_CANCEL))
+    cancel = CallbackQueryHandler(
+        actions.cancel_step(NAME), pattern=keyboards.pattern(CB.ACTION_CANCEL)
+    )
 
     def on(prefix: CB, callback) -> CallbackQueryHandler:
         return CallbackQueryHandler(callback, pattern=keyboards.pattern(prefix))
 
     return actions.conversation(
         entry_points=[
-            CommandHandler("close", close_command), on(CB.LOAN_CLOSE, close_button),
+            CommandHandler("close", close_command),
+            on(CB.LOAN_CLOSE, close_button),
             on(CB.LOAN_WRITE_OFF, write_off_button),
             CommandHandler(["delete", "archive"], archive_command),
             on(CB.LOAN_DELETE, archive_button),
-            CommandHandler("restore", restore_command), on(CB.LOAN_RESTORE, restore_button),
+            CommandHandler("restore", restore_command),
+            on(CB.LOAN_RESTORE, restore_button),
         ],
         states={
             State.CLOSE: _buttons([on(CB.CLOSE_CONFIRM, close_confirmed), cancel]),
@@ -91,8 +94,9 @@ async def _confirm(update: Update, context: Context, prefix: CB, label: str, tex
     await actions.say(update, text, reply_markup=_markup(context, prefix, label))
 
 
-async def _done(update: Update, context: Context, actor: Actor, text: str,
-                loan_id: int | None) -> int:
+async def _done(
+    update: Update, context: Context, actor: Actor, text: str, loan_id: int | None
+) -> int:
     """Say the result in place of the confirmation, then the fresh card (if there is a loan)."""
     actions.finish(context)
     await update.callback_query.edit_message_text(text)
@@ -121,9 +125,16 @@ async def close_button(update: Update, context: Context, actor: Actor) -> int:
 async def _offer_close(update: Update, context: Context, actor: Actor, view: LoanView) -> int:
     actions.begin(context, NAME, view)
     try:
-        await db(context, actions.dry_run, fn=loan_service.close_loan, actor=actor,
-                 loan_number=view.loan_number, expected_version=view.version,
-                 today=actions.today_of(context), currency=_currency(context))
+        await db(
+            context,
+            actions.dry_run,
+            fn=loan_service.close_loan,
+            actor=actor,
+            loan_number=view.loan_number,
+            expected_version=view.version,
+            today=actions.today_of(context),
+            currency=_currency(context),
+        )
     except ServiceError as err:
         return await actions.refused(update, context, actor, err)
     text = texts.close_confirm(view.loan_number, view.borrower_name)
@@ -138,13 +149,20 @@ async def close_confirmed(update: Update, context: Context, actor: Actor) -> int
     if ids is None:
         return None
     try:
-        view = await db(context, loan_service.close_loan, actor=actor,
-                        loan_number=context.user_data[NUMBER], expected_version=ids[1],
-                        today=actions.today_of(context), currency=_currency(context))
+        view = await db(
+            context,
+            loan_service.close_loan,
+            actor=actor,
+            loan_number=context.user_data[NUMBER],
+            expected_version=ids[1],
+            today=actions.today_of(context),
+            currency=_currency(context),
+        )
     except ServiceError as err:
         return await actions.refused(update, context, actor, err)
-    return await _done(update, context, actor, texts.loan_done(texts.CLOSE_DONE,
-                                                               view.loan_number), view.id)
+    return await _done(
+        update, context, actor, texts.loan_done(texts.CLOSE_DONE, view.loan_number), view.id
+    )
 
 
 def _currency(context: Context) -> str:
@@ -163,8 +181,12 @@ async def write_off_button(update: Update, context: Context, actor: Actor) -> in
     if view is None:
         return actions.END
     actions.begin(context, NAME, view)
-    await actions.say(update, texts.write_off_ask(view.loan_number, view.borrower_name,
-                                                  actions.money(context, view.outstanding)))
+    await actions.say(
+        update,
+        texts.write_off_ask(
+            view.loan_number, view.borrower_name, actions.money(context, view.outstanding)
+        ),
+    )
     return State.WRITE_OFF_REASON
 
 
@@ -173,17 +195,25 @@ async def write_off_reason(update: Update, context: Context, actor: Actor) -> in
     """The reason typed: check it with the service (nothing written), then confirm."""
     data, reason = context.user_data, update.message.text
     try:
-        view = await db(context, actions.dry_run, fn=loan_service.write_off_loan, actor=actor,
-                        loan_number=data[NUMBER], reason=reason,
-                        expected_version=data[VERSION], today=actions.today_of(context))
+        view = await db(
+            context,
+            actions.dry_run,
+            fn=loan_service.write_off_loan,
+            actor=actor,
+            loan_number=data[NUMBER],
+            reason=reason,
+            expected_version=data[VERSION],
+            today=actions.today_of(context),
+        )
     except InvalidInput as err:
         await actions.say(update, texts.action_again(err.message, texts.WRITE_OFF_ASK_AGAIN))
         return State.WRITE_OFF_REASON
     except ServiceError as err:
         return await actions.refused(update, context, actor, err)
     data[REASON] = reason
-    text = texts.write_off_confirm(view.loan_number, actions.money(context, view.outstanding),
-                                   view.state_reason or reason)
+    text = texts.write_off_confirm(
+        view.loan_number, actions.money(context, view.outstanding), view.state_reason or reason
+    )
     await _confirm(update, context, CB.WRITE_OFF_CONFIRM, texts.BTN_WRITE_OFF, text)
     return State.WRITE_OFF
 
@@ -196,9 +226,15 @@ async def write_off_confirmed(update: Update, context: Context, actor: Actor) ->
         return None
     data = context.user_data
     try:
-        view = await db(context, loan_service.write_off_loan, actor=actor,
-                        loan_number=data[NUMBER], reason=data[REASON], expected_version=ids[1],
-                        today=actions.today_of(context))
+        view = await db(
+            context,
+            loan_service.write_off_loan,
+            actor=actor,
+            loan_number=data[NUMBER],
+            reason=data[REASON],
+            expected_version=ids[1],
+            today=actions.today_of(context),
+        )
     except ServiceError as err:
         return await actions.refused(update, context, actor, err)
     text = texts.loan_done(texts.WRITE_OFF_DONE, view.loan_number)
@@ -228,21 +264,34 @@ async def archive_button(update: Update, context: Context, actor: Actor) -> int:
 
 async def _ask_archive(update: Update, context: Context, view: LoanView) -> int:
     if view.archived_at is not None:
-        await actions.say(update, texts.service_error(Conflict(
-            f"Loan {view.loan_number} is archived already.", code="loan_archived")))
+        await actions.say(
+            update,
+            texts.service_error(
+                Conflict(f"Loan {view.loan_number} is archived already.", code="loan_archived")
+            ),
+        )
         return actions.END
     actions.begin(context, NAME, view)
-    await actions.say(update, texts.archive_ask(texts.ARCHIVE_ASK, view.loan_number,
-                                                view.borrower_name))
+    await actions.say(
+        update, texts.archive_ask(texts.ARCHIVE_ASK, view.loan_number, view.borrower_name)
+    )
     return State.ARCHIVE_REASON
 
 
 @actions.step(NAME)
 async def archive_reason(update: Update, context: Context, actor: Actor) -> int:
     """The reason typed: check it with the service (nothing written), then confirm."""
-    return await _reason_step(update, context, actor, loan_service.archive_loan,
-                              State.ARCHIVE_REASON, State.ARCHIVE, CB.ARCHIVE_CONFIRM,
-                              texts.ARCHIVE_CONFIRM, texts.BTN_ARCHIVE)
+    return await _reason_step(
+        update,
+        context,
+        actor,
+        loan_service.archive_loan,
+        State.ARCHIVE_REASON,
+        State.ARCHIVE,
+        CB.ARCHIVE_CONFIRM,
+        texts.ARCHIVE_CONFIRM,
+        texts.BTN_ARCHIVE,
+    )
 
 
 @actions.step(NAME)
@@ -253,8 +302,14 @@ async def archive_confirmed(update: Update, context: Context, actor: Actor) -> i
         return None
     data = context.user_data
     try:
-        done = await db(context, loan_service.archive_loan, actor=actor,
-                        loan_number=data[NUMBER], reason=data[REASON], expected_version=ids[1])
+        done = await db(
+            context,
+            loan_service.archive_loan,
+            actor=actor,
+            loan_number=data[NUMBER],
+            reason=data[REASON],
+            expected_version=ids[1],
+        )
     except ServiceError as err:
         return await actions.refused(update, context, actor, err)
     text = texts.loan_done(texts.ARCHIVE_DONE, done.loan_number)
@@ -286,17 +341,29 @@ async def _ask_restore(update: Update, context: Context, view: LoanView) -> int:
         await actions.say(update, texts.loan_done(texts.RESTORE_NOT_ARCHIVED, view.loan_number))
         return actions.END
     actions.begin(context, NAME, view)
-    await actions.say(update, texts.archive_ask(texts.RESTORE_ASK, view.loan_number,
-                                                view.borrower_name, view.archive_reason or "-"))
+    await actions.say(
+        update,
+        texts.archive_ask(
+            texts.RESTORE_ASK, view.loan_number, view.borrower_name, view.archive_reason or "-"
+        ),
+    )
     return State.RESTORE_REASON
 
 
 @actions.step(NAME)
 async def restore_reason(update: Update, context: Context, actor: Actor) -> int:
     """The reason typed: check it, then confirm."""
-    return await _reason_step(update, context, actor, loan_service.restore_loan,
-                              State.RESTORE_REASON, State.RESTORE, CB.RESTORE_CONFIRM,
-                              texts.RESTORE_CONFIRM, texts.BTN_RESTORE)
+    return await _reason_step(
+        update,
+        context,
+        actor,
+        loan_service.restore_loan,
+        State.RESTORE_REASON,
+        State.RESTORE,
+        CB.RESTORE_CONFIRM,
+        texts.RESTORE_CONFIRM,
+        texts.BTN_RESTORE,
+    )
 
 
 @actions.step(NAME)
@@ -306,27 +373,47 @@ async def restore_confirmed(update: Update, context: Context, actor: Actor) -> i
         return None
     data = context.user_data
     try:
-        done = await db(context, loan_service.restore_loan, actor=actor,
-                        loan_number=data[NUMBER], reason=data[REASON])
+        done = await db(
+            context,
+            loan_service.restore_loan,
+            actor=actor,
+            loan_number=data[NUMBER],
+            reason=data[REASON],
+        )
     except ServiceError as err:
         return await actions.refused(update, context, actor, err)
     text = texts.loan_done(texts.RESTORE_DONE, done.loan_number)
     return await _done(update, context, actor, text, done.loan_id)
 
 
-async def _reason_step(update: Update, context: Context, actor: Actor, fn, again: State,
-                       then: State, prefix: CB, template: str, label: str) -> int:
+async def _reason_step(
+    update: Update,
+    context: Context,
+    actor: Actor,
+    fn,
+    again: State,
+    then: State,
+    prefix: CB,
+    template: str,
+    label: str,
+) -> int:
     """A reason for archive or restore: dry-run the service with it; ask again or confirm."""
     data, reason = context.user_data, update.message.text
     try:
-        await db(context, actions.dry_run, fn=fn, actor=actor, loan_number=data[NUMBER],
-                 reason=reason)
+        await db(
+            context, actions.dry_run, fn=fn, actor=actor, loan_number=data[NUMBER], reason=reason
+        )
     except InvalidInput as err:
         await actions.say(update, texts.action_again(err.message, texts.ARCHIVE_ASK_AGAIN))
         return again
     except ServiceError as err:
         return await actions.refused(update, context, actor, err)
     data[REASON] = reason
-    await _confirm(update, context, prefix, label,
-                   texts.archive_confirm(template, data[NUMBER], reason.strip()))
+    await _confirm(
+        update,
+        context,
+        prefix,
+        label,
+        texts.archive_confirm(template, data[NUMBER], reason.strip()),
+    )
     return then

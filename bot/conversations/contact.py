@@ -77,24 +77,27 @@ async def _ask_channel(update: Update, context: Context, view: LoanView) -> int:
     actions.begin(context, NAME, view)
     choices = [(c.value, texts.CONTACT_CHANNELS[c.value]) for c in ContactChannel]
     markup = keyboards.action_choices(CB.CONTACT_CHANNEL, view.id, choices)
-    await actions.say(update, texts.contact_ask_channel(view.loan_number, view.borrower_name),
-                      reply_markup=markup)
+    await actions.say(
+        update, texts.contact_ask_channel(view.loan_number, view.borrower_name), reply_markup=markup
+    )
     return State.CHANNEL
 
 
 @actions.step(NAME)
 async def channel(update: Update, context: Context, actor: Actor) -> int | None:
     """A channel pressed: ask the outcome in the same message."""
-    value = await actions.chosen(update, context, CB.CONTACT_CHANNEL,
-                                 {c.value for c in ContactChannel})
+    value = await actions.chosen(
+        update, context, CB.CONTACT_CHANNEL, {c.value for c in ContactChannel}
+    )
     if value is None:
         return None
     context.user_data[CHANNEL] = value
     choices = [(o.value, texts.CONTACT_OUTCOMES[o.value]) for o in ContactOutcome]
     await update.callback_query.edit_message_text(
         texts.contact_ask_outcome(context.user_data[BORROWER], value),
-        reply_markup=keyboards.action_choices(CB.CONTACT_OUTCOME, context.user_data[LOAN_ID],
-                                              choices),
+        reply_markup=keyboards.action_choices(
+            CB.CONTACT_OUTCOME, context.user_data[LOAN_ID], choices
+        ),
     )
     return State.OUTCOME
 
@@ -102,8 +105,9 @@ async def channel(update: Update, context: Context, actor: Actor) -> int | None:
 @actions.step(NAME)
 async def outcome(update: Update, context: Context, actor: Actor) -> int | None:
     """An outcome pressed: ask for a note (or Skip)."""
-    value = await actions.chosen(update, context, CB.CONTACT_OUTCOME,
-                                 {o.value for o in ContactOutcome})
+    value = await actions.chosen(
+        update, context, CB.CONTACT_OUTCOME, {o.value for o in ContactOutcome}
+    )
     if value is None:
         return None
     data = context.user_data
@@ -128,16 +132,21 @@ async def skip_note(update: Update, context: Context, actor: Actor) -> int | Non
 async def note_text(update: Update, context: Context, actor: Actor) -> int:
     """The note typed ("skip" means none): record the contact."""
     text = update.message.text.strip()
-    return await _record(update, context, actor,
-                         None if text.lower() in texts.SKIP_WORDS else text)
+    return await _record(update, context, actor, None if text.lower() in texts.SKIP_WORDS else text)
 
 
 async def _record(update: Update, context: Context, actor: Actor, note: str | None) -> int:
     data = context.user_data
     try:
-        made = await db(context, promises.record_contact, actor=actor, loan_number=data[NUMBER],
-                        channel=ContactChannel(data[CHANNEL]),
-                        outcome=ContactOutcome(data[OUTCOME]), note=note)
+        made = await db(
+            context,
+            promises.record_contact,
+            actor=actor,
+            loan_number=data[NUMBER],
+            channel=ContactChannel(data[CHANNEL]),
+            outcome=ContactOutcome(data[OUTCOME]),
+            note=note,
+        )
     except InvalidInput as err:
         await actions.say(update, texts.action_again(err.message, texts.CONTACT_ASK_NOTE_AGAIN))
         return State.NOTE

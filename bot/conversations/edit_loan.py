@@ -60,8 +60,9 @@ def build_handler() -> ConversationHandler:
             State.REASON: [MessageHandler(TEXT_INPUT, reason_text)],
             State.CONFIRM: [
                 CallbackQueryHandler(confirm, pattern=keyboards.pattern(CB.EDIT_CONFIRM)),
-                CallbackQueryHandler(actions.cancel_step(NAME),
-                                     pattern=keyboards.pattern(CB.ACTION_CANCEL)),
+                CallbackQueryHandler(
+                    actions.cancel_step(NAME), pattern=keyboards.pattern(CB.ACTION_CANCEL)
+                ),
                 MessageHandler(TEXT_INPUT, actions.buttons_only(NAME)),
             ],
         },
@@ -111,8 +112,11 @@ async def _ask_field(update: Update, context: Context, view: LoanView) -> int:
     actions.begin(context, NAME, view)
     context.user_data[CURRENT] = _current(view)
     choices = [(f.value, texts.EDIT_FIELDS[f.value]) for f in EditableField]
-    await actions.say(update, texts.edit_ask_field(view.loan_number, view.borrower_name),
-                      reply_markup=keyboards.action_choices(CB.EDIT_FIELD, view.id, choices))
+    await actions.say(
+        update,
+        texts.edit_ask_field(view.loan_number, view.borrower_name),
+        reply_markup=keyboards.action_choices(CB.EDIT_FIELD, view.id, choices),
+    )
     return State.FIELD
 
 
@@ -133,9 +137,14 @@ def _edit(context: Context, actor: Actor, value: str, version: int) -> dict:
     """edit_loan's arguments for this conversation's field and value."""
     settings, data = settings_of(context), context.user_data
     return {
-        "actor": actor, "loan_number": data[NUMBER], "field": EditableField(data[FIELD]),
-        "value": value, "expected_version": version, "today": actions.today_of(context),
-        "region": settings.default_phone_region, "max_amount": settings.max_amount,
+        "actor": actor,
+        "loan_number": data[NUMBER],
+        "field": EditableField(data[FIELD]),
+        "value": value,
+        "expected_version": version,
+        "today": actions.today_of(context),
+        "region": settings.default_phone_region,
+        "max_amount": settings.max_amount,
         "reason": data.get(REASON),
         "locale": settings.agency_locale,
     }
@@ -147,8 +156,12 @@ async def value_text(update: Update, context: Context, actor: Actor) -> int:
     data, value = context.user_data, update.message.text
     data.pop(REASON, None)
     try:
-        preview: EditResult = await db(context, actions.dry_run, fn=loan_service.edit_loan,
-                                       **_edit(context, actor, value, data[VERSION]))
+        preview: EditResult = await db(
+            context,
+            actions.dry_run,
+            fn=loan_service.edit_loan,
+            **_edit(context, actor, value, data[VERSION]),
+        )
     except ServiceError as err:
         if err.code == "reason_needed":
             data[VALUE] = value
@@ -168,8 +181,12 @@ async def reason_text(update: Update, context: Context, actor: Actor) -> int:
     data = context.user_data
     data[REASON] = update.message.text
     try:
-        preview: EditResult = await db(context, actions.dry_run, fn=loan_service.edit_loan,
-                                       **_edit(context, actor, data[VALUE], data[VERSION]))
+        preview: EditResult = await db(
+            context,
+            actions.dry_run,
+            fn=loan_service.edit_loan,
+            **_edit(context, actor, data[VALUE], data[VERSION]),
+        )
     except InvalidInput as err:
         if err.code not in ("reason_short", "reason_needed", "text_long", "text_control"):
             return await actions.refused(update, context, actor, err)
@@ -185,12 +202,17 @@ async def _ask_confirm(update: Update, context: Context, preview: EditResult) ->
     data = context.user_data
     currency = settings_of(context).currency
     field = data[FIELD]
-    text = texts.edit_confirm(data[NUMBER], field, shown(field, preview.before, currency),
-                              shown(field, preview.after, currency))
+    text = texts.edit_confirm(
+        data[NUMBER],
+        field,
+        shown(field, preview.before, currency),
+        shown(field, preview.after, currency),
+    )
     if data.get(REASON):
         text += texts.edit_reason_line(data[REASON])
-    markup = keyboards.action_confirm(CB.EDIT_CONFIRM, data[LOAN_ID], data[VERSION],
-                                      texts.BTN_CONFIRM, texts.BTN_CANCEL)
+    markup = keyboards.action_confirm(
+        CB.EDIT_CONFIRM, data[LOAN_ID], data[VERSION], texts.BTN_CONFIRM, texts.BTN_CANCEL
+    )
     await actions.say(update, text, reply_markup=markup)
     return State.CONFIRM
 
@@ -203,15 +225,21 @@ async def confirm(update: Update, context: Context, actor: Actor) -> int | None:
         return None
     query = update.callback_query
     try:
-        done: EditResult = await db(context, loan_service.edit_loan,
-                                    **_edit(context, actor, context.user_data[VALUE], ids[1]))
+        done: EditResult = await db(
+            context,
+            loan_service.edit_loan,
+            **_edit(context, actor, context.user_data[VALUE], ids[1]),
+        )
     except ServiceError as err:
         return await actions.refused(update, context, actor, err)
     actions.finish(context)
     currency = settings_of(context).currency
-    await query.edit_message_text(texts.edit_done(
-        done.field.value, shown(done.field, done.before, currency),
-        shown(done.field, done.after, currency),
-    ))
+    await query.edit_message_text(
+        texts.edit_done(
+            done.field.value,
+            shown(done.field, done.before, currency),
+            shown(done.field, done.after, currency),
+        )
+    )
     await show_card(update, context, actor, done.loan.id)
     return actions.END

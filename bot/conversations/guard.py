@@ -59,6 +59,10 @@ async def end_other_conversations(update: Update, context: Context) -> None:
             continue
         key = _open_key(conv, update)
         if key is not None:
-            log.info("conversation %s ended: user %s started %s",
-                     conv.name, update.effective_user.id, starting[0].name)
+            log.info(
+                "conversation %s ended: user %s started %s",
+                conv.name,
+                update.effective_user.id,
+                starting[0].name,
+            )
             conv._update_state(ConversationHandler.END, key)

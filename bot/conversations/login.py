@@ -66,8 +66,11 @@ async def login(update: Update, context: Context) -> int:
     settings = settings_of(context)
     try:
         actor = await db(
-            context, staff_service.current_actor, telegram_user_id=user_id,
-            idle_minutes=settings.session_idle_minutes, max_hours=settings.session_max_hours,
+            context,
+            staff_service.current_actor,
+            telegram_user_id=user_id,
+            idle_minutes=settings.session_idle_minutes,
+            max_hours=settings.session_max_hours,
         )
     except AuthError:
         await reply(update, texts.LOGIN_ASK_PASSWORD)
@@ -84,8 +87,11 @@ async def password(update: Update, context: Context) -> int:
     settings = settings_of(context)
     try:
         result = await db(
-            context, staff_service.login, telegram_user_id=update.effective_user.id,
-            password=text, max_failures=settings.login_max_failures,
+            context,
+            staff_service.login,
+            telegram_user_id=update.effective_user.id,
+            password=text,
+            max_failures=settings.login_max_failures,
             lockout_minutes=settings.login_lockout_minutes,
         )
     except AuthError as err:

@@ -51,8 +51,9 @@ def build_handler() -> ConversationHandler:
             State.AMOUNT: [MessageHandler(TEXT_INPUT, amount_text)],
             State.CONFIRM: [
                 CallbackQueryHandler(confirm, pattern=keyboards.pattern(CB.PAY_CONFIRM)),
-                CallbackQueryHandler(actions.cancel_step(NAME),
-                                     pattern=keyboards.pattern(CB.ACTION_CANCEL)),
+                CallbackQueryHandler(
+                    actions.cancel_step(NAME), pattern=keyboards.pattern(CB.ACTION_CANCEL)
+                ),
                 MessageHandler(TEXT_INPUT, actions.buttons_only(NAME)),
             ],
         },
@@ -61,18 +62,38 @@ def build_handler() -> ConversationHandler:
     )
 
 
-def pay_and_notify(session: Session, *, actor: Actor, loan_number: str, amount: Decimal,
-                   expected_version: int, today: date, settings: Settings) -> PaymentResult:
+def pay_and_notify(
+    session: Session,
+    *,
+    actor: Actor,
+    loan_number: str,
+    amount: Decimal,
+    expected_version: int,
+    today: date,
+    settings: Settings,
+) -> PaymentResult:
     """Record the payment and queue the borrower's notice, in the caller's one transaction."""
     result = payments.record_payment(
-        session, actor=actor, loan_number=loan_number, amount=amount, today=today,
-        expected_version=expected_version, max_amount=settings.max_amount,
+        session,
+        actor=actor,
+        loan_number=loan_number,
+        amount=amount,
+        today=today,
+        expected_version=expected_version,
+        max_amount=settings.max_amount,
     )
     notices.payment_notice(
-        session, loan_id=result.loan.id, payment_id=result.payment_id, amount=result.amount,
-        outstanding=result.outstanding, closed=result.closed, agency_name=settings.agency_name,
-        currency=settings.currency, notify_payment=settings.notify_payment_received,
-        notify_closed=settings.notify_loan_closed, minor_units=settings.minor_units,
+        session,
+        loan_id=result.loan.id,
+        payment_id=result.payment_id,
+        amount=result.amount,
+        outstanding=result.outstanding,
+        closed=result.closed,
+        agency_name=settings.agency_name,
+        currency=settings.currency,
+        notify_payment=settings.notify_payment_received,
+        notify_closed=settings.notify_loan_closed,
+        minor_units=settings.minor_units,
     )
     return result
 
@@ -116,18 +137,24 @@ async def amount_text(update: Update, context: Context, actor: Actor) -> int:
 
 
 async def _take_amount(update: Update, context: Context, actor: Actor, text: str) -> int:
-    got = await actions.amount_owed(update, context, actor, text, code="overpay",
-                                    again=texts.PAY_ASK_AGAIN, retry=State.AMOUNT)
+    got = await actions.amount_owed(
+        update, context, actor, text, code="overpay", again=texts.PAY_ASK_AGAIN, retry=State.AMOUNT
+    )
     if isinstance(got, int):
         return got
     amount, balance = got
     data = context.user_data
     data[AMOUNT] = str(amount)
-    text = texts.pay_confirm(actions.money(context, amount), data[NUMBER],
-                             data[actions.BORROWER], actions.money(context, balance),
-                             closes=balance == 0)
-    markup = keyboards.action_confirm(CB.PAY_CONFIRM, data[LOAN_ID], data[VERSION],
-                                      texts.BTN_CONFIRM, texts.BTN_CANCEL)
+    text = texts.pay_confirm(
+        actions.money(context, amount),
+        data[NUMBER],
+        data[actions.BORROWER],
+        actions.money(context, balance),
+        closes=balance == 0,
+    )
+    markup = keyboards.action_confirm(
+        CB.PAY_CONFIRM, data[LOAN_ID], data[VERSION], texts.BTN_CONFIRM, texts.BTN_CANCEL
+    )
     await actions.say(update, text, reply_markup=markup)
     return State.CONFIRM
 
@@ -142,16 +169,25 @@ async def confirm(update: Update, context: Context, actor: Actor) -> int | None:
     settings, data = settings_of(context), context.user_data
     try:
         result = await db(
-            context, pay_and_notify, actor=actor, loan_number=data[NUMBER],
-            amount=Decimal(data[AMOUNT]), expected_version=ids[1],
-            today=actions.today_of(context), settings=settings,
+            context,
+            pay_and_notify,
+            actor=actor,
+            loan_number=data[NUMBER],
+            amount=Decimal(data[AMOUNT]),
+            expected_version=ids[1],
+            today=actions.today_of(context),
+            settings=settings,
         )
     except ServiceError as err:
         return await actions.refused(update, context, actor, err)
     actions.finish(context)
-    await query.edit_message_text(texts.pay_done(
-        actions.money(context, result.amount), actions.money(context, result.outstanding),
-        result.loan_number, result.closed,
-    ))
+    await query.edit_message_text(
+        texts.pay_done(
+            actions.money(context, result.amount),
+            actions.money(context, result.outstanding),
+            result.loan_number,
+            result.closed,
+        )
+    )
     await show_card(update, context, actor, result.loan.id)
     return actions.END

@@ -79,8 +79,9 @@ async def promise_button(update: Update, context: Context, actor: Actor) -> int:
 async def _ask_amount(update: Update, context: Context, view: LoanView) -> int:
     actions.begin(context, NAME, view)
     outstanding = actions.money(context, view.outstanding)
-    await actions.say(update, texts.promise_ask_amount(view.loan_number, view.borrower_name,
-                                                       outstanding))
+    await actions.say(
+        update, texts.promise_ask_amount(view.loan_number, view.borrower_name, outstanding)
+    )
     return State.AMOUNT
 
 
@@ -90,10 +91,18 @@ async def amount_text(update: Update, context: Context, actor: Actor) -> int:
     return await _take_amount(update, context, actor, update.message.text, ask_date=True)
 
 
-async def _take_amount(update: Update, context: Context, actor: Actor, text: str,
-                       ask_date: bool) -> int:
-    got = await actions.amount_owed(update, context, actor, text, code="promise_too_much",
-                                    again=texts.PROMISE_ASK_AMOUNT_AGAIN, retry=State.AMOUNT)
+async def _take_amount(
+    update: Update, context: Context, actor: Actor, text: str, ask_date: bool
+) -> int:
+    got = await actions.amount_owed(
+        update,
+        context,
+        actor,
+        text,
+        code="promise_too_much",
+        again=texts.PROMISE_ASK_AMOUNT_AGAIN,
+        retry=State.AMOUNT,
+    )
     if isinstance(got, int):
         return got
     context.user_data[AMOUNT] = str(got[0])
@@ -113,8 +122,15 @@ async def _take_date(update: Update, context: Context, actor: Actor, text: str) 
     data = context.user_data
     try:
         when = parse_date(text, today=today, future=True)
-        made = await db(context, promises.record_promise, actor=actor, loan_number=data[NUMBER],
-                        amount=Decimal(data[AMOUNT]), promised_date=when, today=today)
+        made = await db(
+            context,
+            promises.record_promise,
+            actor=actor,
+            loan_number=data[NUMBER],
+            amount=Decimal(data[AMOUNT]),
+            promised_date=when,
+            today=today,
+        )
     except InvalidInput as err:
         await actions.say(update, texts.action_again(err.message, texts.PROMISE_ASK_DATE))
         return State.DATE

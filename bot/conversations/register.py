@@ -100,8 +100,9 @@ async def request(update: Update, context: Context) -> int:
     info = await db(context, staff_service.get_staff, telegram_user_id=update.effective_user.id)
     if info is None:
         return await _ask_access(update, context)
-    await reply(update, texts.ALREADY_STAFF if info.state == StaffState.ACTIVE
-                else _state_text(info.state))
+    await reply(
+        update, texts.ALREADY_STAFF if info.state == StaffState.ACTIVE else _state_text(info.state)
+    )
     return ConversationHandler.END
 
 
@@ -109,12 +110,18 @@ async def _ask_access(update: Update, context: Context) -> int:
     user, chat = update.effective_user, update.effective_chat
     try:
         info = await db(
-            context, staff_service.request_access, telegram_user_id=user.id, chat_id=chat.id,
-            name=user.full_name, username=user.username,
+            context,
+            staff_service.request_access,
+            telegram_user_id=user.id,
+            chat_id=chat.id,
+            name=user.full_name,
+            username=user.username,
         )
     except ServiceError as err:
-        await reply(update, texts.ALREADY_STAFF if err.code == "already_staff"
-                    else texts.REJECTED_OR_BLOCKED)
+        await reply(
+            update,
+            texts.ALREADY_STAFF if err.code == "already_staff" else texts.REJECTED_OR_BLOCKED,
+        )
         return ConversationHandler.END
     admins = await db(context, staff_service.admins)
     told = await notify_admins(context.bot, info, admins)
@@ -153,8 +160,13 @@ async def invite_password(update: Update, context: Context) -> int:
     user = update.effective_user
     try:
         result = await db(
-            context, staff_service.redeem_invite, code_hash=code_hash, telegram_user_id=user.id,
-            chat_id=update.effective_chat.id, name=user.full_name, username=user.username,
+            context,
+            staff_service.redeem_invite,
+            code_hash=code_hash,
+            telegram_user_id=user.id,
+            chat_id=update.effective_chat.id,
+            name=user.full_name,
+            username=user.username,
             password=password,
         )
     except InvalidInput as err:
@@ -181,7 +193,9 @@ async def save_first_password(update: Update, context: Context) -> bool:
     await delete_quietly(message)
     try:
         result = await db(
-            context, staff_service.set_password, telegram_user_id=update.effective_user.id,
+            context,
+            staff_service.set_password,
+            telegram_user_id=update.effective_user.id,
             password=password,
         )
     except InvalidInput as err:

@@ -58,8 +58,13 @@ async def invite(update: Update, context: Context, actor: Actor) -> None:
         return
     settings = settings_of(context)
     try:
-        made = await db(context, staff_service.create_invite, actor=actor, role=role,
-                        valid_hours=settings.invite_valid_hours)
+        made = await db(
+            context,
+            staff_service.create_invite,
+            actor=actor,
+            role=role,
+            valid_hours=settings.invite_valid_hours,
+        )
     except ServiceError as err:
         await reply(update, texts.service_error(err))
         return
@@ -98,8 +103,9 @@ async def decide_button(update: Update, context: Context, actor: Actor) -> None:
         await answer_button(update, texts.BAD_BUTTON)
         return
     try:
-        info = await db(context, staff_service.decide_access, actor=actor, staff_id=ids[0],
-                        approve=approve)
+        info = await db(
+            context, staff_service.decide_access, actor=actor, staff_id=ids[0], approve=approve
+        )
     except Conflict:
         await answer_button(update, texts.ALREADY_DECIDED)
         return
@@ -192,13 +198,15 @@ async def _staff_action(update: Update, context: Context, actor: Actor, raw: str
         return ids[0]
     for prefix, enabled in ((CB.STAFF_DISABLE, False), (CB.STAFF_ENABLE, True)):
         if ids := keyboards.parse_ids(raw, prefix):
-            info = await db(context, staff_service.set_state, actor=actor, staff_id=ids[0],
-                            enabled=enabled)
+            info = await db(
+                context, staff_service.set_state, actor=actor, staff_id=ids[0], enabled=enabled
+            )
             await _after_change(context, info)
             return info.id
     if parsed := keyboards.parse_role(raw, CB.STAFF_ROLE):
-        info = await db(context, staff_service.change_role, actor=actor, staff_id=parsed[0],
-                        role=parsed[1])
+        info = await db(
+            context, staff_service.change_role, actor=actor, staff_id=parsed[0], role=parsed[1]
+        )
         await _after_change(context, info)
         return info.id
     await answer_button(update, texts.BAD_BUTTON)
@@ -219,8 +227,13 @@ async def audit(update: Update, context: Context, actor: Actor) -> None:
     who = " ".join(context.args or [])
     try:
         ref = await db(context, auditlog.find_audited_staff, actor=actor, text=who) if who else None
-        entries = await db(context, auditlog.recent_audit, actor=actor,
-                           staff_id=ref.id if ref else None, limit=AUDIT_LIMIT)
+        entries = await db(
+            context,
+            auditlog.recent_audit,
+            actor=actor,
+            staff_id=ref.id if ref else None,
+            limit=AUDIT_LIMIT,
+        )
     except ServiceError as err:
         await reply(update, texts.service_error(err))
         return
@@ -237,5 +250,6 @@ async def audit(update: Update, context: Context, actor: Actor) -> None:
         )
         for e in entries
     ]
-    await paging.reply_pages(update, lines,
-                             head=texts.audit_header(len(entries), ref.name if ref else None))
+    await paging.reply_pages(
+        update, lines, head=texts.audit_header(len(entries), ref.name if ref else None)
+    )

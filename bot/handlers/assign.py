@@ -44,8 +44,14 @@ async def assign_command(update: Update, context: Context, actor: Actor) -> None
         return
     try:
         holder = await db(context, staff_service.find_staff, actor=actor, text=" ".join(args[1:]))
-        view = await db(context, loan_service.reassign_loan, actor=actor, loan_number=args[0],
-                        agent_id=holder.id, today=actions.today_of(context))
+        view = await db(
+            context,
+            loan_service.reassign_loan,
+            actor=actor,
+            loan_number=args[0],
+            agent_id=holder.id,
+            today=actions.today_of(context),
+        )
     except ServiceError as err:
         await actions.say(update, texts.service_error(err))
         return
@@ -62,8 +68,10 @@ async def assign_button(update: Update, context: Context, actor: Actor) -> None:
     if view is None:
         return
     people = [
-        p for p in await db(context, staff_service.list_staff, actor=actor)
-        if p.state == StaffState.ACTIVE and p.role in (Role.AGENT, Role.MANAGER)
+        p
+        for p in await db(context, staff_service.list_staff, actor=actor)
+        if p.state == StaffState.ACTIVE
+        and p.role in (Role.AGENT, Role.MANAGER)
         and p.id != view.agent_id
     ]
     if not people:
@@ -71,9 +79,13 @@ async def assign_button(update: Update, context: Context, actor: Actor) -> None:
         return
     shown = people[:MAX_HOLDERS_SHOWN]
     choices = [(p.id, f"{p.name} · {p.role.value}") for p in shown]
-    await actions.say(update, texts.assign_ask(view.loan_number, view.agent_name,
-                                               len(shown) if len(people) > len(shown) else 0),
-                      reply_markup=keyboards.assign_choices(view.id, view.version, choices))
+    await actions.say(
+        update,
+        texts.assign_ask(
+            view.loan_number, view.agent_name, len(shown) if len(people) > len(shown) else 0
+        ),
+        reply_markup=keyboards.assign_choices(view.id, view.version, choices),
+    )
 
 
 @require_staff
@@ -85,20 +97,32 @@ async def assign_to_button(update: Update, context: Context, actor: Actor) -> No
         return
     loan_id, version, holder = ids
     try:
-        view = await db(context, loan_service.get_loan_by_id, actor=actor, loan_id=loan_id,
-                        today=actions.today_of(context))
+        view = await db(
+            context,
+            loan_service.get_loan_by_id,
+            actor=actor,
+            loan_id=loan_id,
+            today=actions.today_of(context),
+        )
         if view.version != version:
             await update.callback_query.answer()
-            await show_card(update.callback_query, context, actor, loan_id,
-                            note=texts.LOAN_CHANGED, edit=True)
+            await show_card(
+                update.callback_query, context, actor, loan_id, note=texts.LOAN_CHANGED, edit=True
+            )
             return
-        view = await db(context, loan_service.reassign_loan, actor=actor,
-                        loan_number=view.loan_number, agent_id=holder,
-                        today=actions.today_of(context))
+        view = await db(
+            context,
+            loan_service.reassign_loan,
+            actor=actor,
+            loan_number=view.loan_number,
+            agent_id=holder,
+            today=actions.today_of(context),
+        )
     except ServiceError as err:
         await answer_button(update, err.message)
         return
     await update.callback_query.answer()
-    await update.callback_query.edit_message_text(texts.assign_done(view.loan_number,
-                                                                    view.agent_name))
+    await update.callback_query.edit_message_text(
+        texts.assign_done(view.loan_number, view.agent_name)
+    )
     await show_card(update, context, actor, view.id)

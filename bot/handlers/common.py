@@ -71,8 +71,9 @@ async def rate_limit(update: Update, context: Context) -> None:
     """
     user = update.effective_user
     edited = update.edited_message
-    if user is None or (update.message is None and edited is None
-                        and update.callback_query is None):
+    if user is None or (
+        update.message is None and edited is None and update.callback_query is None
+    ):
         return
     limiter = context.bot_data.get(RATE_LIMITER)
     if limiter is None:

@@ -96,13 +96,21 @@ async def find_page_button(update: Update, context: Context, actor: Actor) -> No
     await _find_page(update, context, actor, query, page=ids[0], edit=True)
 
 
-async def _find_page(update: Update, context: Context, actor: Actor, query: str, *,
-                     page: int, edit: bool) -> None:
+async def _find_page(
+    update: Update, context: Context, actor: Actor, query: str, *, page: int, edit: bool
+) -> None:
     settings = settings_of(context)
     try:
-        found, more = await db(context, loan_service.search_loans, actor=actor, text=query,
-                               today=today(context), limit=PAGE, offset=(page - 1) * PAGE,
-                               region=settings.default_phone_region)
+        found, more = await db(
+            context,
+            loan_service.search_loans,
+            actor=actor,
+            text=query,
+            today=today(context),
+            limit=PAGE,
+            offset=(page - 1) * PAGE,
+            region=settings.default_phone_region,
+        )
     except ServiceError as err:
         await show(update, context, texts.service_error(err), None, edit)
         return
@@ -129,24 +137,36 @@ async def list_command(update: Update, context: Context, actor: Actor) -> None:
 async def list_page_button(update: Update, context: Context, actor: Actor) -> None:
     """lnl:<filter>:<page>: a filter or Prev / Next, edited in place."""
     fields = keyboards.parse_fields(update.callback_query.data, CB.LOAN_LIST_PAGE, 2)
-    if (fields is None or fields[0] not in _FILTER_LABELS or not fields[1].isdigit()
-            or not 0 < int(fields[1]) < 10_000):
+    if (
+        fields is None
+        or fields[0] not in _FILTER_LABELS
+        or not fields[1].isdigit()
+        or not 0 < int(fields[1]) < 10_000
+    ):
         await answer_button(update, texts.BAD_BUTTON)
         return
     await update.callback_query.answer()
     await _list_page(update, context, actor, LoanFilter(fields[0]), int(fields[1]), edit=True)
 
 
-async def _list_page(update: Update, context: Context, actor: Actor, filter: LoanFilter,
-                     page: int, edit: bool) -> None:
+async def _list_page(
+    update: Update, context: Context, actor: Actor, filter: LoanFilter, page: int, edit: bool
+) -> None:
     """Page `page` of a filter, from the after-cursors kept for it (page 1 when gone)."""
     saved = context.user_data.get(LIST_KEY) or {}
     cursors = saved.get("c", [None]) if saved.get("f") == filter.value else [None]
     if page > len(cursors):
         page = 1
     try:
-        found = await db(context, loan_service.list_loans, actor=actor, today=today(context),
-                         filter=filter, after=cursors[page - 1], limit=PAGE)
+        found = await db(
+            context,
+            loan_service.list_loans,
+            actor=actor,
+            today=today(context),
+            filter=filter,
+            after=cursors[page - 1],
+            limit=PAGE,
+        )
     except ServiceError as err:
         await show(update, context, texts.service_error(err), None, edit)
         return
@@ -156,16 +176,18 @@ async def _list_page(update: Update, context: Context, actor: Actor, filter: Loa
     if not found.items:
         text += "\n" + texts.LIST_EMPTY
     loans = views.loan_buttons(found.items, fmt(context))
-    markup = keyboards.loan_list(loans, filter.value, page, found.next_cursor is not None,
-                                 archived=actor.role is Role.ADMIN)
+    markup = keyboards.loan_list(
+        loans, filter.value, page, found.next_cursor is not None, archived=actor.role is Role.ADMIN
+    )
     await show(update, context, text, markup, edit)
 
 
 @require_staff
 async def today_command(update: Update, context: Context, actor: Actor) -> None:
     """/today: what to work on today, each loan a button to its card."""
-    items = await db(context, reports.work_list, actor=actor, today=today(context),
-                     limit=TODAY_LIMIT)
+    items = await db(
+        context, reports.work_list, actor=actor, today=today(context), limit=TODAY_LIMIT
+    )
     money = fmt(context)
     markup = keyboards.loan_buttons(views.loan_buttons([i.loan for i in items], money))
     if not items:

@@ -31,13 +31,13 @@ def handlers() -> list[BaseHandler]:
         CommandHandler("history", history_command),
         CallbackQueryHandler(card_button, pattern=keyboards.pattern(CB.LOAN_CARD)),
         CallbackQueryHandler(history_button, pattern=keyboards.pattern(CB.LOAN_HISTORY)),
-        CallbackQueryHandler(history_page_button,
-                             pattern=keyboards.pattern(CB.LOAN_HISTORY_PAGE)),
+        CallbackQueryHandler(history_page_button, pattern=keyboards.pattern(CB.LOAN_HISTORY_PAGE)),
     ]
 
 
-async def _card(update_or_query, context: Context, actor: Actor, view: LoanView,
-                note: str | None, edit: bool) -> None:
+async def _card(
+    update_or_query, context: Context, actor: Actor, view: LoanView, note: str | None, edit: bool
+) -> None:
     text = views.card(view, fmt(context), note)
     await show(update_or_query, context, text, keyboards.loan_card(view, actor.role), edit)
 
@@ -57,8 +57,9 @@ async def show_card(
     same "not found" sentence as a missing one and None is returned.
     """
     try:
-        view = await db(context, loan_service.get_loan_by_id, actor=actor, loan_id=loan_id,
-                        today=today(context))
+        view = await db(
+            context, loan_service.get_loan_by_id, actor=actor, loan_id=loan_id, today=today(context)
+        )
     except NotFound as err:
         await show(update_or_query, context, texts.service_error(err), None, edit)
         return None
@@ -76,8 +77,9 @@ async def loan_command(update: Update, context: Context, actor: Actor) -> None:
     if number is None:
         return
     try:
-        view = await db(context, loan_service.get_loan, actor=actor, loan_number=number,
-                        today=today(context))
+        view = await db(
+            context, loan_service.get_loan, actor=actor, loan_number=number, today=today(context)
+        )
     except ServiceError as err:
         await reply(update, texts.service_error(err))
         return
@@ -96,29 +98,58 @@ async def card_button(update: Update, context: Context, actor: Actor) -> None:
 # --- history ----------------------------------------------------------------------------------
 
 
-def _history(session, *, actor: Actor, today, currency: str, loan_id: int | None = None,
-             number: str | None = None, before: str | None = None) -> tuple[LoanView, HistoryPage]:
+def _history(
+    session,
+    *,
+    actor: Actor,
+    today,
+    currency: str,
+    loan_id: int | None = None,
+    number: str | None = None,
+    before: str | None = None,
+) -> tuple[LoanView, HistoryPage]:
     """The loan (by id or number, access-checked) and one page of its history."""
     if loan_id is not None:
         view = loan_service.get_loan_by_id(session, actor=actor, loan_id=loan_id, today=today)
     else:
         view = loan_service.get_loan(session, actor=actor, loan_number=number or "", today=today)
-    page = loan_service.loan_history(session, actor=actor, loan_number=view.loan_number,
-                                     limit=HISTORY_PAGE, before=before, currency=currency)
+    page = loan_service.loan_history(
+        session,
+        actor=actor,
+        loan_number=view.loan_number,
+        limit=HISTORY_PAGE,
+        before=before,
+        currency=currency,
+    )
     return view, page
 
 
-async def _history_page(update: Update, context: Context, actor: Actor, *, page: int,
-                        edit: bool, loan_id: int | None = None, number: str | None = None) -> None:
+async def _history_page(
+    update: Update,
+    context: Context,
+    actor: Actor,
+    *,
+    page: int,
+    edit: bool,
+    loan_id: int | None = None,
+    number: str | None = None,
+) -> None:
     """Show history page `page` (1 = newest) from the cursors kept for this loan."""
     saved = context.user_data.get(HISTORY_KEY) or {}
     cursors = saved.get("c", [None]) if loan_id and saved.get("id") == loan_id else [None]
     if page > len(cursors):
         page = 1  # the page's cursor is gone: start from the newest again
     try:
-        view, found = await db(context, _history, actor=actor, today=today(context),
-                               currency=settings_of(context).currency, loan_id=loan_id,
-                               number=number, before=cursors[page - 1])
+        view, found = await db(
+            context,
+            _history,
+            actor=actor,
+            today=today(context),
+            currency=settings_of(context).currency,
+            loan_id=loan_id,
+            number=number,
+            before=cursors[page - 1],
+        )
     except ServiceError as err:
         await show(update, context, texts.service_error(err), None, edit)
         return

@@ -37,8 +37,9 @@ def _worth_checking(update: Update) -> bool:
     if message is None or chat is None or chat.type != ChatType.PRIVATE:
         return False
     text = message.text or ""
-    return (MIN_PASSWORD <= len(text) <= MAX_PASSWORD and "\n" not in text
-            and not text.startswith("/"))
+    return (
+        MIN_PASSWORD <= len(text) <= MAX_PASSWORD and "\n" not in text and not text.startswith("/")
+    )
 
 
 async def password_outside_step(update: Update, context: Context) -> None:
@@ -53,8 +54,9 @@ async def password_outside_step(update: Update, context: Context) -> None:
         checks = context.bot_data[CHECKS] = SlidingWindow(CHECKS_PER_MINUTE)
     if checks.hit(user.id) > checks.limit:
         return
-    own = await db(context, sessions.is_own_password, telegram_user_id=user.id,
-                   text=update.message.text)
+    own = await db(
+        context, sessions.is_own_password, telegram_user_id=user.id, text=update.message.text
+    )
     if not own:
         return
     log.info("user %s sent their password outside the password step: deleted", user.id)

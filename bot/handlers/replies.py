@@ -26,11 +26,17 @@ def fmt(context: Context) -> views.Fmt:
     return views.Fmt.of(settings_of(context))
 
 
-async def show(update_or_query: Update | CallbackQuery, context: Context, text: str,
-               markup: InlineKeyboardMarkup | None, edit: bool) -> None:
+async def show(
+    update_or_query: Update | CallbackQuery,
+    context: Context,
+    text: str,
+    markup: InlineKeyboardMarkup | None,
+    edit: bool,
+) -> None:
     """Edit the pressed button's message when asked and possible; else send a new one."""
-    query = (update_or_query.callback_query if isinstance(update_or_query, Update)
-             else update_or_query)
+    query = (
+        update_or_query.callback_query if isinstance(update_or_query, Update) else update_or_query
+    )
     if edit and query is not None and query.message is not None:
         try:
             await query.edit_message_text(text, reply_markup=markup)

@@ -55,10 +55,13 @@ def handlers() -> list[BaseHandler]:
 def _listing(session: Session, *, actor: Actor, limit: int) -> list[tuple]:
     """(info, progress, audience in words) of the latest broadcasts, newest first."""
     return [
-        (info, bc.broadcast_progress(session, broadcast_id=info.id),
-         audience_words(session, info.audience))
+        (
+            info,
+            bc.broadcast_progress(session, broadcast_id=info.id),
+            audience_words(session, info.audience),
+        )
         for info in bc.list_broadcasts(session, actor=actor, limit=limit)
-    ]  # fmt: skip
+    ]
 
 
 def _list_view(rows: list[tuple], tz: ZoneInfo, note: str | None = None):
@@ -68,11 +71,21 @@ def _list_view(rows: list[tuple], tz: ZoneInfo, note: str | None = None):
     lines = [note] if note else []
     lines.append(texts.BC_LIST_TITLE)
     for info, progress, words in rows:
-        lines.append(texts.bc_list_line(
-            info.id, texts.BC_STATES[info.state.value], texts.local_time(info.created_at, tz),
-            words, progress.counts, progress.total))
-    running = [(info.id, texts.BC_BTN_CANCEL.format(id=info.id))
-               for info, _, _ in rows if info.state is BroadcastState.QUEUED]
+        lines.append(
+            texts.bc_list_line(
+                info.id,
+                texts.BC_STATES[info.state.value],
+                texts.local_time(info.created_at, tz),
+                words,
+                progress.counts,
+                progress.total,
+            )
+        )
+    running = [
+        (info.id, texts.BC_BTN_CANCEL.format(id=info.id))
+        for info, _, _ in rows
+        if info.state is BroadcastState.QUEUED
+    ]
     return "\n".join(lines), keyboards.broadcast_list(running)
 
 
@@ -89,8 +102,9 @@ async def broadcasts_command(update: Update, context: Context, actor: Actor) -> 
     await paging.reply_pages(update, lines, head=head, reply_markup=markup)
 
 
-async def _edit_list(update: Update, context: Context, actor: Actor,
-                     note: str | None = None) -> None:
+async def _edit_list(
+    update: Update, context: Context, actor: Actor, note: str | None = None
+) -> None:
     rows = await db(context, _listing, actor=actor, limit=LIST_LIMIT)
     text, markup = _list_view(rows, settings_of(context).tz, note)
     try:
@@ -121,8 +135,9 @@ async def cancel_button(update: Update, context: Context, actor: Actor) -> None:
     await update.callback_query.answer()
     await update.callback_query.edit_message_text(
         texts.bc_cancel_confirm(info.id, words, progress.counts["queued"]),
-        reply_markup=keyboards.broadcast_cancel(info.id, texts.BC_BTN_CANCEL_YES,
-                                                texts.BC_BTN_BACK),
+        reply_markup=keyboards.broadcast_cancel(
+            info.id, texts.BC_BTN_CANCEL_YES, texts.BC_BTN_BACK
+        ),
     )
 
 
@@ -172,8 +187,7 @@ async def list_button(update: Update, context: Context, actor: Actor) -> None:
 
 def _period(title: str, period: deliveries.PeriodCounts) -> str:
     rate = None if period.delivery_rate is None else str(period.delivery_rate)
-    return texts.dlv_period(title, sum(period.totals.values()), period.totals, rate,
-                            period.by_kind)
+    return texts.dlv_period(title, sum(period.totals.values()), period.totals, rate, period.by_kind)
 
 
 def _report(session: Session, *, actor: Actor):
@@ -185,10 +199,15 @@ def _report(session: Session, *, actor: Actor):
 def _suppressed(rows: list[suppressions.SuppressionInfo], tz: ZoneInfo):
     """The suppressed numbers' text and a Lift button for each an admin may lift."""
     shown = rows[:SUPPRESSED_SHOWN]
-    text = texts.sup_list([(r.phone, r.kind.value, r.reason, texts.local_time(r.created_at, tz))
-                           for r in shown], more=len(rows) > SUPPRESSED_SHOWN)
-    liftable = [(r.phone, texts.sup_btn_lift(r.phone)) for r in shown
-                if r.kind is not SuppressionKind.OPT_OUT]
+    text = texts.sup_list(
+        [(r.phone, r.kind.value, r.reason, texts.local_time(r.created_at, tz)) for r in shown],
+        more=len(rows) > SUPPRESSED_SHOWN,
+    )
+    liftable = [
+        (r.phone, texts.sup_btn_lift(r.phone))
+        for r in shown
+        if r.kind is not SuppressionKind.OPT_OUT
+    ]
     return text, keyboards.suppressed_lift(liftable)
 
 
@@ -203,10 +222,15 @@ async def deliveries_command(update: Update, context: Context, actor: Actor) -> 
         return
     errors = [(e.code, e.count, e.words) for e in report.top_errors]
     listing, markup = _suppressed(suppressed, settings_of(context).tz)
-    blocks = [_period("Last 24 hours", report.day), _period("Last 7 days", report.week),
-              texts.dlv_errors(errors), listing]
-    await paging.reply_pages(update, ["", *"\n\n".join(blocks).split("\n")],
-                             head=texts.DLV_TITLE, reply_markup=markup)
+    blocks = [
+        _period("Last 24 hours", report.day),
+        _period("Last 7 days", report.week),
+        texts.dlv_errors(errors),
+        listing,
+    ]
+    await paging.reply_pages(
+        update, ["", *"\n\n".join(blocks).split("\n")], head=texts.DLV_TITLE, reply_markup=markup
+    )
 
 
 # --- /remind and Remind now ---------------------------------------------------------------
@@ -223,8 +247,14 @@ def _when(moment: datetime, tz: ZoneInfo) -> str:
 async def _remind(update: Update, context: Context, actor: Actor, number: str) -> None:
     settings = settings_of(context)
     try:
-        info = await db(context, deliveries.queue_reminder_now, actor=actor, loan_number=number,
-                        today=actions.today_of(context), settings=settings)
+        info = await db(
+            context,
+            deliveries.queue_reminder_now,
+            actor=actor,
+            loan_number=number,
+            today=actions.today_of(context),
+            settings=settings,
+        )
     except ServiceError as err:
         await actions.say(update, texts.service_error(err))
         return

@@ -40,8 +40,9 @@ def handler() -> CommandHandler:
     return CommandHandler("stats", stats)
 
 
-def figures(session: Session, *, actor: Actor, today: date,
-            tz: ZoneInfo) -> tuple[Portfolio, list[tuple[date, Decimal]]]:
+def figures(
+    session: Session, *, actor: Actor, today: date, tz: ZoneInfo
+) -> tuple[Portfolio, list[tuple[date, Decimal]]]:
     """The portfolio and the collections per day, read in one transaction (consistent)."""
     book = reports.portfolio(session, actor=actor, today=today, tz=tz)
     days = reports.collections_by_day(session, actor=actor, today=today, tz=tz, days=CHART_DAYS)
@@ -75,22 +76,33 @@ def stats_text(book: Portfolio, today: date, everyone: bool, currency: str) -> s
             scope=texts.STATS_SCOPE_ALL if everyone else texts.STATS_SCOPE_MINE,
             date=views.day(today),
         ),
-        texts.STATS_BOOK.format(loans=book.loans_active, borrowed=money(book.borrowed),
-                                repaid=money(book.repaid), outstanding=money(book.outstanding)),
+        texts.STATS_BOOK.format(
+            loans=book.loans_active,
+            borrowed=money(book.borrowed),
+            repaid=money(book.repaid),
+            outstanding=money(book.outstanding),
+        ),
         texts.STATS_OVERDUE.format(loans=book.overdue_loans),
-        *(texts.STATS_BUCKET.format(bucket=label, loans=n, amount=money(amount))
-          for label, (n, amount) in book.overdue_by_bucket.items()),
-        texts.STATS_COLLECTED.format(today=money(book.collected_today),
-                                     month=money(book.collected_month)),
+        *(
+            texts.STATS_BUCKET.format(bucket=label, loans=n, amount=money(amount))
+            for label, (n, amount) in book.overdue_by_bucket.items()
+        ),
+        texts.STATS_COLLECTED.format(
+            today=money(book.collected_today), month=money(book.collected_month)
+        ),
     ]
     if book.per_agent:
         lines += ["", texts.STATS_AGENTS]
-        lines += [texts.stats_agent(a.name, a.loans, money(a.outstanding), a.overdue,
-                                    money(a.collected_month))
-                  for a in book.per_agent[:MAX_AGENT_LINES]]
+        lines += [
+            texts.stats_agent(
+                a.name, a.loans, money(a.outstanding), a.overdue, money(a.collected_month)
+            )
+            for a in book.per_agent[:MAX_AGENT_LINES]
+        ]
         if len(book.per_agent) > MAX_AGENT_LINES:
-            lines.append(texts.STATS_AGENTS_MORE.format(
-                count=len(book.per_agent) - MAX_AGENT_LINES))
+            lines.append(
+                texts.STATS_AGENTS_MORE.format(count=len(book.per_agent) - MAX_AGENT_LINES)
+            )
     return "\n".join(lines)
 
 

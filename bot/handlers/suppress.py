@@ -65,9 +65,11 @@ async def _confirm(update: Update, context: Context, actor: Actor, phone: str) -
             await reply(update, texts.service_error(err))
         return False
     since = texts.local_time(info.created_at, settings_of(context).tz)
-    await reply(update, texts.sup_confirm(info.phone, info.kind.value, info.reason, since),
-                reply_markup=keyboards.lift_confirm(info.phone, texts.SUP_BTN_YES,
-                                                    texts.SUP_BTN_NO))
+    await reply(
+        update,
+        texts.sup_confirm(info.phone, info.kind.value, info.reason, since),
+        reply_markup=keyboards.lift_confirm(info.phone, texts.SUP_BTN_YES, texts.SUP_BTN_NO),
+    )
     return True
 
 

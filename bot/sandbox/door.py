@@ -79,8 +79,9 @@ def send_text(
     return message
 
 
-def edit_text(world: World, user_id: int, message_id: int, text: str,
-              chat_id: int | None = None) -> dict:
+def edit_text(
+    world: World, user_id: int, message_id: int, text: str, chat_id: int | None = None
+) -> dict:
     """The person edits a message of theirs; the bot gets an edited_message update."""
     if not text:
         raise ValueError("Telegram does not allow an empty message")

@@ -55,16 +55,26 @@ def open_sandbox(people: Iterable[DemoPerson], files_dir: str) -> TelegramSandbo
 
 def bot_settings_update(sandbox: TelegramSandbox) -> dict[str, Any]:
     """What the bot's Settings need to talk to the sandbox instead of Telegram."""
-    return {"telegram_bot_token": SecretStr(sandbox.token),
-            "telegram_api_base_url": sandbox.base_url, "telegram_webhook_url": None,
-            "telegram_bot_username": BOT_USERNAME}
+    return {
+        "telegram_bot_token": SecretStr(sandbox.token),
+        "telegram_api_base_url": sandbox.base_url,
+        "telegram_webhook_url": None,
+        "telegram_bot_username": BOT_USERNAME,
+    }
 
 
 class TerminalChat:
     """Plays one person at a time; shows what the bot does in their chat."""
 
-    def __init__(self, sandbox: TelegramSandbox, people: Sequence[DemoPerson], hooks: DemoHooks,
-                 *, start_as: str = "agent", view: View | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        sandbox: TelegramSandbox,
+        people: Sequence[DemoPerson],
+        hooks: DemoHooks,
+        *,
+        start_as: str = "agent",
+        view: View | None = None,
+    ) -> None:
         self.sb, self.hooks = sandbox, hooks
         self.people = {p.key: p for p in (*people, NEWCOMER)}
         self.me = self.people.get(start_as) or next(iter(self.people.values()))
@@ -128,14 +138,20 @@ class TerminalChat:
 
     def _deleted(self, message: dict) -> None:
         mine = not message.get("message", {}).get("from", {}).get("is_bot")
-        self.view.note("   (the bot deleted your message)" if mine
-                       else f"   (the bot deleted its message #{message['message_id']})")
+        self.view.note(
+            "   (the bot deleted your message)"
+            if mine
+            else f"   (the bot deleted its message #{message['message_id']})"
+        )
         if any(key[0] == message["message_id"] for key in self.keys):
             self.keys = []
 
     def _show(self, message: dict, edited: bool) -> None:
-        buttons = [(message["message_id"], b["callback_data"], b.get("text", ""))
-                   for b in message.get("buttons", []) if "callback_data" in b]
+        buttons = [
+            (message["message_id"], b["callback_data"], b.get("text", ""))
+            for b in message.get("buttons", [])
+            if "callback_data" in b
+        ]
         if buttons:
             self.keys = buttons
         elif not edited or any(key[0] == message["message_id"] for key in self.keys):
@@ -235,9 +251,17 @@ class TerminalChat:
         rest = rest.strip()
         if name in (":quit", ":q", ":exit"):
             return False
-        handler = {":help": self._help, ":as": self._as, ":tap": self._tap, ":text": self._text,
-                   ":sms": self._sms, ":clock": self._clock, ":wait": self._wait,
-                   ":wait-sms": self._wait_sms, ":wait-bot": self._wait_bot}.get(name)
+        handler = {
+            ":help": self._help,
+            ":as": self._as,
+            ":tap": self._tap,
+            ":text": self._text,
+            ":sms": self._sms,
+            ":clock": self._clock,
+            ":wait": self._wait,
+            ":wait-sms": self._wait_sms,
+            ":wait-bot": self._wait_bot,
+        }.get(name)
         if handler is None:
             self.view.note(f"   (unknown command {name}: :help lists them)")
         else:
@@ -256,8 +280,10 @@ class TerminalChat:
         self.me, self.keys = person, []
         self.view.note(f"   You are now {label(person)}.", "bold")
         for message in self.sb.sent(person.telegram_user_id):
-            if message["message_id"] > self.shown.get(person.telegram_user_id, 0) \
-                    and not message["deleted"]:
+            if (
+                message["message_id"] > self.shown.get(person.telegram_user_id, 0)
+                and not message["deleted"]
+            ):
                 self._show(message, edited=False)
 
     async def _press(self, key: tuple[int, str, str]) -> None:
@@ -330,4 +356,3 @@ class TerminalChat:
                 return
             self.busy = False
             self._prompt()
-

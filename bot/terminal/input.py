@@ -55,7 +55,6 @@ async def stdin_lines(stop: asyncio.Event) -> AsyncIterator[str]:
         stopping.cancel()
 
 
-
 def plain(label: str) -> str:
     """'✅ Confirm' -> 'confirm': a button's label as a person types it."""
     return " ".join("".join(c for c in label if c.isalnum() or c.isspace()).split()).casefold()
@@ -80,7 +79,10 @@ def parse_clock(text: str) -> timedelta | None:
 def split_sms(text: str) -> tuple[str, str]:
     """'98765 43210 BAL' -> ('9876543210', 'BAL'): a phone may be typed in groups of digits."""
     parts = text.split()
-    while len(parts) > 1 and _PHONE_PART.fullmatch(parts[1]) \
-            and sum(c.isdigit() for c in parts[0]) < 10:
+    while (
+        len(parts) > 1
+        and _PHONE_PART.fullmatch(parts[1])
+        and sum(c.isdigit() for c in parts[0]) < 10
+    ):
         parts[:2] = [parts[0] + parts[1]]
     return (parts[0], " ".join(parts[1:])) if parts else ("", "")

@@ -116,8 +116,16 @@ def label(person: DemoPerson) -> str:
     return f"{person.name} ({role})"
 
 
-def banner_lines(agency: DemoAgency, settings: Settings, *, db_path: str, log_path: str,
-                 files_dir: str, seconds: float, me: DemoPerson) -> list[str]:  # fmt: skip
+def banner_lines(
+    agency: DemoAgency,
+    settings: Settings,
+    *,
+    db_path: str,
+    log_path: str,
+    files_dir: str,
+    seconds: float,
+    me: DemoPerson,
+) -> list[str]:
     """What the demo says first: where things are, who is who, what is not as in production."""
     origin = "seeded just now" if agency.seeded else f"reused from {db_path} (--fresh starts over)"
     staff = "; ".join(f"{p.key}: {p.name} ({p.password})" for p in agency.people)

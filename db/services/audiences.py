@@ -129,9 +129,12 @@ def _row_columns(today: date) -> tuple:
     """A loan's placeholder values, its borrower, and why the borrower may not be texted."""
     cutoff = case((Loan.next_due_date > today, Loan.next_due_date), else_=literal(today, Date))
     owed = (
-        Installment.principal_due + Installment.interest_due + Installment.fee_due
-        - Installment.amount_paid - Installment.fee_paid
-    )  # fmt: skip
+        Installment.principal_due
+        + Installment.interest_due
+        + Installment.fee_due
+        - Installment.amount_paid
+        - Installment.fee_paid
+    )
     # Cents, so SQLite's floating NUMERIC sums to the exact amount.
     due_cents = (
         select(func.coalesce(func.sum(func.round(owed * 100)), 0))
@@ -139,10 +142,21 @@ def _row_columns(today: date) -> tuple:
         .scalar_subquery()
     )
     return (
-        Borrower.id, Borrower.name, Borrower.phone, Borrower.timezone, Borrower.opted_out_at,
-        Suppression.reason, Suppression.error_code, Loan.id, Loan.loan_number,
-        Loan.next_due_date, due_cents, Loan.amount_payable, Loan.fees_charged, Loan.amount_paid,
-    )  # fmt: skip
+        Borrower.id,
+        Borrower.name,
+        Borrower.phone,
+        Borrower.timezone,
+        Borrower.opted_out_at,
+        Suppression.reason,
+        Suppression.error_code,
+        Loan.id,
+        Loan.loan_number,
+        Loan.next_due_date,
+        due_cents,
+        Loan.amount_payable,
+        Loan.fees_charged,
+        Loan.amount_paid,
+    )
 
 
 def _reason(opted_out: datetime | None, reason: str | None, code: str | None) -> str | None:
@@ -154,12 +168,35 @@ def _reason(opted_out: datetime | None, reason: str | None, code: str | None) ->
 
 
 def _recipient(row: Any) -> Recipient:
-    (bid, name, phone, tz, opted, s_reason, s_code, lid, number, due, cents, payable, fees,
-     paid) = row  # fmt: skip
+    (
+        bid,
+        name,
+        phone,
+        tz,
+        opted,
+        s_reason,
+        s_code,
+        lid,
+        number,
+        due,
+        cents,
+        payable,
+        fees,
+        paid,
+    ) = row
     return Recipient(
-        bid, name, phone, tz, lid, number, due, Decimal(int(cents or 0)).scaleb(-2),
-        payable + fees - paid, _reason(opted, s_reason, s_code), s_code,
-    )  # fmt: skip
+        bid,
+        name,
+        phone,
+        tz,
+        lid,
+        number,
+        due,
+        Decimal(int(cents or 0)).scaleb(-2),
+        payable + fees - paid,
+        _reason(opted, s_reason, s_code),
+        s_code,
+    )
 
 
 def audience_recipients(

@@ -55,9 +55,15 @@ def recent_audit(
         stmt = stmt.where(AuditEvent.staff_id == staff_id)
     return [
         AuditEntry(
-            id=row.id, created_at=row.created_at, staff_id=row.staff_id, staff_name=name,
-            telegram_user_id=row.telegram_user_id, action=row.action,
-            target_type=row.target_type, target_id=row.target_id, details=row.details,
+            id=row.id,
+            created_at=row.created_at,
+            staff_id=row.staff_id,
+            staff_name=name,
+            telegram_user_id=row.telegram_user_id,
+            action=row.action,
+            target_type=row.target_type,
+            target_id=row.target_id,
+            details=row.details,
         )
         for row, name in session.execute(stmt)
     ]

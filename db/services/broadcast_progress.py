@@ -95,10 +95,16 @@ def tracked_broadcasts(
         stmt = stmt.where(Broadcast.id == broadcast_id)
     rows = session.scalars(stmt.order_by(Broadcast.id).limit(limit))
     return [
-        Tracked(b.id, b.progress_chat_id, b.progress_message_id, BroadcastState(b.state),
-                audience_words(session, Audience.from_json(b.audience)), b.created_at)
+        Tracked(
+            b.id,
+            b.progress_chat_id,
+            b.progress_message_id,
+            BroadcastState(b.state),
+            audience_words(session, Audience.from_json(b.audience)),
+            b.created_at,
+        )
         for b in rows
-    ]  # fmt: skip
+    ]
 
 
 def inbound_loan_ids(session: Session, *, inbound_ids: list[int]) -> dict[int, int]:

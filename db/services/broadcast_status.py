@@ -40,10 +40,19 @@ class BroadcastInfo:
     @classmethod
     def of(cls, b: Broadcast) -> BroadcastInfo:
         return cls(
-            b.id, b.created_by_id, Audience.from_json(b.audience), b.template,
-            BroadcastState(b.state), b.recipients, b.suppressed, b.created_at, b.canceled_at,
-            b.finished_at, b.progress_chat_id, b.progress_message_id,
-        )  # fmt: skip
+            b.id,
+            b.created_by_id,
+            Audience.from_json(b.audience),
+            b.template,
+            BroadcastState(b.state),
+            b.recipients,
+            b.suppressed,
+            b.created_at,
+            b.canceled_at,
+            b.finished_at,
+            b.progress_chat_id,
+            b.progress_message_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -79,11 +88,19 @@ def cancel_broadcast(session: Session, *, actor: Actor, broadcast_id: int) -> Br
     # Messages in flight count as left to cancel: any that come back for a retry or a
     # deferral end CANCELED (outbox), so the cancel still stops them.
     if not canceled and not _in_flight(session, b.id):
-        raise Conflict(f"Broadcast #{b.id} has nothing left to cancel: every message has gone.",
-                       code="broadcast_state")  # fmt: skip
+        raise Conflict(
+            f"Broadcast #{b.id} has nothing left to cancel: every message has gone.",
+            code="broadcast_state",
+        )
     b.state, b.canceled_at = BroadcastState.CANCELED, clock.utcnow()
-    audit(session, actor=actor, action=AuditAction.BROADCAST_CANCELED, target_type="broadcast",
-          target_id=b.id, details={"canceled": canceled})  # fmt: skip
+    audit(
+        session,
+        actor=actor,
+        action=AuditAction.BROADCAST_CANCELED,
+        target_type="broadcast",
+        target_id=b.id,
+        details={"canceled": canceled},
+    )
     session.flush()
     return BroadcastInfo.of(b)
 

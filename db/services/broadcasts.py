@@ -75,20 +75,24 @@ def audience_recipients(
     session: Session, *, audience: Audience, today: date
 ) -> Iterator[list[Recipient]]:
     """audiences.audience_recipients, read CHUNK rows at a time (a knob the tests turn)."""
-    return audiences.audience_recipients(
-        session, audience=audience, today=today, chunk_size=CHUNK
-    )
+    return audiences.audience_recipients(session, audience=audience, today=today, chunk_size=CHUNK)
 
 
 def _render(template: str, r: Recipient, settings: Settings) -> str:
     def money(amount: Decimal) -> str:
         return sms_text.sms_amount(amount, settings.currency, settings.minor_units)
 
-    body = sms_text.render(template, {
-        "name": r.name, "amount_due": money(r.amount_due), "outstanding": money(r.outstanding),
-        "due_date": sms_text.sms_date(r.next_due) if r.next_due else "",
-        "loan_number": r.loan_number, "agency": settings.agency_name,
-    })  # fmt: skip
+    body = sms_text.render(
+        template,
+        {
+            "name": r.name,
+            "amount_due": money(r.amount_due),
+            "outstanding": money(r.outstanding),
+            "due_date": sms_text.sms_date(r.next_due) if r.next_due else "",
+            "loan_number": r.loan_number,
+            "agency": settings.agency_name,
+        },
+    )
     if len(body) > MAX_BODY:
         raise InvalidInput(
             f"Filled in for {r.name}, the message has {len(body)} characters; "
@@ -136,9 +140,14 @@ def _nobody() -> InvalidInput:
 
 
 def preview_broadcast(
-    session: Session, *, actor: Actor, audience: Audience, template: str, today: date,
+    session: Session,
+    *,
+    actor: Actor,
+    audience: Audience,
+    template: str,
+    today: date,
     settings: Settings,
-) -> Preview:  # fmt: skip
+) -> Preview:
     """Counts, reasons, SMS parts, and the first sendable message exactly as it will go."""
     text = _check(session, actor, audience, template, "broadcast")
     total, reasons, segs, sendable = 0, Counter(), 0, 0
@@ -155,22 +164,37 @@ def preview_broadcast(
         raise _nobody()
     sample = first_sendable or first
     return Preview(
-        recipients=total, suppressed=total - sendable, suppressed_by_reason=dict(reasons),
-        sample=sample, encoding=sms_text.encoding(sample).value,
-        segments_per_message=sms_text.segments(sample), total_segments=segs, sendable=sendable,
-    )  # fmt: skip
+        recipients=total,
+        suppressed=total - sendable,
+        suppressed_by_reason=dict(reasons),
+        sample=sample,
+        encoding=sms_text.encoding(sample).value,
+        segments_per_message=sms_text.segments(sample),
+        total_segments=segs,
+        sendable=sendable,
+    )
 
 
 def _row(b: Broadcast, r: Recipient, body: str, now: datetime, settings: Settings) -> dict:
     """One message row: queued for the borrower's allowed hours, or suppressed with why."""
     row = {
-        "to_phone": r.phone, "body": body, "kind": MessageKind.BROADCAST,
-        "borrower_id": r.borrower_id, "loan_id": r.loan_id, "broadcast_id": b.id,
-        "idempotency_key": f"bc:{b.id}:{r.borrower_id}", "attempts": 0,
-        "requested_by_id": b.created_by_id, "created_at": now, "updated_at": now,
-        "status": S.QUEUED, "error_code": None, "error_message": None,
-        "send_after": now, "expires_at": None,
-    }  # fmt: skip
+        "to_phone": r.phone,
+        "body": body,
+        "kind": MessageKind.BROADCAST,
+        "borrower_id": r.borrower_id,
+        "loan_id": r.loan_id,
+        "broadcast_id": b.id,
+        "idempotency_key": f"bc:{b.id}:{r.borrower_id}",
+        "attempts": 0,
+        "requested_by_id": b.created_by_id,
+        "created_at": now,
+        "updated_at": now,
+        "status": S.QUEUED,
+        "error_code": None,
+        "error_message": None,
+        "send_after": now,
+        "expires_at": None,
+    }
     if r.reason:
         row.update(status=S.SUPPRESSED, error_code=r.error_code, error_message=r.reason)
         return row
@@ -189,8 +213,10 @@ def _insert(session: Session, rows: list[dict]) -> None:
 
 def _record_events(session: Session, broadcast_id: int, now: datetime) -> Counter:
     """A message_event for each of the broadcast's messages without one; counts by status."""
-    fresh = [Message.broadcast_id == broadcast_id,
-             ~exists().where(MessageEvent.message_id == Message.id)]  # fmt: skip
+    fresh = [
+        Message.broadcast_id == broadcast_id,
+        ~exists().where(MessageEvent.message_id == Message.id),
+    ]
     counts = session.execute(
         select(Message.status, func.count()).where(*fresh).group_by(Message.status)
     ).all()
@@ -222,21 +248,26 @@ def _stamp_loan_versions(session: Session, broadcast_id: int) -> None:
     version = select(Loan.version).where(Loan.id == Message.loan_id).scalar_subquery()
     session.execute(
         update(Message)
-        .where(Message.broadcast_id == broadcast_id, Message.loan_id.is_not(None),
-               Message.loan_version.is_(None))
+        .where(
+            Message.broadcast_id == broadcast_id,
+            Message.loan_id.is_not(None),
+            Message.loan_version.is_(None),
+        )
         .values(loan_version=version)
         .execution_options(synchronize_session=False)
-    )  # fmt: skip
+    )
 
 
 def _repeat_guard(session: Session, actor: Actor, audience: Audience, text: str) -> None:
     since = clock.utcnow() - REPEAT_GUARD
     recent = session.scalars(
         select(Broadcast).where(
-            Broadcast.created_by_id == actor.staff_id, Broadcast.created_at >= since,
-            Broadcast.state != BroadcastState.CANCELED, Broadcast.template == text,
+            Broadcast.created_by_id == actor.staff_id,
+            Broadcast.created_at >= since,
+            Broadcast.state != BroadcastState.CANCELED,
+            Broadcast.template == text,
         )
-    )  # fmt: skip
+    )
     if any(Audience.from_json(b.audience) == audience for b in recent):
         raise Conflict(
             "You sent this same message to this audience minutes ago; it is not sent twice.",
@@ -245,26 +276,48 @@ def _repeat_guard(session: Session, actor: Actor, audience: Audience, text: str)
 
 
 def create_broadcast(
-    session: Session, *, actor: Actor, audience: Audience, template: str, today: date,
+    session: Session,
+    *,
+    actor: Actor,
+    audience: Audience,
+    template: str,
+    today: date,
     settings: Settings,
-) -> BroadcastInfo:  # fmt: skip
+) -> BroadcastInfo:
     """Queue one message per borrower of the audience (suppressed ones as SUPPRESSED rows)."""
     text = _check(session, actor, audience, template, "broadcast")
     if audience_is_empty(session, audience=audience, today=today):
         raise _nobody()
     _repeat_guard(session, actor, audience, text)
-    b = Broadcast(created_by_id=actor.staff_id, audience=audience.to_json(), template=text,
-                  state=BroadcastState.QUEUED, recipients=0, suppressed=0)  # fmt: skip
+    b = Broadcast(
+        created_by_id=actor.staff_id,
+        audience=audience.to_json(),
+        template=text,
+        state=BroadcastState.QUEUED,
+        recipients=0,
+        suppressed=0,
+    )
     session.add(b)
     session.flush()
     tally = fill_broadcast(session, broadcast=b, today=today, settings=settings)
     if not tally[S.QUEUED]:
         # The caller rolls back on a ServiceError, taking the rows above with it.
-        raise InvalidInput("Everyone in that audience has opted out or cannot take SMS.",
-                           code="audience_unreachable")  # fmt: skip
+        raise InvalidInput(
+            "Everyone in that audience has opted out or cannot take SMS.",
+            code="audience_unreachable",
+        )
     b.recipients, b.suppressed = tally.total(), tally[S.SUPPRESSED]
-    audit(session, actor=actor, action=AuditAction.BROADCAST_CREATED, target_type="broadcast",
-          target_id=b.id, details={"audience": audience.describe(), "recipients": b.recipients,
-                                   "suppressed": b.suppressed})  # fmt: skip
+    audit(
+        session,
+        actor=actor,
+        action=AuditAction.BROADCAST_CREATED,
+        target_type="broadcast",
+        target_id=b.id,
+        details={
+            "audience": audience.describe(),
+            "recipients": b.recipients,
+            "suppressed": b.suppressed,
+        },
+    )
     session.flush()
     return BroadcastInfo.of(b)

@@ -70,7 +70,11 @@ def holds(session: Session, *, claim: Claim, or_queued: bool = False) -> bool:
 
 
 def fenced(
-    session: Session, *, claim: Claim, write: Callable[..., T], or_queued: bool = False,
+    session: Session,
+    *,
+    claim: Claim,
+    write: Callable[..., T],
+    or_queued: bool = False,
     **kwargs: Any,
 ) -> T | None:
     """write(session, **kwargs) if claim still holds, else None and an "ignored" event."""
@@ -78,6 +82,11 @@ def fenced(
         return write(session, **kwargs)
     m = session.get(Message, claim.message_id)
     if m is not None:
-        event(session, m.id, m.status, EventSource.WORKER,
-              f"ignored: late result of attempt {claim.attempt} by {claim.worker_id}")
+        event(
+            session,
+            m.id,
+            m.status,
+            EventSource.WORKER,
+            f"ignored: late result of attempt {claim.attempt} by {claim.worker_id}",
+        )
     return None

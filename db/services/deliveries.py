@@ -155,10 +155,13 @@ def _reminder_body(loan: Loan, today: date, settings: Settings) -> str:
         return sms_text.sms_amount(amount, settings.currency, settings.minor_units)
 
     values = {
-        "name": loan.borrower.name, "amount_due": money(_amount_due(loan, today)),
-        "outstanding": money(loan.outstanding), "due_date": sms_text.sms_date(due),
-        "loan_number": loan.loan_number, "agency": settings.agency_name,
-    }  # fmt: skip
+        "name": loan.borrower.name,
+        "amount_due": money(_amount_due(loan, today)),
+        "outstanding": money(loan.outstanding),
+        "due_date": sms_text.sms_date(due),
+        "loan_number": loan.loan_number,
+        "agency": settings.agency_name,
+    }
     return sms_text.render(sms_text.template_for((today - due).days), values)
 
 
@@ -191,12 +194,18 @@ def queue_reminder_now(
     tz = zone(loan.borrower.timezone, settings.agency_timezone)
     waits = next_window_open(now, tz, settings.allowed_window)
     info = queue_message(
-        session, to=loan.borrower.phone, body=body, kind=MessageKind.REMINDER,
-        idempotency_key=f"manual:{loan.id}:{today.isoformat()}", borrower_id=loan.borrower_id,
-        loan_id=loan.id, rule=MANUAL_RULE, send_after=waits or now,
+        session,
+        to=loan.borrower.phone,
+        body=body,
+        kind=MessageKind.REMINDER,
+        idempotency_key=f"manual:{loan.id}:{today.isoformat()}",
+        borrower_id=loan.borrower_id,
+        loan_id=loan.id,
+        rule=MANUAL_RULE,
+        send_after=waits or now,
         expires_at=(waits or now) + timedelta(hours=settings.sms_expiry_hours),
         requested_by=actor.staff_id,
-    )  # fmt: skip
+    )
     if info is None:
         raise Conflict(
             f"Loan {loan.loan_number} was already reminded today.", code="already_reminded"
@@ -204,7 +213,13 @@ def queue_reminder_now(
     note = f"reminder queued by hand (message {info.id})"
     loan_event(session, loan_id=loan.id, actor=actor, kind=LoanEventKind.REMINDER, note=note)
     details = {"message_id": info.id, "loan_number": loan.loan_number}
-    audit(session, actor=actor, action=AuditAction.REMINDER_REQUESTED, target_type="loan",
-          target_id=loan.id, details=details)  # fmt: skip
+    audit(
+        session,
+        actor=actor,
+        action=AuditAction.REMINDER_REQUESTED,
+        target_type="loan",
+        target_id=loan.id,
+        details=details,
+    )
     base = {f.name: getattr(info, f.name) for f in fields(MessageInfo)}
     return ReminderInfo(**base, waits_until=waits)

@@ -46,13 +46,16 @@ class FeeRule:
 
 
 def _chargeable(inst: Installment, cutoff: date) -> bool:
-    return inst.fee_applied_at is None and inst.due_date < cutoff and inst.amount_paid < (
-        inst.amount_due
+    return (
+        inst.fee_applied_at is None
+        and inst.due_date < cutoff
+        and inst.amount_paid < (inst.amount_due)
     )
 
 
-def _eligible_loan_ids(session: Session, cutoff: date, after_id: int,
-                       limit: int = BATCH) -> list[int]:
+def _eligible_loan_ids(
+    session: Session, cutoff: date, after_id: int, limit: int = BATCH
+) -> list[int]:
     stmt = (
         select(Installment.loan_id)
         .join(Loan, Loan.id == Installment.loan_id)
@@ -73,8 +76,11 @@ def _eligible_loan_ids(session: Session, cutoff: date, after_id: int,
 
 def _charge_loan(session: Session, loan: Loan, cutoff: date, rule: FeeRule) -> int:
     """Charge loan's chargeable installments; write its LATE_FEE event. Returns the count."""
-    before = {"fees_charged": loan.fees_charged, "outstanding": loan.outstanding,
-              "version": loan.version}
+    before = {
+        "fees_charged": loan.fees_charged,
+        "outstanding": loan.outstanding,
+        "version": loan.version,
+    }
     now, charged = clock.utcnow(), []
     for inst in loan.installments:
         if _chargeable(inst, cutoff):
@@ -88,10 +94,21 @@ def _charge_loan(session: Session, loan: Loan, cutoff: date, rule: FeeRule) -> i
         return 0
     ledger.refresh(loan)
     ledger.touch(loan, None)
-    after = {"fees_charged": loan.fees_charged, "outstanding": loan.outstanding,
-             "version": loan.version, "installments": ",".join(charged)}
-    loan_event(session, loan_id=loan.id, actor=None, kind=LoanEventKind.LATE_FEE,
-               before=before, after=after, note=f"late fee on {len(charged)} installment(s)")
+    after = {
+        "fees_charged": loan.fees_charged,
+        "outstanding": loan.outstanding,
+        "version": loan.version,
+        "installments": ",".join(charged),
+    }
+    loan_event(
+        session,
+        loan_id=loan.id,
+        actor=None,
+        kind=LoanEventKind.LATE_FEE,
+        before=before,
+        after=after,
+        note=f"late fee on {len(charged)} installment(s)",
+    )
     withdraw_for_loan(session, loan=loan, reason=WithdrawReason.AMOUNT_CHANGED)
     return len(charged)
 
@@ -102,7 +119,12 @@ def fee_cutoff(today: date, grace_days: int) -> date:
 
 
 def charge_batch(
-    session: Session, *, cutoff: date, rule: FeeRule, after_id: int, limit: int = BATCH,
+    session: Session,
+    *,
+    cutoff: date,
+    rule: FeeRule,
+    after_id: int,
+    limit: int = BATCH,
 ) -> tuple[int, int | None]:
     """Charge the next `limit` loans (by id) after after_id that owe a late fee.
 
@@ -129,7 +151,12 @@ def charge_batch(
 
 
 def apply_late_fees(
-    session: Session, *, today: date, kind: LateFeeKind, amount: Decimal, percent: Decimal,
+    session: Session,
+    *,
+    today: date,
+    kind: LateFeeKind,
+    amount: Decimal,
+    percent: Decimal,
     grace_days: int,
 ) -> int:
     """Charge the configured fee once on every installment overdue past the grace days.

@@ -61,11 +61,19 @@ class Keyword(StrEnum):
 
 
 _ALIASES = {
-    "STOP": Keyword.STOP, "STOPALL": Keyword.STOP, "UNSUBSCRIBE": Keyword.STOP,
-    "CANCEL": Keyword.STOP, "END": Keyword.STOP, "QUIT": Keyword.STOP,
-    "START": Keyword.START, "UNSTOP": Keyword.START,
-    "HELP": Keyword.HELP, "INFO": Keyword.HELP, "BAL": Keyword.BAL, "BALANCE": Keyword.BAL,
-}  # fmt: skip
+    "STOP": Keyword.STOP,
+    "STOPALL": Keyword.STOP,
+    "UNSUBSCRIBE": Keyword.STOP,
+    "CANCEL": Keyword.STOP,
+    "END": Keyword.STOP,
+    "QUIT": Keyword.STOP,
+    "START": Keyword.START,
+    "UNSTOP": Keyword.START,
+    "HELP": Keyword.HELP,
+    "INFO": Keyword.HELP,
+    "BAL": Keyword.BAL,
+    "BALANCE": Keyword.BAL,
+}
 _IN_A_SENTENCE = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE"})
 
 
@@ -120,15 +128,28 @@ def _relevant_loan(session: Session, borrower_id: int, today: date) -> Loan | No
     return reply_loan(session, borrower_id=borrower_id, today=today)
 
 
-def _store(session: Session, *, sid: str, phone: str, body: str, keyword: Keyword | None,
-           borrower: Borrower | None, loan: Loan | None, relay: bool) -> int | None:
+def _store(
+    session: Session,
+    *,
+    sid: str,
+    phone: str,
+    body: str,
+    keyword: Keyword | None,
+    borrower: Borrower | None,
+    loan: Loan | None,
+    relay: bool,
+) -> int | None:
     """Insert the row once per provider SID; None when it was already there."""
     now = clock.utcnow()
     stmt = outbox.dialect_insert(session, InboundMessage).values(
-        provider_sid=sid, from_phone=phone, body=body,
+        provider_sid=sid,
+        from_phone=phone,
+        body=body,
         keyword=keyword.value if keyword else None,
-        borrower_id=borrower.id if borrower else None, loan_id=loan.id if loan else None,
-        received_at=now, relayed_at=None if relay else now,
+        borrower_id=borrower.id if borrower else None,
+        loan_id=loan.id if loan else None,
+        received_at=now,
+        relayed_at=None if relay else now,
     )
     stmt = stmt.on_conflict_do_nothing(index_elements=["provider_sid"])
     return session.execute(stmt.returning(InboundMessage.id)).scalar_one_or_none()
@@ -138,8 +159,10 @@ def _help_text(agency: _Agency, borrower: Borrower | None) -> str:
     call = f" call {agency.phone}" if agency.phone else " contact your agent"
     if borrower is None:
         return f"{agency.name}: for help{call}."
-    return (f"{agency.name}: for help with your loan{call}. "
-            "Reply BAL for your balance, STOP to opt out.")
+    return (
+        f"{agency.name}: for help with your loan{call}. "
+        "Reply BAL for your balance, STOP to opt out."
+    )
 
 
 def _balance_text(session: Session, agency: _Agency, borrower: Borrower | None) -> str:
@@ -152,8 +175,10 @@ def _balance_text(session: Session, agency: _Agency, borrower: Borrower | None) 
     ).all()
     if not loans:
         return f"{agency.name}: you have no active loans."
-    parts = [f"{ln.loan_number} {sms_amount(ln.outstanding, agency.currency, agency.minor_units)}"
-             for ln in loans[:MAX_BAL_LOANS]]
+    parts = [
+        f"{ln.loan_number} {sms_amount(ln.outstanding, agency.currency, agency.minor_units)}"
+        for ln in loans[:MAX_BAL_LOANS]
+    ]
     more = f" and {len(loans) - MAX_BAL_LOANS} more" if len(loans) > MAX_BAL_LOANS else ""
     return f"{agency.name}: outstanding {'; '.join(parts)}{more}."
 
@@ -171,18 +196,31 @@ def _opt_in(session: Session, borrower: Borrower) -> bool:
 
 def _audit_opt(session: Session, borrower: Borrower, action: AuditAction) -> None:
     """The audit row of a borrower's own STOP / START (no staff member acted)."""
-    audit(session, actor=None, action=action, target_type="borrower", target_id=borrower.id,
-          details={"via": "sms"})
+    audit(
+        session,
+        actor=None,
+        action=action,
+        target_type="borrower",
+        target_id=borrower.id,
+        details={"via": "sms"},
+    )
 
 
-def _act(session: Session, keyword: Keyword | None, borrower: Borrower | None, phone: str,
-         agency: _Agency) -> tuple[str | None, dict[str, object]]:
+def _act(
+    session: Session,
+    keyword: Keyword | None,
+    borrower: Borrower | None,
+    phone: str,
+    agency: _Agency,
+) -> tuple[str | None, dict[str, object]]:
     """Do what the keyword asks; return the reply text (or None) and what changed."""
     if keyword is Keyword.STOP:
         # Read from the database: opt_out() updates in SQL, so the object may be stale.
-        was_out = borrower is not None and session.scalar(
-            select(Borrower.opted_out_at).where(Borrower.id == borrower.id)
-        ) is not None
+        was_out = (
+            borrower is not None
+            and session.scalar(select(Borrower.opted_out_at).where(Borrower.id == borrower.id))
+            is not None
+        )
         outbox.opt_out(session, borrower_id=borrower.id if borrower else None, phone=phone)
         if borrower is not None:  # nothing queued for them may go now
             withdraw_for_borrower(session, borrower=borrower, reason=WithdrawReason.OPTED_OUT)
@@ -199,7 +237,8 @@ def _act(session: Session, keyword: Keyword | None, borrower: Borrower | None, p
             _audit_opt(session, borrower, AuditAction.BORROWER_OPTED_IN)
         text = f"{agency.name}: you will receive messages from us again. Reply STOP to opt out."
         return text, ({"opted_out": False} if changed else {}) | (
-            {"suppression_lifted": True} if lifted else {})
+            {"suppression_lifted": True} if lifted else {}
+        )
     if keyword is Keyword.HELP:
         return _help_text(agency, borrower), {}
     if keyword is Keyword.BAL:
@@ -207,14 +246,26 @@ def _act(session: Session, keyword: Keyword | None, borrower: Borrower | None, p
     return None, {}
 
 
-def _queue_reply(session: Session, *, sid: str, phone: str, text: str | None,
-                 borrower: Borrower | None, loan: Loan | None) -> bool:
+def _queue_reply(
+    session: Session,
+    *,
+    sid: str,
+    phone: str,
+    text: str | None,
+    borrower: Borrower | None,
+    loan: Loan | None,
+) -> bool:
     """Queue the reply through the outbox (once per inbound SID); True when queued."""
     if not text or not reachable(phone):
         return False
     queued = outbox.queue_message(
-        session, to=phone, body=text, kind=MessageKind.REPLY, idempotency_key=f"reply:{sid}",
-        borrower_id=borrower.id if borrower else None, loan_id=loan.id if loan else None,
+        session,
+        to=phone,
+        body=text,
+        kind=MessageKind.REPLY,
+        idempotency_key=f"reply:{sid}",
+        borrower_id=borrower.id if borrower else None,
+        loan_id=loan.id if loan else None,
     )
     return queued is not None
 
@@ -233,9 +284,19 @@ def _duplicate(session: Session, sid: str, keyword: Keyword | None) -> InboundRe
 
 
 def handle_inbound(
-    session: Session, *, provider_sid: str, from_phone: str, to_phone: str | None = None,
-    body: str | None, agency_name: str, agency_phone: str | None, currency: str, today: date,
-    minor_units: int = 2, region: str = "IN", replies_per_hour: int = 3,
+    session: Session,
+    *,
+    provider_sid: str,
+    from_phone: str,
+    to_phone: str | None = None,
+    body: str | None,
+    agency_name: str,
+    agency_phone: str | None,
+    currency: str,
+    today: date,
+    minor_units: int = 2,
+    region: str = "IN",
+    replies_per_hour: int = 3,
 ) -> InboundResult:
     """Store one inbound SMS once per provider SID, act on its keyword, queue any reply."""
     sid = (provider_sid or "").strip()
@@ -246,8 +307,16 @@ def handle_inbound(
     borrower = session.scalar(select(Borrower).where(Borrower.phone == phone))
     loan = _relevant_loan(session, borrower.id, today) if borrower else None
     news = keyword is None or len(text.split()) > 1
-    inbound_id = _store(session, sid=sid, phone=phone, body=text, keyword=keyword,
-                        borrower=borrower, loan=loan, relay=news and loan is not None)
+    inbound_id = _store(
+        session,
+        sid=sid,
+        phone=phone,
+        body=text,
+        keyword=keyword,
+        borrower=borrower,
+        loan=loan,
+        relay=news and loan is not None,
+    )
     if inbound_id is None:
         return _duplicate(session, sid, keyword)
     agency = _Agency(agency_name, agency_phone, currency, minor_units)
@@ -259,9 +328,14 @@ def handle_inbound(
     if queued:
         reply_limit.record(session, inbound_id=inbound_id, state=reply_limit.QUEUED)
     if loan is not None:
-        loan_event(session, loan_id=loan.id, actor=None, kind=LoanEventKind.INBOUND_SMS,
-                   after={"inbound_id": inbound_id, "keyword": keyword, **changed},
-                   note=text[:200] or None)
+        loan_event(
+            session,
+            loan_id=loan.id,
+            actor=None,
+            kind=LoanEventKind.INBOUND_SMS,
+            after={"inbound_id": inbound_id, "keyword": keyword, **changed},
+            note=text[:200] or None,
+        )
     session.flush()
     log.info("inbound %s stored as %s (keyword %s, to %s)", sid, inbound_id, keyword, to_phone)
     relay = _relays(session, inbound_id=inbound_id, limit=1)
@@ -284,8 +358,12 @@ def _relays(session: Session, *, inbound_id: int | None = None, limit: int) -> l
         stmt = stmt.where(InboundMessage.id == inbound_id)
     return [
         RelayInfo(
-            inbound_id=msg.id, agent_chat_id=agent.telegram_chat_id or agent.telegram_user_id,
-            agent_id=agent.id, borrower_name=name, loan_number=number, body=msg.body,
+            inbound_id=msg.id,
+            agent_chat_id=agent.telegram_chat_id or agent.telegram_user_id,
+            agent_id=agent.id,
+            borrower_name=name,
+            loan_number=number,
+            body=msg.body,
             received_at=msg.received_at,
         )
         for msg, number, name, agent in session.execute(stmt)

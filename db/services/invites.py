@@ -47,12 +47,22 @@ def create_invite(
         )
     code = new_invite_code()
     expires_at = clock.utcnow() + timedelta(hours=valid_hours)
-    row = Invite(code_hash=hash_code(code), role=role, expires_at=expires_at,
-                 created_by_id=actor.staff_id if actor else None)
+    row = Invite(
+        code_hash=hash_code(code),
+        role=role,
+        expires_at=expires_at,
+        created_by_id=actor.staff_id if actor else None,
+    )
     session.add(row)
     session.flush()
-    audit(session, actor=actor, action=AuditAction.INVITE_CREATED, target_type="invite",
-          target_id=row.id, details={"role": role.value, "expires_at": expires_at})
+    audit(
+        session,
+        actor=actor,
+        action=AuditAction.INVITE_CREATED,
+        target_type="invite",
+        target_id=row.id,
+        details={"role": role.value, "expires_at": expires_at},
+    )
     session.flush()
     return InviteCode(invite_id=row.id, code=code, role=role, expires_at=expires_at)
 
@@ -71,8 +81,7 @@ def _find_invite(session: Session, code: str | None, code_hash: str | None = Non
     if row.used_at is not None:
         raise AuthError("That invite code has already been used.", code="invite_used")
     if row.expires_at <= clock.utcnow():
-        raise AuthError("That invite code has expired; ask for a new one.",
-                        code="invite_expired")
+        raise AuthError("That invite code has expired; ask for a new one.", code="invite_expired")
     return row
 
 
@@ -82,8 +91,15 @@ def check_invite(session: Session, *, code: str) -> Role:
 
 
 def redeem_invite(
-    session: Session, *, code: str | None = None, telegram_user_id: int, chat_id: int | None,
-    name: str, username: str | None, password: str, code_hash: str | None = None,
+    session: Session,
+    *,
+    code: str | None = None,
+    telegram_user_id: int,
+    chat_id: int | None,
+    name: str,
+    username: str | None,
+    password: str,
+    code_hash: str | None = None,
 ) -> LoginResult:
     """Make the Telegram user active staff with the invite's role and password; log them in.
 
@@ -95,8 +111,14 @@ def redeem_invite(
     try:
         invite = _find_invite(session, code, code_hash)
     except AuthError as err:
-        audit(session, actor=None, action=AuditAction.INVITE_REFUSED, target_type="invite",
-              telegram_user_id=telegram_user_id, details={"reason": err.code})
+        audit(
+            session,
+            actor=None,
+            action=AuditAction.INVITE_REFUSED,
+            target_type="invite",
+            telegram_user_id=telegram_user_id,
+            details={"reason": err.code},
+        )
         session.flush()
         err.params["commit"] = True
         raise
@@ -104,8 +126,7 @@ def redeem_invite(
     if staff is not None and staff.state == StaffState.ACTIVE:
         raise Conflict("You are already staff here; log in instead.", code="already_staff")
     if staff is not None and staff.state == StaffState.DISABLED:
-        raise AccessDenied("Your account is disabled; an admin must enable it.",
-                           code="disabled")
+        raise AccessDenied("Your account is disabled; an admin must enable it.", code="disabled")
     _claim(session, invite)
     staff = upsert_staff(session, staff, telegram_user_id, chat_id, name, username)
     staff.role, staff.state = invite.role, StaffState.ACTIVE
@@ -114,9 +135,15 @@ def redeem_invite(
     session.flush()
     invite.used_by_id = staff.id
     result = open_session(session, staff)
-    audit(session, actor=as_actor(staff), action=AuditAction.INVITE_REDEEMED,
-          target_type="invite", target_id=invite.id, telegram_user_id=telegram_user_id,
-          details={"role": invite.role.value})
+    audit(
+        session,
+        actor=as_actor(staff),
+        action=AuditAction.INVITE_REDEEMED,
+        target_type="invite",
+        target_id=invite.id,
+        telegram_user_id=telegram_user_id,
+        details={"role": invite.role.value},
+    )
     session.flush()
     return result
 
@@ -137,9 +164,11 @@ def _claim(session: Session, invite: Invite) -> None:
 
 def _display_name(name: str | None, username: str | None, telegram_user_id: int) -> str:
     # Telegram names are profile data, not typed answers: tidy them rather than refuse.
-    text = " ".join("".join(
-        ch for ch in (name or "") if unicodedata.category(ch) not in ("Cc", "Cf", "Co", "Cs")
-    ).split())[:120].strip()
+    text = " ".join(
+        "".join(
+            ch for ch in (name or "") if unicodedata.category(ch) not in ("Cc", "Cf", "Co", "Cs")
+        ).split()
+    )[:120].strip()
     if len(text) >= 2 and any(ch.isalpha() for ch in text):
         return text
     return f"@{username}" if username else f"User {telegram_user_id}"
@@ -151,14 +180,22 @@ def _clean_username(username: str | None) -> str | None:
 
 
 def upsert_staff(
-    session: Session, staff: Staff | None, telegram_user_id: int, chat_id: int | None,
-    name: str | None, username: str | None,
+    session: Session,
+    staff: Staff | None,
+    telegram_user_id: int,
+    chat_id: int | None,
+    name: str | None,
+    username: str | None,
 ) -> Staff:
     """The user's staff row (a new PENDING agent when none), name and chat refreshed."""
     username = _clean_username(username)
     if staff is None:
-        staff = Staff(telegram_user_id=telegram_user_id, role=Role.AGENT,
-                      state=StaffState.PENDING, failed_logins=0)
+        staff = Staff(
+            telegram_user_id=telegram_user_id,
+            role=Role.AGENT,
+            state=StaffState.PENDING,
+            failed_logins=0,
+        )
         session.add(staff)
     staff.name = _display_name(name, username, telegram_user_id)
     staff.username = username

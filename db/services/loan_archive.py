@@ -27,7 +27,6 @@ from db.validation import clean_text
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class ArchiveResult:
     loan_id: int
@@ -44,16 +43,33 @@ def _reason(reason: str) -> str:
     return why
 
 
-def _record(session: Session, actor: Actor, loan: Loan, kind: LoanEventKind,
-            action: AuditAction, why: str, details: dict) -> None:
+def _record(
+    session: Session,
+    actor: Actor,
+    loan: Loan,
+    kind: LoanEventKind,
+    action: AuditAction,
+    why: str,
+    details: dict,
+) -> None:
     loan_event(session, loan_id=loan.id, actor=actor, kind=kind, note=why, after=details)
-    audit(session, actor=actor, action=action, target_type="loan", target_id=loan.id,
-          details={"loan_number": loan.loan_number, "reason": why, **details})
+    audit(
+        session,
+        actor=actor,
+        action=action,
+        target_type="loan",
+        target_id=loan.id,
+        details={"loan_number": loan.loan_number, "reason": why, **details},
+    )
     session.flush()
 
 
 def archive_loan(
-    session: Session, *, actor: Actor, loan_number: str, reason: str,
+    session: Session,
+    *,
+    actor: Actor,
+    loan_number: str,
+    reason: str,
     expected_version: int | None = None,
 ) -> ArchiveResult:
     """Archive a loan (admins, as deleting was): hidden everywhere, every row kept."""
@@ -61,20 +77,38 @@ def archive_loan(
     why = _reason(reason)
     loan = load_loan(session, actor, loan_number, lock=True)  # refuses an archived one
     if expected_version is not None and expected_version != loan.version:
-        raise Conflict("This loan changed since you opened it; here is the current card.",
-                       code="stale", version=loan.version)
+        raise Conflict(
+            "This loan changed since you opened it; here is the current card.",
+            code="stale",
+            version=loan.version,
+        )
     loan.archived_at, loan.archived_by_id, loan.archive_reason = clock.utcnow(), actor.staff_id, why
     ledger.touch(loan, actor)
     withdrawn = len(withdraw_for_loan(session, loan=loan, reason=WithdrawReason.ARCHIVED))
-    _record(session, actor, loan, LoanEventKind.ARCHIVED, AuditAction.LOAN_ARCHIVED, why,
-            {"state": loan.state.value, "outstanding": loan.outstanding,
-             "borrower": loan.borrower.name, "withdrawn": withdrawn})
+    _record(
+        session,
+        actor,
+        loan,
+        LoanEventKind.ARCHIVED,
+        AuditAction.LOAN_ARCHIVED,
+        why,
+        {
+            "state": loan.state.value,
+            "outstanding": loan.outstanding,
+            "borrower": loan.borrower.name,
+            "withdrawn": withdrawn,
+        },
+    )
     log.info("loan %s archived by staff %s", loan.loan_number, actor.staff_id)
     return ArchiveResult(loan.id, loan.loan_number, loan.archived_at, why, withdrawn)
 
 
 def restore_loan(
-    session: Session, *, actor: Actor, loan_number: str, reason: str,
+    session: Session,
+    *,
+    actor: Actor,
+    loan_number: str,
+    reason: str,
 ) -> ArchiveResult:
     """Bring an archived loan back into the book (admins only)."""
     require_role(actor, Role.ADMIN, "restore loans")
@@ -85,7 +119,14 @@ def restore_loan(
     before = {"archived_at": loan.archived_at, "archive_reason": loan.archive_reason}
     loan.archived_at = loan.archived_by_id = loan.archive_reason = None
     ledger.touch(loan, actor)
-    _record(session, actor, loan, LoanEventKind.RESTORED, AuditAction.LOAN_RESTORED, why,
-            {f"{k}_before": v for k, v in before.items()})
+    _record(
+        session,
+        actor,
+        loan,
+        LoanEventKind.RESTORED,
+        AuditAction.LOAN_RESTORED,
+        why,
+        {f"{k}_before": v for k, v in before.items()},
+    )
     log.info("loan %s restored by staff %s", loan.loan_number, actor.staff_id)
     return ArchiveResult(loan.id, loan.loan_number, None, None, 0)

@@ -57,8 +57,9 @@ class EditableField(StrEnum):
     PRINCIPAL = "principal"
 
 
-_BORROWER_FIELDS = frozenset({EditableField.BORROWER_NAME, EditableField.BORROWER_PHONE,
-                              EditableField.BORROWER_ADDRESS})
+_BORROWER_FIELDS = frozenset(
+    {EditableField.BORROWER_NAME, EditableField.BORROWER_PHONE, EditableField.BORROWER_ADDRESS}
+)
 
 
 @dataclass(frozen=True)
@@ -76,20 +77,23 @@ def _changeable(
     loan = load_loan(session, actor, loan_number, lock=True)
     if expected_version is not None and expected_version != loan.version:
         raise Conflict(
-            "This loan changed since you opened it; here is the current card.", code="stale",
+            "This loan changed since you opened it; here is the current card.",
+            code="stale",
             version=loan.version,
         )
     if loan.state is not LoanState.ACTIVE:
         raise Conflict(
             f"Loan {loan.loan_number} is {loan.state.value.replace('_', ' ')}; "
             "it cannot be changed.",
-            code="loan_inactive", state=loan.state,
+            code="loan_inactive",
+            state=loan.state,
         )
     return loan
 
 
-def _parse(field: EditableField, value: str, *, today: date, region: str,
-           max_amount: Decimal, locale: str) -> object:
+def _parse(
+    field: EditableField, value: str, *, today: date, region: str, max_amount: Decimal, locale: str
+) -> object:
     """value read the way field needs it (InvalidInput with the field's own reason)."""
     if field is EditableField.BORROWER_NAME:
         return clean_name(value)
@@ -143,11 +147,16 @@ def _set_principal(session: Session, loan: Loan, amount: Decimal) -> None:
         raise Conflict(
             "The amount can only be changed before any payment is recorded.", code="has_payments"
         )
-    schedule = checked_schedule({
-        "principal": amount, "count": loan.installments_count, "frequency": loan.frequency,
-        "first_due": loan.first_due_date, "method": loan.interest_method,
-        "annual_rate": loan.interest_rate,
-    })
+    schedule = checked_schedule(
+        {
+            "principal": amount,
+            "count": loan.installments_count,
+            "frequency": loan.frequency,
+            "first_due": loan.first_due_date,
+            "method": loan.interest_method,
+            "annual_rate": loan.interest_rate,
+        }
+    )
     loan.principal = amount
     # Same count: each installment keeps its row, its (maybe moved) date and any late fee.
     for inst, new in zip(loan.installments, schedule, strict=True):
@@ -168,12 +177,17 @@ def _apply(session: Session, loan: Loan, field: EditableField, new) -> None:
         _set_principal(session, loan, new)
 
 
-def _shift_reason(actor: Actor, field: EditableField, old: object, new: object,
-                  reason: str | None) -> str | None:
+def _shift_reason(
+    actor: Actor, field: EditableField, old: object, new: object, reason: str | None
+) -> str | None:
     """The reason an agent must give for a long due-date move (cleaned), else reason as is."""
     why = clean_text(reason, field="reason", max_len=300, required=False)
-    if (field is not EditableField.NEXT_DUE_DATE or actor.at_least(Role.MANAGER)
-            or old is None or abs((new - old).days) <= MAX_AGENT_DUE_SHIFT_DAYS):
+    if (
+        field is not EditableField.NEXT_DUE_DATE
+        or actor.at_least(Role.MANAGER)
+        or old is None
+        or abs((new - old).days) <= MAX_AGENT_DUE_SHIFT_DAYS
+    ):
         return why
     if why is None:
         raise InvalidInput(
@@ -188,8 +202,7 @@ def _shift_reason(actor: Actor, field: EditableField, old: object, new: object,
 def _withdraw_untrue(session: Session, loan: Loan, field: EditableField) -> None:
     """Withdraw the queued SMS the edit made untrue; a name or address keeps them true."""
     if field is EditableField.BORROWER_PHONE:
-        withdraw_for_borrower(session, borrower=loan.borrower,
-                              reason=WithdrawReason.PHONE_CHANGED)  # fmt: skip
+        withdraw_for_borrower(session, borrower=loan.borrower, reason=WithdrawReason.PHONE_CHANGED)
     if field is EditableField.NEXT_DUE_DATE:
         withdraw_for_loan(session, loan=loan, reason=WithdrawReason.DUE_DATE_CHANGED)
     elif field is EditableField.PRINCIPAL:
@@ -199,9 +212,17 @@ def _withdraw_untrue(session: Session, loan: Loan, field: EditableField) -> None
 
 
 def edit_loan(
-    session: Session, *, actor: Actor, loan_number: str, field: EditableField, value: str,
-    expected_version: int | None, today: date, region: str = "IN",
-    max_amount: Decimal = DEFAULT_MAX_AMOUNT, reason: str | None = None,
+    session: Session,
+    *,
+    actor: Actor,
+    loan_number: str,
+    field: EditableField,
+    value: str,
+    expected_version: int | None,
+    today: date,
+    region: str = "IN",
+    max_amount: Decimal = DEFAULT_MAX_AMOUNT,
+    reason: str | None = None,
     locale: str = DEFAULT_LOCALE,
 ) -> EditResult:
     """Change one field of an active loan (or its borrower), with its history rows.
@@ -213,8 +234,7 @@ def edit_loan(
     loan = _changeable(session, actor, loan_number, expected_version)
     if field in _BORROWER_FIELDS:
         check_borrower_editable(session, actor=actor, borrower_id=loan.borrower_id)
-    new = _parse(field, value, today=today, region=region, max_amount=max_amount,
-                 locale=locale)
+    new = _parse(field, value, today=today, region=region, max_amount=max_amount, locale=locale)
     old = _current(loan, field)
     if new == old:
         raise InvalidInput("That is the same as before: nothing to change.", code="unchanged")
@@ -224,8 +244,16 @@ def edit_loan(
     ledger.touch(loan, actor)
     _withdraw_untrue(session, loan, field)
     before, after = ("" if v is None else str(v) for v in (old, _current(loan, field)))
-    _record(session, actor, loan, LoanEventKind.EDITED, AuditAction.LOAN_EDITED,
-            before={field.value: before}, after={field.value: after}, note=why)
+    _record(
+        session,
+        actor,
+        loan,
+        LoanEventKind.EDITED,
+        AuditAction.LOAN_EDITED,
+        before={field.value: before},
+        after={field.value: after},
+        note=why,
+    )
     return EditResult(loan_view(session, loan, today=today), field, before, after)
 
 
@@ -237,38 +265,66 @@ def reassign_loan(
     loan = load_loan(session, actor, loan_number, lock=True)
     target = active_holder(session, agent_id)
     if loan.agent_id == target.id:
-        raise InvalidInput(f"Loan {loan.loan_number} is already with {target.name}.",
-                           code="unchanged")
+        raise InvalidInput(
+            f"Loan {loan.loan_number} is already with {target.name}.", code="unchanged"
+        )
     before = {"agent_id": loan.agent_id}
     loan.agent_id = target.id
     ledger.touch(loan, actor)
     restamp_for_loan(session, loan=loan)
-    _record(session, actor, loan, LoanEventKind.REASSIGNED, AuditAction.LOAN_REASSIGNED,
-            before=before, after={"agent_id": target.id, "agent": target.name})
+    _record(
+        session,
+        actor,
+        loan,
+        LoanEventKind.REASSIGNED,
+        AuditAction.LOAN_REASSIGNED,
+        before=before,
+        after={"agent_id": target.id, "agent": target.name},
+    )
     return loan_view(session, loan, today=today)
 
 
 def close_loan(
-    session: Session, *, actor: Actor, loan_number: str, expected_version: int | None,
-    today: date, currency: str = "INR",
+    session: Session,
+    *,
+    actor: Actor,
+    loan_number: str,
+    expected_version: int | None,
+    today: date,
+    currency: str = "INR",
 ) -> LoanView:
     """Close a fully paid loan by hand (payments close loans they settle themselves)."""
     loan = _changeable(session, actor, loan_number, expected_version)
     if loan.outstanding != 0:
         owed = format_money(loan.outstanding, currency)
-        raise Conflict(f"Loan {loan.loan_number} still has {owed} to pay; it cannot be closed.",
-                       code="not_paid", outstanding=loan.outstanding)
+        raise Conflict(
+            f"Loan {loan.loan_number} still has {owed} to pay; it cannot be closed.",
+            code="not_paid",
+            outstanding=loan.outstanding,
+        )
     loan.state, loan.closed_at = LoanState.CLOSED, clock.utcnow()
     ledger.touch(loan, actor)
     withdraw_for_loan(session, loan=loan, reason=WithdrawReason.CLOSED)
-    _record(session, actor, loan, LoanEventKind.CLOSED, AuditAction.LOAN_CLOSED,
-            before={"state": LoanState.ACTIVE}, after={"state": LoanState.CLOSED})
+    _record(
+        session,
+        actor,
+        loan,
+        LoanEventKind.CLOSED,
+        AuditAction.LOAN_CLOSED,
+        before={"state": LoanState.ACTIVE},
+        after={"state": LoanState.CLOSED},
+    )
     return loan_view(session, loan, today=today)
 
 
 def write_off_loan(
-    session: Session, *, actor: Actor, loan_number: str, reason: str,
-    expected_version: int | None, today: date,
+    session: Session,
+    *,
+    actor: Actor,
+    loan_number: str,
+    reason: str,
+    expected_version: int | None,
+    today: date,
 ) -> LoanView:
     """Write off an active loan that will not be repaid (managers and admins, with a reason)."""
     require_role(actor, Role.MANAGER, "write off loans")
@@ -279,18 +335,41 @@ def write_off_loan(
     loan.state, loan.state_reason = LoanState.WRITTEN_OFF, why
     ledger.touch(loan, actor)
     withdraw_for_loan(session, loan=loan, reason=WithdrawReason.WRITTEN_OFF)
-    _record(session, actor, loan, LoanEventKind.WRITTEN_OFF, AuditAction.LOAN_WRITTEN_OFF,
-            before={"state": LoanState.ACTIVE, "outstanding": loan.outstanding},
-            after={"state": LoanState.WRITTEN_OFF}, note=why)
+    _record(
+        session,
+        actor,
+        loan,
+        LoanEventKind.WRITTEN_OFF,
+        AuditAction.LOAN_WRITTEN_OFF,
+        before={"state": LoanState.ACTIVE, "outstanding": loan.outstanding},
+        after={"state": LoanState.WRITTEN_OFF},
+        note=why,
+    )
     return loan_view(session, loan, today=today)
 
 
-def _record(session: Session, actor: Actor, loan: Loan, kind: LoanEventKind,
-            action: AuditAction, *, before: dict, after: dict, note: str | None = None) -> None:
+def _record(
+    session: Session,
+    actor: Actor,
+    loan: Loan,
+    kind: LoanEventKind,
+    action: AuditAction,
+    *,
+    before: dict,
+    after: dict,
+    note: str | None = None,
+) -> None:
     """The loan_event and audit rows of one change, flushed with it."""
-    loan_event(session, loan_id=loan.id, actor=actor, kind=kind, before=before, after=after,
-               note=note)
+    loan_event(
+        session, loan_id=loan.id, actor=actor, kind=kind, before=before, after=after, note=note
+    )
     was = {f"{key}_before": value for key, value in before.items()}
-    audit(session, actor=actor, action=action, target_type="loan", target_id=loan.id,
-          details={"loan_number": loan.loan_number, **was, **after, "note": note})
+    audit(
+        session,
+        actor=actor,
+        action=action,
+        target_type="loan",
+        target_id=loan.id,
+        details={"loan_number": loan.loan_number, **was, **after, "note": note},
+    )
     session.flush()

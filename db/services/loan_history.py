@@ -150,15 +150,31 @@ def _feeds(loan_id: int) -> list[_Feed]:
     inbound = select(InboundMessage, null(), null()).where(InboundMessage.loan_id == loan_id)
     return [
         _Feed(_Source.EVENT, events, LoanEvent.created_at, LoanEvent.id, _event_line),
-        _Feed(_Source.PAYMENT, by_staff(Payment, Payment.recorded_by_id)
-              .where(Payment.loan_id == loan_id), Payment.paid_at, Payment.id, _payment_line),
-        _Feed(_Source.PROMISE, by_staff(Promise, Promise.made_by_id)
-              .where(Promise.loan_id == loan_id), Promise.created_at, Promise.id, _promise_line),
-        _Feed(_Source.CONTACT, by_staff(Contact, Contact.staff_id)
-              .where(Contact.loan_id == loan_id), Contact.created_at, Contact.id, _contact_line),
+        _Feed(
+            _Source.PAYMENT,
+            by_staff(Payment, Payment.recorded_by_id).where(Payment.loan_id == loan_id),
+            Payment.paid_at,
+            Payment.id,
+            _payment_line,
+        ),
+        _Feed(
+            _Source.PROMISE,
+            by_staff(Promise, Promise.made_by_id).where(Promise.loan_id == loan_id),
+            Promise.created_at,
+            Promise.id,
+            _promise_line,
+        ),
+        _Feed(
+            _Source.CONTACT,
+            by_staff(Contact, Contact.staff_id).where(Contact.loan_id == loan_id),
+            Contact.created_at,
+            Contact.id,
+            _contact_line,
+        ),
         _Feed(_Source.MESSAGE, messages, MessageEvent.created_at, MessageEvent.id, _message_line),
-        _Feed(_Source.INBOUND, inbound, InboundMessage.received_at, InboundMessage.id,
-              _inbound_line),
+        _Feed(
+            _Source.INBOUND, inbound, InboundMessage.received_at, InboundMessage.id, _inbound_line
+        ),
     ]
 
 
@@ -171,8 +187,13 @@ def _decode_history(token: str) -> tuple[datetime, _Source, int]:
 
 
 def loan_history(
-    session: Session, *, actor: Actor, loan_number: str, limit: int = 10,
-    before: str | None = None, currency: str = "INR",
+    session: Session,
+    *,
+    actor: Actor,
+    loan_number: str,
+    limit: int = 10,
+    before: str | None = None,
+    currency: str = "INR",
 ) -> HistoryPage:
     """Everything that happened to a loan, newest first, one keyset page at a time."""
     check_page(limit)
@@ -187,8 +208,9 @@ def loan_history(
             at = getattr(obj, feed.at.key)
             kind, summary = feed.line(obj, extra, money)
             token = encode_cursor(at.isoformat(), feed.source, obj.id)
-            rows.append((at, feed.source, obj.id,
-                         HistoryItem(at, kind, summary, staff_name, token)))
+            rows.append(
+                (at, feed.source, obj.id, HistoryItem(at, kind, summary, staff_name, token))
+            )
     rows.sort(key=lambda r: r[:3], reverse=True)
     page = rows[:limit]
     more = len(rows) > limit

@@ -18,8 +18,9 @@ MAX_PAGE = 100
 NO_TAGS = defaultload(Loan.borrower).lazyload(Borrower.tags)
 
 
-def load_loan(session: Session, actor: Actor, loan_number: str, *, lock: bool = False,
-              archived: bool = False) -> Loan:
+def load_loan(
+    session: Session, actor: Actor, loan_number: str, *, lock: bool = False, archived: bool = False
+) -> Loan:
     """The loan with that number if actor may see it (row-locked for changes when lock).
 
     A loan locked for a change must not be archived, unless archived (restoring it).

@@ -17,8 +17,14 @@ DEFAULT_MAX_AMOUNT = Decimal("100000000")
 
 
 def check_terms(
-    *, principal: Decimal, first_due: date, today: date, count: int, rate: Decimal,
-    method: InterestMethod, max_amount: Decimal,
+    *,
+    principal: Decimal,
+    first_due: date,
+    today: date,
+    count: int,
+    rate: Decimal,
+    method: InterestMethod,
+    max_amount: Decimal,
 ) -> None:
     """Refuse an amount, first date, installment count or rate outside the limits."""
     if not isinstance(principal, Decimal) or not principal.is_finite() or principal <= 0:
@@ -35,7 +41,8 @@ def check_terms(
         raise InvalidInput("That date is too far away.", code="date_far")
     if not 1 <= count <= MAX_INSTALLMENTS:
         raise InvalidInput(
-            f"The installments must be between 1 and {MAX_INSTALLMENTS}.", code="int_range",
+            f"The installments must be between 1 and {MAX_INSTALLMENTS}.",
+            code="int_range",
             field="installments",
         )
     finite = isinstance(rate, Decimal) and rate.is_finite()
@@ -51,7 +58,8 @@ def checked_schedule(terms: dict) -> list[ScheduledInstallment]:
     if any(s.amount <= 0 for s in schedule):
         raise InvalidInput(
             f"{terms['principal']} is too little for {len(schedule)} installments; "
-            "use fewer installments.", code="installments_too_many",
+            "use fewer installments.",
+            code="installments_too_many",
         )
     return schedule
 

@@ -49,10 +49,26 @@ from db.services.views import BorrowerView, LoanView, card_select, loan_view
 from db.validation import clean_name, clean_text, name_key, parse_loan_number, parse_phone
 
 __all__ = [
-    "ArchiveResult", "EditResult", "EditableField", "HistoryItem", "HistoryPage", "LoanFilter",
-    "LoanPage", "add_loan", "archive_loan", "close_loan", "edit_loan", "find_borrower",
-    "get_loan", "get_loan_by_id", "list_loans", "loan_history", "reassign_loan",
-    "restore_loan", "search_loans", "write_off_loan",
+    "ArchiveResult",
+    "EditResult",
+    "EditableField",
+    "HistoryItem",
+    "HistoryPage",
+    "LoanFilter",
+    "LoanPage",
+    "add_loan",
+    "archive_loan",
+    "close_loan",
+    "edit_loan",
+    "find_borrower",
+    "get_loan",
+    "get_loan_by_id",
+    "list_loans",
+    "loan_history",
+    "reassign_loan",
+    "restore_loan",
+    "search_loans",
+    "write_off_loan",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,8 +77,9 @@ _NUMBER_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I,
 _NUMBER_TRIES = 8
 
 
-def _borrower_for(session: Session, actor: Actor, *, phone: str, name: str,
-                  address: str | None) -> Borrower:
+def _borrower_for(
+    session: Session, actor: Actor, *, phone: str, name: str, address: str | None
+) -> Borrower:
     """The borrower with that phone (kept as they are), or a new one.
 
     An agent never attaches a loan to a borrower out of their scope: the neutral refusal.
@@ -133,10 +150,23 @@ def add_loan(
     clean = clean_name(name)
     addr = clean_text(address, field="address", max_len=300, required=False)
     frequency, method = Frequency(frequency), InterestMethod(method)
-    check_terms(principal=principal, first_due=first_due, today=today, count=count, rate=rate,
-                method=method, max_amount=max_amount)
-    terms = {"principal": principal, "count": count, "frequency": frequency,
-             "first_due": first_due, "method": method, "annual_rate": rate}
+    check_terms(
+        principal=principal,
+        first_due=first_due,
+        today=today,
+        count=count,
+        rate=rate,
+        method=method,
+        max_amount=max_amount,
+    )
+    terms = {
+        "principal": principal,
+        "count": count,
+        "frequency": frequency,
+        "first_due": first_due,
+        "method": method,
+        "annual_rate": rate,
+    }
     schedule = checked_schedule(terms)
     number = parse_loan_number(loan_number) if loan_number else None
     if number and session.scalar(select(Loan.id).where(Loan.loan_number == number)):
@@ -147,29 +177,57 @@ def add_loan(
         borrower = _borrower_for(session, actor, phone=e164, name=clean, address=addr)
         loan = _new_loan(actor, borrower, holder, schedule, terms)
         _insert_numbered(session, loan, number)
-    details = {"loan_number": loan.loan_number, "borrower_id": borrower.id, "agent_id": holder,
-               **terms}
+    details = {
+        "loan_number": loan.loan_number,
+        "borrower_id": borrower.id,
+        "agent_id": holder,
+        **terms,
+    }
     kept = None if borrower.name == clean else f"existing borrower kept name; {clean} was given"
-    loan_event(session, loan_id=loan.id, actor=actor, kind=LoanEventKind.CREATED, after=details,
-               note=kept)
-    audit(session, actor=actor, action=AuditAction.LOAN_CREATED, target_type="loan",
-          target_id=loan.id, details={**details, "name_given": clean if kept else None})
+    loan_event(
+        session, loan_id=loan.id, actor=actor, kind=LoanEventKind.CREATED, after=details, note=kept
+    )
+    audit(
+        session,
+        actor=actor,
+        action=AuditAction.LOAN_CREATED,
+        target_type="loan",
+        target_id=loan.id,
+        details={**details, "name_given": clean if kept else None},
+    )
     session.flush()
     return loan_view(session, loan, today=today)
 
 
-def _new_loan(actor: Actor, borrower: Borrower, holder: int | None,
-              schedule: list[ScheduledInstallment], terms: dict) -> Loan:
+def _new_loan(
+    actor: Actor,
+    borrower: Borrower,
+    holder: int | None,
+    schedule: list[ScheduledInstallment],
+    terms: dict,
+) -> Loan:
     loan = Loan(
-        borrower=borrower, agent_id=holder, principal=terms["principal"],
-        interest_method=terms["method"], interest_rate=terms["annual_rate"],
-        installments_count=terms["count"], frequency=terms["frequency"],
-        first_due_date=terms["first_due"], state=LoanState.ACTIVE, version=0,
+        borrower=borrower,
+        agent_id=holder,
+        principal=terms["principal"],
+        interest_method=terms["method"],
+        interest_rate=terms["annual_rate"],
+        installments_count=terms["count"],
+        frequency=terms["frequency"],
+        first_due_date=terms["first_due"],
+        state=LoanState.ACTIVE,
+        version=0,
         created_by_id=actor.staff_id,
         installments=[
-            Installment(seq=s.seq, due_date=s.due_date, principal_due=s.principal,
-                        interest_due=s.interest, fee_due=Decimal(0), amount_paid=Decimal(0),
-                        fee_paid=Decimal(0))
+            Installment(
+                seq=s.seq,
+                due_date=s.due_date,
+                principal_due=s.principal,
+                interest_due=s.interest,
+                fee_due=Decimal(0),
+                amount_paid=Decimal(0),
+                fee_paid=Decimal(0),
+            )
             for s in schedule
         ],
     )
@@ -178,8 +236,9 @@ def _new_loan(actor: Actor, borrower: Borrower, holder: int | None,
     return loan
 
 
-def find_borrower(session: Session, *, phone: str, region: str,
-                  actor: Actor | None = None) -> BorrowerView | None:
+def find_borrower(
+    session: Session, *, phone: str, region: str, actor: Actor | None = None
+) -> BorrowerView | None:
     """The borrower with this phone, to offer instead of typing them in again.
 
     With an actor, a borrower out of their scope (access.scope_borrowers) is refused with
@@ -202,8 +261,9 @@ def find_borrower(session: Session, *, phone: str, region: str,
     return BorrowerView(b.id, b.name, b.phone, b.address, b.opted_out_at is not None, loans)
 
 
-def _card(session: Session, actor: Actor, found: ColumnElement[bool], today: date,
-          number: str = "") -> LoanView:
+def _card(
+    session: Session, actor: Actor, found: ColumnElement[bool], today: date, number: str = ""
+) -> LoanView:
     """The card of the loan found if actor may see it: loan and extras, then installments."""
     # The installments load lazily: a plain lazy load costs less than selectinload here.
     stmt = card_select(Loan).where(found).options(NO_TAGS)

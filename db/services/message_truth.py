@@ -94,7 +94,9 @@ def _untrue_kinds(reason: WithdrawReason) -> ColumnElement[bool]:
 
 
 def withdraw_where(
-    session: Session, *conditions: ColumnElement[bool], reason: WithdrawReason,
+    session: Session,
+    *conditions: ColumnElement[bool],
+    reason: WithdrawReason,
     source: str = EventSource.OUTBOX,
 ) -> list[int]:
     """CANCEL every QUEUED message matching conditions, each with its event; their ids."""
@@ -103,12 +105,13 @@ def withdraw_where(
         session.scalars(
             update(Message)
             .where(Message.status == S.QUEUED, *conditions)
-            .values(status=S.CANCELED, error_message=_detail(reason), claimed_by=None,
-                    updated_at=now)
+            .values(
+                status=S.CANCELED, error_message=_detail(reason), claimed_by=None, updated_at=now
+            )
             .returning(Message.id)
             .execution_options(synchronize_session=False)
         )
-    )  # fmt: skip
+    )
     record_events(session, ids, S.CANCELED, source, _detail(reason))
     return ids
 
@@ -127,8 +130,7 @@ def restamp_for_loan(session: Session, *, loan: Loan) -> int:
 
 def withdraw_for_loan(session: Session, *, loan: Loan, reason: WithdrawReason) -> list[int]:
     """Withdraw the loan's queued messages reason makes untrue; restamp the rest."""
-    ids = withdraw_where(session, Message.loan_id == loan.id, _untrue_kinds(reason),
-                         reason=reason)  # fmt: skip
+    ids = withdraw_where(session, Message.loan_id == loan.id, _untrue_kinds(reason), reason=reason)
     if reason not in _GONE:
         restamp_for_loan(session, loan=loan)
     return ids
@@ -175,20 +177,32 @@ def untrue_in(session: Session, message_ids: Iterable[int]) -> dict[int, Withdra
     if not ids:
         return {}
     stmt = (
-        select(Message.id, Message.kind, Message.to_phone, Message.loan_id,
-               Message.loan_version, Loan.state, Loan.version, Borrower.phone, Broadcast.state,
-               Loan.archived_at)
+        select(
+            Message.id,
+            Message.kind,
+            Message.to_phone,
+            Message.loan_id,
+            Message.loan_version,
+            Loan.state,
+            Loan.version,
+            Borrower.phone,
+            Broadcast.state,
+            Loan.archived_at,
+        )
         .outerjoin(Loan, Loan.id == Message.loan_id)
         .outerjoin(Borrower, Borrower.id == Message.borrower_id)
         .outerjoin(Broadcast, Broadcast.id == Message.broadcast_id)
         .where(Message.id.in_(ids))
-    )  # fmt: skip
+    )
     found = {row[0]: _reason(row) for row in session.execute(stmt)}
     return {i: r for i, r in found.items() if r is not None}
 
 
 def cancel_claimed(
-    session: Session, *, message_id: int, reason: WithdrawReason,
+    session: Session,
+    *,
+    message_id: int,
+    reason: WithdrawReason,
     source: str = EventSource.WORKER,
 ) -> bool:
     """CANCEL a claimed (or queued) message instead of sending it; False if it moved on."""

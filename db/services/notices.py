@@ -19,21 +19,38 @@ from db.sms_text import sms_amount
 
 
 def notice_text(
-    *, loan_number: str, amount: Decimal, outstanding: Decimal, closed: bool, agency_name: str,
-    currency: str, minor_units: int = 2,
+    *,
+    loan_number: str,
+    amount: Decimal,
+    outstanding: Decimal,
+    closed: bool,
+    agency_name: str,
+    currency: str,
+    minor_units: int = 2,
 ) -> str:
     """The notice's words: payment received with the balance, or the loan closed."""
     paid = sms_amount(amount, currency, minor_units)
     if closed:
-        return (f"Payment of {paid} received. Loan {loan_number} is fully paid and closed. "
-                f"Thank you. - {agency_name}")
+        return (
+            f"Payment of {paid} received. Loan {loan_number} is fully paid and closed. "
+            f"Thank you. - {agency_name}"
+        )
     balance = sms_amount(outstanding, currency, minor_units)
     return f"Payment of {paid} received for loan {loan_number}; balance {balance}. - {agency_name}"
 
 
 def payment_notice(
-    session: Session, *, loan_id: int, payment_id: int, amount: Decimal, outstanding: Decimal,
-    closed: bool, agency_name: str, currency: str, notify_payment: bool, notify_closed: bool,
+    session: Session,
+    *,
+    loan_id: int,
+    payment_id: int,
+    amount: Decimal,
+    outstanding: Decimal,
+    closed: bool,
+    agency_name: str,
+    currency: str,
+    notify_payment: bool,
+    notify_closed: bool,
     minor_units: int = 2,
 ) -> MessageInfo | None:
     """Queue the payment (or loan closed) notice once; None when off, opted out or queued."""
@@ -50,11 +67,21 @@ def payment_notice(
     if borrower.opted_out_at is not None:
         return None
     body = notice_text(
-        loan_number=loan.loan_number, amount=amount, outstanding=outstanding, closed=as_closed,
-        agency_name=agency_name, currency=currency, minor_units=minor_units,
+        loan_number=loan.loan_number,
+        amount=amount,
+        outstanding=outstanding,
+        closed=as_closed,
+        agency_name=agency_name,
+        currency=currency,
+        minor_units=minor_units,
     )
     key = f"notice:closed:{loan_id}" if as_closed else f"notice:pay:{payment_id}"
     return outbox.queue_message(
-        session, to=borrower.phone, body=body, kind=MessageKind.NOTICE, idempotency_key=key,
-        borrower_id=borrower.id, loan_id=loan.id,
+        session,
+        to=borrower.phone,
+        body=body,
+        kind=MessageKind.NOTICE,
+        idempotency_key=key,
+        borrower_id=borrower.id,
+        loan_id=loan.id,
     )

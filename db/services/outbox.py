@@ -36,10 +36,17 @@ FINAL = frozenset({S.DELIVERED, S.UNDELIVERED, S.FAILED, S.CANCELED, S.SUPPRESSE
 _RANK = {S.QUEUED: 0, S.SENDING: 1, S.SENT: 2, S.DELIVERED: 3, S.UNDELIVERED: 3, S.FAILED: 3}
 # Twilio's own statuses, onto ours: its queue/accepted/sending all mean "handed over".
 _PROVIDER = {
-    "accepted": S.SENT, "scheduled": S.SENT, "queued": S.SENT, "sending": S.SENT,
-    "sent": S.SENT, "delivered": S.DELIVERED, "read": S.DELIVERED,
-    "undelivered": S.UNDELIVERED, "failed": S.FAILED, "canceled": S.FAILED,
-}  # fmt: skip
+    "accepted": S.SENT,
+    "scheduled": S.SENT,
+    "queued": S.SENT,
+    "sending": S.SENT,
+    "sent": S.SENT,
+    "delivered": S.DELIVERED,
+    "read": S.DELIVERED,
+    "undelivered": S.UNDELIVERED,
+    "failed": S.FAILED,
+    "canceled": S.FAILED,
+}
 # Twilio refuses longer bodies (error 21617).
 MAX_BODY = 1600
 
@@ -96,7 +103,11 @@ def dialect_insert(session: Session, table):
 
 
 def event(
-    session: Session, message_id: int, status: str, source: str, detail: str | None = None,
+    session: Session,
+    message_id: int,
+    status: str,
+    source: str,
+    detail: str | None = None,
     error_code: str | None = None,
 ) -> None:
     """Record one transition (or one ignored report) of a message."""
@@ -117,10 +128,18 @@ def record_events(
 
 
 def queue_message(
-    session: Session, *, to: str, body: str, kind: MessageKind, idempotency_key: str,
-    borrower_id: int | None = None, loan_id: int | None = None,
-    broadcast_id: int | None = None, rule: str | None = None,
-    send_after: datetime | None = None, expires_at: datetime | None = None,
+    session: Session,
+    *,
+    to: str,
+    body: str,
+    kind: MessageKind,
+    idempotency_key: str,
+    borrower_id: int | None = None,
+    loan_id: int | None = None,
+    broadcast_id: int | None = None,
+    rule: str | None = None,
+    send_after: datetime | None = None,
+    expires_at: datetime | None = None,
     requested_by: int | None = None,
 ) -> MessageInfo | None:
     """Queue one SMS; None when a message with this idempotency key already exists."""
@@ -128,10 +147,21 @@ def queue_message(
         raise InvalidInput(f"An SMS must have 1 to {MAX_BODY} characters.", code="sms_length")
     now = clock.utcnow()
     values = dict(
-        to_phone=to, body=body, kind=kind, idempotency_key=idempotency_key,
-        borrower_id=borrower_id, loan_id=loan_id, broadcast_id=broadcast_id, rule=rule,
-        status=S.QUEUED, attempts=0, send_after=send_after or now, expires_at=expires_at,
-        requested_by_id=requested_by, created_at=now, updated_at=now,
+        to_phone=to,
+        body=body,
+        kind=kind,
+        idempotency_key=idempotency_key,
+        borrower_id=borrower_id,
+        loan_id=loan_id,
+        broadcast_id=broadcast_id,
+        rule=rule,
+        status=S.QUEUED,
+        attempts=0,
+        send_after=send_after or now,
+        expires_at=expires_at,
+        requested_by_id=requested_by,
+        created_at=now,
+        updated_at=now,
     )
     if loan_id is not None:  # the version this text is true for (db.services.message_truth)
         values["loan_version"] = session.scalar(select(Loan.version).where(Loan.id == loan_id))
@@ -150,7 +180,11 @@ def _locked(session: Session, message_id: int) -> Message | None:
 
 
 def claim_due(
-    session: Session, *, now: datetime, limit: int, worker_id: str,
+    session: Session,
+    *,
+    now: datetime,
+    limit: int,
+    worker_id: str,
     claimed_at: datetime | None = None,
 ) -> list[ClaimedMessage]:
     """Take up to limit due queued messages, oldest first, as SENDING (the caller commits).
@@ -174,7 +208,11 @@ def claim_due(
 
 
 def mark_sent(
-    session: Session, *, message_id: int, sid: str, segments: int | None,
+    session: Session,
+    *,
+    message_id: int,
+    sid: str,
+    segments: int | None,
     source: str = EventSource.WORKER,
 ) -> bool:
     """The provider accepted the message: SENT with its SID. False when it had moved on."""
@@ -192,8 +230,14 @@ def mark_sent(
 
 
 def mark_retry(
-    session: Session, *, message_id: int, error: str, retry_at: datetime, max_attempts: int,
-    error_code: str | None = None, source: str = EventSource.WORKER,
+    session: Session,
+    *,
+    message_id: int,
+    error: str,
+    retry_at: datetime,
+    max_attempts: int,
+    error_code: str | None = None,
+    source: str = EventSource.WORKER,
 ) -> MessageStatus | None:
     """After a transient error: QUEUED again at retry_at, or FAILED once attempts reach max."""
     m = _locked(session, message_id)
@@ -214,7 +258,11 @@ def mark_retry(
 
 
 def defer(
-    session: Session, *, message_id: int, until: datetime, reason: str,
+    session: Session,
+    *,
+    message_id: int,
+    until: datetime,
+    reason: str,
     source: str = EventSource.POLICY,
 ) -> bool:
     """Back to QUEUED until a later time without counting an attempt (the policy said wait)."""
@@ -246,8 +294,13 @@ def _broadcast_canceled(session: Session, m: Message, source: str) -> bool:
 
 
 def mark_failed(
-    session: Session, *, message_id: int, code: str | None, text: str,
-    source: str = EventSource.WORKER, failure: Failure | None = None,
+    session: Session,
+    *,
+    message_id: int,
+    code: str | None,
+    text: str,
+    source: str = EventSource.WORKER,
+    failure: Failure | None = None,
     rule: StreakRule | None = None,
 ) -> bool:
     """A permanent error: FAILED with the provider's code; failure (sorted by the worker)
@@ -285,8 +338,13 @@ def _consequences(
     if failure.kind is FailureClass.OPT_OUT:
         opt_out(session, borrower_id=m.borrower_id, phone=m.to_phone)
     has_borrower = m.borrower_id is not None or suppressions.borrower_has(session, m.to_phone)
-    suppressions.record_failure(session, phone=m.to_phone, failure=failure,
-                                rule=rule or StreakRule(), has_borrower=has_borrower)
+    suppressions.record_failure(
+        session,
+        phone=m.to_phone,
+        failure=failure,
+        rule=rule or StreakRule(),
+        has_borrower=has_borrower,
+    )
 
 
 def opt_out(session: Session, *, borrower_id: int | None, phone: str) -> None:
@@ -301,8 +359,14 @@ def opt_out(session: Session, *, borrower_id: int | None, phone: str) -> None:
 
 
 def apply_status(
-    session: Session, *, sid: str, status: str, error_code: str | None, source: str,
-    failure: Failure | None = None, rule: StreakRule | None = None,
+    session: Session,
+    *,
+    sid: str,
+    status: str,
+    error_code: str | None,
+    source: str,
+    failure: Failure | None = None,
+    rule: StreakRule | None = None,
 ) -> bool:
     """Apply a provider status report; every report is recorded, only forward moves apply.
 
@@ -361,7 +425,10 @@ def stuck_sending(session: Session, *, older_than: datetime, limit: int = 500) -
 
 
 def sent_without_final(
-    session: Session, *, older_than: datetime, sent_since: datetime | None = None,
+    session: Session,
+    *,
+    older_than: datetime,
+    sent_since: datetime | None = None,
     limit: int = 500,
 ) -> list[MessageInfo]:
     """SENT with no report since older_than (and sent after sent_since): to ask the provider."""

@@ -72,15 +72,20 @@ def _locked_loan(session: Session, actor: Actor, loan_number: str) -> Loan:
 
 
 def _balances(loan: Loan) -> dict[str, object]:
-    return {"amount_paid": loan.amount_paid, "outstanding": loan.outstanding,
-            "state": loan.state, "version": loan.version}
+    return {
+        "amount_paid": loan.amount_paid,
+        "outstanding": loan.outstanding,
+        "state": loan.state,
+        "version": loan.version,
+    }
 
 
 def _check_version(loan: Loan, expected_version: int | None) -> None:
     if expected_version is not None and expected_version != loan.version:
         raise Conflict(
             f"Loan {loan.loan_number} changed since it was shown; open it again.",
-            code="stale", version=loan.version,
+            code="stale",
+            version=loan.version,
         )
 
 
@@ -95,8 +100,14 @@ def _allocate(session: Session, loan: Loan, payment: Payment) -> Allocations:
         inst.amount_paid += part.amount
         if inst.paid_at is None and ledger.is_settled(inst):
             inst.paid_at = now
-        session.add(PaymentAllocation(payment_id=payment.id, installment_id=inst.id,
-                                      fee_amount=part.fee, amount=part.amount))
+        session.add(
+            PaymentAllocation(
+                payment_id=payment.id,
+                installment_id=inst.id,
+                fee_amount=part.fee,
+                amount=part.amount,
+            )
+        )
         rows.append((inst.seq, part.fee, part.amount))
     return tuple(rows)
 
@@ -105,25 +116,43 @@ def _close_if_paid(session: Session, loan: Loan, actor: Actor) -> bool:
     if loan.outstanding != 0:
         return False
     loan.state, loan.closed_at, loan.state_reason = LoanState.CLOSED, clock.utcnow(), "paid in full"
-    loan_event(session, loan_id=loan.id, actor=actor, kind=LoanEventKind.CLOSED,
-               before={"state": LoanState.ACTIVE}, after={"state": LoanState.CLOSED},
-               note="paid in full")
+    loan_event(
+        session,
+        loan_id=loan.id,
+        actor=actor,
+        kind=LoanEventKind.CLOSED,
+        before={"state": LoanState.ACTIVE},
+        after={"state": LoanState.CLOSED},
+        note="paid in full",
+    )
     return True
 
 
-def _result(session: Session, loan: Loan, payment: Payment, allocations: Allocations,
-            today: date) -> PaymentResult:
+def _result(
+    session: Session, loan: Loan, payment: Payment, allocations: Allocations, today: date
+) -> PaymentResult:
     return PaymentResult(
-        payment_id=payment.id, loan_number=loan.loan_number, amount=payment.amount,
-        outstanding=loan.outstanding, closed=loan.state == LoanState.CLOSED,
-        loan=loan_view(session, loan, today=today), allocations=allocations,
+        payment_id=payment.id,
+        loan_number=loan.loan_number,
+        amount=payment.amount,
+        outstanding=loan.outstanding,
+        closed=loan.state == LoanState.CLOSED,
+        loan=loan_view(session, loan, today=today),
+        allocations=allocations,
     )
 
 
 def record_payment(
-    session: Session, *, actor: Actor, loan_number: str, amount: Decimal, today: date,
-    method: PaymentMethod = PaymentMethod.CASH, note: str | None = None,
-    expected_version: int | None = None, max_amount: Decimal = Decimal("100000000"),
+    session: Session,
+    *,
+    actor: Actor,
+    loan_number: str,
+    amount: Decimal,
+    today: date,
+    method: PaymentMethod = PaymentMethod.CASH,
+    note: str | None = None,
+    expected_version: int | None = None,
+    max_amount: Decimal = Decimal("100000000"),
 ) -> PaymentResult:
     """Record money received on a loan; it closes the loan when nothing is left owing."""
     amount = check_amount(amount, max_amount=max_amount)
@@ -133,23 +162,44 @@ def record_payment(
     require_active(loan)
     refuse_above_owed(loan, amount, code="overpay")
     before = _balances(loan)
-    payment = Payment(loan_id=loan.id, amount=amount, method=PaymentMethod(method),
-                      recorded_by_id=actor.staff_id, note=note)
+    payment = Payment(
+        loan_id=loan.id,
+        amount=amount,
+        method=PaymentMethod(method),
+        recorded_by_id=actor.staff_id,
+        note=note,
+    )
     session.add(payment)
     session.flush()
     allocations = _allocate(session, loan, payment)
     ledger.refresh(loan)
     ledger.touch(loan, actor)
     details = {"payment_id": payment.id, "amount": amount, "method": payment.method}
-    loan_event(session, loan_id=loan.id, actor=actor, kind=LoanEventKind.PAYMENT,
-               before=before, after={**_balances(loan), **details}, note=note)
-    audit(session, actor=actor, action=AuditAction.PAYMENT_RECORDED, target_type="loan",
-          target_id=loan.loan_number, details=details)
+    loan_event(
+        session,
+        loan_id=loan.id,
+        actor=actor,
+        kind=LoanEventKind.PAYMENT,
+        before=before,
+        after={**_balances(loan), **details},
+        note=note,
+    )
+    audit(
+        session,
+        actor=actor,
+        action=AuditAction.PAYMENT_RECORDED,
+        target_type="loan",
+        target_id=loan.loan_number,
+        details=details,
+    )
     closed = _close_if_paid(session, loan, actor)
     settle_promises(session, loan=loan, actor=actor)
     # A reminder queued before this payment states an amount no longer owed.
-    withdraw_for_loan(session, loan=loan, reason=WithdrawReason.PAID_OFF if closed
-                      else WithdrawReason.AMOUNT_CHANGED)  # fmt: skip
+    withdraw_for_loan(
+        session,
+        loan=loan,
+        reason=WithdrawReason.PAID_OFF if closed else WithdrawReason.AMOUNT_CHANGED,
+    )
     session.flush()
     log.info("payment %s of %s on loan %s", payment.id, amount, loan.id)
     return _result(session, loan, payment, allocations, today)
@@ -159,7 +209,9 @@ def _payment_and_loan(session: Session, actor: Actor, payment_id: int) -> tuple[
     """The payment and its loan, the loan row locked first (as record_payment does)."""
     loan_id = select(Payment.loan_id).where(Payment.id == payment_id).scalar_subquery()
     stmt = (
-        select(Loan).where(Loan.id == loan_id).with_for_update(of=Loan)
+        select(Loan)
+        .where(Loan.id == loan_id)
+        .with_for_update(of=Loan)
         .options(selectinload(Loan.installments))
         .execution_options(populate_existing=True)
     )
@@ -188,8 +240,14 @@ def _undo_allocations(session: Session, original: Payment, reversal: Payment) ->
         inst.amount_paid -= alloc.amount
         if not ledger.is_settled(inst):
             inst.paid_at = None
-        session.add(PaymentAllocation(payment_id=reversal.id, installment_id=inst.id,
-                                      fee_amount=-alloc.fee_amount, amount=-alloc.amount))
+        session.add(
+            PaymentAllocation(
+                payment_id=reversal.id,
+                installment_id=inst.id,
+                fee_amount=-alloc.fee_amount,
+                amount=-alloc.amount,
+            )
+        )
         rows.append((inst.seq, -alloc.fee_amount, -alloc.amount))
     return tuple(rows)
 
@@ -207,9 +265,15 @@ def _reopen_if_owing(session: Session, loan: Loan, actor: Actor) -> None:
     if loan.state != LoanState.CLOSED or loan.outstanding <= 0:
         return
     loan.state, loan.closed_at, loan.state_reason = LoanState.ACTIVE, None, None
-    loan_event(session, loan_id=loan.id, actor=actor, kind=LoanEventKind.REOPENED,
-               before={"state": LoanState.CLOSED}, after={"state": LoanState.ACTIVE},
-               note="payment reversed")
+    loan_event(
+        session,
+        loan_id=loan.id,
+        actor=actor,
+        kind=LoanEventKind.REOPENED,
+        before={"state": LoanState.CLOSED},
+        after={"state": LoanState.ACTIVE},
+        note="payment reversed",
+    )
 
 
 def reverse_payment(
@@ -221,9 +285,15 @@ def reverse_payment(
     original, loan = _payment_and_loan(session, actor, payment_id)
     _check_reversible(original, loan)
     before, now = _balances(loan), clock.utcnow()
-    reversal = Payment(loan_id=loan.id, amount=-original.amount, method=original.method,
-                       recorded_by_id=actor.staff_id, note=reason, reverses_id=original.id,
-                       paid_at=now)
+    reversal = Payment(
+        loan_id=loan.id,
+        amount=-original.amount,
+        method=original.method,
+        recorded_by_id=actor.staff_id,
+        note=reason,
+        reverses_id=original.id,
+        paid_at=now,
+    )
     original.reversed_at = now
     session.add(reversal)
     session.flush()
@@ -231,11 +301,23 @@ def reverse_payment(
     ledger.refresh(loan)
     ledger.touch(loan, actor)
     details = {"payment_id": original.id, "reversal_id": reversal.id, "amount": original.amount}
-    loan_event(session, loan_id=loan.id, actor=actor, kind=LoanEventKind.PAYMENT_REVERSED,
-               before=before, after={**_balances(loan), **details}, note=reason)
-    audit(session, actor=actor, action=AuditAction.PAYMENT_REVERSED, target_type="payment",
-          target_id=original.id, details={**details, "loan_number": loan.loan_number,
-                                          "reason": reason})
+    loan_event(
+        session,
+        loan_id=loan.id,
+        actor=actor,
+        kind=LoanEventKind.PAYMENT_REVERSED,
+        before=before,
+        after={**_balances(loan), **details},
+        note=reason,
+    )
+    audit(
+        session,
+        actor=actor,
+        action=AuditAction.PAYMENT_REVERSED,
+        target_type="payment",
+        target_id=original.id,
+        details={**details, "loan_number": loan.loan_number, "reason": reason},
+    )
     _reopen_if_owing(session, loan, actor)
     withdraw_for_loan(session, loan=loan, reason=WithdrawReason.PAYMENT_REVERSED)
     session.flush()
@@ -255,7 +337,15 @@ def list_payments(
         .limit(max(1, min(limit, 200)))
     )
     return [
-        PaymentView(p.id, p.amount, p.method, p.paid_at, name, p.note,
-                    p.reversed_at is not None, p.reverses_id)
+        PaymentView(
+            p.id,
+            p.amount,
+            p.method,
+            p.paid_at,
+            name,
+            p.note,
+            p.reversed_at is not None,
+            p.reverses_id,
+        )
         for p, name in session.execute(stmt)
     ]

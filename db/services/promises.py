@@ -68,7 +68,8 @@ def require_active(loan: Loan) -> None:
     if loan.state != LoanState.ACTIVE:
         raise Conflict(
             f"Loan {loan.loan_number} is {loan.state.value.replace('_', ' ')}.",
-            code="loan_not_active", state=loan.state,
+            code="loan_not_active",
+            state=loan.state,
         )
 
 
@@ -78,7 +79,8 @@ def refuse_above_owed(loan: Loan, amount: Decimal, *, code: str) -> None:
     if amount > owed:
         raise InvalidInput(
             f"That is more than the {format_money(owed)} owed on {loan.loan_number}.",
-            code=code, owed=owed,
+            code=code,
+            owed=owed,
         )
 
 
@@ -91,7 +93,8 @@ def _check_promise_date(promised_date: date, today: date) -> None:
         raise InvalidInput("That date has passed; give today or a later date.", code="date_past")
     if promised_date > today + timedelta(days=PROMISE_MAX_DAYS):
         raise InvalidInput(
-            f"A promise can be at most {PROMISE_MAX_DAYS} days ahead.", code="date_far",
+            f"A promise can be at most {PROMISE_MAX_DAYS} days ahead.",
+            code="date_far",
             max_days=PROMISE_MAX_DAYS,
         )
 
@@ -108,7 +111,11 @@ def _resolve(
     kind = _RESOLVED_KIND[state]
     p.state, p.resolved_at = state, clock.utcnow()
     loan_event(
-        session, loan_id=p.loan_id, actor=actor, kind=kind, note=note,
+        session,
+        loan_id=p.loan_id,
+        actor=actor,
+        kind=kind,
+        note=note,
         before={"promise_id": p.id, "state": PromiseState.OPEN},
         after={"promise_id": p.id, "state": state, "amount": p.amount},
     )
@@ -122,8 +129,14 @@ def _open_promises(session: Session, loan_id: int) -> list[Promise]:
 
 
 def record_promise(
-    session: Session, *, actor: Actor, loan_number: str, amount: Decimal,
-    promised_date: date, today: date, note: str | None = None,
+    session: Session,
+    *,
+    actor: Actor,
+    loan_number: str,
+    amount: Decimal,
+    promised_date: date,
+    today: date,
+    note: str | None = None,
 ) -> PromiseView:
     """Record what the borrower promised to pay by a date; it supersedes an open promise."""
     amount = check_amount(amount, max_amount=Decimal("100000000"))
@@ -135,15 +148,26 @@ def record_promise(
     for old in _open_promises(session, loan.id):
         _resolve(session, old, PromiseState.BROKEN, actor, NOTE_REPLACED)
     promise = Promise(
-        loan_id=loan.id, amount=amount, promised_date=promised_date, state=PromiseState.OPEN,
-        paid_baseline=loan.amount_paid, made_by_id=actor.staff_id, note=note,
+        loan_id=loan.id,
+        amount=amount,
+        promised_date=promised_date,
+        state=PromiseState.OPEN,
+        paid_baseline=loan.amount_paid,
+        made_by_id=actor.staff_id,
+        note=note,
     )
     session.add(promise)
     session.flush()
     details = {"promise_id": promise.id, "amount": amount, "promised_date": promised_date}
     loan_event(session, loan_id=loan.id, actor=actor, kind=LoanEventKind.PROMISE, after=details)
-    audit(session, actor=actor, action=AuditAction.PROMISE_RECORDED, target_type="loan",
-          target_id=loan.loan_number, details=details)
+    audit(
+        session,
+        actor=actor,
+        action=AuditAction.PROMISE_RECORDED,
+        target_type="loan",
+        target_id=loan.loan_number,
+        details=details,
+    )
     return _promise_view(promise, actor.name or None)
 
 
@@ -158,7 +182,11 @@ def settle_promises(session: Session, *, loan: Loan, actor: Actor | None = None)
 
 
 def break_promises_batch(
-    session: Session, *, today: date, after_id: int, limit: int = BATCH,
+    session: Session,
+    *,
+    today: date,
+    after_id: int,
+    limit: int = BATCH,
 ) -> tuple[int, int | None]:
     """Break the next `limit` overdue uncovered promises after after_id (by id).
 
@@ -202,26 +230,47 @@ def break_overdue_promises(session: Session, *, today: date) -> int:
 
 
 def record_contact(
-    session: Session, *, actor: Actor, loan_number: str, channel: ContactChannel,
-    outcome: ContactOutcome, note: str | None,
+    session: Session,
+    *,
+    actor: Actor,
+    loan_number: str,
+    channel: ContactChannel,
+    outcome: ContactOutcome,
+    note: str | None,
 ) -> ContactView:
     """Note a call, visit or message with the borrower and what came of it."""
     note = clean_text(note, field="note", max_len=1000, required=False)
     loan = find_loan(session, actor=actor, loan_number=loan_number)
     refuse_archived(loan)
     contact = Contact(
-        loan_id=loan.id, channel=ContactChannel(channel), outcome=ContactOutcome(outcome),
-        note=note, staff_id=actor.staff_id,
+        loan_id=loan.id,
+        channel=ContactChannel(channel),
+        outcome=ContactOutcome(outcome),
+        note=note,
+        staff_id=actor.staff_id,
     )
     session.add(contact)
     session.flush()
     details = {"contact_id": contact.id, "channel": contact.channel, "outcome": contact.outcome}
-    loan_event(session, loan_id=loan.id, actor=actor, kind=LoanEventKind.CONTACT,
-               after=details, note=note)
-    audit(session, actor=actor, action=AuditAction.CONTACT_RECORDED, target_type="loan",
-          target_id=loan.loan_number, details=details)
-    return ContactView(contact.id, contact.channel, contact.outcome, contact.note,
-                       actor.name or None, contact.created_at)
+    loan_event(
+        session, loan_id=loan.id, actor=actor, kind=LoanEventKind.CONTACT, after=details, note=note
+    )
+    audit(
+        session,
+        actor=actor,
+        action=AuditAction.CONTACT_RECORDED,
+        target_type="loan",
+        target_id=loan.loan_number,
+        details=details,
+    )
+    return ContactView(
+        contact.id,
+        contact.channel,
+        contact.outcome,
+        contact.note,
+        actor.name or None,
+        contact.created_at,
+    )
 
 
 def list_promises(session: Session, *, actor: Actor, loan_number: str) -> list[PromiseView]:

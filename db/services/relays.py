@@ -57,16 +57,22 @@ class RelayInfo:
     received_at: datetime
 
 
-def reply_loan(session: Session, *, borrower_id: int, today: date,
-               now: datetime | None = None) -> Loan | None:
+def reply_loan(
+    session: Session, *, borrower_id: int, today: date, now: datetime | None = None
+) -> Loan | None:
     """The loan a borrower's reply concerns (see the module's choices)."""
     since = (now or clock.utcnow()) - timedelta(days=REPLY_WINDOW_DAYS)
     answered = session.scalars(
         select(Loan)
         .join(Message, Message.loan_id == Loan.id)
         .join(Borrower, Borrower.id == Loan.borrower_id)
-        .where(Loan.borrower_id == borrower_id, LIVE_LOAN, Message.to_phone == Borrower.phone,
-               Message.sent_at.is_not(None), Message.sent_at >= since)
+        .where(
+            Loan.borrower_id == borrower_id,
+            LIVE_LOAN,
+            Message.to_phone == Borrower.phone,
+            Message.sent_at.is_not(None),
+            Message.sent_at >= since,
+        )
         .order_by(Message.sent_at.desc(), Message.id.desc())
         .limit(1)
     ).first()
@@ -85,16 +91,20 @@ def reply_loan(session: Session, *, borrower_id: int, today: date,
     return max(pool, key=lambda ln: (ln.created_at, ln.id)) if pool else None
 
 
-def live_staff(session: Session, *, idle_minutes: int, max_hours: int,
-               now: datetime | None = None) -> list[Staff]:
+def live_staff(
+    session: Session, *, idle_minutes: int, max_hours: int, now: datetime | None = None
+) -> list[Staff]:
     """Active staff with a session that current_actor would still accept, by id."""
     now = now or clock.utcnow()
     stmt = (
         select(Staff)
         .join(StaffSession, StaffSession.staff_id == Staff.id)
-        .where(Staff.state == StaffState.ACTIVE, StaffSession.ended_at.is_(None),
-               StaffSession.last_seen_at >= now - timedelta(minutes=idle_minutes),
-               StaffSession.started_at >= now - timedelta(hours=max_hours))
+        .where(
+            Staff.state == StaffState.ACTIVE,
+            StaffSession.ended_at.is_(None),
+            StaffSession.last_seen_at >= now - timedelta(minutes=idle_minutes),
+            StaffSession.started_at >= now - timedelta(hours=max_hours),
+        )
         .distinct()
         .order_by(Staff.id)
     )
@@ -102,7 +112,11 @@ def live_staff(session: Session, *, idle_minutes: int, max_hours: int,
 
 
 def deliverable_relays(
-    session: Session, *, limit: int = 100, idle_minutes: int = 120, max_hours: int = 168,
+    session: Session,
+    *,
+    limit: int = 100,
+    idle_minutes: int = 120,
+    max_hours: int = 168,
     staff_id: int | None = None,
 ) -> list[RelayInfo]:
     """Pending replies whose recipient is logged in now, oldest first (others are held).
@@ -112,19 +126,25 @@ def deliverable_relays(
     if not 1 <= limit <= 500:
         raise InvalidInput("limit must be between 1 and 500.", code="limit")
     now = clock.utcnow()
-    live = {s.id: s for s in live_staff(session, idle_minutes=idle_minutes,
-                                        max_hours=max_hours, now=now)}
+    live = {
+        s.id: s
+        for s in live_staff(session, idle_minutes=idle_minutes, max_hours=max_hours, now=now)
+    }
     bosses = [s for s in live.values() if s.role in _BOSSES]
     if not live or (staff_id is not None and staff_id not in live):
         return []
     agent = aliased(Staff)
     reachable = [Loan.agent_id.in_(list(live))]
     if bosses:  # the agent is gone, or has been away too long: a manager answers
-        reachable.append(or_(Loan.agent_id.is_(None), agent.state != StaffState.ACTIVE,
-                             InboundMessage.received_at < now - timedelta(hours=HOLD_HOURS)))
+        reachable.append(
+            or_(
+                Loan.agent_id.is_(None),
+                agent.state != StaffState.ACTIVE,
+                InboundMessage.received_at < now - timedelta(hours=HOLD_HOURS),
+            )
+        )
     stmt = (
-        select(InboundMessage, Loan.loan_number, Borrower.name, Loan.agent_id,
-               agent.decided_by_id)
+        select(InboundMessage, Loan.loan_number, Borrower.name, Loan.agent_id, agent.decided_by_id)
         .join(Loan, Loan.id == InboundMessage.loan_id)
         .join(Borrower, Borrower.id == Loan.borrower_id)
         .outerjoin(agent, agent.id == Loan.agent_id)
@@ -139,6 +159,15 @@ def deliverable_relays(
         # live holds active staff only, so a disabled agent is never the recipient.
         to = live.get(agent_id) or next((b for b in bosses if b.id == approver), bosses[0])
         if staff_id is None or to.id == staff_id:
-            out.append(RelayInfo(msg.id, to.telegram_chat_id or to.telegram_user_id, to.id,
-                                 name, number, msg.body, msg.received_at))
+            out.append(
+                RelayInfo(
+                    msg.id,
+                    to.telegram_chat_id or to.telegram_user_id,
+                    to.id,
+                    name,
+                    number,
+                    msg.body,
+                    msg.received_at,
+                )
+            )
     return out

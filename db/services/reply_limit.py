@@ -25,8 +25,11 @@ def over_limit(session: Session, *, phone: str, per_hour: int) -> bool:
     """True when this number has had per_hour answers in the last hour already."""
     since = clock.utcnow() - WINDOW
     answered = session.scalar(
-        select(func.count()).select_from(InboundMessage).where(
-            InboundMessage.from_phone == phone, InboundMessage.reply_state == QUEUED,
+        select(func.count())
+        .select_from(InboundMessage)
+        .where(
+            InboundMessage.from_phone == phone,
+            InboundMessage.reply_state == QUEUED,
             InboundMessage.received_at >= since,
         )
     )
@@ -36,6 +39,8 @@ def over_limit(session: Session, *, phone: str, per_hour: int) -> bool:
 def record(session: Session, *, inbound_id: int, state: str) -> None:
     """Note on the inbound row whether its keyword was answered."""
     session.execute(
-        update(InboundMessage).where(InboundMessage.id == inbound_id).values(reply_state=state)
+        update(InboundMessage)
+        .where(InboundMessage.id == inbound_id)
+        .values(reply_state=state)
         .execution_options(synchronize_session=False)
     )

@@ -104,31 +104,48 @@ def _book(session: Session, actor: Actor, agent_id: int | None, today: date) -> 
     Overdue loans fall in exactly one bucket, so every other figure is a sum of cells.
     """
     bucket = case(*((_bucket_cond(b, today), i) for i, b in enumerate(Bucket)), else_=-1)
-    inner = select(Loan.agent_id.label("agent_id"), bucket.label("bucket"),
-                   (Loan.amount_payable + Loan.fees_charged).label("owed"),
-                   Loan.amount_paid.label("paid")).where(Loan.state == LoanState.ACTIVE,
-                                                         LIVE_LOAN)
+    inner = select(
+        Loan.agent_id.label("agent_id"),
+        bucket.label("bucket"),
+        (Loan.amount_payable + Loan.fees_charged).label("owed"),
+        Loan.amount_paid.label("paid"),
+    ).where(Loan.state == LoanState.ACTIVE, LIVE_LOAN)
     rows = _scoped(inner, actor, agent_id).subquery()
     # Grouped in an outer query (PostgreSQL can't match a CASE with bound parameters),
     # then the few groups joined to their agent's name.
-    cells = (select(rows.c.agent_id, rows.c.bucket, func.count().label("n"),
-                    _cents(rows.c.owed).label("owed"), _cents(rows.c.paid).label("paid"))
-             .group_by(rows.c.agent_id, rows.c.bucket).subquery())
-    stmt = (select(cells.c.agent_id, Staff.name, cells.c.bucket, cells.c.n, cells.c.owed,
-                   cells.c.paid).outerjoin(Staff, Staff.id == cells.c.agent_id))
-    return [_Cell(a, name, int(b), int(n), _money(owed), _money(paid))
-            for a, name, b, n, owed, paid in session.execute(stmt)]
+    cells = (
+        select(
+            rows.c.agent_id,
+            rows.c.bucket,
+            func.count().label("n"),
+            _cents(rows.c.owed).label("owed"),
+            _cents(rows.c.paid).label("paid"),
+        )
+        .group_by(rows.c.agent_id, rows.c.bucket)
+        .subquery()
+    )
+    stmt = select(
+        cells.c.agent_id, Staff.name, cells.c.bucket, cells.c.n, cells.c.owed, cells.c.paid
+    ).outerjoin(Staff, Staff.id == cells.c.agent_id)
+    return [
+        _Cell(a, name, int(b), int(n), _money(owed), _money(paid))
+        for a, name, b, n, owed, paid in session.execute(stmt)
+    ]
 
 
-def _collections(session: Session, actor: Actor, agent_id: int | None, today: date,
-                 tz: ZoneInfo) -> dict[int | None, tuple[Decimal, Decimal]]:
+def _collections(
+    session: Session, actor: Actor, agent_id: int | None, today: date, tz: ZoneInfo
+) -> dict[int | None, tuple[Decimal, Decimal]]:
     """Per loan agent: (collected today, collected this month), reversals netted out."""
     day_start = clock.day_start(today, tz)
     month_start = clock.day_start(today.replace(day=1), tz)
     end = clock.day_start(today + timedelta(days=1), tz)
     stmt = (
-        select(Loan.agent_id, _cents(case((Payment.paid_at >= day_start, Payment.amount),
-                                          else_=0)), _cents(Payment.amount))
+        select(
+            Loan.agent_id,
+            _cents(case((Payment.paid_at >= day_start, Payment.amount), else_=0)),
+            _cents(Payment.amount),
+        )
         .join(Loan, Loan.id == Payment.loan_id)
         .where(Payment.paid_at >= month_start, Payment.paid_at < end, LIVE_LOAN)
         .group_by(Loan.agent_id)
@@ -137,28 +154,36 @@ def _collections(session: Session, actor: Actor, agent_id: int | None, today: da
     return {agent: (_money(day), _money(month)) for agent, day, month in rows}
 
 
-def _agent_lines(cells: list[_Cell],
-                 collected: dict[int | None, tuple[Decimal, Decimal]]) -> tuple[AgentLine, ...]:
+def _agent_lines(
+    cells: list[_Cell], collected: dict[int | None, tuple[Decimal, Decimal]]
+) -> tuple[AgentLine, ...]:
     by_agent: dict[int | None, list[_Cell]] = {}
     for cell in cells:
         by_agent.setdefault(cell.agent_id, []).append(cell)
     lines = [
-        AgentLine(agent, own[0].name or "Unassigned", sum(c.loans for c in own),
-                  sum((c.owed - c.paid for c in own), ZERO),
-                  sum(c.loans for c in own if c.bucket >= 0),
-                  collected.get(agent, (ZERO, ZERO))[1])
+        AgentLine(
+            agent,
+            own[0].name or "Unassigned",
+            sum(c.loans for c in own),
+            sum((c.owed - c.paid for c in own), ZERO),
+            sum(c.loans for c in own if c.bucket >= 0),
+            collected.get(agent, (ZERO, ZERO))[1],
+        )
         for agent, own in by_agent.items()
     ]
     return tuple(sorted(lines, key=lambda line: (-line.outstanding, line.name)))
 
 
-def portfolio(session: Session, *, actor: Actor, today: date, tz: ZoneInfo,
-              agent_id: int | None = None) -> Portfolio:
+def portfolio(
+    session: Session, *, actor: Actor, today: date, tz: ZoneInfo, agent_id: int | None = None
+) -> Portfolio:
     """The portfolio the actor may see: totals, overdue buckets, collections, per agent."""
     cells = _book(session, actor, agent_id, today)
     buckets = {
-        b.value: (sum(c.loans for c in cells if c.bucket == i),
-                  q(sum((c.owed - c.paid for c in cells if c.bucket == i), ZERO)))
+        b.value: (
+            sum(c.loans for c in cells if c.bucket == i),
+            q(sum((c.owed - c.paid for c in cells if c.bucket == i), ZERO)),
+        )
         for i, b in enumerate(Bucket)
     }
     collected = _collections(session, actor, agent_id, today, tz)
@@ -166,8 +191,11 @@ def portfolio(session: Session, *, actor: Actor, today: date, tz: ZoneInfo,
     repaid = q(sum((c.paid for c in cells), ZERO))
     everyone = actor.sees_all_loans and agent_id is None
     return Portfolio(
-        loans_active=sum(c.loans for c in cells), borrowed=borrowed, repaid=repaid,
-        outstanding=borrowed - repaid, overdue_loans=sum(n for n, _ in buckets.values()),
+        loans_active=sum(c.loans for c in cells),
+        borrowed=borrowed,
+        repaid=repaid,
+        outstanding=borrowed - repaid,
+        overdue_loans=sum(n for n, _ in buckets.values()),
         overdue_by_bucket=buckets,
         collected_today=sum((d for d, _ in collected.values()), ZERO),
         collected_month=sum((m for _, m in collected.values()), ZERO),
@@ -175,8 +203,15 @@ def portfolio(session: Session, *, actor: Actor, today: date, tz: ZoneInfo,
     )
 
 
-def collections_by_day(session: Session, *, actor: Actor, today: date, tz: ZoneInfo,
-                       days: int = 30, agent_id: int | None = None) -> list[tuple[date, Decimal]]:
+def collections_by_day(
+    session: Session,
+    *,
+    actor: Actor,
+    today: date,
+    tz: ZoneInfo,
+    days: int = 30,
+    agent_id: int | None = None,
+) -> list[tuple[date, Decimal]]:
     """Money collected on each of the last days local days up to today, zeros included."""
     days = max(1, min(days, 366))
     first = today - timedelta(days=days - 1)
@@ -200,9 +235,12 @@ def _latest_promise_is(state: PromiseState, *conds: ColumnElement) -> ColumnElem
     newer = aliased(Promise)
     return exists(
         select(Promise.id).where(
-            Promise.loan_id == Loan.id, Promise.state == state, *conds,
-            ~exists(select(newer.id).where(newer.loan_id == Promise.loan_id,
-                                           newer.id > Promise.id)),
+            Promise.loan_id == Loan.id,
+            Promise.state == state,
+            *conds,
+            ~exists(
+                select(newer.id).where(newer.loan_id == Promise.loan_id, newer.id > Promise.id)
+            ),
         )
     )
 
@@ -210,16 +248,22 @@ def _latest_promise_is(state: PromiseState, *conds: ColumnElement) -> ColumnElem
 def _work_queries(today: date) -> list[tuple[WorkReason, Select]]:
     active = select(Loan).where(Loan.state == LoanState.ACTIVE, LIVE_LOAN)
     lookback = today - timedelta(days=BROKEN_LOOKBACK_DAYS)
-    broken = _latest_promise_is(PromiseState.BROKEN, Promise.promised_date >= lookback,
-                                Promise.promised_date < today)
+    broken = _latest_promise_is(
+        PromiseState.BROKEN, Promise.promised_date >= lookback, Promise.promised_date < today
+    )
     return [
         (WorkReason.DUE_TODAY, active.where(Loan.next_due_date == today).order_by(Loan.id)),
-        (WorkReason.PROMISE_DUE, active.where(
-            _latest_promise_is(PromiseState.OPEN, Promise.promised_date == today)
-        ).order_by(Loan.id)),
+        (
+            WorkReason.PROMISE_DUE,
+            active.where(
+                _latest_promise_is(PromiseState.OPEN, Promise.promised_date == today)
+            ).order_by(Loan.id),
+        ),
         (WorkReason.PROMISE_BROKEN, active.where(broken).order_by(Loan.next_due_date, Loan.id)),
-        (WorkReason.OVERDUE, active.where(Loan.next_due_date < today)
-         .order_by(Loan.next_due_date, Loan.id)),
+        (
+            WorkReason.OVERDUE,
+            active.where(Loan.next_due_date < today).order_by(Loan.next_due_date, Loan.id),
+        ),
     ]
 
 

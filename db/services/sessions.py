@@ -182,9 +182,14 @@ def login(
     if needs_rehash(staff.password_hash or ""):
         staff.password_hash = hash_password(password)
     result = open_session(session, staff)
-    audit(session, actor=as_actor(staff), action=AuditAction.LOGIN,
-          target_type="staff_session", target_id=result.session_id,
-          telegram_user_id=telegram_user_id)
+    audit(
+        session,
+        actor=as_actor(staff),
+        action=AuditAction.LOGIN,
+        target_type="staff_session",
+        target_id=result.session_id,
+        telegram_user_id=telegram_user_id,
+    )
     session.flush()
     return result
 
@@ -197,22 +202,43 @@ def _wrong_password(
     if locks:
         staff.locked_until = now + timedelta(minutes=lockout_minutes)
         log.warning("staff %s locked out after %s failed logins", staff.id, staff.failed_logins)
-    _fail(session, as_actor(staff), staff.telegram_user_id, AuditAction.LOGIN_FAILED,
-          "wrong_password", failures=staff.failed_logins, locked=locks)
+    _fail(
+        session,
+        as_actor(staff),
+        staff.telegram_user_id,
+        AuditAction.LOGIN_FAILED,
+        "wrong_password",
+        failures=staff.failed_logins,
+        locked=locks,
+    )
     if locks:
         raise _locked(staff.locked_until, now)
     left = max_failures - staff.failed_logins
     raise AuthError(
         f"Wrong password. {left} attempt{'s' if left != 1 else ''} left before a lock.",
-        code="wrong_password", attempts_left=left, commit=True,
+        code="wrong_password",
+        attempts_left=left,
+        commit=True,
     )
 
 
-def _fail(session: Session, actor: Actor | None, telegram_user_id: int,
-          action: AuditAction, reason: str | None, **details: object) -> None:
-    audit(session, actor=actor, action=action, target_type="staff",
-          target_id=actor.staff_id if actor else None, telegram_user_id=telegram_user_id,
-          details={"reason": reason, **details})
+def _fail(
+    session: Session,
+    actor: Actor | None,
+    telegram_user_id: int,
+    action: AuditAction,
+    reason: str | None,
+    **details: object,
+) -> None:
+    audit(
+        session,
+        actor=actor,
+        action=action,
+        target_type="staff",
+        target_id=actor.staff_id if actor else None,
+        telegram_user_id=telegram_user_id,
+        details={"reason": reason, **details},
+    )
     session.flush()
 
 
@@ -221,7 +247,10 @@ def _locked(until: datetime | None, now: datetime) -> AuthError:
     minutes = max(1, -(-int((until - now).total_seconds()) // 60))
     return AuthError(
         f"Too many wrong passwords. Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
-        code="locked", until=until, minutes_left=minutes, commit=True,
+        code="locked",
+        until=until,
+        minutes_left=minutes,
+        commit=True,
     )
 
 
@@ -242,8 +271,14 @@ def set_password(session: Session, *, telegram_user_id: int, password: str) -> L
     check_password_rules(password)
     staff.password_hash = hash_password(password)
     result = open_session(session, staff)
-    audit(session, actor=as_actor(staff), action=AuditAction.PASSWORD_SET, target_type="staff",
-          target_id=staff.id, telegram_user_id=telegram_user_id)
+    audit(
+        session,
+        actor=as_actor(staff),
+        action=AuditAction.PASSWORD_SET,
+        target_type="staff",
+        target_id=staff.id,
+        telegram_user_id=telegram_user_id,
+    )
     session.flush()
     return result
 
@@ -276,7 +311,9 @@ def current_actor(
         session.flush()
         raise AuthError(
             "Your session has ended. Please log in again.",
-            code="session_expired", idle=idle, commit=True,
+            code="session_expired",
+            idle=idle,
+            commit=True,
         )
     if now - open_row.last_seen_at >= _SEEN_EVERY:
         open_row.last_seen_at = now
@@ -290,6 +327,13 @@ def logout(session: Session, *, telegram_user_id: int) -> None:
     if staff is None:
         raise refuse_state(None) or AuthError("You are not staff here.", code="not_staff")
     ended = end_sessions(session, staff.id)
-    audit(session, actor=as_actor(staff), action=AuditAction.LOGOUT, target_type="staff",
-          target_id=staff.id, telegram_user_id=telegram_user_id, details={"ended": ended})
+    audit(
+        session,
+        actor=as_actor(staff),
+        action=AuditAction.LOGOUT,
+        target_type="staff",
+        target_id=staff.id,
+        telegram_user_id=telegram_user_id,
+        details={"ended": ended},
+    )
     session.flush()

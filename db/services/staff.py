@@ -33,15 +33,35 @@ from db.services.sessions import open_session as open_session
 from db.validation import name_key
 
 __all__ = [
-    "InviteCode", "LoginResult", "StaffInfo", "admins", "change_role", "check_invite",
-    "create_invite", "current_actor", "decide_access", "find_staff", "get_staff",
-    "get_staff_by_id", "list_requests", "list_staff", "login", "logout", "redeem_invite",
-    "request_access", "set_password", "set_state",
+    "InviteCode",
+    "LoginResult",
+    "StaffInfo",
+    "admins",
+    "change_role",
+    "check_invite",
+    "create_invite",
+    "current_actor",
+    "decide_access",
+    "find_staff",
+    "get_staff",
+    "get_staff_by_id",
+    "list_requests",
+    "list_staff",
+    "login",
+    "logout",
+    "redeem_invite",
+    "request_access",
+    "set_password",
+    "set_state",
 ]
 
 
 def request_access(
-    session: Session, *, telegram_user_id: int, chat_id: int | None, name: str,
+    session: Session,
+    *,
+    telegram_user_id: int,
+    chat_id: int | None,
+    name: str,
     username: str | None,
 ) -> StaffInfo:
     """Ask admins for access: a pending row, the same one if asked again."""
@@ -57,9 +77,15 @@ def request_access(
     staff = upsert_staff(session, staff, telegram_user_id, chat_id, name, username)
     session.flush()
     if created:
-        audit(session, actor=None, action=AuditAction.ACCESS_REQUESTED, target_type="staff",
-              target_id=staff.id, telegram_user_id=telegram_user_id,
-              details={"name": staff.name})
+        audit(
+            session,
+            actor=None,
+            action=AuditAction.ACCESS_REQUESTED,
+            target_type="staff",
+            target_id=staff.id,
+            telegram_user_id=telegram_user_id,
+            details={"name": staff.name},
+        )
         session.flush()
     return staff_info(staff)
 
@@ -84,8 +110,14 @@ def decide_access(
         staff.role = role
     staff.decided_by_id = actor.staff_id
     action = AuditAction.STAFF_APPROVED if approve else AuditAction.STAFF_REJECTED
-    audit(session, actor=actor, action=action, target_type="staff", target_id=staff.id,
-          details={"role": role.value} if approve else None)
+    audit(
+        session,
+        actor=actor,
+        action=action,
+        target_type="staff",
+        target_id=staff.id,
+        details={"role": role.value} if approve else None,
+    )
     session.flush()
     return staff_info(staff)
 
@@ -139,16 +171,18 @@ def _keep_an_admin(session: Session, staff: Staff, what: str) -> None:
     if staff.role != Role.ADMIN or staff.state != StaffState.ACTIVE:
         return
     if [s.id for s in _active_admins(session, lock=True)] == [staff.id]:
-        raise Conflict(f"{staff.name} is the last active admin and cannot be {what}.",
-                       code="last_admin")
+        raise Conflict(
+            f"{staff.name} is the last active admin and cannot be {what}.", code="last_admin"
+        )
 
 
 def _decided(session: Session, staff_id: int) -> Staff:
     """The staff row, locked; refused unless their access request was decided."""
     staff = _target(session, staff_id)
     if staff.state not in (StaffState.ACTIVE, StaffState.DISABLED):
-        raise Conflict(f"{staff.name} has no decided account; decide the request instead.",
-                       code="not_decided")
+        raise Conflict(
+            f"{staff.name} has no decided account; decide the request instead.", code="not_decided"
+        )
     return staff
 
 
@@ -180,8 +214,14 @@ def change_role(session: Session, *, actor: Actor, staff_id: int, role: Role) ->
     if role != Role.ADMIN:
         _keep_an_admin(session, staff, "demoted")
     before, staff.role = staff.role, role
-    audit(session, actor=actor, action=AuditAction.ROLE_CHANGED, target_type="staff",
-          target_id=staff.id, details={"before": before.value, "after": role.value})
+    audit(
+        session,
+        actor=actor,
+        action=AuditAction.ROLE_CHANGED,
+        target_type="staff",
+        target_id=staff.id,
+        details={"before": before.value, "after": role.value},
+    )
     session.flush()
     return staff_info(staff)
 
@@ -190,9 +230,9 @@ def find_staff(session: Session, *, actor: Actor, text: str) -> StaffInfo:
     """An active staff member by id, @username, or the start of their name (any case)."""
     require_role(actor, Role.MANAGER, "look up staff")
     query = staff_query(text)
-    active = list(session.scalars(
-        select(Staff).where(Staff.state == StaffState.ACTIVE).order_by(Staff.id)
-    ))
+    active = list(
+        session.scalars(select(Staff).where(Staff.state == StaffState.ACTIVE).order_by(Staff.id))
+    )
     return staff_info(pick_staff(active, query, missing=f"No active staff member matches {query}."))
 
 
@@ -200,8 +240,7 @@ def staff_query(text: str) -> str:
     """Lookup text with its spaces folded; InvalidInput when empty or too long."""
     query = " ".join((text or "").split())
     if not query or len(query) > 120:
-        raise InvalidInput("Name a staff member: a number, @username or name.",
-                           code="staff_query")
+        raise InvalidInput("Name a staff member: a number, @username or name.", code="staff_query")
     return query
 
 
@@ -212,8 +251,9 @@ def pick_staff(candidates: list[Staff], query: str, *, missing: str) -> Staff:
         raise NotFound(missing, code="staff_not_found")
     if len(matches) > 1:
         names = ", ".join(f"{s.name} ({s.id})" for s in matches[:5])
-        raise InvalidInput(f"{query} matches several staff: {names}. Use the number.",
-                           code="staff_ambiguous")
+        raise InvalidInput(
+            f"{query} matches several staff: {names}. Use the number.", code="staff_ambiguous"
+        )
     return matches[0]
 
 

@@ -45,8 +45,7 @@ class SuppressionInfo:
 
     @classmethod
     def of(cls, row: Suppression) -> SuppressionInfo:
-        return cls(row.phone, SuppressionKind(row.kind), row.reason, row.error_code,
-                   row.created_at)
+        return cls(row.phone, SuppressionKind(row.kind), row.reason, row.error_code, row.created_at)
 
 
 @dataclass(frozen=True)
@@ -65,11 +64,15 @@ def _insert(session: Session, table):
     return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
 
 
-def suppress(session: Session, *, phone: str, kind: SuppressionKind, reason: str,
-             error_code: str | None) -> None:
+def suppress(
+    session: Session, *, phone: str, kind: SuppressionKind, reason: str, error_code: str | None
+) -> None:
     """Stop texting this number (the first suppression's reason stands)."""
     stmt = _insert(session, Suppression).values(
-        phone=phone, kind=kind, reason=reason[:120], error_code=error_code,
+        phone=phone,
+        kind=kind,
+        reason=reason[:120],
+        error_code=error_code,
         created_at=clock.utcnow(),
     )
     session.execute(stmt.on_conflict_do_nothing(index_elements=["phone"]))
@@ -82,7 +85,9 @@ def _count_temporary(session: Session, *, phone: str, failure: Failure, rule: St
     new = _insert(session, Streak).values(phone=phone, failures=0, first_at=now, last_at=now)
     session.execute(new.on_conflict_do_nothing(index_elements=["phone"]))
     row = session.execute(
-        select(Streak).where(Streak.phone == phone).with_for_update()
+        select(Streak)
+        .where(Streak.phone == phone)
+        .with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one()
     if row.first_at < now - timedelta(days=rule.days):
@@ -92,22 +97,24 @@ def _count_temporary(session: Session, *, phone: str, failure: Failure, rule: St
     return row.failures
 
 
-def record_failure(session: Session, *, phone: str, failure: Failure, rule: StreakRule,
-                   has_borrower: bool) -> None:
+def record_failure(
+    session: Session, *, phone: str, failure: Failure, rule: StreakRule, has_borrower: bool
+) -> None:
     """What one failure means for the number (see the module's choices)."""
     if failure.kind is FailureClass.PERMANENT:
-        suppress(session, phone=phone, kind=K.PERMANENT, reason=failure.words,
-                 error_code=failure.code)
+        suppress(
+            session, phone=phone, kind=K.PERMANENT, reason=failure.words, error_code=failure.code
+        )
     elif failure.kind is FailureClass.OPT_OUT and not has_borrower:
         # A borrower's opt-out lives on the borrower; a number nobody has is suppressed.
-        suppress(session, phone=phone, kind=K.OPT_OUT, reason=failure.words,
-                 error_code=failure.code)
+        suppress(
+            session, phone=phone, kind=K.OPT_OUT, reason=failure.words, error_code=failure.code
+        )
     elif failure.kind is FailureClass.TEMPORARY:
         count = _count_temporary(session, phone=phone, failure=failure, rule=rule)
         if count >= rule.limit:
             why = f"{failure.words}, {count} times in a row"
-            suppress(session, phone=phone, kind=K.UNREACHABLE, reason=why,
-                     error_code=failure.code)
+            suppress(session, phone=phone, kind=K.UNREACHABLE, reason=why, error_code=failure.code)
 
 
 def delivered(session: Session, *, phone: str) -> None:
@@ -115,23 +122,48 @@ def delivered(session: Session, *, phone: str) -> None:
     session.execute(delete(Streak).where(Streak.phone == phone))
 
 
-def _lift(session: Session, row: Suppression, *, via: str, actor: Actor | None,
-          reason: str | None) -> LiftInfo:
+def _lift(
+    session: Session, row: Suppression, *, via: str, actor: Actor | None, reason: str | None
+) -> LiftInfo:
     lift = SuppressionLift(
-        phone=row.phone, kind=row.kind, suppressed_reason=row.reason, error_code=row.error_code,
-        suppressed_at=row.created_at, via=via, lifted_by_id=actor.staff_id if actor else None,
-        reason=reason[:200] if reason else None, lifted_at=clock.utcnow(),
+        phone=row.phone,
+        kind=row.kind,
+        suppressed_reason=row.reason,
+        error_code=row.error_code,
+        suppressed_at=row.created_at,
+        via=via,
+        lifted_by_id=actor.staff_id if actor else None,
+        reason=reason[:200] if reason else None,
+        lifted_at=clock.utcnow(),
     )
     session.add(lift)
     session.delete(row)
     session.execute(delete(Streak).where(Streak.phone == row.phone))
-    details = {"phone": row.phone, "kind": row.kind, "via": via, "was": row.reason,
-               "reason": reason}
-    audit(session, actor=actor, action=AuditAction.SUPPRESSION_LIFTED, target_type="phone",
-          target_id=row.phone, details=details)
+    details = {
+        "phone": row.phone,
+        "kind": row.kind,
+        "via": via,
+        "was": row.reason,
+        "reason": reason,
+    }
+    audit(
+        session,
+        actor=actor,
+        action=AuditAction.SUPPRESSION_LIFTED,
+        target_type="phone",
+        target_id=row.phone,
+        details=details,
+    )
     session.flush()
-    return LiftInfo(lift.phone, SuppressionKind(lift.kind), lift.suppressed_reason, via,
-                    lift.lifted_by_id, lift.reason, lift.lifted_at)
+    return LiftInfo(
+        lift.phone,
+        SuppressionKind(lift.kind),
+        lift.suppressed_reason,
+        via,
+        lift.lifted_by_id,
+        lift.reason,
+        lift.lifted_at,
+    )
 
 
 def _locked(session: Session, phone: str) -> Suppression | None:
@@ -158,8 +190,10 @@ def lift(session: Session, *, actor: Actor, phone: str, reason: str | None = Non
     if row is None:
         raise _not_suppressed(phone)
     if row.kind == K.OPT_OUT:
-        raise Conflict(f"{phone} opted out; only the borrower can undo that by texting START.",
-                       code="opted_out")
+        raise Conflict(
+            f"{phone} opted out; only the borrower can undo that by texting START.",
+            code="opted_out",
+        )
     return _lift(session, row, via=VIA_ADMIN, actor=actor, reason=reason)
 
 
@@ -172,8 +206,9 @@ def get_suppression(session: Session, *, actor: Actor, phone: str) -> Suppressio
     return SuppressionInfo.of(row)
 
 
-def list_suppressed(session: Session, *, actor: Actor,
-                    limit: int = LIST_LIMIT) -> list[SuppressionInfo]:
+def list_suppressed(
+    session: Session, *, actor: Actor, limit: int = LIST_LIMIT
+) -> list[SuppressionInfo]:
     """The most recently suppressed numbers, newest first (admins)."""
     require_role(actor, Role.ADMIN, "read delivery reports")
     stmt = select(Suppression).order_by(Suppression.created_at.desc(), Suppression.phone)
@@ -184,8 +219,18 @@ def lift_history(session: Session, *, phone: str) -> list[LiftInfo]:
     """Every lift of this number's suppressions, oldest first."""
     stmt = select(SuppressionLift).where(SuppressionLift.phone == phone)
     rows = session.scalars(stmt.order_by(SuppressionLift.lifted_at, SuppressionLift.id))
-    return [LiftInfo(r.phone, SuppressionKind(r.kind), r.suppressed_reason, r.via,
-                     r.lifted_by_id, r.reason, r.lifted_at) for r in rows]
+    return [
+        LiftInfo(
+            r.phone,
+            SuppressionKind(r.kind),
+            r.suppressed_reason,
+            r.via,
+            r.lifted_by_id,
+            r.reason,
+            r.lifted_at,
+        )
+        for r in rows
+    ]
 
 
 def borrower_has(session: Session, phone: str) -> bool:

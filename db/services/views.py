@@ -131,8 +131,10 @@ def loan_summary(loan: Loan, *, today: date) -> LoanSummary:
 
 def _is_newest(row: type, later: type, *conds: ColumnElement[bool]) -> ColumnElement[bool]:
     """No row of the same loan meeting conds comes after row in (created_at, id) order."""
-    after = or_(later.created_at > row.created_at,
-                and_(later.created_at == row.created_at, later.id > row.id))
+    after = or_(
+        later.created_at > row.created_at,
+        and_(later.created_at == row.created_at, later.id > row.id),
+    )
     return ~exists().where(later.loan_id == row.loan_id, after, *conds)
 
 
@@ -145,9 +147,11 @@ def card_select(*entities: object) -> Select:
     """
     agent, maker, writer = aliased(Staff), aliased(Staff), aliased(Staff)
     newer_promise, newer_contact = aliased(Promise), aliased(Contact)
-    open_promise = and_(Promise.loan_id == Loan.id, Promise.state == PromiseState.OPEN,
-                        _is_newest(Promise, newer_promise,
-                                   newer_promise.state == PromiseState.OPEN))
+    open_promise = and_(
+        Promise.loan_id == Loan.id,
+        Promise.state == PromiseState.OPEN,
+        _is_newest(Promise, newer_promise, newer_promise.state == PromiseState.OPEN),
+    )
     return (
         select(*entities, agent.name, Promise, maker.name, Contact, writer.name)
         .select_from(Loan)
@@ -171,8 +175,9 @@ def _contact_view(c: Contact | None, staff_name: str | None) -> ContactView | No
     return ContactView(c.id, c.channel, c.outcome, c.note, staff_name, c.created_at)
 
 
-def loan_view(session: Session, loan: Loan, *, today: date,
-              extras: Sequence[Any] | None = None) -> LoanView:
+def loan_view(
+    session: Session, loan: Loan, *, today: date, extras: Sequence[Any] | None = None
+) -> LoanView:
     """The card for loan; extras are card_select()'s columns after the entities, if fetched."""
     if extras is None:
         extras = session.execute(card_select().where(Loan.id == loan.id)).one()

@@ -59,19 +59,37 @@ class TwilioSandbox(SandboxWorld):
     serves the webhooks, where the blocking variant would deadlock.
     """
 
-    def __init__(self, account_sid: str = DEFAULT_ACCOUNT_SID,
-                 auth_token: str = DEFAULT_AUTH_TOKEN, latency: float = 0.0, seed: int = 0,
-                 failure_profile: FailureProfile | None = None, *,
-                 callback_timing: CallbackTiming | None = None, inbound_url: str | None = None,
-                 phone_number: str = DEFAULT_PHONE_NUMBER, hang_seconds: float = 60.0) -> None:
-        super().__init__(account_sid, auth_token, latency, seed, failure_profile,
-                         callback_timing=callback_timing, inbound_url=inbound_url,
-                         phone_number=phone_number, hang_seconds=hang_seconds)
+    def __init__(
+        self,
+        account_sid: str = DEFAULT_ACCOUNT_SID,
+        auth_token: str = DEFAULT_AUTH_TOKEN,
+        latency: float = 0.0,
+        seed: int = 0,
+        failure_profile: FailureProfile | None = None,
+        *,
+        callback_timing: CallbackTiming | None = None,
+        inbound_url: str | None = None,
+        phone_number: str = DEFAULT_PHONE_NUMBER,
+        hang_seconds: float = 60.0,
+    ) -> None:
+        super().__init__(
+            account_sid,
+            auth_token,
+            latency,
+            seed,
+            failure_profile,
+            callback_timing=callback_timing,
+            inbound_url=inbound_url,
+            phone_number=phone_number,
+            hang_seconds=hang_seconds,
+        )
         transports: dict[tuple[str, int], asyncio.Transport] = {}
         self._server = ServerThread(
-            build_app(self, transports), name="twilio-sandbox",
+            build_app(self, transports),
+            name="twilio-sandbox",
             protocol=connection_tracking_protocol(transports),
-            on_start=self.on_loop_start, on_stop=self.on_loop_stop,
+            on_start=self.on_loop_start,
+            on_stop=self.on_loop_stop,
         )
 
     def start(self) -> TwilioSandbox:
@@ -120,14 +138,16 @@ class TwilioSandbox(SandboxWorld):
     async def wait_callbacks_async(self, timeout: float = 10.0) -> None:
         await self._server.call_async(self.until_idle(timeout))
 
-    def send_inbound(self, from_phone: str, body: str, to: str | None = None,
-                     timeout: float = 10.0) -> InboundReply:
+    def send_inbound(
+        self, from_phone: str, body: str, to: str | None = None, timeout: float = 10.0
+    ) -> InboundReply:
         """Post a signed inbound SMS webhook to `inbound_url`; return the web app's answer.
 
         `to` defaults to the sandbox's phone_number. STOP/START work as at Twilio: the
         sender is (un)subscribed, and later messages to it fail with 21610."""
         return self._server.call(self.inbound(from_phone, body, to), timeout=timeout)
 
-    async def send_inbound_async(self, from_phone: str, body: str,
-                                 to: str | None = None) -> InboundReply:
+    async def send_inbound_async(
+        self, from_phone: str, body: str, to: str | None = None
+    ) -> InboundReply:
         return await self._server.call_async(self.inbound(from_phone, body, to))

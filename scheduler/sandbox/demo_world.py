@@ -76,11 +76,21 @@ class SmsFeed:
     def poll(self) -> list[tuple[str, str]]:
         """(line, style) for everything that happened since the last poll (in a thread)."""
         stmt = (
-            select(MessageEvent.id, MessageEvent.message_id, MessageEvent.status,
-                   MessageEvent.error_code, MessageEvent.created_at, Message.to_phone,
-                   MessageEvent.detail, Message.kind, Message.error_code.label("final_code"))
+            select(
+                MessageEvent.id,
+                MessageEvent.message_id,
+                MessageEvent.status,
+                MessageEvent.error_code,
+                MessageEvent.created_at,
+                Message.to_phone,
+                MessageEvent.detail,
+                Message.kind,
+                Message.error_code.label("final_code"),
+            )
             .join(Message, Message.id == MessageEvent.message_id)
-            .where(MessageEvent.id > self.last_id).order_by(MessageEvent.id).limit(5000)
+            .where(MessageEvent.id > self.last_id)
+            .order_by(MessageEvent.id)
+            .limit(5000)
         )
         with self.factory() as session:
             rows = session.execute(stmt).all()
@@ -122,8 +132,9 @@ class SmsFeed:
         final = statuses[-1] in (MessageStatus.FAILED, MessageStatus.UNDELIVERED)
         code = row.error_code or (row.final_code if final else None)
         why = f"  ({code}: {describe(code)})" if code else ""
-        return f"{at:%H:%M:%S}  SMS {mask(row.to_phone):<15} {row.kind:<9} " \
-               f"{' → '.join(statuses)}{why}"
+        return (
+            f"{at:%H:%M:%S}  SMS {mask(row.to_phone):<15} {row.kind:<9} {' → '.join(statuses)}{why}"
+        )
 
 
 def _local(moment: datetime, tz: ZoneInfo) -> datetime:
@@ -140,8 +151,10 @@ class DemoWorld:
         self.sock = listen_socket("127.0.0.1", 0)
         self.public_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.twilio = TwilioSandbox(
-            seed=seed, failure_profile=FailureProfile(),
-            callback_timing=CallbackTiming.realistic(), inbound_url=self.public_url + INBOUND_PATH,
+            seed=seed,
+            failure_profile=FailureProfile(),
+            callback_timing=CallbackTiming.realistic(),
+            inbound_url=self.public_url + INBOUND_PATH,
         ).start()
         self.scheduler: WorkerScheduler | None = None
         self.settings: Settings | None = None
@@ -149,11 +162,14 @@ class DemoWorld:
     def settings_update(self) -> dict[str, Any]:
         """What the demo's Settings need to send through the sandbox and hear back."""
         return {
-            "sms_backend": SmsBackend.TWILIO, "twilio_api_base_url": self.twilio.base_url,
+            "sms_backend": SmsBackend.TWILIO,
+            "twilio_api_base_url": self.twilio.base_url,
             "twilio_account_sid": self.twilio.account_sid,
             "twilio_auth_token": SecretStr(self.twilio.auth_token),
-            "twilio_from_number": self.twilio.phone_number, "twilio_messaging_service_sid": None,
-            "public_base_url": self.public_url, "port": self.sock.getsockname()[1],
+            "twilio_from_number": self.twilio.phone_number,
+            "twilio_messaging_service_sid": None,
+            "public_base_url": self.public_url,
+            "port": self.sock.getsockname()[1],
         }
 
     def close(self) -> None:
@@ -168,8 +184,10 @@ class DemoWorld:
         feed = SmsFeed(self.factory, settings.tz)
         await asyncio.to_thread(feed.skip_history)
         app = build_web_app(settings, self.factory)
-        async with (running_worker(settings, self.factory) as scheduler,
-                    running_web(app, settings, sock=self.sock, host="127.0.0.1")):
+        async with (
+            running_worker(settings, self.factory) as scheduler,
+            running_web(app, settings, sock=self.sock, host="127.0.0.1"),
+        ):
             self.scheduler = scheduler
             task = asyncio.create_task(self._feed(feed, sink), name="sms-feed")
             try:
@@ -211,9 +229,11 @@ class DemoWorld:
         daily = await jobs.daily()
         planned = await jobs.plan()
         now = clock.utcnow().astimezone(self.settings.tz)
-        return (f"The clock is now {now:%a %d %b %Y %H:%M} ({self.settings.agency_timezone}): "
-                f"{daily.promises_broken} promises broken, {daily.late_fees} late fees, "
-                f"{planned} reminders queued.")
+        return (
+            f"The clock is now {now:%a %d %b %Y %H:%M} ({self.settings.agency_timezone}): "
+            f"{daily.promises_broken} promises broken, {daily.late_fees} late fees, "
+            f"{planned} reminders queued."
+        )
 
     async def wait_sms(self, timeout: float = 30.0) -> bool:
         """Until nothing due is waiting to be sent and every delivery report is in."""
@@ -231,5 +251,11 @@ class DemoWorld:
 
     def _busy(self) -> int:
         with self.factory() as session:
-            return session.scalar(select(func.count(Message.id)).where(
-                Message.status.in_(_BUSY), Message.send_after <= clock.utcnow())) or 0
+            return (
+                session.scalar(
+                    select(func.count(Message.id)).where(
+                        Message.status.in_(_BUSY), Message.send_after <= clock.utcnow()
+                    )
+                )
+                or 0
+            )

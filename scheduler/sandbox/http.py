@@ -39,8 +39,10 @@ _SCRIPT_CODES = {429: 20429, 500: 20500, 503: 20503}
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def build_app(world: SandboxWorld, transports: Mapping[tuple[str, int], asyncio.Transport],
-              ) -> Starlette:
+def build_app(
+    world: SandboxWorld,
+    transports: Mapping[tuple[str, int], asyncio.Transport],
+) -> Starlette:
     """The Starlette app; `transports` maps client addresses to connections (to drop one)."""
     api = _Api(world, transports)
     prefix = f"/{API_VERSION}/Accounts/{{account_sid}}"
@@ -53,8 +55,9 @@ def build_app(world: SandboxWorld, transports: Mapping[tuple[str, int], asyncio.
 
 
 class _Api:
-    def __init__(self, world: SandboxWorld,
-                 transports: Mapping[tuple[str, int], asyncio.Transport]) -> None:
+    def __init__(
+        self, world: SandboxWorld, transports: Mapping[tuple[str, int], asyncio.Transport]
+    ) -> None:
         self.world = world
         self.transports = transports
 
@@ -99,9 +102,11 @@ class _Api:
         except (binascii.Error, UnicodeDecodeError):
             return False
         path_account = request.path_params.get("account_sid", "")
-        return (_same(user, self.world.account_sid)
-                and _same(password, self.world.auth_token)
-                and _same(path_account, self.world.account_sid))
+        return (
+            _same(user, self.world.account_sid)
+            and _same(password, self.world.auth_token)
+            and _same(path_account, self.world.account_sid)
+        )
 
     # --- scripted failures -------------------------------------------------------------
 
@@ -142,16 +147,18 @@ class _Api:
     # --- Messages ----------------------------------------------------------------------
 
     async def _create(self, request: Request) -> Response:
-        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"),
-                              keep_blank_values=True))
+        form = dict(
+            parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+        )
         invalid = validate_create(form)
         if invalid is not None:
             return invalid
         to = form["To"].strip()
         refusal = self.world.refusal(to)
         if refusal is not None:
-            return twilio_error(refusal.code, http_status=refusal.http_status,
-                                message=refusal.message, to=to)
+            return twilio_error(
+                refusal.code, http_status=refusal.http_status, message=refusal.message, to=to
+            )
         message = self.world.create(form, to)
         return JSONResponse(message.resource(), status_code=201)
 
@@ -171,11 +178,18 @@ class _Api:
             return twilio_error(20001, param=str(exc))
         if not 1 <= page_size <= MAX_PAGE_SIZE or page < 0:
             return twilio_error(20001, param="PageSize")
-        found = self.world.matching(to=query.get("To"), sender=query.get("From"), after=after,
-                                    before=before)
+        found = self.world.matching(
+            to=query.get("To"), sender=query.get("From"), after=after, before=before
+        )
         filters = {k: v for k, v in query.items() if k not in ("Page", "PageSize", "PageToken")}
-        body = page_of(found, path=request.url.path, filters=filters, page_size=page_size,
-                       page=page, token=query.get("PageToken"))
+        body = page_of(
+            found,
+            path=request.url.path,
+            filters=filters,
+            page_size=page_size,
+            page=page,
+            token=query.get("PageToken"),
+        )
         return JSONResponse(body)
 
 
@@ -184,8 +198,9 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def twilio_error(code: int, *, http_status: int | None = None, message: str | None = None,
-                 **fill: str) -> JSONResponse:
+def twilio_error(
+    code: int, *, http_status: int | None = None, message: str | None = None, **fill: str
+) -> JSONResponse:
     status, body = error_payload(code, http_status=http_status, message=message, **fill)
     return JSONResponse(body, status_code=status)
 

@@ -101,8 +101,9 @@ def rfc2822(moment: datetime | None) -> str | None:
     return format_datetime(moment.astimezone(UTC).replace(microsecond=0))
 
 
-def error_payload(code: int, *, http_status: int | None = None, message: str | None = None,
-                  **fill: str) -> tuple[int, dict[str, object]]:
+def error_payload(
+    code: int, *, http_status: int | None = None, message: str | None = None, **fill: str
+) -> tuple[int, dict[str, object]]:
     """(HTTP status, JSON body) of a Twilio REST error, in Twilio's exact shape."""
     default_status, template = ERRORS.get(code, (http_status or 400, "Error {code}"))
     status = http_status or default_status
@@ -155,7 +156,6 @@ class Message:
     @property
     def uri(self) -> str:
         return f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{self.sid}.json"
-
 
     def resource(self) -> dict[str, object]:
         """The JSON Twilio returns for this message (numbers as strings, like Twilio)."""
@@ -254,8 +254,12 @@ class CallbackTiming:
 
     @classmethod
     def realistic(cls) -> CallbackTiming:
-        return cls(sent_delay=(0.2, 1.5), final_delay=(1.0, 6.0), duplicate_rate=0.03,
-                   out_of_order_rate=0.05)
+        return cls(
+            sent_delay=(0.2, 1.5),
+            final_delay=(1.0, 6.0),
+            duplicate_rate=0.03,
+            out_of_order_rate=0.05,
+        )
 
 
 @dataclass(frozen=True)
@@ -316,8 +320,9 @@ class Step:
     post: bool  # False: change the status; True: post the callback for that status
 
 
-def plan_life(delivery: Delivery, *, via_service: bool, timing: CallbackTiming,
-              rng: random.Random) -> list[Step]:
+def plan_life(
+    delivery: Delivery, *, via_service: bool, timing: CallbackTiming, rng: random.Random
+) -> list[Step]:
     """The timed steps from 'queued' to the final status, callbacks included, in run order."""
     t_sent = rng.uniform(*timing.sent_delay)
     t_final = t_sent + rng.uniform(*timing.final_delay)
@@ -333,19 +338,34 @@ def plan_life(delivery: Delivery, *, via_service: bool, timing: CallbackTiming,
     posts = [Step(at, status, code, post=True) for at, status, code in changes]
     if len(posts) >= 2 and rng.random() < timing.out_of_order_rate:
         a, b = posts[-2], posts[-1]  # same times, statuses swapped: the later news comes first
-        posts[-2:] = [Step(a.at, b.status, b.error_code, True),
-                      Step(b.at, a.status, a.error_code, True)]
+        posts[-2:] = [
+            Step(a.at, b.status, b.error_code, True),
+            Step(b.at, a.status, a.error_code, True),
+        ]
     for post in list(posts):
         if rng.random() < timing.duplicate_rate:
-            posts.append(Step(post.at + rng.uniform(0.0, 0.5) * (t_final - t_sent), post.status,
-                              post.error_code, True))
+            posts.append(
+                Step(
+                    post.at + rng.uniform(0.0, 0.5) * (t_final - t_sent),
+                    post.status,
+                    post.error_code,
+                    True,
+                )
+            )
     steps = [Step(at, status, code, post=False) for at, status, code in changes] + posts
     # Stable sort: at equal times a status change runs before its callback, in plan order.
     return sorted(steps, key=lambda s: s.at)
 
 
-def page_of(messages: list[Message], *, path: str, filters: dict[str, str], page_size: int,
-            page: int, token: str | None) -> dict[str, object]:
+def page_of(
+    messages: list[Message],
+    *,
+    path: str,
+    filters: dict[str, str],
+    page_size: int,
+    page: int,
+    token: str | None,
+) -> dict[str, object]:
     """Twilio's list envelope: newest first, PageSize/Page/PageToken, next_page_uri."""
     ordered = sorted(messages, key=lambda m: (m.date_created, m.seq), reverse=True)
     start = page * page_size
@@ -353,7 +373,7 @@ def page_of(messages: list[Message], *, path: str, filters: dict[str, str], page
         sids = [m.sid for m in ordered]
         after = token[2:]
         start = sids.index(after) + 1 if after in sids else start
-    chunk = ordered[start:start + page_size]
+    chunk = ordered[start : start + page_size]
 
     def uri(page_no: int, page_token: str | None = None) -> str:
         query = {**filters, "PageSize": str(page_size), "Page": str(page_no)}

@@ -47,8 +47,15 @@ def connection_tracking_protocol(registry: dict[tuple[str, int], asyncio.Transpo
 class ServerThread:
     """uvicorn serving `app` on a free port of 127.0.0.1, in its own thread and event loop."""
 
-    def __init__(self, app: Any, *, name: str = "asgi-server", protocol: type | None = None,
-                 on_start: Hook | None = None, on_stop: Hook | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        name: str = "asgi-server",
+        protocol: type | None = None,
+        on_start: Hook | None = None,
+        on_stop: Hook | None = None,
+    ) -> None:
         self._app = app
         self._name = name
         self._protocol = protocol
@@ -77,12 +84,19 @@ class ServerThread:
         sock.bind(("127.0.0.1", 0))
         self._port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self._app, log_config=None, access_log=False, lifespan="off", ws="none",
-            http=self._protocol or "h11", timeout_graceful_shutdown=2, timeout_keep_alive=5,
+            self._app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ws="none",
+            http=self._protocol or "h11",
+            timeout_graceful_shutdown=2,
+            timeout_keep_alive=5,
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._run, args=(sock,), name=self._name,
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(sock,), name=self._name, daemon=True
+        )
         self._thread.start()
         self._wait_started(timeout)
         log.debug("%s listening on %s", self._name, self.base_url)

@@ -74,11 +74,19 @@ class InboundReply:
 class SandboxWorld:
     """Messages, rules set through the side door, counters, and each message's life."""
 
-    def __init__(self, account_sid: str = DEFAULT_ACCOUNT_SID,
-                 auth_token: str = DEFAULT_AUTH_TOKEN, latency: float = 0.0, seed: int = 0,
-                 failure_profile: FailureProfile | None = None, *,
-                 callback_timing: CallbackTiming | None = None, inbound_url: str | None = None,
-                 phone_number: str = DEFAULT_PHONE_NUMBER, hang_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        account_sid: str = DEFAULT_ACCOUNT_SID,
+        auth_token: str = DEFAULT_AUTH_TOKEN,
+        latency: float = 0.0,
+        seed: int = 0,
+        failure_profile: FailureProfile | None = None,
+        *,
+        callback_timing: CallbackTiming | None = None,
+        inbound_url: str | None = None,
+        phone_number: str = DEFAULT_PHONE_NUMBER,
+        hang_seconds: float = 60.0,
+    ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.latency = latency  # seconds added to every API request (benchmarks)
@@ -116,8 +124,9 @@ class SandboxWorld:
 
     # --- side door: configure ----------------------------------------------------------
 
-    def fail_number(self, phone: str, code: int = 21211, *, http_status: int = 400,
-                    message: str | None = None) -> None:
+    def fail_number(
+        self, phone: str, code: int = 21211, *, http_status: int = 400, message: str | None = None
+    ) -> None:
         """Refuse every message to `phone` with this Twilio error (e.g. 21610, 21614)."""
         with self._lock:
             self._rejections[phone] = Rejection(code, http_status, message)
@@ -129,17 +138,26 @@ class SandboxWorld:
             self._deliveries.pop(phone, None)
             self._unsubscribed.discard(phone)
 
-    def set_delivery(self, phone: str, outcome: str = "delivered",
-                     error_code: int | None = None) -> None:
+    def set_delivery(
+        self, phone: str, outcome: str = "delivered", error_code: int | None = None
+    ) -> None:
         """What happens after acceptance: delivered, undelivered (30003/30005/30006),
         failed, sent (no delivery receipt ever) or queued (stuck)."""
         with self._lock:
             self._deliveries[phone] = Delivery(outcome, error_code)
 
-    def script(self, outcome: int | str | None = None, *, http_status: int | None = None,
-               code: int | None = None, message: str | None = None,
-               retry_after: float | None = None, created: bool = False, on: str = "create",
-               times: int = 1) -> None:
+    def script(
+        self,
+        outcome: int | str | None = None,
+        *,
+        http_status: int | None = None,
+        code: int | None = None,
+        message: str | None = None,
+        retry_after: float | None = None,
+        created: bool = False,
+        on: str = "create",
+        times: int = 1,
+    ) -> None:
         """Queue the answer to the next matching API call(s), first in first out.
 
         outcome: an HTTP status (429, 500, 503, ...), "timeout" (hang past the client's
@@ -230,12 +248,18 @@ class SandboxWorld:
         with self._lock:
             self._seq += 1
             message = Message(
-                sid=new_sid("SM"), account_sid=self.account_sid, to=to,
-                from_=sender or self.phone_number, body=form["Body"],
+                sid=new_sid("SM"),
+                account_sid=self.account_sid,
+                to=to,
+                from_=sender or self.phone_number,
+                body=form["Body"],
                 # A Messaging Service without From picks the sender later: "accepted".
                 status="accepted" if service and not sender else "queued",
-                messaging_service_sid=service, status_callback=form.get("StatusCallback") or None,
-                num_segments=count_segments(form["Body"]), date_created=now, date_updated=now,
+                messaging_service_sid=service,
+                status_callback=form.get("StatusCallback") or None,
+                num_segments=count_segments(form["Body"]),
+                date_created=now,
+                date_updated=now,
                 seq=self._seq,
             )
             self._messages[message.sid] = message
@@ -249,12 +273,17 @@ class SandboxWorld:
             message = self._messages.get(sid)
             return message.resource() if message else None
 
-    def matching(self, *, to: str | None, sender: str | None, after: datetime | None,
-                 before: datetime | None) -> list[Message]:
+    def matching(
+        self, *, to: str | None, sender: str | None, after: datetime | None, before: datetime | None
+    ) -> list[Message]:
         with self._lock:
-            return [replace(m) for m in self._messages.values()
-                    if (to is None or m.to == to) and (sender is None or m.from_ == sender)
-                    and in_window(m, after, before)]
+            return [
+                replace(m)
+                for m in self._messages.values()
+                if (to is None or m.to == to)
+                and (sender is None or m.from_ == sender)
+                and in_window(m, after, before)
+            ]
 
     # --- loop side: start, stop, idle ---------------------------------------------------
 
@@ -262,8 +291,10 @@ class SandboxWorld:
         # aiohttp, not httpx: a fault run posts 20,000 webhooks and httpx costs several
         # times the CPU per request. trust_env=False: never through an env proxy.
         self._http = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=10.0), trust_env=False,
-            connector=aiohttp.TCPConnector(limit=WEBHOOKS_IN_FLIGHT))
+            timeout=aiohttp.ClientTimeout(total=10.0),
+            trust_env=False,
+            connector=aiohttp.TCPConnector(limit=WEBHOOKS_IN_FLIGHT),
+        )
         # httpcore's pool scans every waiting request on each change (quadratic): with
         # thousands of callbacks due at once it would starve this loop. Queue them here.
         self._post_gate = asyncio.Semaphore(WEBHOOKS_IN_FLIGHT)
@@ -308,8 +339,9 @@ class SandboxWorld:
         delivery = self._delivery_for(message.to)
         timing = self.callback_timing
         with self._lock:
-            steps = plan_life(delivery, via_service=message.status == "accepted",
-                              timing=timing, rng=self._rng)
+            steps = plan_life(
+                delivery, via_service=message.status == "accepted", timing=timing, rng=self._rng
+            )
         gate: asyncio.Event | None = None
         if timing.hold:
             gate = asyncio.Event()
@@ -377,10 +409,17 @@ class SandboxWorld:
             raise RuntimeError("set TwilioSandbox.inbound_url before send_inbound()")
         message = self._store_inbound(from_phone, body, to or self.phone_number)
         params = {
-            "MessageSid": message.sid, "SmsSid": message.sid, "SmsMessageSid": message.sid,
-            "AccountSid": self.account_sid, "From": from_phone, "To": message.to, "Body": body,
-            "NumMedia": "0", "NumSegments": str(message.num_segments),
-            "SmsStatus": "received", "ApiVersion": API_VERSION,
+            "MessageSid": message.sid,
+            "SmsSid": message.sid,
+            "SmsMessageSid": message.sid,
+            "AccountSid": self.account_sid,
+            "From": from_phone,
+            "To": message.to,
+            "Body": body,
+            "NumMedia": "0",
+            "NumSegments": str(message.num_segments),
+            "SmsStatus": "received",
+            "ApiVersion": API_VERSION,
         }
         keyword = body.strip().upper()
         if keyword in OPT_OUT_KEYWORDS | OPT_IN_KEYWORDS:
@@ -401,10 +440,18 @@ class SandboxWorld:
                 self._unsubscribed.discard(from_phone)
             self._seq += 1
             message = Message(
-                sid=new_sid("SM"), account_sid=self.account_sid, to=to, from_=from_phone,
-                body=body, status="received", direction="inbound",
-                num_segments=count_segments(body) if body else 1, date_created=now,
-                date_updated=now, date_sent=now, seq=self._seq,
+                sid=new_sid("SM"),
+                account_sid=self.account_sid,
+                to=to,
+                from_=from_phone,
+                body=body,
+                status="received",
+                direction="inbound",
+                num_segments=count_segments(body) if body else 1,
+                date_created=now,
+                date_updated=now,
+                date_sent=now,
+                seq=self._seq,
             )
             self._messages[message.sid] = message
         return message
@@ -421,15 +468,18 @@ class SandboxWorld:
         status_code: int | None = None
         text, content_type, error = "", None, None
         try:
-            async with self._post_gate, self._http.post(url, data=params,
-                                                        headers=headers) as response:
+            async with (
+                self._post_gate,
+                self._http.post(url, data=params, headers=headers) as response,
+            ):
                 status_code, text = response.status, await response.text()
                 content_type = response.headers.get("Content-Type")
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}"
             log.warning("sandbox: %s webhook to %s failed: %s", kind, url, error)
-        record = CallbackRecord(kind, url, params, signature, status_code, text, content_type,
-                                error)
+        record = CallbackRecord(
+            kind, url, params, signature, status_code, text, content_type, error
+        )
         with self._lock:
             self._callbacks.append(record)
         return record
@@ -437,9 +487,14 @@ class SandboxWorld:
 
 def _status_params(message: Message, step: Step) -> dict[str, str]:
     params = {
-        "MessageSid": message.sid, "SmsSid": message.sid, "AccountSid": message.account_sid,
-        "From": message.from_ or "", "To": message.to, "MessageStatus": step.status,
-        "SmsStatus": step.status, "ApiVersion": API_VERSION,
+        "MessageSid": message.sid,
+        "SmsSid": message.sid,
+        "AccountSid": message.account_sid,
+        "From": message.from_ or "",
+        "To": message.to,
+        "MessageStatus": step.status,
+        "SmsStatus": step.status,
+        "ApiVersion": API_VERSION,
     }
     if message.messaging_service_sid:
         params["MessagingServiceSid"] = message.messaging_service_sid
