@@ -21,7 +21,7 @@ from bench.seedfast import MANAGER_TELEGRAM_ID, loan_number
 from bot.app import build_application
 from bot.sandbox import TelegramSandbox
 from db.models import Role, Staff
-from db.services import staff as staff_service
+from db.services.staff import members as staff_service
 
 TOKEN = "424242:BENCH"
 AGENTS = 20

@@ -11,8 +11,8 @@ from bench.common import Bench, Ctx, Goal, latencies, percentile
 from bench.seedfast import FIRST, loan_number, phone
 from db.models import Role
 from db.services.access import Actor
-from db.services.loan_queries import search_loans
-from db.services.loans import get_loan
+from db.services.loans.add import get_loan
+from db.services.loans.search import search_loans
 
 _CARD = "SELECT l.*, b.name, b.phone FROM loan l JOIN borrower b ON b.id = l.borrower_id "
 _RAW = {

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from bench.common import Bench, Ctx, Goal, QueryCounter, latencies, percentile
 from db.models import Role
 from db.services.access import Actor
-from db.services.loan_queries import LoanFilter, list_loans
+from db.services.loans.search import LoanFilter, list_loans
 from db.services.reports import portfolio
 
 # A page of 10 loans or a portfolio must cost a fixed handful of statements, never one a row.

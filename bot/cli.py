@@ -208,7 +208,7 @@ def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _invite(args: argparse.Namespace, settings: Settings) -> int:
-    from db.services.staff import create_invite
+    from db.services.staff.members import create_invite
 
     hours = args.hours or settings.invite_valid_hours
     with _session(settings) as session:

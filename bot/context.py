@@ -8,7 +8,7 @@
 
 db() runs a service in a worker thread inside one transaction: commit on success,
 rollback on error, except an AuthError carrying params["commit"] (a failed login's
-counter and audit rows), which is committed and re-raised (db.services.sessions).
+counter and audit rows), which is committed and re-raised (db.services.staff.sessions).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from telegram.ext import ContextTypes, ConversationHandler
 from bot import texts
 from db.config import Settings
 from db.models import Role, StaffState
-from db.services import staff as staff_service
 from db.services.access import Actor
 from db.services.errors import AuthError
+from db.services.staff import members as staff_service
 
 log = logging.getLogger(__name__)
 

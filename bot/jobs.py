@@ -9,7 +9,7 @@ never call each other). Choices:
   MAX_RELAY_FAILURES refusals it is marked relayed anyway and logged, so stuck rows do not
   hold up newer ones (its text stays on the loan's history). Counts live in memory: a
   restart gives every message its tries again. A reply whose agent is not logged in is
-  held (db/services/relays.py) and sent by deliver_held as soon as they log in.
+  held (db/services/sms/relays.py) and sent by deliver_held as soon as they log in.
 - Progress: a broadcast's progress message is edited at most once per EDIT_GAP seconds and
   only when its text changed (Telegram refuses "message is not modified" and limits edit
   rates). Once the broadcast is done the final report replaces it and tracking stops; a
@@ -31,15 +31,15 @@ from telegram.ext import Application
 from bot import keyboards, texts
 from bot.context import Context, db, settings_of
 from db.models import BroadcastState
-from db.services import broadcasts as bc
-from db.services import inbound
-from db.services.broadcast_progress import (
+from db.services.broadcasts import compose as bc
+from db.services.broadcasts.progress_message import (
     Tracked,
     clear_progress_message,
     inbound_loan_ids,
     tracked_broadcasts,
 )
-from db.services.relays import deliverable_relays
+from db.services.sms import inbound
+from db.services.sms.relays import deliverable_relays
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class _Tries:
 def _pending(
     session: Session, *, limit: int, idle_minutes: int, max_hours: int, staff_id: int | None = None
 ) -> tuple[list[inbound.RelayInfo], dict[int, int]]:
-    # Only replies whose recipient is logged in: the others are held (db/services/relays.py).
+    # Only replies whose recipient is logged in: the others are held (db/services/sms/relays.py).
     relays = deliverable_relays(
         session, limit=limit, idle_minutes=idle_minutes, max_hours=max_hours, staff_id=staff_id
     )

@@ -16,7 +16,7 @@ from enum import StrEnum
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from db.models import LoanState, Role
-from db.services.views import LoanView
+from db.services.loans.snapshots import LoanView
 
 MAX_DATA = 64
 _FIELD = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")

@@ -15,9 +15,9 @@ from bot.texts import esc
 from db.config import Settings
 from db.models import Frequency, InterestMethod, LoanState
 from db.money import build_schedule, format_money
-from db.services.loan_queries import HistoryItem
+from db.services.loans.search import HistoryItem
+from db.services.loans.snapshots import LoanSummary, LoanView
 from db.services.reports import WorkItem
-from db.services.views import LoanSummary, LoanView
 
 LABEL_MAX = 60  # button labels: plain text, kept short enough for a phone screen
 NOTE_MAX = 200  # a contact note or history line shown in full would crowd the card out

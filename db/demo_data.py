@@ -17,8 +17,8 @@ from db.migrate import upgrade
 from db.models import Loan, Role, Staff, StaffSession, StaffState
 from db.security import hash_password, verify_password
 from db.seed import STAFF_TELEGRAM_BASE, seed
-from db.services.audit import AuditAction, audit
-from db.services.sessions import as_actor, open_session
+from db.services.audit.write import AuditAction, audit
+from db.services.staff.sessions import as_actor, open_session
 
 log = logging.getLogger(__name__)
 

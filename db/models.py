@@ -471,7 +471,7 @@ class Message(Base):
     )
     broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcast.id"))
     # The loan's version when the text was written: the dispatcher sends a loan's message
-    # only while the loan is still at that version (db.services.message_truth).
+    # only while the loan is still at that version (db.services.sms.truth).
     loan_version: Mapped[int | None] = mapped_column(Integer)
     rule: Mapped[str | None] = mapped_column(String(24))
     idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)

@@ -45,7 +45,7 @@ from db.models import (
     StaffState,
 )
 from db.money import build_schedule, q
-from db.services.audit import AuditAction
+from db.services.audit.write import AuditAction
 from db.validation import name_key
 
 CHUNK = 5_000

@@ -27,9 +27,10 @@ from sqlalchemy.orm import Session
 from db import clock
 from db.config import Settings
 from db.models import Borrower
-from db.services import claims, message_truth, outbox
-from db.services.claims import Claim
-from db.services.outbox import ClaimedMessage, EventSource, MessageInfo
+from db.services.sms import claims, outbox
+from db.services.sms import truth as message_truth
+from db.services.sms.claims import Claim
+from db.services.sms.outbox import ClaimedMessage, EventSource, MessageInfo
 from scheduler import policy, twilio_codes
 from scheduler.reconcile import (
     Factory,
@@ -88,7 +89,7 @@ class DispatchReport:
     unknown: int = 0
     released: int = 0  # claimed, then put back unsent because the worker was stopping
     held: int = 0  # put back because the provider refused our account (credentials)
-    canceled: int = 0  # no longer true at send time (db.services.message_truth)
+    canceled: int = 0  # no longer true at send time (db.services.sms.truth)
 
 
 def make_limiter(rate_per_second: float) -> AsyncLimiter:
@@ -358,7 +359,7 @@ class Dispatcher:
     async def _fenced(
         self, m: ClaimedMessage, fn: Callable[..., T], *, or_queued: bool = False, **kwargs: Any
     ) -> T | None:
-        """fn's write, applied only while m still carries this run's claim (db.services.claims)."""
+        """fn's write, applied only while m still carries this run's claim (see sms.claims)."""
         return await self.recorder.write(
             claims.fenced,
             claim=Claim.of(m, self.worker_id),

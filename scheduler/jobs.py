@@ -35,9 +35,9 @@ from db.models import (
     Money,
     Suppression,
 )
-from db.services import fees, promises
 from db.services.access import LIVE_LOAN
-from db.services.outbox import EventSource, dialect_insert, record_events
+from db.services.collection import fees, promises
+from db.services.sms.outbox import EventSource, dialect_insert, record_events
 from scheduler.dispatch import DispatchReport, dispatch_due
 from scheduler.policy import window_start, zone
 from scheduler.reconcile import ReconcileReport, reconcile

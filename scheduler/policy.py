@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from db.config import Settings
 from db.models import Borrower, Message, MessageKind, MessageStatus, Suppression
-from db.services.outbox import MessageInfo
+from db.services.sms.outbox import MessageInfo
 from db.sms_window import next_window, zone
 from db.sms_window import window_start as window_start  # scheduler.jobs imports it here
 

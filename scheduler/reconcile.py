@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import clock
 from db.config import Settings
 from db.models import Message
-from db.services import outbox
-from db.services.outbox import EventSource, MessageInfo
+from db.services.sms import outbox
+from db.services.sms.outbox import EventSource, MessageInfo
 from scheduler import twilio_codes
 from scheduler.sms import ProviderMessage, SmsError, SmsSender
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from db.config import Settings, get_settings
 from db.error_codes import describe
 from db.failures import Failure, FailureClass, StreakRule
-from db.services import outbox
+from db.services.sms import outbox
 
 PERMANENT = frozenset({"21211", "21614", "30004", "30005", "30006"})
 TEMPORARY = frozenset({"30003", "30008"})

@@ -32,8 +32,8 @@ from twilio.request_validator import RequestValidator
 from db import clock
 from db.config import Settings, SettingsError, load_settings, require
 from db.models import Message
-from db.services import inbound, outbox
 from db.services.errors import ServiceError
+from db.services.sms import inbound, outbox
 from db.session import make_engine, make_session_factory
 from scheduler import twilio_codes
 

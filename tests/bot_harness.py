@@ -54,7 +54,7 @@ from bot.app import build_application
 from bot.sandbox import TelegramSandbox
 from db.config import Settings
 from db.models import Role
-from db.services import staff as staff_service
+from db.services.staff import members as staff_service
 
 log = logging.getLogger(__name__)
 

@@ -27,15 +27,17 @@ from db.models import (
     PaymentAllocation,
     Promise,
 )
-from db.services import loan_archive, payments, reports
-from db.services.deliveries import queue_reminder_now
+from db.services import reports
+from db.services.collection import payments
+from db.services.collection.promises import record_contact, record_promise
 from db.services.errors import AccessDenied, Conflict, InvalidInput, NotFound
-from db.services.inbound import handle_inbound
-from db.services.loan_history import loan_history
-from db.services.loan_queries import LoanFilter, list_loans, search_loans
-from db.services.loans import get_loan
-from db.services.outbox import queue_message
-from db.services.promises import record_contact, record_promise
+from db.services.loans import archive as loan_archive
+from db.services.loans.add import get_loan
+from db.services.loans.history import loan_history
+from db.services.loans.search import LoanFilter, list_loans, search_loans
+from db.services.sms.deliveries import queue_reminder_now
+from db.services.sms.inbound import handle_inbound
+from db.services.sms.outbox import queue_message
 from scheduler import jobs
 from tests.factories import actor, make_borrower, make_loan
 

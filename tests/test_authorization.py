@@ -37,22 +37,19 @@ from db.models import (
     StaffSession,
     StaffState,
 )
-from db.services import (
-    auditlog,
-    broadcasts,
-    deliveries,
-    invites,
-    loan_archive,
-    loans,
-    payments,
-    promises,
-    reports,
-)
-from db.services import staff as staff_service
-from db.services.audiences import Audience, AudienceKind
+from db.services import reports
+from db.services.audit import read as auditlog
+from db.services.broadcasts import compose as broadcasts
+from db.services.broadcasts.audiences import Audience, AudienceKind
+from db.services.collection import payments, promises
 from db.services.errors import AccessDenied, AuthError, NotFound, ServiceError
-from db.services.loans import EditableField
-from db.services.sessions import current_actor, open_session
+from db.services.loans import add as loans
+from db.services.loans import archive as loan_archive
+from db.services.loans.add import EditableField
+from db.services.sms import deliveries
+from db.services.staff import invites
+from db.services.staff import members as staff_service
+from db.services.staff.sessions import current_actor, open_session
 from tests.factories import make_borrower, make_loan, make_staff
 
 A, R, N = "allowed", "refused", "not found"

@@ -26,12 +26,13 @@ from db.models import (
     StaffSession,
     StaffState,
 )
-from db.services import inbound, loans
 from db.services.access import PHONE_UNAVAILABLE, borrower_in_scope, scope_borrowers
 from db.services.errors import AccessDenied
-from db.services.loans import EditableField
-from db.services.relays import HOLD_HOURS, REPLY_WINDOW_DAYS, deliverable_relays
-from db.services.sessions import open_session
+from db.services.loans import add as loans
+from db.services.loans.add import EditableField
+from db.services.sms import inbound
+from db.services.sms.relays import HOLD_HOURS, REPLY_WINDOW_DAYS, deliverable_relays
+from db.services.staff.sessions import open_session
 from tests.bot_harness import BotHarness
 from tests.bot_helpers import actor_of, until
 from tests.factories import actor, make_borrower, make_loan, make_staff

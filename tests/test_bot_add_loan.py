@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from bot import texts
 from db import clock
 from db.models import Borrower, InterestMethod, Loan, LoanEvent, LoanEventKind, Role
-from db.services import loans as loan_service
+from db.services.loans import add as loan_service
 from tests.bot_harness import BotHarness
 from tests.bot_helpers import actor_of, loan_number
 

@@ -7,7 +7,7 @@ import pytest
 from bot import texts
 from bot.keyboards import CB, data
 from db.models import Role, StaffState
-from db.services import staff as staff_service
+from db.services.staff import members as staff_service
 from tests.bot_harness import BotHarness
 
 pytestmark = pytest.mark.e2e

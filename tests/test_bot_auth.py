@@ -14,8 +14,8 @@ from bot.__main__ import main, serve
 from bot.keyboards import CB, data
 from db import clock
 from db.models import AuditEvent, BotState, Role, StaffState
-from db.services import staff as staff_service
-from db.services.audit import AuditAction
+from db.services.audit.write import AuditAction
+from db.services.staff import members as staff_service
 from tests.bot_harness import BotHarness
 
 pytestmark = pytest.mark.e2e

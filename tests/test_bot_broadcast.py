@@ -24,15 +24,15 @@ from db.models import (
     Suppression,
 )
 from db.models import MessageStatus as S
-from db.services import broadcasts as bc
 from db.services.access import Actor
-from db.services.broadcast_progress import (
+from db.services.broadcasts import compose as bc
+from db.services.broadcasts.compose import Audience, AudienceKind
+from db.services.broadcasts.progress_message import (
     clear_progress_message,
     inbound_loan_ids,
     set_progress_message,
     tracked_broadcasts,
 )
-from db.services.broadcasts import Audience, AudienceKind
 from db.services.errors import InvalidInput, NotFound
 from tests.bot_harness import BotHarness, Person
 from tests.bot_helpers import button, until

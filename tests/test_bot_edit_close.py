@@ -10,8 +10,8 @@ from sqlalchemy import select
 from bot.keyboards import CB, data
 from db import clock
 from db.models import AuditEvent, Loan, LoanEvent, LoanEventKind, LoanState, Payment, Role
-from db.services import payments
-from db.services.audit import AuditAction
+from db.services.audit.write import AuditAction
+from db.services.collection import payments
 from tests.bot_harness import BotHarness
 from tests.bot_helpers import (
     BORROWER,

@@ -26,10 +26,10 @@ from db.models import (
     Staff,
 )
 from db.money import build_schedule, format_money
-from db.services import loans as loan_service
-from db.services import payments, promises
-from db.services.loans import EditableField, HistoryItem
-from db.services.views import ContactView, LoanSummary, LoanView, PromiseView
+from db.services.collection import payments, promises
+from db.services.loans import add as loan_service
+from db.services.loans.add import EditableField, HistoryItem
+from db.services.loans.snapshots import ContactView, LoanSummary, LoanView, PromiseView
 from tests.bot_harness import BotHarness, Person
 from tests.bot_helpers import actor_of, loan_number
 from tests.factories import make_borrower, make_loan

@@ -11,8 +11,8 @@ import pytest
 from bot import texts
 from bot.paging import LIMIT, cut, fit, pages, units, visible_len
 from db.models import ContactChannel, ContactOutcome, Role
-from db.services import promises
-from db.services import staff as staff_service
+from db.services.collection import promises
+from db.services.staff import members as staff_service
 from tests.bot_harness import BotHarness
 from tests.bot_helpers import actor_of, new_loan, until
 

@@ -24,7 +24,7 @@ from db.models import (
     PromiseState,
     Role,
 )
-from db.services import payments
+from db.services.collection import payments
 from tests.bot_harness import BotHarness
 from tests.bot_helpers import (
     BORROWER,

@@ -15,8 +15,8 @@ from bot.keyboards import CB, data
 from db import clock
 from db.models import InboundMessage, Loan, Message, MessageKind, Role
 from db.models import MessageStatus as S
-from db.services import deliveries, inbound
 from db.services.access import Actor
+from db.services.sms import deliveries, inbound
 from tests.bot_harness import BotHarness
 from tests.bot_helpers import button, until
 from tests.test_bot_broadcast import WIDE, _loan, _phone

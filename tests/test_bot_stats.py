@@ -11,8 +11,9 @@ import pytest
 from db import clock
 from db.models import Role
 from db.money import format_money
-from db.services import payments, reports
+from db.services import reports
 from db.services.access import Actor
+from db.services.collection import payments
 from tests.bot_harness import BotHarness
 from tests.bot_helpers import actor_of, new_loan
 

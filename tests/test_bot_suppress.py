@@ -10,7 +10,7 @@ from sqlalchemy import select
 from bot import texts
 from bot.keyboards import CB, data
 from db.models import AuditEvent, Role, Suppression, SuppressionKind
-from db.services import suppressions
+from db.services.sms import suppressions
 from tests.bot_harness import BotHarness
 from tests.bot_helpers import button
 

@@ -29,12 +29,12 @@ from db.models import (
     Suppression,
 )
 from db.models import MessageStatus as S
-from db.services import broadcasts as bc
-from db.services import ledger
-from db.services.broadcasts import Audience, AudienceKind
-from db.services.deliveries import _amount_due, next_window_open
+from db.services.broadcasts import compose as bc
+from db.services.broadcasts.compose import Audience, AudienceKind
+from db.services.collection import ledger
+from db.services.collection.ledger import Bucket
 from db.services.errors import AccessDenied, Conflict, InvalidInput, NotFound
-from db.services.ledger import Bucket
+from db.services.sms.deliveries import _amount_due, next_window_open
 from tests.factories import actor, make_borrower, make_loan, make_staff
 
 _tags = itertools.count(1)

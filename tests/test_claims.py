@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from db import clock
 from db.models import Message, MessageEvent, MessageKind, MessageStatus
-from db.services import claims, outbox
-from db.services.claims import Claim
+from db.services.sms import claims, outbox
+from db.services.sms.claims import Claim
 from tests.factories import make_borrower
 
 S = MessageStatus

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from bot.cli import main
 from db.config import Settings
 from db.models import AuditEvent, Loan, Role
-from db.services.staff import check_invite
+from db.services.staff.members import check_invite
 from db.session import make_engine
 
 CODE = re.compile(r"^[A-Za-z0-9_-]{12,64}$")

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from db.config import LateFeeKind
 from db.models import Loan, LoanEvent, LoanEventKind, Promise, PromiseState
-from db.services import payments
+from db.services.collection import payments
 from db.session import make_engine, make_session_factory
 from scheduler import jobs
 from tests.factories import actor, make_loan, make_staff

@@ -24,8 +24,8 @@ from db.models import (
     Suppression,
 )
 from db.models import MessageStatus as S
-from db.services import deliveries
 from db.services.errors import AccessDenied, Conflict, NotFound
+from db.services.sms import deliveries
 from tests.factories import actor, make_borrower, make_loan, make_staff
 
 _keys = itertools.count(1)

@@ -30,7 +30,7 @@ from bot.serve import SECRET_HEADER, webhook_route
 from bot.terminal.input import parse_clock, plain, split_sms
 from db.config import Settings
 from db.models import MessageKind
-from db.services import outbox
+from db.services.sms import outbox
 from db.session import make_session_factory
 from scheduler.sandbox import TwilioSandbox
 from scheduler.sandbox.demo_world import FEED_LINES, SmsFeed, mask

@@ -26,7 +26,7 @@ from db import clock
 from db.config import Settings
 from db.migrate import upgrade
 from db.models import Borrower, Message, MessageEvent, MessageKind, MessageStatus, Suppression
-from db.services import outbox
+from db.services.sms import outbox
 from db.session import make_engine, make_session_factory
 from scheduler.dispatch import Dispatcher, ReconcileReport, dispatch_due, reconcile, stuck_after
 from scheduler.sandbox import CallbackTiming, TwilioSandbox

@@ -33,7 +33,9 @@ from db.models import (
     Role,
     Staff,
 )
-from db.services import broadcasts, loans, outbox
+from db.services.broadcasts import compose as broadcasts
+from db.services.loans import add as loans
+from db.services.sms import outbox
 from scheduler.dispatch import dispatch_due
 from scheduler.sandbox import CallbackTiming, TwilioSandbox
 from scheduler.sms import TwilioSender

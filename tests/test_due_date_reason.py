@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from db.models import AuditEvent, Loan, LoanEvent, LoanEventKind
-from db.services.audit import AuditAction
+from db.services.audit.write import AuditAction
 from db.services.errors import InvalidInput
-from db.services.loan_changes import MAX_AGENT_DUE_SHIFT_DAYS, EditableField, edit_loan
+from db.services.loans.changes import MAX_AGENT_DUE_SHIFT_DAYS, EditableField, edit_loan
 from tests.bot_harness import BotHarness
 from tests.bot_helpers import agent_card, button, is_card, tap
 from tests.factories import actor, make_loan

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import clock
 from db.models import Message, MessageEvent, MessageKind, MessageStatus
-from db.services import outbox
+from db.services.sms import outbox
 from scheduler import web
 from scheduler.sandbox import CallbackTiming, CallFaults, TwilioSandbox
 
@@ -54,7 +54,7 @@ FAULTS = CallFaults(
     retry_after=0.5,
 )
 CLAIM_SECONDS = 8.0  # the lease: long enough for a 1 s timeout plus its lost-send check
-PAUSE_SECONDS = 3.0  # SIGSTOP shorter than the lease (see db.services.claims on longer ones)
+PAUSE_SECONDS = 3.0  # SIGSTOP shorter than the lease (see db.services.sms.claims on longer ones)
 SETTLE_TIMEOUT = 360.0  # about 2-4 minutes on a shared 2-core machine
 # Statuses in the order a message may move through them; QUEUED again after SENDING is a
 # sanctioned retry or deferral, anything lower after SENT is a step back.

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from db.config import LateFeeKind
 from db.models import Frequency, LoanEvent, LoanEventKind, LoanState
-from db.services import fees, payments
+from db.services.collection import fees, payments
 from tests.factories import actor, make_loan
 
 TODAY = date(2026, 3, 15)

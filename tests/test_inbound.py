@@ -24,10 +24,16 @@ from db.models import (
     PaymentMethod,
     StaffState,
 )
-from db.services import inbound
+from db.services.collection.payments import record_payment
 from db.services.errors import InvalidInput
-from db.services.inbound import Keyword, handle_inbound, keyword_of, mark_relayed, pending_relays
-from db.services.payments import record_payment
+from db.services.sms import inbound
+from db.services.sms.inbound import (
+    Keyword,
+    handle_inbound,
+    keyword_of,
+    mark_relayed,
+    pending_relays,
+)
 from tests.factories import actor, make_borrower, make_loan, make_staff
 
 AGENCY = "Test Agency"
@@ -339,7 +345,7 @@ def test_missing_sid_and_bad_limit_are_refused(session: Session) -> None:
 
 def test_stop_and_start_each_write_one_audit_row(session: Session, agent, borrower) -> None:
     from db.models import AuditEvent
-    from db.services.audit import AuditAction
+    from db.services.audit.write import AuditAction
 
     def audits(action: AuditAction) -> int:
         return session.scalar(

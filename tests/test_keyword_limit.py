@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from db import clock
 from db.models import Borrower, InboundMessage, LoanEvent, Message, MessageKind
-from db.services.inbound import handle_inbound
+from db.services.sms.inbound import handle_inbound
 from tests.factories import make_borrower, make_loan
 
 

@@ -49,19 +49,15 @@ from db.models import (
     PaymentAllocation,
     Role,
 )
-from db.services import (
-    access,
-    fees,
-    loan_archive,
-    loans,
-    message_truth,
-    outbox,
-    payments,
-    promises,
-)
+from db.services import access
+from db.services.collection import fees, payments, promises
 from db.services.errors import ServiceError
-from db.services.loan_queries import LoanFilter
-from db.services.loans import EditableField
+from db.services.loans import add as loans
+from db.services.loans import archive as loan_archive
+from db.services.loans.add import EditableField
+from db.services.loans.search import LoanFilter
+from db.services.sms import outbox
+from db.services.sms import truth as message_truth
 from db.sms_text import sms_amount
 from scheduler import jobs
 from tests.factories import actor, make_loan, make_staff

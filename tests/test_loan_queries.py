@@ -24,10 +24,10 @@ from db.models import (
     PaymentMethod,
     Promise,
 )
-from db.services import ledger
+from db.services.collection import ledger
 from db.services.errors import AccessDenied, InvalidInput, NotFound
-from db.services.loan_queries import LoanFilter, list_loans, loan_history, search_loans
-from db.services.loans import EditableField, add_loan, edit_loan, reassign_loan
+from db.services.loans.add import EditableField, add_loan, edit_loan, reassign_loan
+from db.services.loans.search import LoanFilter, list_loans, loan_history, search_loans
 from tests.factories import actor, make_borrower, make_loan
 
 

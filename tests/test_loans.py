@@ -25,10 +25,10 @@ from db.models import (
     Staff,
     StaffState,
 )
-from db.services import ledger
-from db.services.audit import AuditAction
+from db.services.audit.write import AuditAction
+from db.services.collection import ledger
 from db.services.errors import AccessDenied, Conflict, InvalidInput, NotFound
-from db.services.loans import (
+from db.services.loans.add import (
     EditableField,
     add_loan,
     close_loan,

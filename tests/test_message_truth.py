@@ -22,8 +22,11 @@ from db.models import (
     MessageKind,
     MessageStatus,
 )
-from db.services import fees, inbound, ledger, loan_archive, loans, outbox, payments, promises
-from db.services.loans import EditableField
+from db.services.collection import fees, ledger, payments, promises
+from db.services.loans import add as loans
+from db.services.loans import archive as loan_archive
+from db.services.loans.add import EditableField
+from db.services.sms import inbound, outbox
 from scheduler import jobs
 from tests.factories import actor, make_borrower, make_loan
 

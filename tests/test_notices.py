@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 
 from db import clock
 from db.models import Message, MessageKind, MessageStatus, PaymentMethod
+from db.services.collection.payments import record_payment
 from db.services.errors import InvalidInput, NotFound
-from db.services.notices import notice_text, payment_notice
-from db.services.payments import record_payment
+from db.services.sms.notices import notice_text, payment_notice
 from db.sms_text import Encoding, encoding, segments, sms_amount
 from tests.factories import actor, make_borrower, make_loan
 

@@ -20,9 +20,9 @@ from db.models import (
     MessageStatus,
     Suppression,
 )
-from db.services import outbox
 from db.services.errors import InvalidInput
-from db.services.outbox import EventSource
+from db.services.sms import outbox
+from db.services.sms.outbox import EventSource
 from scheduler import twilio_codes
 from tests.factories import make_borrower
 

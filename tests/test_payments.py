@@ -23,9 +23,9 @@ from db.models import (
     PaymentMethod,
     Role,
 )
-from db.services import ledger
-from db.services import payments as svc
-from db.services.audit import AuditAction
+from db.services.audit.write import AuditAction
+from db.services.collection import ledger
+from db.services.collection import payments as svc
 from db.services.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from tests.factories import actor, make_loan, make_staff
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from db.models import Borrower, Message, MessageKind, MessageStatus, Suppression
-from db.services.outbox import MessageInfo
+from db.services.sms.outbox import MessageInfo
 from scheduler.policy import DecisionKind, decide, next_window
 from tests.factories import make_borrower
 

@@ -21,10 +21,10 @@ from db.models import (
     PromiseState,
     Role,
 )
-from db.services import payments, promises
-from db.services.audit import AuditAction
+from db.services.audit.write import AuditAction
+from db.services.collection import payments, promises
 from db.services.errors import Conflict, InvalidInput, NotFound
-from db.services.views import loan_view
+from db.services.loans.snapshots import loan_view
 from tests.factories import actor, make_loan, make_staff
 
 TODAY = date(2026, 3, 15)

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import event
 
 from db.models import Frequency, LoanState, Payment, PaymentMethod, Role
-from db.services import ledger, payments, promises, reports
+from db.services import reports
+from db.services.collection import ledger, payments, promises
 from tests.factories import actor, make_loan, make_staff
 
 TODAY = date(2026, 3, 15)

@@ -31,7 +31,7 @@ from db.models import (
     Staff,
 )
 from db.seed import SEED_ACTION, STAFF_TELEGRAM_BASE, Shape, seed
-from db.services import ledger
+from db.services.collection import ledger
 from db.session import make_engine
 from db.validation import name_key, parse_loan_number
 from tests.factories import make_borrower

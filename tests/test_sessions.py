@@ -1,4 +1,4 @@
-"""Logins, lockout, sessions and the command gate (db.services.sessions via staff)."""
+"""Logins, lockout, sessions and the command gate (db.services.staff.sessions via staff)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from sqlalchemy import select
 from db import clock
 from db.models import AuditEvent, Role, Staff, StaffSession, StaffState
 from db.security import hash_password
-from db.services import staff as svc
-from db.services.audit import AuditAction
+from db.services.audit.write import AuditAction
 from db.services.errors import AuthError
+from db.services.staff import members as svc
 from tests.factories import make_staff
 
 PASSWORD = "correct horse battery"

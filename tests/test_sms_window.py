@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from db.services import broadcasts, deliveries
+from db.services.broadcasts import compose as broadcasts
+from db.services.sms import deliveries
 from db.sms_window import next_window, next_window_open, window_start, zone
 from scheduler import policy
 

@@ -18,9 +18,9 @@ from db.security import (
     new_invite_code,
     verify_password,
 )
-from db.services import staff as svc
-from db.services.audit import AuditAction
+from db.services.audit.write import AuditAction
 from db.services.errors import AccessDenied, AuthError, Conflict, InvalidInput, NotFound
+from db.services.staff import members as svc
 from tests.factories import actor, make_staff
 
 PASSWORD = "correct horse battery"

@@ -22,8 +22,8 @@ from db.models import (
     SuppressionKind,
     UnreachableStreak,
 )
-from db.services import inbound, outbox, suppressions
 from db.services.errors import AccessDenied, Conflict, NotFound
+from db.services.sms import inbound, outbox, suppressions
 from scheduler import twilio_codes
 from tests.factories import actor, make_borrower, make_staff
 

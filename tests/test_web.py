@@ -30,8 +30,8 @@ from db.models import (
     MessageStatus,
     Suppression,
 )
-from db.services import outbox
-from db.services.inbound import pending_relays
+from db.services.sms import outbox
+from db.services.sms.inbound import pending_relays
 from db.session import make_engine, make_session_factory
 from scheduler import web
 from scheduler.sandbox import CallbackTiming, TwilioSandbox

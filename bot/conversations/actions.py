@@ -28,11 +28,11 @@ from bot.keyboards import CB
 from db import clock
 from db.models import Role
 from db.money import format_money
-from db.services import loans as loan_service
 from db.services.access import Actor, require_role
+from db.services.collection.promises import find_loan, refuse_above_owed, require_active
 from db.services.errors import Conflict, InvalidInput, ServiceError
-from db.services.promises import find_loan, refuse_above_owed, require_active
-from db.services.views import LoanView
+from db.services.loans import add as loan_service
+from db.services.loans.snapshots import LoanView
 from db.validation import parse_amount
 
 log = logging.getLogger(__name__)

@@ -25,9 +25,9 @@ from bot.conversations import add_loan_steps as steps
 from bot.conversations.add_loan_steps import STEPS, State
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
-from db.services import loans as loan_service
 from db.services.access import Actor
 from db.services.errors import AccessDenied, InvalidInput, ServiceError
+from db.services.loans import add as loan_service
 from db.validation import parse_phone
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from bot import keyboards, texts, views
 from bot.context import Context, settings_of
 from db import clock
 from db.models import Frequency, InterestMethod
-from db.services import loans as loan_service
+from db.services.loans import add as loan_service
 from db.validation import (
     clean_name,
     clean_text,

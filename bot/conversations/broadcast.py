@@ -30,13 +30,13 @@ from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.keyboards import CB
 from db.config import Settings
 from db.models import Role, StaffState
-from db.services import broadcasts as bc
-from db.services import staff as staff_service
 from db.services.access import Actor
-from db.services.audiences import Audience, AudienceKind, audience_is_empty
-from db.services.broadcast_progress import audience_words, set_progress_message
+from db.services.broadcasts import compose as bc
+from db.services.broadcasts.audiences import Audience, AudienceKind, audience_is_empty
+from db.services.broadcasts.progress_message import audience_words, set_progress_message
+from db.services.collection.ledger import Bucket
 from db.services.errors import InvalidInput, ServiceError
-from db.services.ledger import Bucket
+from db.services.staff import members as staff_service
 
 log = logging.getLogger(__name__)
 

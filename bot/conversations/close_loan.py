@@ -27,10 +27,10 @@ from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
 from db.models import Role
-from db.services import loans as loan_service
 from db.services.access import Actor
 from db.services.errors import Conflict, InvalidInput, ServiceError
-from db.services.views import LoanView
+from db.services.loans import add as loan_service
+from db.services.loans.snapshots import LoanView
 
 log = logging.getLogger(__name__)
 

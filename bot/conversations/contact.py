@@ -15,10 +15,10 @@ from bot.conversations.actions import BORROWER, LOAN_ID, NUMBER
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
 from db.models import ContactChannel, ContactOutcome
-from db.services import promises
 from db.services.access import Actor
+from db.services.collection import promises
 from db.services.errors import InvalidInput, ServiceError
-from db.services.views import LoanView
+from db.services.loans.snapshots import LoanView
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
 from db.money import format_money
-from db.services import loans as loan_service
 from db.services.access import Actor
 from db.services.errors import InvalidInput, ServiceError
-from db.services.loans import EditableField, EditResult
-from db.services.views import LoanView
+from db.services.loans import add as loan_service
+from db.services.loans.add import EditableField, EditResult
+from db.services.loans.snapshots import LoanView
 
 log = logging.getLogger(__name__)
 

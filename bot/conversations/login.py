@@ -26,8 +26,8 @@ from bot.context import (
 from bot.conversations import TEXT_INPUT, cancel_fallback, delete_quietly
 from bot.conversations.register import save_first_password
 from db.models import StaffState
-from db.services import staff as staff_service
 from db.services.errors import AuthError, ServiceError
+from db.services.staff import members as staff_service
 
 log = logging.getLogger(__name__)
 

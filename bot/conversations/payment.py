@@ -23,11 +23,12 @@ from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
 from db.config import Settings
-from db.services import notices, payments
 from db.services.access import Actor
+from db.services.collection import payments
+from db.services.collection.payments import PaymentResult
 from db.services.errors import ServiceError
-from db.services.payments import PaymentResult
-from db.services.views import LoanView
+from db.services.loans.snapshots import LoanView
+from db.services.sms import notices
 
 log = logging.getLogger(__name__)
 

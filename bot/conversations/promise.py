@@ -15,10 +15,10 @@ from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import NUMBER
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
-from db.services import promises
 from db.services.access import Actor
+from db.services.collection import promises
 from db.services.errors import InvalidInput, ServiceError
-from db.services.views import LoanView
+from db.services.loans.snapshots import LoanView
 from db.validation import parse_date
 
 log = logging.getLogger(__name__)

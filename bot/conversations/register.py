@@ -19,9 +19,9 @@ from bot.context import Context, db, reply, set_menu_for, staff_actor
 from bot.conversations import TEXT_INPUT, cancel_fallback, delete_quietly
 from db.models import StaffState
 from db.security import hash_code
-from db.services import staff as staff_service
 from db.services.errors import InvalidInput, ServiceError
-from db.services.staff import StaffInfo
+from db.services.staff import members as staff_service
+from db.services.staff.members import StaffInfo
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ from bot.context import (
 )
 from bot.keyboards import CB
 from db.models import Role, StaffState
-from db.services import auditlog
-from db.services import staff as staff_service
 from db.services.access import Actor
+from db.services.audit import read as auditlog
 from db.services.errors import Conflict, ServiceError
-from db.services.staff import StaffInfo
+from db.services.staff import members as staff_service
+from db.services.staff.members import StaffInfo
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from bot.conversations import actions
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
 from db.models import Role, StaffState
-from db.services import loans as loan_service
-from db.services import staff as staff_service
 from db.services.access import Actor
 from db.services.errors import ServiceError
+from db.services.loans import add as loan_service
+from db.services.staff import members as staff_service
 
 log = logging.getLogger(__name__)
 

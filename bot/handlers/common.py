@@ -15,8 +15,8 @@ from telegram.ext import ApplicationHandlerStop
 from bot import texts
 from bot.context import Context, db, reply, settings_of
 from db.models import StaffState
-from db.services import staff as staff_service
 from db.services.errors import ServiceError
+from db.services.staff import members as staff_service
 
 log = logging.getLogger(__name__)
 

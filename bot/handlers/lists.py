@@ -24,11 +24,11 @@ from bot.conversations import TEXT_INPUT, cancel_fallback
 from bot.handlers.replies import fmt, show, today
 from bot.keyboards import CB
 from db.models import Role
-from db.services import loans as loan_service
 from db.services import reports
 from db.services.access import Actor
 from db.services.errors import ServiceError
-from db.services.loans import LoanFilter
+from db.services.loans import add as loan_service
+from db.services.loans.add import LoanFilter
 
 PAGE = 8  # loans per search or list page: each is a button, a phone shows about that many
 TODAY_LIMIT = 30

@@ -14,11 +14,11 @@ from bot import keyboards, texts, views
 from bot.context import Context, db, reply, require_staff, settings_of
 from bot.handlers.replies import command_text, fmt, pressed, show, today
 from bot.keyboards import CB
-from db.services import loans as loan_service
 from db.services.access import Actor
 from db.services.errors import NotFound, ServiceError
-from db.services.loans import HistoryPage
-from db.services.views import LoanView
+from db.services.loans import add as loan_service
+from db.services.loans.add import HistoryPage
+from db.services.loans.snapshots import LoanView
 
 HISTORY_PAGE = 10
 HISTORY_KEY = "lnh"  # {"id": loan id, "c": [before-cursor of each page seen]}

@@ -22,7 +22,7 @@ from bot.conversations import delete_quietly
 from bot.conversations.guard import open_conversations
 from bot.handlers.common import SlidingWindow
 from db.security import MAX_PASSWORD, MIN_PASSWORD
-from db.services import sessions
+from db.services.staff import sessions
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ from bot.handlers.replies import command_text
 from bot.keyboards import CB
 from db import clock
 from db.models import BroadcastState, SuppressionKind
-from db.services import broadcasts as bc
-from db.services import deliveries, suppressions
 from db.services.access import Actor
-from db.services.broadcast_progress import audience_words
+from db.services.broadcasts import compose as bc
+from db.services.broadcasts.progress_message import audience_words
 from db.services.errors import Conflict, NotFound, ServiceError
+from db.services.sms import deliveries, suppressions
 from db.validation import parse_loan_number
 
 log = logging.getLogger(__name__)

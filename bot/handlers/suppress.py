@@ -16,9 +16,9 @@ from bot import keyboards, texts
 from bot.context import Context, answer_button, db, reply, require_staff, settings_of
 from bot.handlers.replies import command_text
 from bot.keyboards import CB
-from db.services import suppressions
 from db.services.access import Actor
 from db.services.errors import InvalidInput, ServiceError
+from db.services.sms import suppressions
 from db.validation import clean_text, parse_phone
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from db import clock
 from db.models import Loan, LoanState, Payment, Promise, PromiseState, Staff
 from db.money import q
 from db.services.access import LIVE_LOAN, Actor
-from db.services.ledger import Bucket, bucket_dates
-from db.services.views import LoanSummary, loan_summary
+from db.services.collection.ledger import Bucket, bucket_dates
+from db.services.loans.snapshots import LoanSummary, loan_summary
 
 ZERO = Decimal("0")
 BROKEN_LOOKBACK_DAYS = 7

@@ -26,7 +26,7 @@ from db.config import Settings, SmsBackend
 from db.error_codes import describe
 from db.models import Message, MessageEvent, MessageKind, MessageStatus
 from db.services.errors import InvalidInput
-from db.services.outbox import FINAL
+from db.services.sms.outbox import FINAL
 from db.validation import parse_phone
 from scheduler.sandbox import CallbackTiming, FailureProfile, TwilioSandbox
 from scheduler.serve import listen_socket, running_web, running_worker

@@ -14,10 +14,10 @@ from db import clock
 from db.config import LateFeeKind
 from db.models import Installment, Loan, LoanEventKind, LoanState
 from db.money import q
-from db.services import ledger
 from db.services.access import LIVE_LOAN
-from db.services.audit import loan_event
-from db.services.message_truth import WithdrawReason, withdraw_for_loan
+from db.services.audit.write import loan_event
+from db.services.collection import ledger
+from db.services.sms.truth import WithdrawReason, withdraw_for_loan
 
 log = logging.getLogger(__name__)
 

@@ -38,12 +38,12 @@ from db.models import (
     Staff,
     StaffState,
 )
-from db.services import outbox, reply_limit, suppressions
 from db.services.access import LIVE_LOAN
-from db.services.audit import AuditAction, audit, loan_event
+from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.errors import InvalidInput
-from db.services.message_truth import WithdrawReason, withdraw_for_borrower
-from db.services.relays import RelayInfo, reply_loan
+from db.services.sms import outbox, reply_limit, suppressions
+from db.services.sms.relays import RelayInfo, reply_loan
+from db.services.sms.truth import WithdrawReason, withdraw_for_borrower
 from db.sms_text import sms_amount
 
 log = logging.getLogger(__name__)

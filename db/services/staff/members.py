@@ -1,7 +1,7 @@
 """Staff: access requests, approvals, roles and states, lookups.
 
-Invites live in db.services.invites, logging in and sessions in db.services.sessions; both
-are re-exported here, so callers import everything staff-related from this module. Read
+Invites live in staff.invites, logging in and sessions in staff.sessions; both are
+re-exported here, so callers import everything staff-related from this module. Read
 sessions' docstring for how adapters must commit failed logins.
 """
 
@@ -12,12 +12,18 @@ from sqlalchemy.orm import Session
 
 from db.models import Role, Staff, StaffState
 from db.services.access import Actor, require_role
-from db.services.audit import AuditAction, audit
+from db.services.audit.write import AuditAction, audit
 from db.services.errors import AccessDenied, Conflict, InvalidInput, NotFound
-from db.services.invites import MAX_INVITE_HOURS as MAX_INVITE_HOURS
-from db.services.invites import InviteCode, check_invite, create_invite, redeem_invite, upsert_staff
-from db.services.invites import _claim as _claim  # tests drive the single-use UPDATE here
-from db.services.sessions import (
+from db.services.staff.invites import MAX_INVITE_HOURS as MAX_INVITE_HOURS
+from db.services.staff.invites import (
+    InviteCode,
+    check_invite,
+    create_invite,
+    redeem_invite,
+    upsert_staff,
+)
+from db.services.staff.invites import _claim as _claim  # tests drive the single-use UPDATE here
+from db.services.staff.sessions import (
     LoginResult,
     StaffInfo,
     current_actor,
@@ -28,8 +34,8 @@ from db.services.sessions import (
     set_password,
     staff_info,
 )
-from db.services.sessions import as_actor as as_actor
-from db.services.sessions import open_session as open_session
+from db.services.staff.sessions import as_actor as as_actor
+from db.services.staff.sessions import open_session as open_session
 from db.validation import name_key
 
 __all__ = [

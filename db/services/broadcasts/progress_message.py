@@ -18,9 +18,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import Broadcast, BroadcastState, InboundMessage
-from db.services.audiences import Audience, AudienceKind
+from db.services.broadcasts.audiences import Audience, AudienceKind
 from db.services.errors import InvalidInput, NotFound
-from db.services.staff import get_staff_by_id
+from db.services.staff.members import get_staff_by_id
 
 MAX_TELEGRAM_ID = 2**63 - 1
 

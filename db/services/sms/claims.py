@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Message, MessageStatus
-from db.services.outbox import EventSource, MessageInfo, event
+from db.services.sms.outbox import EventSource, MessageInfo, event
 
 T = TypeVar("T")
 S = MessageStatus

@@ -36,7 +36,7 @@ from db.models import (
     MessageKind,
     MessageStatus,
 )
-from db.services.outbox import EventSource, event, record_events
+from db.services.sms.outbox import EventSource, event, record_events
 
 S = MessageStatus
 K = MessageKind

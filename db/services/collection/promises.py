@@ -29,10 +29,10 @@ from db.models import (
 )
 from db.money import format_money, q
 from db.services.access import LIVE_LOAN, Actor, refuse_archived
-from db.services.audit import AuditAction, audit, loan_event
+from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.errors import Conflict, InvalidInput
-from db.services.loan_lookup import load_loan
-from db.services.views import ContactView, PromiseView
+from db.services.loans.lookup import load_loan
+from db.services.loans.snapshots import ContactView, PromiseView
 from db.validation import clean_text
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,8 @@ from db.models import (
     MessageKind,
     MessageStatus,
 )
-from db.services import suppressions
 from db.services.errors import InvalidInput
+from db.services.sms import suppressions
 
 S = MessageStatus
 # Nothing happens to a message in these any more (progress counts, reports).
@@ -163,7 +163,7 @@ def queue_message(
         created_at=now,
         updated_at=now,
     )
-    if loan_id is not None:  # the version this text is true for (db.services.message_truth)
+    if loan_id is not None:  # the version this text is true for (db.services.sms.truth)
         values["loan_version"] = session.scalar(select(Loan.version).where(Loan.id == loan_id))
     stmt = dialect_insert(session, Message).values(**values)
     stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"])

@@ -1,6 +1,6 @@
 """Changing a loan: edit a field, reassign, close, write off; each with history rows.
 
-Loans are never deleted: db/services/loan_archive.py archives and restores them.
+Loans are never deleted: db/services/loans/archive.py archives and restores them.
 """
 
 from __future__ import annotations
@@ -18,19 +18,19 @@ from sqlalchemy.orm import Session
 from db import clock
 from db.models import Borrower, Loan, LoanEventKind, LoanState, Payment, Role
 from db.money import format_money
-from db.services import ledger
 from db.services.access import Actor, check_borrower_editable, require_role
-from db.services.audit import AuditAction, audit, loan_event
+from db.services.audit.write import AuditAction, audit, loan_event
+from db.services.collection import ledger
 from db.services.errors import Conflict, InvalidInput
-from db.services.loan_lookup import load_loan
-from db.services.loan_terms import DEFAULT_MAX_AMOUNT, active_holder, checked_schedule
-from db.services.message_truth import (
+from db.services.loans.lookup import load_loan
+from db.services.loans.snapshots import LoanView, loan_view
+from db.services.loans.terms import DEFAULT_MAX_AMOUNT, active_holder, checked_schedule
+from db.services.sms.truth import (
     WithdrawReason,
     restamp_for_loan,
     withdraw_for_borrower,
     withdraw_for_loan,
 )
-from db.services.views import LoanView, loan_view
 from db.validation import (
     DEFAULT_LOCALE,
     clean_name,

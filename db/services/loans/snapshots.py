@@ -24,7 +24,7 @@ from db.models import (
     PromiseState,
     Staff,
 )
-from db.services import ledger
+from db.services.collection import ledger
 
 
 @dataclass(frozen=True)

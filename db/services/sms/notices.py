@@ -12,9 +12,9 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from db.models import Loan, MessageKind
-from db.services import outbox
 from db.services.errors import InvalidInput, NotFound
-from db.services.outbox import MessageInfo
+from db.services.sms import outbox
+from db.services.sms.outbox import MessageInfo
 from db.sms_text import sms_amount
 
 

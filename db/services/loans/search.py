@@ -15,16 +15,16 @@ from sqlalchemy.orm import Session, contains_eager
 
 from db import clock
 from db.models import Borrower, Loan, LoanState, Role
-from db.services import ledger
 from db.services.access import LIVE_LOAN, Actor, require_role, scope_live_loans
+from db.services.collection import ledger
 from db.services.errors import AccessDenied, InvalidInput
-from db.services.loan_history import HistoryItem as HistoryItem
-from db.services.loan_history import HistoryPage as HistoryPage
-from db.services.loan_history import loan_history as loan_history
-from db.services.loan_lookup import MAX_PAGE as MAX_PAGE
-from db.services.loan_lookup import NO_TAGS, bad_cursor, check_page, decode_cursor, encode_cursor
-from db.services.loan_lookup import load_loan as load_loan
-from db.services.views import LoanSummary, loan_summary
+from db.services.loans.history import HistoryItem as HistoryItem
+from db.services.loans.history import HistoryPage as HistoryPage
+from db.services.loans.history import loan_history as loan_history
+from db.services.loans.lookup import MAX_PAGE as MAX_PAGE
+from db.services.loans.lookup import NO_TAGS, bad_cursor, check_page, decode_cursor, encode_cursor
+from db.services.loans.lookup import load_loan as load_loan
+from db.services.loans.snapshots import LoanSummary, loan_summary
 from db.validation import clean_text, name_key, parse_loan_number, parse_phone
 
 

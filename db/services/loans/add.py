@@ -26,12 +26,12 @@ from db.models import (
     Role,
 )
 from db.money import ScheduledInstallment
-from db.services import ledger
 from db.services.access import Actor, check_borrower, check_loan
-from db.services.audit import AuditAction, audit, loan_event
+from db.services.audit.write import AuditAction, audit, loan_event
+from db.services.collection import ledger
 from db.services.errors import AccessDenied, Conflict
-from db.services.loan_archive import ArchiveResult, archive_loan, restore_loan
-from db.services.loan_changes import (
+from db.services.loans.archive import ArchiveResult, archive_loan, restore_loan
+from db.services.loans.changes import (
     EditableField,
     EditResult,
     close_loan,
@@ -39,13 +39,13 @@ from db.services.loan_changes import (
     reassign_loan,
     write_off_loan,
 )
-from db.services.loan_history import HistoryItem, HistoryPage, loan_history
-from db.services.loan_lookup import NO_TAGS
-from db.services.loan_queries import LoanFilter, LoanPage, list_loans, search_loans
-from db.services.loan_terms import DEFAULT_MAX_AMOUNT, active_holder, check_terms, checked_schedule
-from db.services.loan_terms import MAX_DAYS_AHEAD as MAX_DAYS_AHEAD
-from db.services.loan_terms import MAX_INSTALLMENTS as MAX_INSTALLMENTS
-from db.services.views import BorrowerView, LoanView, card_select, loan_view
+from db.services.loans.history import HistoryItem, HistoryPage, loan_history
+from db.services.loans.lookup import NO_TAGS
+from db.services.loans.search import LoanFilter, LoanPage, list_loans, search_loans
+from db.services.loans.snapshots import BorrowerView, LoanView, card_select, loan_view
+from db.services.loans.terms import DEFAULT_MAX_AMOUNT, active_holder, check_terms, checked_schedule
+from db.services.loans.terms import MAX_DAYS_AHEAD as MAX_DAYS_AHEAD
+from db.services.loans.terms import MAX_INSTALLMENTS as MAX_INSTALLMENTS
 from db.validation import clean_name, clean_text, name_key, parse_loan_number, parse_phone
 
 __all__ = [

@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 
 from db import clock
 from db.models import Loan, LoanEventKind, Role
-from db.services import ledger
 from db.services.access import Actor, require_role
-from db.services.audit import AuditAction, audit, loan_event
+from db.services.audit.write import AuditAction, audit, loan_event
+from db.services.collection import ledger
 from db.services.errors import Conflict, InvalidInput
-from db.services.loan_lookup import load_loan
-from db.services.message_truth import WithdrawReason, withdraw_for_loan
+from db.services.loans.lookup import load_loan
+from db.services.sms.truth import WithdrawReason, withdraw_for_loan
 from db.validation import clean_text
 
 log = logging.getLogger(__name__)

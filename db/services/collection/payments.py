@@ -23,19 +23,20 @@ from db.models import (
     Staff,
 )
 from db.money import Due, allocate
-from db.services import access, ledger
+from db.services import access
 from db.services.access import Actor
-from db.services.audit import AuditAction, audit, loan_event
-from db.services.errors import Conflict, NotFound
-from db.services.message_truth import WithdrawReason, withdraw_for_loan
-from db.services.promises import (
+from db.services.audit.write import AuditAction, audit, loan_event
+from db.services.collection import ledger
+from db.services.collection.promises import (
     check_amount,
     find_loan,
     refuse_above_owed,
     require_active,
     settle_promises,
 )
-from db.services.views import LoanView, loan_view
+from db.services.errors import Conflict, NotFound
+from db.services.loans.snapshots import LoanView, loan_view
+from db.services.sms.truth import WithdrawReason, withdraw_for_loan
 from db.validation import clean_text
 
 log = logging.getLogger(__name__)

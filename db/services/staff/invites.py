@@ -1,6 +1,6 @@
 """Invites: create, check and redeem single-use codes; and the staff row a Telegram user joins with.
 
-upsert_staff is shared with access requests (db.services.staff), the other way to join.
+upsert_staff is shared with access requests (db.services.staff.members), the other way to join.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from db import clock
 from db.models import Invite, Role, Staff, StaffState
 from db.security import MAX_CODE, check_password_rules, hash_code, hash_password, new_invite_code
 from db.services.access import Actor, require_role
-from db.services.audit import AuditAction, audit
+from db.services.audit.write import AuditAction, audit
 from db.services.errors import AccessDenied, AuthError, Conflict, InvalidInput
-from db.services.sessions import LoginResult, as_actor, load_staff, open_session
+from db.services.staff.sessions import LoginResult, as_actor, load_staff, open_session
 
 MAX_INVITE_HOURS = 24 * 30
 _CODE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -105,7 +105,7 @@ def redeem_invite(
 
     The invite is given by its code, or by hash_code(code) (what a caller that must keep
     it a while stores instead of the code). A refused code is audited and raised with
-    commit=True (see db.services.sessions).
+    commit=True (see db.services.staff.sessions).
     """
     check_password_rules(password)
     try:

@@ -27,7 +27,7 @@ from db.models import (
 )
 from db.money import format_money
 from db.services.access import Actor
-from db.services.loan_lookup import (
+from db.services.loans.lookup import (
     bad_cursor,
     check_page,
     decode_cursor,

@@ -8,7 +8,7 @@ when it catches such an error, and roll back on every other ServiceError:
     except AuthError as err:
         session.commit() if err.params.get("commit") else session.rollback()
 
-The functions are re-exported by db.services.staff, which is where callers import them from.
+The functions are re-exported by db.services.staff.members, which is where callers import them from.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from db.security import (
     verify_password,
 )
 from db.services.access import Actor
-from db.services.audit import AuditAction, audit
+from db.services.audit.write import AuditAction, audit
 from db.services.errors import AuthError, Conflict
 
 log = logging.getLogger(__name__)

@@ -12,11 +12,11 @@ from db import clock
 from db.models import Broadcast, BroadcastState, Message, Role
 from db.models import MessageStatus as S
 from db.services.access import Actor, require_role
-from db.services.audiences import Audience
-from db.services.audit import AuditAction, audit
-from db.services.deliveries import FailureLine, failure_counts
+from db.services.audit.write import AuditAction, audit
+from db.services.broadcasts.audiences import Audience
 from db.services.errors import Conflict, NotFound
-from db.services.outbox import cancel_broadcast_messages
+from db.services.sms.deliveries import FailureLine, failure_counts
+from db.services.sms.outbox import cancel_broadcast_messages
 
 # A SENT message with no carrier report for this long no longer keeps a broadcast open.
 SENT_SETTLES = timedelta(hours=24)

@@ -27,11 +27,11 @@ from db.models import (
 )
 from db.models import MessageStatus as S
 from db.services.access import Actor, refuse_archived, require_role
-from db.services.audit import AuditAction, audit, loan_event
+from db.services.audit.write import AuditAction, audit, loan_event
+from db.services.collection.ledger import ZERO
 from db.services.errors import Conflict
-from db.services.ledger import ZERO
-from db.services.loan_lookup import load_loan
-from db.services.outbox import MessageInfo, queue_message
+from db.services.loans.lookup import load_loan
+from db.services.sms.outbox import MessageInfo, queue_message
 from db.sms_window import next_window_open, zone
 
 FAILED = (S.FAILED, S.UNDELIVERED)

@@ -1,8 +1,8 @@
 """Broadcasts: one SMS to every borrower of an audience, previewed, queued, canceled, tracked.
 
 Choices:
-- Whom it goes to is an Audience (db.services.audiences, re-exported here): one message per
-  borrower, its placeholders filled from the borrower's most overdue matching loan.
+- Whom it goes to is an Audience (db.services.broadcasts.audiences, re-exported here): one
+  message per borrower, its placeholders filled from the borrower's most overdue matching loan.
 - Opted-out and suppressed borrowers get a row too, status SUPPRESSED with the reason, so
   progress and reports count them like any other fate; the worker never sees them.
 - Messages wait for the allowed hours in the borrower's zone (send_after) and expire
@@ -34,21 +34,27 @@ from db.models import (
     Staff,
 )
 from db.models import MessageStatus as S
-from db.services import audiences
 from db.services.access import Actor, require_role
-from db.services.audiences import CHUNK, Audience, AudienceKind, Recipient, audience_is_empty
-from db.services.audiences import MAX_TAG as MAX_TAG
-from db.services.audit import AuditAction, audit
-from db.services.broadcast_status import SENT_SETTLES as SENT_SETTLES
-from db.services.broadcast_status import BroadcastInfo
-from db.services.broadcast_status import Progress as Progress
-from db.services.broadcast_status import broadcast_progress as broadcast_progress
-from db.services.broadcast_status import cancel_broadcast as cancel_broadcast
-from db.services.broadcast_status import failures_by_code as failures_by_code
-from db.services.broadcast_status import finish_done_broadcasts as finish_done_broadcasts
-from db.services.broadcast_status import list_broadcasts as list_broadcasts
+from db.services.audit.write import AuditAction, audit
+from db.services.broadcasts import audiences
+from db.services.broadcasts.audiences import (
+    CHUNK,
+    Audience,
+    AudienceKind,
+    Recipient,
+    audience_is_empty,
+)
+from db.services.broadcasts.audiences import MAX_TAG as MAX_TAG
+from db.services.broadcasts.tracking import SENT_SETTLES as SENT_SETTLES
+from db.services.broadcasts.tracking import BroadcastInfo
+from db.services.broadcasts.tracking import Progress as Progress
+from db.services.broadcasts.tracking import broadcast_progress as broadcast_progress
+from db.services.broadcasts.tracking import cancel_broadcast as cancel_broadcast
+from db.services.broadcasts.tracking import failures_by_code as failures_by_code
+from db.services.broadcasts.tracking import finish_done_broadcasts as finish_done_broadcasts
+from db.services.broadcasts.tracking import list_broadcasts as list_broadcasts
 from db.services.errors import Conflict, InvalidInput, NotFound
-from db.services.outbox import MAX_BODY, EventSource, dialect_insert
+from db.services.sms.outbox import MAX_BODY, EventSource, dialect_insert
 from db.sms_window import next_window_open, zone
 
 # Pressing "send" twice must not text everyone twice: the same text to the same audience
@@ -244,7 +250,7 @@ def fill_broadcast(
 
 
 def _stamp_loan_versions(session: Session, broadcast_id: int) -> None:
-    """Each message's loan version, read as its text was rendered (db.services.message_truth)."""
+    """Each message's loan version, read as its text was rendered (db.services.sms.truth)."""
     version = select(Loan.version).where(Loan.id == Message.loan_id).scalar_subquery()
     session.execute(
         update(Message)

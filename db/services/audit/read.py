@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from db.models import AuditEvent, Role, Staff
 from db.services.access import Actor, require_role
-from db.services.staff import pick_staff, staff_query
+from db.services.staff.members import pick_staff, staff_query
 
 MAX_LIMIT = 100
 

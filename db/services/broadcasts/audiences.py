@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 
 from db.models import Borrower, BorrowerTag, Installment, Loan, LoanState, Suppression
 from db.services.access import LIVE_LOAN
+from db.services.collection.ledger import Bucket, bucket_dates
 from db.services.errors import InvalidInput
-from db.services.ledger import Bucket, bucket_dates
 
 CHUNK = 500  # rows read per round trip
 MAX_TAG = 40

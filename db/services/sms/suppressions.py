@@ -27,7 +27,7 @@ from db.failures import Failure, FailureClass, StreakRule
 from db.models import Borrower, Role, Suppression, SuppressionKind, SuppressionLift
 from db.models import UnreachableStreak as Streak
 from db.services.access import Actor, require_role
-from db.services.audit import AuditAction, audit
+from db.services.audit.write import AuditAction, audit
 from db.services.errors import Conflict, NotFound
 
 K = SuppressionKind

@@ -1,0 +1,1 @@
+"""The audit trail: writing rows beside each change, and reading the log."""

@@ -1,0 +1,1 @@
+"""Broadcasts: audiences, composing and queueing, tracking after queueing, the progress message."""

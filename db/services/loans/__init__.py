@@ -1,0 +1,1 @@
+"""Loans: adding, changing, archiving, finding and showing them; their history and terms."""

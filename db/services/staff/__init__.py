@@ -1,0 +1,1 @@
+"""Staff: members and roles, invites, logging in and sessions."""
