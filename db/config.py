@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import time
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -186,7 +188,7 @@ class Settings(BaseSettings):
             self.sms_backend = SmsBackend.TWILIO if has_twilio else SmsBackend.CONSOLE
         return self
 
-    def __repr_args__(self):
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # repr() and str() show the database URL without its password.
         for name, value in super().__repr_args__():
             yield name, redact.mask_url(value) if name == "database_url" else value
@@ -243,7 +245,7 @@ def _one_line(exc: ValidationError) -> str:
     return f"setting {name} is invalid: {msg}"
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read the settings now; raise SettingsError with one line naming a bad one.
 
     From then on the settings' secrets are masked in every log line (db/redact.py).

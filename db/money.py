@@ -158,7 +158,7 @@ def _group(digits: str, indian: bool) -> str:
     if not indian or len(digits) <= 3:
         return f"{int(digits):,}"
     head, tail = digits[:-3], digits[-3:]
-    pairs = []
+    pairs: list[str] = []
     while len(head) > 2:
         pairs.insert(0, head[-2:])
         head = head[:-2]

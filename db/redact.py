@@ -15,7 +15,8 @@ import logging
 import re
 import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 MASK = "***"
 # scheme://user:password@host -> scheme://user:***@host
@@ -52,8 +53,8 @@ def add_secrets(values: Iterable[str | None]) -> None:
         _secrets.update(v for v in values if v and len(v) >= _MIN_SECRET)
 
 
-def _masked_record(factory):
-    def make(*args, **kwargs) -> logging.LogRecord:
+def _masked_record(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = factory(*args, **kwargs)
         try:
             record.msg, record.args = redact(record.getMessage()), None

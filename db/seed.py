@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from itertools import zip_longest
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -44,7 +45,7 @@ from db.models import (
     Staff,
     StaffState,
 )
-from db.money import build_schedule, q
+from db.money import ScheduledInstallment, build_schedule, q
 from db.services.audit.write import AuditAction
 from db.validation import name_key
 
@@ -202,6 +203,10 @@ class _Ids:
         return iter(range(top + 1, top + 1 + 10**12))
 
 
+# One row to insert: column name -> value.
+_Row = dict[str, Any]
+
+
 class _Builder:
     """Generates rows with one random.Random; writes them in chunks (Core inserts, or COPY)."""
 
@@ -211,7 +216,7 @@ class _Builder:
         self.session, self.rng, self.today, self.tz = session, rng, today, tz
         self.minor_units = minor_units
         self.ids = _Ids(session)
-        self.rows: dict[Table, list[dict]] = {}
+        self.rows: dict[Table, list[_Row]] = {}
         self.counts: Counter[str] = Counter()
         self.shapes: Counter[Shape] = Counter()
 
@@ -219,7 +224,7 @@ class _Builder:
     def at(self, day: date, hour: int) -> datetime:
         return datetime.combine(day, time(hour, self.rng.randrange(60)), self.tz).astimezone(UTC)
 
-    def add(self, model: type, **row: object) -> dict:
+    def add(self, model: type[Base], **row: Any) -> _Row:
         table = model.__table__
         if "id" in table.c and "id" not in row:
             row = {"id": self.ids.next(table), **row}
@@ -241,11 +246,12 @@ class _Builder:
     def staff(self, agents: int) -> tuple[int, list[int]]:
         wanted = [(Role.ADMIN, 1), (Role.MANAGER, 2)] + [(Role.AGENT, 3 + i) for i in range(agents)]
         tg_ids = [STAFF_TELEGRAM_BASE + n for _, n in wanted]
-        found = dict(
-            self.session.execute(
+        found = {
+            tg_id: staff_id
+            for tg_id, staff_id in self.session.execute(
                 select(Staff.telegram_user_id, Staff.id).where(Staff.telegram_user_id.in_(tg_ids))
-            ).all()
-        )
+            )
+        }
         created, now = 0, self.at(self.today - timedelta(days=_HISTORY_DAYS + 30), 9)
         for role, n in wanted:
             if STAFF_TELEGRAM_BASE + n not in found:
@@ -309,7 +315,7 @@ class _Builder:
                 self.flush()
         self.flush()
 
-    def plan(self) -> dict:
+    def plan(self) -> _Row:
         rng, kind = self.rng, self.rng.random()
         if kind < 0.35:
             count, freq = 1, Frequency.MONTHLY
@@ -376,9 +382,12 @@ class _Builder:
         if promise is not None:
             self.promise(loan, promise, paid, schedule)
 
-    def pay(self, schedule: list, unpaid: int, partial: bool, created: date) -> list[_Paid]:
+    def pay(
+        self, schedule: list[ScheduledInstallment], unpaid: int, partial: bool, created: date
+    ) -> list[_Paid]:
         """What was paid on each installment before `unpaid` (and part of it), oldest first."""
-        rng, last, paid = self.rng, created, []
+        rng, last = self.rng, created
+        paid: list[_Paid] = []
         yesterday = self.today - timedelta(days=1)
         for inst in schedule[: unpaid + 1]:
             amount = inst.amount
@@ -393,7 +402,9 @@ class _Builder:
             paid.append(_Paid(amount, at))
         return paid
 
-    def finish(self, loan: dict, shape: Shape, schedule: list, paid: list[_Paid]) -> None:
+    def finish(
+        self, loan: _Row, shape: Shape, schedule: list[ScheduledInstallment], paid: list[_Paid]
+    ) -> None:
         """The loan row (summary columns as ledger.refresh computes them) and its children."""
         created_at, agent_id = loan["created_at"], loan["agent_id"]
         closed_at, state, reason = None, LoanState.ACTIVE, None
@@ -427,7 +438,9 @@ class _Builder:
             kind = LoanEventKind.CLOSED if state is LoanState.CLOSED else LoanEventKind.WRITTEN_OFF
             self.event(loan["id"], agent_id, kind, closed_at, {"state": state.value}, reason)
 
-    def installments(self, loan_id: int, schedule: list, paid: list[_Paid], agent_id: int) -> None:
+    def installments(
+        self, loan_id: int, schedule: list[ScheduledInstallment], paid: list[_Paid], agent_id: int
+    ) -> None:
         for inst, p in zip_longest(schedule, paid):
             settled = p is not None and p.amount == inst.amount
             row = self.add(
@@ -471,7 +484,7 @@ class _Builder:
         staff_id: int,
         kind: LoanEventKind,
         at: datetime,
-        after: dict,
+        after: dict[str, Any],
         note: str | None = None,
     ) -> None:
         self.add(
@@ -492,7 +505,13 @@ class _Builder:
             return PromiseState.BROKEN if x < 0.12 else PromiseState.OPEN
         return PromiseState.KEPT if has_paid and x > 0.93 else None
 
-    def promise(self, loan: dict, state: PromiseState, paid: list[_Paid], schedule: list) -> None:
+    def promise(
+        self,
+        loan: _Row,
+        state: PromiseState,
+        paid: list[_Paid],
+        schedule: list[ScheduledInstallment],
+    ) -> None:
         """A promise whose state agrees with the payments made after it (paid_baseline)."""
         rng, total = self.rng, sum((p.amount for p in paid), ZERO)
         outstanding = sum((s.amount for s in schedule), ZERO) - total
@@ -573,12 +592,14 @@ class _Paid:
 _METHODS = list(PaymentMethod)
 
 
-def _copy(session: Session, table: Table, rows: list[dict]) -> None:
+def _copy(session: Session, table: Table, rows: list[_Row]) -> None:
     """PostgreSQL's COPY: several times faster than executemany for bulk rows."""
     from psycopg.types.json import JsonDumper
 
     names = list(rows[0])
-    cursor = session.connection().connection.driver_connection.cursor()
+    driver = session.connection().connection.driver_connection
+    assert driver is not None, "a live connection has its psycopg connection"
+    cursor = driver.cursor()
     # StrEnums are str first in their MRO, so psycopg writes their values; dicts are JSON.
     cursor.adapters.register_dumper(dict, JsonDumper)
     with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:

@@ -21,6 +21,7 @@ from db.models import Broadcast, BroadcastState, InboundMessage
 from db.services.broadcasts.audiences import Audience, AudienceKind
 from db.services.errors import InvalidInput, NotFound
 from db.services.staff.members import get_staff_by_id
+from db.session import rows_matched
 
 MAX_TELEGRAM_ID = 2**63 - 1
 
@@ -58,7 +59,7 @@ def set_progress_message(
         .values(**values)
         .execution_options(synchronize_session="fetch")
     )
-    if not result.rowcount:
+    if not rows_matched(result):
         raise NotFound(f"No broadcast #{broadcast_id}.", code="broadcast_not_found")
 
 
@@ -70,7 +71,7 @@ def clear_progress_message(session: Session, *, broadcast_id: int) -> bool:
         .values(progress_chat_id=None, progress_message_id=None)
         .execution_options(synchronize_session="fetch")
     )
-    return bool(result.rowcount)
+    return bool(rows_matched(result))
 
 
 def audience_words(session: Session, audience: Audience) -> str:
@@ -93,18 +94,16 @@ def tracked_broadcasts(
     )
     if broadcast_id is not None:
         stmt = stmt.where(Broadcast.id == broadcast_id)
-    rows = session.scalars(stmt.order_by(Broadcast.id).limit(limit))
-    return [
-        Tracked(
-            b.id,
-            b.progress_chat_id,
-            b.progress_message_id,
-            BroadcastState(b.state),
-            audience_words(session, Audience.from_json(b.audience)),
-            b.created_at,
+    tracked = []
+    for b in session.scalars(stmt.order_by(Broadcast.id).limit(limit)):
+        chat_id, message_id = b.progress_chat_id, b.progress_message_id
+        if chat_id is None or message_id is None:  # left out by the WHERE above
+            continue
+        words = audience_words(session, Audience.from_json(b.audience))
+        tracked.append(
+            Tracked(b.id, chat_id, message_id, BroadcastState(b.state), words, b.created_at)
         )
-        for b in rows
-    ]
+    return tracked
 
 
 def inbound_loan_ids(session: Session, *, inbound_ids: list[int]) -> dict[int, int]:

@@ -10,6 +10,7 @@ import logging
 import secrets
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
@@ -204,7 +205,7 @@ def _new_loan(
     borrower: Borrower,
     holder: int | None,
     schedule: list[ScheduledInstallment],
-    terms: dict,
+    terms: dict[str, Any],
 ) -> Loan:
     loan = Loan(
         borrower=borrower,
@@ -268,8 +269,8 @@ def _card(
     # The installments load lazily: a plain lazy load costs less than selectinload here.
     stmt = card_select(Loan).where(found).options(NO_TAGS)
     row = session.execute(stmt).first()
-    loan = check_loan(actor, row[0] if row else None, number)
-    return loan_view(session, loan, today=today, extras=row[1:])
+    loan = check_loan(actor, row[0] if row else None, number)  # NotFound when no row
+    return loan_view(session, loan, today=today, extras=row[1:] if row else None)
 
 
 def get_loan(session: Session, *, actor: Actor, loan_number: str, today: date) -> LoanView:
