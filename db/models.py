@@ -38,7 +38,8 @@ from sqlalchemy.orm import (
 from db import clock
 
 # Money: fixed point, two minor units is the widest any supported currency needs here.
-Money = Numeric(14, 2)
+MONEY_SCALE = 2
+Money = Numeric(14, MONEY_SCALE)
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 

@@ -68,6 +68,7 @@ def _masked_record(factory: Callable[..., logging.LogRecord]) -> Callable[..., l
             record.stack_info = redact(record.stack_info)
         return record
 
+    # A mark on the function object: a Callable type has no attributes to declare it with.
     make.vasooli_redact = True  # type: ignore[attr-defined]
     return make
 
