@@ -39,7 +39,7 @@ from db.services.broadcasts.progress_message import (
     tracked_broadcasts,
 )
 from db.services.sms import inbound
-from db.services.sms.relays import deliverable_relays
+from db.services.sms.relays import RelayInfo, deliverable_relays
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class _Tries:
 
 def _pending(
     session: Session, *, limit: int, idle_minutes: int, max_hours: int, staff_id: int | None = None
-) -> tuple[list[inbound.RelayInfo], dict[int, int]]:
+) -> tuple[list[RelayInfo], dict[int, int]]:
     # Only replies whose recipient is logged in: the others are held (db/services/sms/relays.py).
     relays = deliverable_relays(
         session, limit=limit, idle_minutes=idle_minutes, max_hours=max_hours, staff_id=staff_id
@@ -149,7 +149,7 @@ async def _relay_batch(context: Context, staff_id: int | None) -> None:
 
 
 async def _relay_one(
-    context: Context, relay: inbound.RelayInfo, loan_id: int | None, state: _Tries
+    context: Context, relay: RelayInfo, loan_id: int | None, state: _Tries
 ) -> bool:
     """Send one SMS to its agent; True when sent. A refusal counts towards giving up."""
     markup = keyboards.relay_card(loan_id, texts.RELAY_BTN_CARD) if loan_id else None

@@ -105,7 +105,7 @@ class DbPersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[str, An
         if self._written.get((namespace, key)) == text:
             return
         with self._factory() as session, session.begin():
-            if data is None:
+            if text is None:
                 session.execute(
                     delete(BotState).where(BotState.namespace == namespace, BotState.key == key)
                 )

@@ -264,6 +264,13 @@ def get_settings() -> Settings:
     return load_settings()
 
 
+def required_secret(secret: SecretStr | None, name: str) -> str:
+    """The value of a secret setting this command needs; SettingsError when it is not set."""
+    if secret is None or not secret.get_secret_value():
+        raise SettingsError(f"setting {name.upper()} is required for this command")
+    return secret.get_secret_value()
+
+
 def require(settings: Settings, *names: str) -> None:
     """Stop with one line when a setting this command needs is not set."""
     for name in names:

@@ -1,7 +1,7 @@
 """Conversations: one module per conversation, each with build_handler() -> ConversationHandler.
 
 Every conversation is named, persistent=True (it survives a restart of the bot), keeps its
-states in an IntEnum, and ends with /cancel via cancel_fallback(). context.user_data holds
+states in an IntEnum, and ends with /cancel via cancel_fallback(). user_data(context) holds
 only the running conversation's scratch values (JSON only: see bot.persistence): clear it
 when a conversation starts and when it ends; /cancel clears it too.
 """
@@ -16,6 +16,7 @@ from telegram.ext import CommandHandler, ConversationHandler, filters
 
 from bot import texts
 from bot.context import Context, reply
+from bot.updates import user_data
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ async def delete_quietly(message: Message | None) -> bool:
 
 async def cancel_conversation(update: Update, context: Context) -> int:
     """/cancel inside a conversation: forget its scratch values and end it."""
-    context.user_data.clear()
+    user_data(context).clear()
     await reply(update, texts.CANCELLED)
     return ConversationHandler.END
 

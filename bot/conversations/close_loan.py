@@ -26,6 +26,7 @@ from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
+from bot.updates import query_of, text_of, user_data
 from db.models import Role
 from db.services.access import Actor
 from db.services.errors import Conflict, InvalidInput, ServiceError
@@ -86,7 +87,7 @@ def build_handler() -> ConversationHandler:
 
 
 def _markup(context: Context, prefix: CB, label: str):
-    data = context.user_data
+    data = user_data(context)
     return keyboards.action_confirm(prefix, data[LOAN_ID], data[VERSION], label, texts.BTN_CANCEL)
 
 
@@ -99,7 +100,7 @@ async def _done(
 ) -> int:
     """Say the result in place of the confirmation, then the fresh card (if there is a loan)."""
     actions.finish(context)
-    await update.callback_query.edit_message_text(text)
+    await query_of(update).edit_message_text(text)
     if loan_id is not None:
         await show_card(update, context, actor, loan_id)
     return actions.END
@@ -153,7 +154,7 @@ async def close_confirmed(update: Update, context: Context, actor: Actor) -> int
             context,
             loan_service.close_loan,
             actor=actor,
-            loan_number=context.user_data[NUMBER],
+            loan_number=user_data(context)[NUMBER],
             expected_version=ids[1],
             today=actions.today_of(context),
             currency=_currency(context),
@@ -193,7 +194,7 @@ async def write_off_button(update: Update, context: Context, actor: Actor) -> in
 @actions.step(NAME)
 async def write_off_reason(update: Update, context: Context, actor: Actor) -> int:
     """The reason typed: check it with the service (nothing written), then confirm."""
-    data, reason = context.user_data, update.message.text
+    data, reason = user_data(context), text_of(update)
     try:
         view = await db(
             context,
@@ -224,7 +225,7 @@ async def write_off_confirmed(update: Update, context: Context, actor: Actor) ->
     ids = await actions.pressed(update, context, CB.WRITE_OFF_CONFIRM)
     if ids is None:
         return None
-    data = context.user_data
+    data = user_data(context)
     try:
         view = await db(
             context,
@@ -300,7 +301,7 @@ async def archive_confirmed(update: Update, context: Context, actor: Actor) -> i
     ids = await actions.pressed(update, context, CB.ARCHIVE_CONFIRM)
     if ids is None:
         return None
-    data = context.user_data
+    data = user_data(context)
     try:
         done = await db(
             context,
@@ -371,7 +372,7 @@ async def restore_confirmed(update: Update, context: Context, actor: Actor) -> i
     """Restore pressed: the loan is back in every list; its fresh card follows."""
     if await actions.pressed(update, context, CB.RESTORE_CONFIRM) is None:
         return None
-    data = context.user_data
+    data = user_data(context)
     try:
         done = await db(
             context,
@@ -398,7 +399,7 @@ async def _reason_step(
     label: str,
 ) -> int:
     """A reason for archive or restore: dry-run the service with it; ask again or confirm."""
-    data, reason = context.user_data, update.message.text
+    data, reason = user_data(context), text_of(update)
     try:
         await db(
             context, actions.dry_run, fn=fn, actor=actor, loan_number=data[NUMBER], reason=reason

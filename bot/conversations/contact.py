@@ -14,6 +14,7 @@ from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import BORROWER, LOAN_ID, NUMBER
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
+from bot.updates import query_of, text_of, user_data
 from db.models import ContactChannel, ContactOutcome
 from db.services.access import Actor
 from db.services.collection import promises
@@ -91,12 +92,12 @@ async def channel(update: Update, context: Context, actor: Actor) -> int | None:
     )
     if value is None:
         return None
-    context.user_data[CHANNEL] = value
+    user_data(context)[CHANNEL] = value
     choices = [(o.value, texts.CONTACT_OUTCOMES[o.value]) for o in ContactOutcome]
-    await update.callback_query.edit_message_text(
-        texts.contact_ask_outcome(context.user_data[BORROWER], value),
+    await query_of(update).edit_message_text(
+        texts.contact_ask_outcome(user_data(context)[BORROWER], value),
         reply_markup=keyboards.action_choices(
-            CB.CONTACT_OUTCOME, context.user_data[LOAN_ID], choices
+            CB.CONTACT_OUTCOME, user_data(context)[LOAN_ID], choices
         ),
     )
     return State.OUTCOME
@@ -110,9 +111,9 @@ async def outcome(update: Update, context: Context, actor: Actor) -> int | None:
     )
     if value is None:
         return None
-    data = context.user_data
+    data = user_data(context)
     data[OUTCOME] = value
-    await update.callback_query.edit_message_text(
+    await query_of(update).edit_message_text(
         texts.contact_ask_note(data[BORROWER], data[CHANNEL], value),
         reply_markup=keyboards.action_skip(data[LOAN_ID], texts.BTN_SKIP),
     )
@@ -124,19 +125,19 @@ async def skip_note(update: Update, context: Context, actor: Actor) -> int | Non
     """Skip pressed: record the contact without a note."""
     if await actions.pressed(update, context, CB.CONTACT_SKIP, 1) is None:
         return None
-    await update.callback_query.edit_message_reply_markup(None)
+    await query_of(update).edit_message_reply_markup(None)
     return await _record(update, context, actor, None)
 
 
 @actions.step(NAME)
 async def note_text(update: Update, context: Context, actor: Actor) -> int:
     """The note typed ("skip" means none): record the contact."""
-    text = update.message.text.strip()
+    text = text_of(update).strip()
     return await _record(update, context, actor, None if text.lower() in texts.SKIP_WORDS else text)
 
 
 async def _record(update: Update, context: Context, actor: Actor, note: str | None) -> int:
-    data = context.user_data
+    data = user_data(context)
     try:
         made = await db(
             context,

@@ -20,6 +20,7 @@ from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
+from bot.updates import query_of, text_of, user_data
 from db.money import format_money
 from db.services.access import Actor
 from db.services.errors import InvalidInput, ServiceError
@@ -110,7 +111,7 @@ async def edit_button(update: Update, context: Context, actor: Actor) -> int:
 
 async def _ask_field(update: Update, context: Context, view: LoanView) -> int:
     actions.begin(context, NAME, view)
-    context.user_data[CURRENT] = _current(view)
+    user_data(context)[CURRENT] = _current(view)
     choices = [(f.value, texts.EDIT_FIELDS[f.value]) for f in EditableField]
     await actions.say(
         update,
@@ -123,19 +124,19 @@ async def _ask_field(update: Update, context: Context, view: LoanView) -> int:
 @actions.step(NAME)
 async def field_button(update: Update, context: Context, actor: Actor) -> int | None:
     """A field pressed: ask its new value, showing the current one."""
-    data = context.user_data
+    data = user_data(context)
     field = await actions.chosen(update, context, CB.EDIT_FIELD, data[CURRENT])
     if field is None:
         return None
     data[FIELD] = field
     current = shown(field, data[CURRENT][field], settings_of(context).currency)
-    await update.callback_query.edit_message_text(texts.edit_ask_value(field, current))
+    await query_of(update).edit_message_text(texts.edit_ask_value(field, current))
     return State.VALUE
 
 
 def _edit(context: Context, actor: Actor, value: str, version: int) -> dict:
     """edit_loan's arguments for this conversation's field and value."""
-    settings, data = settings_of(context), context.user_data
+    settings, data = settings_of(context), user_data(context)
     return {
         "actor": actor,
         "loan_number": data[NUMBER],
@@ -153,7 +154,7 @@ def _edit(context: Context, actor: Actor, value: str, version: int) -> dict:
 @actions.step(NAME)
 async def value_text(update: Update, context: Context, actor: Actor) -> int:
     """The new value typed: preview the change (nothing written) and ask to confirm."""
-    data, value = context.user_data, update.message.text
+    data, value = user_data(context), text_of(update)
     data.pop(REASON, None)
     try:
         preview: EditResult = await db(
@@ -178,8 +179,8 @@ async def value_text(update: Update, context: Context, actor: Actor) -> int:
 @actions.step(NAME)
 async def reason_text(update: Update, context: Context, actor: Actor) -> int:
     """The reason for a long due-date move: preview again with it, then confirm."""
-    data = context.user_data
-    data[REASON] = update.message.text
+    data = user_data(context)
+    data[REASON] = text_of(update)
     try:
         preview: EditResult = await db(
             context,
@@ -199,7 +200,7 @@ async def reason_text(update: Update, context: Context, actor: Actor) -> int:
 
 async def _ask_confirm(update: Update, context: Context, preview: EditResult) -> int:
     """before → after (and the reason, if one was asked), with Confirm / Cancel."""
-    data = context.user_data
+    data = user_data(context)
     currency = settings_of(context).currency
     field = data[FIELD]
     text = texts.edit_confirm(
@@ -223,12 +224,12 @@ async def confirm(update: Update, context: Context, actor: Actor) -> int | None:
     ids = await actions.pressed(update, context, CB.EDIT_CONFIRM)
     if ids is None:
         return None
-    query = update.callback_query
+    query = query_of(update)
     try:
         done: EditResult = await db(
             context,
             loan_service.edit_loan,
-            **_edit(context, actor, context.user_data[VALUE], ids[1]),
+            **_edit(context, actor, user_data(context)[VALUE], ids[1]),
         )
     except ServiceError as err:
         return await actions.refused(update, context, actor, err)

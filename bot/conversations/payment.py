@@ -22,6 +22,7 @@ from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
+from bot.updates import query_of, text_of, user_data
 from db.config import Settings
 from db.services.access import Actor
 from db.services.collection import payments
@@ -134,7 +135,7 @@ async def _ask_amount(update: Update, context: Context, view: LoanView) -> int:
 @actions.step(NAME)
 async def amount_text(update: Update, context: Context, actor: Actor) -> int:
     """The amount typed: check it against what is owed, then the summary."""
-    return await _take_amount(update, context, actor, update.message.text)
+    return await _take_amount(update, context, actor, text_of(update))
 
 
 async def _take_amount(update: Update, context: Context, actor: Actor, text: str) -> int:
@@ -144,7 +145,7 @@ async def _take_amount(update: Update, context: Context, actor: Actor, text: str
     if isinstance(got, int):
         return got
     amount, balance = got
-    data = context.user_data
+    data = user_data(context)
     data[AMOUNT] = str(amount)
     text = texts.pay_confirm(
         actions.money(context, amount),
@@ -166,8 +167,8 @@ async def confirm(update: Update, context: Context, actor: Actor) -> int | None:
     ids = await actions.pressed(update, context, CB.PAY_CONFIRM)
     if ids is None:
         return None
-    query = update.callback_query
-    settings, data = settings_of(context), context.user_data
+    query = query_of(update)
+    settings, data = settings_of(context), user_data(context)
     try:
         result = await db(
             context,

@@ -15,6 +15,7 @@ from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import NUMBER
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
+from bot.updates import text_of, user_data
 from db.services.access import Actor
 from db.services.collection import promises
 from db.services.errors import InvalidInput, ServiceError
@@ -88,7 +89,7 @@ async def _ask_amount(update: Update, context: Context, view: LoanView) -> int:
 @actions.step(NAME)
 async def amount_text(update: Update, context: Context, actor: Actor) -> int:
     """The promised amount typed."""
-    return await _take_amount(update, context, actor, update.message.text, ask_date=True)
+    return await _take_amount(update, context, actor, text_of(update), ask_date=True)
 
 
 async def _take_amount(
@@ -105,7 +106,7 @@ async def _take_amount(
     )
     if isinstance(got, int):
         return got
-    context.user_data[AMOUNT] = str(got[0])
+    user_data(context)[AMOUNT] = str(got[0])
     if ask_date:
         await actions.say(update, texts.PROMISE_ASK_DATE)
     return State.DATE
@@ -114,12 +115,12 @@ async def _take_amount(
 @actions.step(NAME)
 async def date_text(update: Update, context: Context, actor: Actor) -> int:
     """The promised date typed: record the promise."""
-    return await _take_date(update, context, actor, update.message.text)
+    return await _take_date(update, context, actor, text_of(update))
 
 
 async def _take_date(update: Update, context: Context, actor: Actor, text: str) -> int:
     today = actions.today_of(context)
-    data = context.user_data
+    data = user_data(context)
     try:
         when = parse_date(text, today=today, future=True)
         made = await db(

@@ -20,6 +20,7 @@ from bot.context import Context, answer_button, db, reply, require_staff, settin
 from bot.conversations import actions
 from bot.handlers.replies import command_text
 from bot.keyboards import CB
+from bot.updates import query_of
 from db import clock
 from db.models import BroadcastState, SuppressionKind
 from db.services.access import Actor
@@ -108,7 +109,7 @@ async def _edit_list(
     rows = await db(context, _listing, actor=actor, limit=LIST_LIMIT)
     text, markup = _list_view(rows, settings_of(context).tz, note)
     try:
-        await update.callback_query.edit_message_text(text, reply_markup=markup)
+        await query_of(update).edit_message_text(text, reply_markup=markup)
     except BadRequest as exc:
         if "not modified" not in exc.message.lower():
             raise
@@ -117,7 +118,7 @@ async def _edit_list(
 @require_staff
 async def cancel_button(update: Update, context: Context, actor: Actor) -> None:
     """bc:cancel:<id>: ask to confirm, in place of the list."""
-    ids = keyboards.parse_ids(update.callback_query.data, CB.BC_CANCEL)
+    ids = keyboards.parse_ids(query_of(update).data, CB.BC_CANCEL)
     if ids is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
@@ -132,8 +133,8 @@ async def cancel_button(update: Update, context: Context, actor: Actor) -> None:
         await _edit_list(update, context, actor)
         return
     info, progress, words = found
-    await update.callback_query.answer()
-    await update.callback_query.edit_message_text(
+    await query_of(update).answer()
+    await query_of(update).edit_message_text(
         texts.bc_cancel_confirm(info.id, words, progress.counts["queued"]),
         reply_markup=keyboards.broadcast_cancel(
             info.id, texts.BC_BTN_CANCEL_YES, texts.BC_BTN_BACK
@@ -150,7 +151,7 @@ def _cancel(session: Session, *, actor: Actor, broadcast_id: int) -> int:
 @require_staff
 async def cancel_yes_button(update: Update, context: Context, actor: Actor) -> None:
     """bc:cxl:<id>: cancel the queued messages, then show the list again."""
-    ids = keyboards.parse_ids(update.callback_query.data, CB.BC_CANCEL_YES)
+    ids = keyboards.parse_ids(query_of(update).data, CB.BC_CANCEL_YES)
     if ids is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
@@ -164,14 +165,14 @@ async def cancel_yes_button(update: Update, context: Context, actor: Actor) -> N
         await answer_button(update, err.message)
         return
     log.info("broadcast %s canceled by staff %s", ids[0], actor.staff_id)
-    await update.callback_query.answer()
+    await query_of(update).answer()
     await _edit_list(update, context, actor, note=texts.bc_canceled(ids[0], count))
 
 
 @require_staff
 async def list_button(update: Update, context: Context, actor: Actor) -> None:
     """bc:list:0: back to the list (fresh counts)."""
-    if keyboards.parse_fields(update.callback_query.data, CB.BC_LIST, 1) is None:
+    if keyboards.parse_fields(query_of(update).data, CB.BC_LIST, 1) is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
     try:
@@ -179,7 +180,7 @@ async def list_button(update: Update, context: Context, actor: Actor) -> None:
     except ServiceError as err:
         await answer_button(update, err.message)
         return
-    await update.callback_query.answer()
+    await query_of(update).answer()
 
 
 # --- /deliveries ---------------------------------------------------------------------------

@@ -50,18 +50,19 @@ _METHODS: dict[str, Method] = {
     "setWebhook": settings.set_webhook,
     "deleteWebhook": settings.delete_webhook,
     "getWebhookInfo": settings.get_webhook_info,
-} | dict.fromkeys(
-    (
-        "close",
-        "logOut",
-        "setMyDescription",
-        "setMyShortDescription",
-        "setMyName",
-        "setChatMenuButton",
-        "setMyDefaultAdministratorRights",
+    **dict.fromkeys(
+        (
+            "close",
+            "logOut",
+            "setMyDescription",
+            "setMyShortDescription",
+            "setMyName",
+            "setChatMenuButton",
+            "setMyDefaultAdministratorRights",
+        ),
+        msg.succeed,
     ),
-    msg.succeed,
-)
+}
 # Telegram method names are case-insensitive; calls are recorded under their proper name.
 # getUpdates waits on the event loop, so BotApiServer serves it itself (the entry only
 # makes the name known).
