@@ -3,7 +3,7 @@
 What you type goes to the sandbox Bot API as that user's message; what the bot sends or
 edits is shown with its inline keyboard as numbered buttons (type the number to press).
 The SMS side reaches this module only as callables (DemoHooks), so bot never imports
-scheduler; `vasooli demo` (bot/cli.py) wires the two.
+scheduler; `vasooli demo` (cli/demo.py) wires the two.
 """
 
 from __future__ import annotations
