@@ -71,7 +71,7 @@ def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def seed(args: argparse.Namespace, settings: Settings) -> int:
-    from db.seed import seed
+    from db.sample import seed
 
     if args.loans and not args.borrowers:
         raise UserError("--borrowers must be at least 1 when --loans is above 0")

@@ -100,7 +100,7 @@ async def _demo_main(
     from bot import terminal
     from bot.serve import running_bot
     from bot.terminal.view import banner_lines
-    from db.demo_data import prepare_demo
+    from db.sample.demo import prepare_demo
     from scheduler.sandbox.demo_world import DemoWorld
 
     stop = stop_on_signals()

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from bot.sandbox import TelegramSandbox
 from bot.terminal.input import parse_clock, plain, seconds, split_sms, stdin_lines, unless_stopped
 from bot.terminal.view import HELP, View, label
-from db.demo_data import DemoPerson
+from db.sample.demo import DemoPerson
 
 log = logging.getLogger(__name__)
 
