@@ -16,6 +16,7 @@ from sqlalchemy import make_url
 
 from cli.database import OK, UserError, engine_of
 from cli.processes import stop_on_signals
+from db import process
 from db.config import Settings
 from db.session import make_session_factory
 
@@ -83,10 +84,7 @@ def demo_command(args: argparse.Namespace, settings: Settings) -> int:
         for extra in ("", "-wal", "-shm", "-journal"):
             Path(f"{path}{extra}").unlink(missing_ok=True)
     settings = settings.model_copy(update={**_DEMO_SETTINGS, "database_url": f"sqlite:///{path}"})
-    handler = logging.FileHandler(path.with_suffix(".log"), encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().handlers = [handler]  # the terminal is the chat's; logs go to a file
-    logging.captureWarnings(True)  # library warnings too: the terminal shows only the chat
+    process.log_to_file(path.with_suffix(".log"))  # the terminal is the chat's
     code = asyncio.run(_demo_main(args, settings, path, script, begun))
     stray = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if stray:  # every server and worker thread should have been joined by now

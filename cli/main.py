@@ -5,22 +5,22 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
 from cli import database, staff
 from cli.database import FAILED, USAGE, UserError, safe_url
 from cli.demo import add_demo
 from cli.processes import SERVE
+from db import process
 from db.config import SettingsError, load_settings
 from db.models import Role
 from db.services.errors import ServiceError
 
 MAX_SEED = 5_000_000
-_QUIET_LOGGERS = ("httpx", "httpcore", "apscheduler", "alembic")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,13 +111,15 @@ def _add_seed(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; 0 when it worked, 2 for bad input or settings, 1 for other failures."""
     args = build_parser().parse_args(argv)
-    _setup_logging(getattr(args, "verbose", False))
+    process.setup_logging(verbose=getattr(args, "verbose", False))
     url = "?"
     try:
         settings = load_settings()
         url = safe_url(settings.database_url)
         return args.func(args, settings)
-    except (SettingsError, ServiceError, UserError) as exc:
+    except (SettingsError, ValidationError) as exc:
+        return process.report_settings_error("vasooli", exc)
+    except (ServiceError, UserError) as exc:
         print(f"vasooli: {exc}", file=sys.stderr)
         return USAGE
     except ModuleNotFoundError as exc:
@@ -131,16 +133,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return FAILED
     except KeyboardInterrupt:
         return 130
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for name in _QUIET_LOGGERS:
-        # Per-request and per-job lines drown everything else unless asked for.
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 if __name__ == "__main__":
