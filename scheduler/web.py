@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from enum import StrEnum
 from urllib.parse import parse_qsl
 
@@ -30,7 +29,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 from twilio.request_validator import RequestValidator
 
-from db import clock
+from db import clock, process
 from db.config import Settings, SettingsError, load_settings, require
 from db.models import Message
 from db.services.errors import ServiceError
@@ -229,15 +228,11 @@ def make_server(app: ASGIApp, settings: Settings, host: str = "0.0.0.0") -> uvic
     return uvicorn.Server(config)
 
 
+@process.entry_point("vasooli web")
 def main() -> None:
     """`vasooli web`: serve the webhooks on 0.0.0.0:PORT until stopped."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        settings = load_settings()
-        check_web_settings(settings)
-    except SettingsError as exc:
-        print(f"vasooli web: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    settings = load_settings()
+    check_web_settings(settings)
     engine = make_engine(settings.database_url)
     try:
         make_server(build_web_app(settings, make_session_factory(engine)), settings).run()
