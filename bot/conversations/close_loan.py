@@ -200,14 +200,18 @@ def _restored(context: Context, done: Any) -> tuple[str, int]:
     return texts.loan_done(texts.RESTORE_DONE, done.loan_number), done.loan_id
 
 
-ARCHIVE_ENTRY = Entry(CB.LOAN_DELETE, texts.ARCHIVE_USAGE, Role.ADMIN, "archive loans")
+ARCHIVE_ENTRY = Entry(
+    button=CB.LOAN_DELETE, usage=texts.ARCHIVE_USAGE, role=Role.ADMIN, what="archive loans"
+)
 ARCHIVE = Confirm(
     CB.ARCHIVE_CONFIRM,
     texts.BTN_ARCHIVE,
     Change(loan_service.archive_loan, _archived),
     _archive_arguments,
 )
-RESTORE_ENTRY = Entry(CB.LOAN_RESTORE, texts.RESTORE_USAGE, Role.ADMIN, "restore loans")
+RESTORE_ENTRY = Entry(
+    button=CB.LOAN_RESTORE, usage=texts.RESTORE_USAGE, role=Role.ADMIN, what="restore loans"
+)
 RESTORE = Confirm(
     CB.RESTORE_CONFIRM,
     texts.BTN_RESTORE,

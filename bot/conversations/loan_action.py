@@ -44,12 +44,13 @@ log = logging.getLogger(__name__)
 Callback = Callable[..., Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Entry:
     """How an action starts: its command's usage text, the card's button, who may use it."""
 
     button: CB
-    usage: str = ""  # said when the command has not exactly one argument
+    usage: str = ""  # said when the command's arguments do not fit
+    most: int | None = 1  # how many arguments the command takes at most (the loan number first)
     role: Role | None = None  # the least role, checked before the loan is loaded
     what: str = ""  # the refusal's words for a lower role ("archive loans")
 
@@ -101,13 +102,13 @@ def conversation(
 
 
 def entry_points(
-    button: CB, on_button: Callback, commands: str | Sequence[str] = (), on_command: Callback = None
+    button: CB, on_entry: Callback, commands: str | Sequence[str] = ()
 ) -> list[BaseHandler]:
-    """The commands and the card's button that start an action (one callback unless two)."""
+    """The commands and the card's button that start an action, all to one callback."""
     handlers: list[BaseHandler] = []
     if commands:
-        handlers.append(CommandHandler(commands, on_command or on_button))
-    handlers.append(CallbackQueryHandler(on_button, pattern=keyboards.pattern(button)))
+        handlers.append(CommandHandler(commands, on_entry))
+    handlers.append(CallbackQueryHandler(on_entry, pattern=keyboards.pattern(button)))
     return handlers
 
 
@@ -138,7 +139,16 @@ async def load(update: Update, context: Context, actor: Actor, entry: Entry) -> 
         return None
     if update.callback_query is not None:
         return await actions.loan_of_button(update, context, actor, entry.button)
-    return await actions.loan_of_args(update, context, actor, entry.usage)
+    args = context.args or []
+    if not args or (entry.most is not None and len(args) > entry.most):
+        await actions.say(update, entry.usage)
+        return None
+    return await actions.loan_of_number(update, context, actor, args[0])
+
+
+def more_args(context: Context) -> list[str]:
+    """The command's arguments after the loan number (none after a button)."""
+    return (context.args or [])[1:]
 
 
 async def start(

@@ -45,7 +45,7 @@ def build_handler() -> ConversationHandler:
     """The payment conversation."""
     return loan_action.conversation(
         "pay",
-        entry_points=loan_action.entry_points(CB.LOAN_PAY, pay_button, "pay", pay_command),
+        entry_points=loan_action.entry_points(CB.LOAN_PAY, pay_entry, "pay"),
         states={
             State.AMOUNT: [MessageHandler(TEXT_INPUT, amount_text)],
             State.CONFIRM: loan_action.confirm_step(NAME, confirm, CB.PAY_CONFIRM),
@@ -111,31 +111,21 @@ def _paid(context: Context, result: PaymentResult) -> tuple[str, int]:
     return text, result.loan.id
 
 
-PAY_ENTRY = Entry(button=CB.LOAN_PAY)
+PAY_ENTRY = Entry(button=CB.LOAN_PAY, usage=texts.PAY_USAGE, most=None)
 PAY = Confirm(CB.PAY_CONFIRM, texts.BTN_CONFIRM, Change(pay_and_notify, _paid), _pay_arguments)
 
 
 @require_staff
-async def pay_command(update: Update, context: Context, actor: Actor) -> int:
-    """/pay <number> [amount]: the summary at once, or the amount question first."""
-    args = context.args or []
-    if not args:
-        await actions.say(update, texts.PAY_USAGE)
-        return actions.END
-    view = await actions.loan_of_number(update, context, actor, args[0])
+async def pay_entry(update: Update, context: Context, actor: Actor) -> int:
+    """/pay <number> [amount] or Pay on a card: the summary at once, or the amount first."""
+    view = await loan_action.load(update, context, actor, PAY_ENTRY)
     if view is None:
         return actions.END
-    if len(args) == 1:
+    amount = loan_action.more_args(context)
+    if not amount:
         return await _ask_amount(update, context, view)
     actions.begin(context, NAME, view)
-    return await _take_amount(update, context, actor, " ".join(args[1:]))
-
-
-@require_staff
-async def pay_button(update: Update, context: Context, actor: Actor) -> int:
-    """Pay on a card: ask the amount (a stale card is shown afresh instead)."""
-    view = await loan_action.load(update, context, actor, PAY_ENTRY)
-    return actions.END if view is None else await _ask_amount(update, context, view)
+    return await _take_amount(update, context, actor, " ".join(amount))
 
 
 async def _ask_amount(update: Update, context: Context, view: LoanView) -> int:

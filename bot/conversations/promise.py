@@ -37,9 +37,7 @@ def build_handler() -> ConversationHandler:
     """The promise conversation."""
     return loan_action.conversation(
         "promise",
-        entry_points=loan_action.entry_points(
-            CB.LOAN_PROMISE, promise_button, "promise", promise_command
-        ),
+        entry_points=loan_action.entry_points(CB.LOAN_PROMISE, promise_entry, "promise"),
         states={
             State.AMOUNT: [MessageHandler(TEXT_INPUT, amount_text)],
             State.DATE: [MessageHandler(TEXT_INPUT, date_text)],
@@ -52,35 +50,25 @@ def _promised(context: Context, made: Any) -> tuple[str, int]:
     return note, context.user_data[LOAN_ID]
 
 
-PROMISE_ENTRY = Entry(button=CB.LOAN_PROMISE)
+PROMISE_ENTRY = Entry(button=CB.LOAN_PROMISE, usage=texts.PROMISE_USAGE, most=3)
 PROMISE = Change(promises.record_promise, _promised)
 DATE_AGAIN = Ask(texts.PROMISE_ASK_DATE, State.DATE)
 
 
 @require_staff
-async def promise_command(update: Update, context: Context, actor: Actor) -> int:
-    """/promise <number> [amount [date]]: ask whatever is missing."""
-    args = context.args or []
-    if not args or len(args) > 3:
-        await actions.say(update, texts.PROMISE_USAGE)
-        return actions.END
-    view = await actions.loan_of_number(update, context, actor, args[0])
+async def promise_entry(update: Update, context: Context, actor: Actor) -> int:
+    """/promise <number> [amount [date]] or Promise on a card: ask whatever is missing."""
+    view = await loan_action.load(update, context, actor, PROMISE_ENTRY)
     if view is None:
         return actions.END
-    if len(args) == 1:
+    given = loan_action.more_args(context)
+    if not given:
         return await _ask_amount(update, context, view)
     actions.begin(context, NAME, view)
-    state = await _take_amount(update, context, actor, args[1], ask_date=len(args) == 2)
-    if state == State.DATE and len(args) == 3:
-        return await _take_date(update, context, actor, args[2])
+    state = await _take_amount(update, context, actor, given[0], ask_date=len(given) == 1)
+    if state == State.DATE and len(given) == 2:
+        return await _take_date(update, context, actor, given[1])
     return state
-
-
-@require_staff
-async def promise_button(update: Update, context: Context, actor: Actor) -> int:
-    """Promise on a card: ask the amount (a stale card is shown afresh instead)."""
-    view = await loan_action.load(update, context, actor, PROMISE_ENTRY)
-    return actions.END if view is None else await _ask_amount(update, context, view)
 
 
 async def _ask_amount(update: Update, context: Context, view: LoanView) -> int:
