@@ -2,14 +2,17 @@
 contact and edit.
 
 entry (a command with a loan number, or the card's button) → load (the loan as this actor
-may see it, or the refusal) → ask, preview with the service (nothing written) and confirm
-(Confirm / Cancel) → the service call in one transaction → its result, then the loan's card.
-A service refusal becomes a short text: the question again when another answer can cure it,
-else the reason (or, for a stale loan, its fresh card) and the end.
+may see it, or the refusal) → the questions, each answer previewed with the service itself
+(nothing written) → Confirm / Cancel → the service call in one transaction → its result,
+then the loan's fresh card. Promise and contact ask no confirmation: their last answer
+makes the change. A refusal becomes a short text and changes nothing: the question again
+when another answer can cure it (an Ask), else the reason (or, for a stale loan, its fresh
+card) and the end.
 
-Each action declares what differs (its Entry, its Change, its Confirm, its Ask texts) and
-keeps its own named callbacks, which call the steps below; its states stay an IntEnum.
-The lower-level pieces (scratch values, stale buttons, dry_run) are in actions.py.
+Each action declares what differs (its Entry, Change, Confirm and Asks, with texts from
+bot/texts.py and buttons from bot/keyboards.py) and keeps its own named callbacks, which
+call the steps below; its states stay an IntEnum in its module. The lower-level pieces
+(scratch values, stale buttons, dry_run) are in actions.py.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class Change:
     """The service call that makes the change, and what is said once it is made."""
 
     service: Callable[..., Any]
-    # (context, the service's answer) -> (the text that replaces the question, the loan id)
+    # (context, the service's answer) -> (the result to say, the loan whose card follows)
     outcome: Callable[[Context, Any], tuple[str, int]]
 
 
