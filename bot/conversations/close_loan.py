@@ -47,7 +47,7 @@ class State(IntEnum):
 
 def build_handler() -> ConversationHandler:
     """Close, write off, archive, restore: each a confirmation (all but close ask a reason)."""
-    entries = loan_action.entry_points
+    entries, confirm = loan_action.entry_points, loan_action.confirm_step
     return loan_action.conversation(
         NAME,
         entry_points=[
@@ -57,15 +57,13 @@ def build_handler() -> ConversationHandler:
             *entries(CB.LOAN_RESTORE, restore_entry, "restore"),
         ],
         states={
-            State.CLOSE: loan_action.confirm_step(NAME, close_confirmed, CB.CLOSE_CONFIRM),
+            State.CLOSE: confirm(NAME, close_confirmed, CB.CLOSE_CONFIRM),
             State.WRITE_OFF_REASON: [MessageHandler(TEXT_INPUT, write_off_reason)],
-            State.WRITE_OFF: loan_action.confirm_step(
-                NAME, write_off_confirmed, CB.WRITE_OFF_CONFIRM
-            ),
+            State.WRITE_OFF: confirm(NAME, write_off_confirmed, CB.WRITE_OFF_CONFIRM),
             State.ARCHIVE_REASON: [MessageHandler(TEXT_INPUT, archive_reason)],
-            State.ARCHIVE: loan_action.confirm_step(NAME, archive_confirmed, CB.ARCHIVE_CONFIRM),
+            State.ARCHIVE: confirm(NAME, archive_confirmed, CB.ARCHIVE_CONFIRM),
             State.RESTORE_REASON: [MessageHandler(TEXT_INPUT, restore_reason)],
-            State.RESTORE: loan_action.confirm_step(NAME, restore_confirmed, CB.RESTORE_CONFIRM),
+            State.RESTORE: confirm(NAME, restore_confirmed, CB.RESTORE_CONFIRM),
         },
     )
 
@@ -227,12 +225,8 @@ async def archive_entry(update: Update, context: Context, actor: Actor) -> int:
     if view is None:
         return actions.END
     if view.archived_at is not None:
-        await actions.say(
-            update,
-            texts.service_error(
-                Conflict(f"Loan {view.loan_number} is archived already.", code="loan_archived")
-            ),
-        )
+        already = Conflict(f"Loan {view.loan_number} is archived already.", code="loan_archived")
+        await actions.say(update, texts.service_error(already))
         return actions.END
     text = texts.archive_ask(texts.ARCHIVE_ASK, view.loan_number, view.borrower_name)
     return await loan_action.start(update, context, NAME, view, text, State.ARCHIVE_REASON)
