@@ -1,7 +1,7 @@
 """Conversations: one module per conversation, each with build_handler() -> ConversationHandler.
 
 Every conversation is named, persistent=True (it survives a restart of the bot), keeps its
-states in an IntEnum, and ends with /cancel via cancel_fallback(). user_data(context) holds
+states in an IntEnum, and ends with /cancel via cancel_fallback(). context.user_data holds
 only the running conversation's scratch values (JSON only: see bot.persistence): clear it
 when a conversation starts and when it ends; /cancel clears it too.
 """
