@@ -257,6 +257,7 @@ def _staff_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _seed(args: argparse.Namespace, settings: Settings) -> int:
+    from db.agency import agency_of
     from db.seed import seed
 
     if args.loans and not args.borrowers:
@@ -269,9 +270,7 @@ def _seed(args: argparse.Namespace, settings: Settings) -> int:
             seed=args.seed,
             agents=args.agents,
             today=clock.today(settings.tz),
-            tz=settings.tz,
-            region=settings.default_phone_region,
-            minor_units=settings.minor_units,
+            agency=agency_of(settings),
         )
         session.commit()
     print(

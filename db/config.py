@@ -33,10 +33,6 @@ class LateFeeKind(StrEnum):
     PERCENT = "percent"
 
 
-# ISO 4217 minor units for the currencies an agency is likely to use; others default to 2.
-_MINOR_UNITS = {"JPY": 0, "KRW": 0, "VND": 0, "IDR": 2, "KWD": 3, "BHD": 3, "OMR": 3}
-
-
 class Settings(BaseSettings):
     """Every setting of Vasooli; each is an environment variable, documented in README.md."""
 
@@ -202,7 +198,10 @@ class Settings(BaseSettings):
 
     @property
     def minor_units(self) -> int:
-        return _MINOR_UNITS.get(self.currency, 2)
+        """The currency's decimal places (ISO 4217, from Babel's CLDR data)."""
+        from babel.numbers import get_currency_precision
+
+        return get_currency_precision(self.currency)
 
     @property
     def reminder_days(self) -> list[int]:

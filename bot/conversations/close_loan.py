@@ -21,7 +21,7 @@ from telegram.ext import (
 )
 
 from bot import keyboards, texts
-from bot.context import Context, db, require_staff, settings_of
+from bot.context import Context, agency_of, db, require_staff
 from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
 from bot.handlers.loans import show_card
@@ -133,7 +133,7 @@ async def _offer_close(update: Update, context: Context, actor: Actor, view: Loa
             loan_number=view.loan_number,
             expected_version=view.version,
             today=actions.today_of(context),
-            currency=_currency(context),
+            agency=agency_of(context),
         )
     except ServiceError as err:
         return await actions.refused(update, context, actor, err)
@@ -156,17 +156,13 @@ async def close_confirmed(update: Update, context: Context, actor: Actor) -> int
             loan_number=context.user_data[NUMBER],
             expected_version=ids[1],
             today=actions.today_of(context),
-            currency=_currency(context),
+            agency=agency_of(context),
         )
     except ServiceError as err:
         return await actions.refused(update, context, actor, err)
     return await _done(
         update, context, actor, texts.loan_done(texts.CLOSE_DONE, view.loan_number), view.id
     )
-
-
-def _currency(context: Context) -> str:
-    return settings_of(context).currency
 
 
 # --- write-off -----------------------------------------------------------------------------

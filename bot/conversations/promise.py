@@ -10,7 +10,7 @@ from telegram import Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler
 
 from bot import keyboards, texts, views
-from bot.context import Context, db, require_staff
+from bot.context import Context, agency_of, db, require_staff
 from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import NUMBER
 from bot.handlers.loans import show_card
@@ -130,6 +130,7 @@ async def _take_date(update: Update, context: Context, actor: Actor, text: str) 
             amount=Decimal(data[AMOUNT]),
             promised_date=when,
             today=today,
+            agency=agency_of(context),
         )
     except InvalidInput as err:
         await actions.say(update, texts.action_again(err.message, texts.PROMISE_ASK_DATE))

@@ -15,7 +15,9 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db import agency as agencies
 from db import clock
+from db.agency import Agency
 from db.models import (
     Contact,
     ContactChannel,
@@ -73,12 +75,14 @@ def require_active(loan: Loan) -> None:
         )
 
 
-def refuse_above_owed(loan: Loan, amount: Decimal, *, code: str) -> None:
+def refuse_above_owed(
+    loan: Loan, amount: Decimal, *, code: str, agency: Agency = agencies.DEFAULT
+) -> None:
     """Refuse an amount above what the loan still owes, saying how much that is."""
     owed = loan.outstanding
     if amount > owed:
         raise InvalidInput(
-            f"That is more than the {format_money(owed)} owed on {loan.loan_number}.",
+            f"That is more than the {format_money(owed, agency)} owed on {loan.loan_number}.",
             code=code,
             owed=owed,
         )
@@ -137,6 +141,7 @@ def record_promise(
     promised_date: date,
     today: date,
     note: str | None = None,
+    agency: Agency = agencies.DEFAULT,
 ) -> PromiseView:
     """Record what the borrower promised to pay by a date; it supersedes an open promise."""
     amount = check_amount(amount, max_amount=Decimal("100000000"))
@@ -144,7 +149,7 @@ def record_promise(
     note = clean_text(note, field="note", max_len=500, required=False)
     loan = find_loan(session, actor=actor, loan_number=loan_number, lock=True)
     require_active(loan)
-    refuse_above_owed(loan, amount, code="promise_too_much")
+    refuse_above_owed(loan, amount, code="promise_too_much", agency=agency)
     for old in _open_promises(session, loan.id):
         _resolve(session, old, PromiseState.BROKEN, actor, NOTE_REPLACED)
     promise = Promise(

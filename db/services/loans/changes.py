@@ -15,7 +15,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db import agency as agencies
 from db import clock
+from db.agency import Agency
 from db.models import Borrower, Loan, LoanEventKind, LoanState, Payment, Role
 from db.money import format_money
 from db.services.access import Actor, check_borrower_editable, require_role
@@ -32,7 +34,6 @@ from db.services.sms.truth import (
     withdraw_for_loan,
 )
 from db.validation import (
-    DEFAULT_LOCALE,
     clean_name,
     clean_text,
     name_key,
@@ -92,18 +93,20 @@ def _changeable(
 
 
 def _parse(
-    field: EditableField, value: str, *, today: date, region: str, max_amount: Decimal, locale: str
+    field: EditableField, value: str, *, today: date, agency: Agency, max_amount: Decimal
 ) -> object:
     """value read the way field needs it (InvalidInput with the field's own reason)."""
     if field is EditableField.BORROWER_NAME:
         return clean_name(value)
     if field is EditableField.BORROWER_PHONE:
-        return parse_phone(value, region=region)
+        return parse_phone(value, region=agency.region)
     if field is EditableField.BORROWER_ADDRESS:
         return clean_text(value, field="address", max_len=300, required=False)
     if field is EditableField.NEXT_DUE_DATE:
         return parse_date(value, today=today, future=True)
-    return parse_amount(value, max_amount=max_amount, locale=locale)
+    return parse_amount(
+        value, max_amount=max_amount, minor_units=agency.minor_units, locale=agency.locale
+    )
 
 
 def _current(loan: Loan, field: EditableField) -> object:
@@ -220,10 +223,9 @@ def edit_loan(
     value: str,
     expected_version: int | None,
     today: date,
-    region: str = "IN",
     max_amount: Decimal = DEFAULT_MAX_AMOUNT,
     reason: str | None = None,
-    locale: str = DEFAULT_LOCALE,
+    agency: Agency = agencies.DEFAULT,
 ) -> EditResult:
     """Change one field of an active loan (or its borrower), with its history rows.
 
@@ -234,7 +236,7 @@ def edit_loan(
     loan = _changeable(session, actor, loan_number, expected_version)
     if field in _BORROWER_FIELDS:
         check_borrower_editable(session, actor=actor, borrower_id=loan.borrower_id)
-    new = _parse(field, value, today=today, region=region, max_amount=max_amount, locale=locale)
+    new = _parse(field, value, today=today, agency=agency, max_amount=max_amount)
     old = _current(loan, field)
     if new == old:
         raise InvalidInput("That is the same as before: nothing to change.", code="unchanged")
@@ -291,12 +293,12 @@ def close_loan(
     loan_number: str,
     expected_version: int | None,
     today: date,
-    currency: str = "INR",
+    agency: Agency = agencies.DEFAULT,
 ) -> LoanView:
     """Close a fully paid loan by hand (payments close loans they settle themselves)."""
     loan = _changeable(session, actor, loan_number, expected_version)
     if loan.outstanding != 0:
-        owed = format_money(loan.outstanding, currency)
+        owed = format_money(loan.outstanding, agency)
         raise Conflict(
             f"Loan {loan.loan_number} still has {owed} to pay; it cannot be closed.",
             code="not_paid",
