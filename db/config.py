@@ -197,13 +197,6 @@ class Settings(BaseSettings):
         return ZoneInfo(self.agency_timezone)
 
     @property
-    def minor_units(self) -> int:
-        """The currency's decimal places (ISO 4217, from Babel's CLDR data)."""
-        from babel.numbers import get_currency_precision
-
-        return get_currency_precision(self.currency)
-
-    @property
     def reminder_days(self) -> list[int]:
         return [int(d) for d in self.reminder_rules.split(",")]
 

@@ -276,4 +276,9 @@ def test_parse_amount_refusals(text, code):
 def test_parse_amount_round_trips(value):
     assert parse_amount(f"{value:f}", max_amount=Decimal("100000000")) == value
     # Python's "," groups in threes: the en_US way (tests/test_amounts.py covers en_IN).
-    assert parse_amount(f"${value:,.2f}", max_amount=Decimal("100000000"), locale="en_US") == value
+    assert (
+        parse_amount(
+            f"${value:,.2f}", max_amount=Decimal("100000000"), agency=Agency(locale="en_US")
+        )
+        == value
+    )

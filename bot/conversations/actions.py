@@ -218,12 +218,7 @@ async def amount_owed(
     """The amount typed and what would be left owing; else the state to return (retry or END)."""
     agency = agency_of(context)
     try:
-        amount = parse_amount(
-            text,
-            max_amount=settings_of(context).max_amount,
-            minor_units=agency.minor_units,
-            locale=agency.locale,
-        )
+        amount = parse_amount(text, max_amount=settings_of(context).max_amount, agency=agency)
         balance = await db(
             context,
             check_owed,

@@ -140,8 +140,8 @@ def loan_args(context: Context, form: dict) -> dict:
         "method": done.method,
         "rate": done.rate,
         "loan_number": done.number,
-        "region": settings.default_phone_region,
         "max_amount": settings.max_amount,
+        "agency": agency_of(context),
     }
 
 
@@ -160,12 +160,7 @@ def address(context: Context, text: str) -> tuple[dict, State]:
 
 def amount(context: Context, text: str) -> tuple[dict, State]:
     agency = agency_of(context)
-    value = parse_amount(
-        text,
-        max_amount=settings_of(context).max_amount,
-        minor_units=agency.minor_units,
-        locale=agency.locale,
-    )
+    value = parse_amount(text, max_amount=settings_of(context).max_amount, agency=agency)
     return {"amount": str(value)}, State.PLAN
 
 

@@ -159,7 +159,7 @@ def record_payment(
     agency: Agency = agencies.DEFAULT,
 ) -> PaymentResult:
     """Record money received on a loan; it closes the loan when nothing is left owing."""
-    amount = check_amount(amount, max_amount=max_amount)
+    amount = check_amount(amount, max_amount=max_amount, agency=agency)
     note = clean_text(note, field="note", max_len=500, required=False)
     loan = _locked_loan(session, actor, loan_number)
     _check_version(loan, expected_version)

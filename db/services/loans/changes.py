@@ -104,9 +104,7 @@ def _parse(
         return clean_text(value, field="address", max_len=300, required=False)
     if field is EditableField.NEXT_DUE_DATE:
         return parse_date(value, today=today, future=True)
-    return parse_amount(
-        value, max_amount=max_amount, minor_units=agency.minor_units, locale=agency.locale
-    )
+    return parse_amount(value, max_amount=max_amount, agency=agency)
 
 
 def _current(loan: Loan, field: EditableField) -> object:
@@ -144,7 +142,7 @@ def _move_due_dates(loan: Loan, new: date) -> None:
             inst.due_date += shift
 
 
-def _set_principal(session: Session, loan: Loan, amount: Decimal) -> None:
+def _set_principal(session: Session, loan: Loan, amount: Decimal, agency: Agency) -> None:
     paid = session.scalar(select(func.count(Payment.id)).where(Payment.loan_id == loan.id))
     if loan.amount_paid > 0 or paid:
         raise Conflict(
@@ -158,7 +156,8 @@ def _set_principal(session: Session, loan: Loan, amount: Decimal) -> None:
             "first_due": loan.first_due_date,
             "method": loan.interest_method,
             "annual_rate": loan.interest_rate,
-        }
+        },
+        agency,
     )
     loan.principal = amount
     # Same count: each installment keeps its row, its (maybe moved) date and any late fee.
@@ -166,7 +165,7 @@ def _set_principal(session: Session, loan: Loan, amount: Decimal) -> None:
         inst.principal_due, inst.interest_due = new.principal, new.interest
 
 
-def _apply(session: Session, loan: Loan, field: EditableField, new) -> None:
+def _apply(session: Session, loan: Loan, field: EditableField, new, agency: Agency) -> None:
     borrower = loan.borrower
     if field is EditableField.BORROWER_NAME:
         borrower.name, borrower.name_key = new, name_key(new)
@@ -177,7 +176,7 @@ def _apply(session: Session, loan: Loan, field: EditableField, new) -> None:
     elif field is EditableField.NEXT_DUE_DATE:
         _move_due_dates(loan, new)
     else:
-        _set_principal(session, loan, new)
+        _set_principal(session, loan, new, agency)
 
 
 def _shift_reason(
@@ -241,7 +240,7 @@ def edit_loan(
     if new == old:
         raise InvalidInput("That is the same as before: nothing to change.", code="unchanged")
     why = _shift_reason(actor, field, old, new, reason)
-    _apply(session, loan, field, new)
+    _apply(session, loan, field, new, agency)
     ledger.refresh(loan)
     ledger.touch(loan, actor)
     _withdraw_untrue(session, loan, field)
