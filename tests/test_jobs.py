@@ -383,7 +383,7 @@ _TERMS = st.lists(st.tuples(st.sampled_from([1, -1]), _MONEY), min_size=1, max_s
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(terms=_TERMS, currency=st.sampled_from(["INR", "JPY", "KWD"]))
-def test_amounts_in_sql_match_sms_amount(session, settings, terms, currency):
+def test_amounts_in_sql_match_money_for_sms(session, settings, terms, currency):
     settings = settings.model_copy(update={"currency": currency})
     dialect = session.get_bind().dialect.name
     columns = [(sign, literal(value, Money)) for sign, value in terms]

@@ -160,7 +160,7 @@ def test_segments_grow_with_the_text(text):
 
 
 @given(st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False))
-def test_sms_amount_round_trips_and_stays_gsm(amount):
+def test_money_for_sms_round_trips_and_stays_gsm(amount):
     text = format_money(amount, Agency(), plain=True)
     currency, number = text.split(" ")
     assert currency == "INR" and Decimal(number) == amount
