@@ -25,6 +25,7 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes, ConversationHandler
 
 from bot import texts
+from db import agency
 from db.config import Settings
 from db.models import Role, StaffState
 from db.services.access import Actor
@@ -53,6 +54,11 @@ _GATE_TEXTS = {
 def settings_of(context: Context) -> Settings:
     """The Settings the Application was built with."""
     return context.bot_data[SETTINGS]
+
+
+def agency_of(context: Context) -> agency.Agency:
+    """The agency the settings describe (built on each call: settings may be swapped)."""
+    return agency.agency_of(settings_of(context))
 
 
 def _run(factory: sessionmaker[Session], fn: Callable[..., T], kwargs: dict[str, Any]) -> T:

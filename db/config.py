@@ -37,10 +37,6 @@ class LateFeeKind(StrEnum):
     PERCENT = "percent"
 
 
-# ISO 4217 minor units for the currencies an agency is likely to use; others default to 2.
-_MINOR_UNITS = {"JPY": 0, "KRW": 0, "VND": 0, "IDR": 2, "KWD": 3, "BHD": 3, "OMR": 3}
-
-
 class Settings(BaseSettings):
     """Every setting of Vasooli; each is an environment variable, documented in README.md."""
 
@@ -203,10 +199,6 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.agency_timezone)
-
-    @property
-    def minor_units(self) -> int:
-        return _MINOR_UNITS.get(self.currency, 2)
 
     @property
     def reminder_days(self) -> list[int]:

@@ -23,6 +23,7 @@ from bot.conversations import TEXT_INPUT, actions, loan_action
 from bot.conversations.actions import NUMBER
 from bot.conversations.loan_action import Change, Confirm, Entry
 from bot.keyboards import CB
+from db.agency import agency_of
 from db.config import Settings
 from db.services.access import Actor
 from db.services.collection import payments
@@ -64,6 +65,7 @@ def pay_and_notify(
     settings: Settings,
 ) -> PaymentResult:
     """Record the payment and queue the borrower's notice, in the caller's one transaction."""
+    agency = agency_of(settings)
     result = payments.record_payment(
         session,
         actor=actor,
@@ -72,6 +74,7 @@ def pay_and_notify(
         today=today,
         expected_version=expected_version,
         max_amount=settings.max_amount,
+        agency=agency,
     )
     notices.payment_notice(
         session,
@@ -80,11 +83,9 @@ def pay_and_notify(
         amount=result.amount,
         outstanding=result.outstanding,
         closed=result.closed,
-        agency_name=settings.agency_name,
-        currency=settings.currency,
+        agency=agency,
         notify_payment=settings.notify_payment_received,
         notify_closed=settings.notify_loan_closed,
-        minor_units=settings.minor_units,
     )
     return result
 
