@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, make_url, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from db import clock
 from db.config import Settings, SettingsError, load_settings
@@ -299,7 +300,12 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def _web(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.telegram_webhook_url:
-        return _entry("scheduler.web", "main")() or OK
+        from scheduler.web import check_web_settings, make_server
+
+        check_web_settings(settings)
+        with _engine(settings) as engine:
+            make_server(_web_app(settings, make_session_factory(engine)), settings).run()
+        return OK
     # Webhook mode: Telegram's updates arrive here too, so the bot runs in this process
     # (behind the same PORT as Twilio's webhooks); the worker stays its own process.
     with _session(settings):  # refuses a database that is not up to date
@@ -372,26 +378,43 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _run_all(settings: Settings, *, worker: bool = True) -> None:
     """Bot, worker (unless worker=False) and web on one loop until Ctrl-C or SIGTERM."""
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-
-    from bot.serve import running_bot, webhook_route
+    from bot.serve import running_bot
     from scheduler.serve import running_web, running_worker
-    from scheduler.web import build_web_app
+    from scheduler.web import check_web_settings
 
     stop = _stop_on_signals()
     with _engine(settings) as engine:
         factory = make_session_factory(engine)
-        web = build_web_app(settings, factory)  # refuses missing settings before anything runs
+        check_web_settings(settings)  # refuses missing settings before anything runs
         jobs = running_worker(settings, factory) if worker else nullcontext()
         async with running_bot(settings, factory) as app, jobs:
-            if settings.telegram_webhook_url:
-                web = Starlette(routes=[webhook_route(app, settings), Mount("/", web)])
+            web = _web_app(settings, factory, app)
             async with running_web(web, settings, stopped=stop):
                 what = "bot, worker and web are" if worker else "bot and web are"
                 log.info("%s running; Ctrl-C stops them", what)
                 await stop.wait()
     log.info("stopped")
+
+
+def _web_app(settings: Settings, factory: sessionmaker[Session], bot_app: Any = None) -> Any:
+    """One ASGI app on one port: Telegram's webhook (when set), the Mini App at /app,
+    Twilio's webhooks and the health check."""
+    from starlette.applications import Starlette
+    from starlette.routing import BaseRoute, Mount
+
+    from bot.miniapp import build_app as build_miniapp
+    from bot.serve import webhook_route
+    from scheduler.web import build_web_app
+
+    routes: list[BaseRoute] = []
+    if bot_app is not None and settings.telegram_webhook_url:
+        routes.append(webhook_route(bot_app, settings))
+    if settings.telegram_bot_token is not None:
+        routes.append(Mount("/app", build_miniapp(settings, factory)))
+    else:
+        log.info("the Mini App (/app/) is off: TELEGRAM_BOT_TOKEN is not set")
+    routes.append(Mount("/", build_web_app(settings, factory)))
+    return Starlette(routes=routes)
 
 
 def _sqlite_file(url: str) -> Path | None:
