@@ -323,6 +323,8 @@ _DEMO_SETTINGS: dict[str, object] = {
     "session_idle_minutes": 60 * 24 * 365,
     "session_max_hours": 24 * 365 * 10,
     "bot_commands_per_minute": 600,
+    # The banner's Mini App link carries a signed initData: good for the demo's day.
+    "miniapp_auth_max_age_seconds": 86400,
 }
 
 
@@ -417,6 +419,32 @@ def _web_app(settings: Settings, factory: sessionmaker[Session], bot_app: Any = 
     return Starlette(routes=routes)
 
 
+def _with_miniapp(settings: Settings, factory: sessionmaker[Session]) -> Callable[[Any], Any]:
+    """Put the Mini App at /app beside a web app (the demo's, on its own port)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from bot.miniapp import build_app as build_miniapp
+
+    miniapp = build_miniapp(settings, factory)
+    return lambda web: Starlette(routes=[Mount("/app", miniapp), Mount("/", web)])
+
+
+def _miniapp_line(agency: Any, settings: Settings) -> str:
+    """The demo banner's line: the dashboards' local URL, signed in as the demo manager."""
+    from urllib.parse import quote
+
+    from bot.miniapp.auth import signed_init_data
+
+    manager = next((p for p in agency.people if p.role is Role.MANAGER), None)
+    if manager is None or settings.telegram_bot_token is None:
+        return "Dashboards (Mini App): no demo manager to sign in as."
+    token = settings.telegram_bot_token.get_secret_value()
+    data = signed_init_data(manager.telegram_user_id, manager.name, token, clock.utcnow())
+    url = f"{settings.public_base_url}/app/?initData={quote(data)}"
+    return f"Dashboards (the Mini App) in a browser, as {manager.name}: {url}"
+
+
 def _sqlite_file(url: str) -> Path | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
@@ -471,22 +499,22 @@ async def _demo_main(
             )
             hooks = terminal.DemoHooks(world.text_in, world.move_clock, world.wait_sms)
             chat = terminal.TerminalChat(telegram, agency.people, hooks, start_as=args.as_)
+            with_app = _with_miniapp(settings, factory)
             async with (
-                world.serving(settings, chat.sms),
+                world.serving(settings, chat.sms, wrap=with_app),
                 running_bot(settings, factory, poll_timeout=1),
             ):
                 with chat.attached():
-                    chat.banner(
-                        banner_lines(
-                            agency,
-                            settings,
-                            db_path=str(path),
-                            log_path=str(path.with_suffix(".log")),
-                            files_dir=str(files),
-                            seconds=time.perf_counter() - begun,
-                            me=chat.me,
-                        )
+                    lines = banner_lines(
+                        agency,
+                        settings,
+                        db_path=str(path),
+                        log_path=str(path.with_suffix(".log")),
+                        files_dir=str(files),
+                        seconds=time.perf_counter() - begun,
+                        me=chat.me,
                     )
+                    chat.banner([*lines[:-1], _miniapp_line(agency, settings), lines[-1]])
                     if script is None:
                         await chat.run_interactive(stop)
                     else:

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import signal
 import time
+from types import SimpleNamespace
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
+from bot.cli import _miniapp_line, _with_miniapp
+from db.demo_data import DemoPerson
+from db.models import Role
+from db.services.staff.sessions import open_session
 from scheduler.serve import listen_socket
-from tests.miniapp_helpers import BOT_TOKEN, init_data
+from tests.factories import make_staff
+from tests.miniapp_helpers import BOT_TOKEN, app_settings, init_data
 from tests.test_demo import _env, _upgrade_and_start
 
 
@@ -61,3 +70,23 @@ def test_vasooli_web_serves_the_mini_app_and_the_webhooks(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_the_demo_banner_links_to_the_dashboards_signed_in(committed, database_url):
+    with committed() as session:
+        staff = make_staff(session, role=Role.MANAGER, name="Demo Manager")
+        staff.password_hash = "x"
+        open_session(session, staff)
+        session.commit()
+    person = DemoPerson("manager", Role.MANAGER, staff.name, staff.telegram_user_id, "pw")
+    settings = app_settings(database_url, public_base_url="http://127.0.0.1:8765")
+    line = _miniapp_line(SimpleNamespace(people=(person,)), settings)
+    assert "as Demo Manager: http://127.0.0.1:8765/app/?initData=" in line
+    url = urlsplit(line.split(": ", 1)[1])
+    app = _with_miniapp(settings, committed)(Starlette())
+    with TestClient(app) as client:
+        page = client.get(f"{url.path}?{url.query}")
+        assert page.status_code == 200 and 'id="login-form"' in page.text
+        init = dict(p.split("=", 1) for p in url.query.split("&"))["initData"]
+        signed_in = client.post("/app/auth", data={"initData": unquote(init)})
+        assert signed_in.status_code == 200 and signed_in.url.path == "/app/portfolio"

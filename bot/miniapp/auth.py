@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 MAX_INIT_DATA = 4096  # Telegram's initData is a few hundred bytes
 # The clock of Telegram and ours may differ a little: auth_date a bit ahead is accepted.
@@ -60,6 +60,16 @@ def sign_init_data(fields: dict[str, str], bot_token: str) -> str:
     """The hash Telegram would put on these fields (for tests and the demo's login link)."""
     check = data_check_string(fields).encode()
     return hmac.new(_secret(bot_token), check, hashlib.sha256).hexdigest()
+
+
+def signed_init_data(telegram_user_id: int, first_name: str, bot_token: str, now: datetime) -> str:
+    """initData as Telegram would send it for this user now: the demo's ready login link."""
+    fields = {
+        "user": json.dumps({"id": telegram_user_id, "first_name": first_name}),
+        "auth_date": str(int(now.timestamp())),
+    }
+    fields["hash"] = sign_init_data(fields, bot_token)
+    return urlencode(fields)
 
 
 def _fields(init_data: str) -> dict[str, str]:
