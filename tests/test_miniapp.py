@@ -185,10 +185,22 @@ def test_the_entry_page_loads_nothing_from_the_internet(client):
     assert "https://" not in script.text
 
 
-def test_a_signed_in_visitor_of_the_entry_page_goes_to_the_portfolio(client):
+def test_the_entry_page_always_signs_in_afresh(client):
     sign_in(client, MEERA)
     response = client.get("/app/", follow_redirects=False)
-    assert response.status_code == 303 and response.headers["location"] == "portfolio"
+    assert response.status_code == 200 and 'id="login-form"' in response.text
+    assert sign_in(client, ARUN).text.count("Arun (admin)") == 1  # the new user, not Meera
+
+
+def test_pages_run_only_their_own_script_and_style(client):
+    sign_in(client, MEERA)
+    for path in ("/app/", "/app/portfolio", "/app/auth"):
+        response = client.get(path) if path != "/app/auth" else client.post(path, data={})
+        csp = response.headers["content-security-policy"]
+        assert (
+            "script-src 'self'" in csp and "frame-ancestors 'self' https://web.telegram.org" in csp
+        )
+        assert response.headers["cache-control"] == "no-store"
 
 
 def test_the_cookie_is_secure_behind_https(world, committed, database_url):

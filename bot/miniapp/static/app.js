@@ -36,6 +36,7 @@
     if (!initData) {
       document.getElementById("status").textContent =
         "Open the dashboards from the bot's menu button in Telegram.";
+      document.getElementById("signed-in").hidden = false;
       return;
     }
     form.elements.initData.value = initData;
