@@ -22,6 +22,7 @@ from enum import StrEnum
 from urllib.parse import parse_qsl, urlencode
 
 MAX_INIT_DATA = 4096  # Telegram's initData is a few hundred bytes
+MAX_USER_ID = 2**63  # the staff table's BIGINT; Telegram's ids use at most 52 bits
 # The clock of Telegram and ours may differ a little: auth_date a bit ahead is accepted.
 CLOCK_SKEW = timedelta(seconds=30)
 
@@ -93,7 +94,7 @@ def _user(fields: dict[str, str], auth_date: datetime) -> WebAppUser:
         uid = user["id"]
     except (KeyError, TypeError, ValueError):
         raise InitDataError(Refusal.MALFORMED) from None
-    if not isinstance(uid, int) or isinstance(uid, bool) or uid <= 0:
+    if not isinstance(uid, int) or isinstance(uid, bool) or not 0 < uid < MAX_USER_ID:
         raise InitDataError(Refusal.MALFORMED)
     return WebAppUser(uid, str(user.get("first_name") or ""), auth_date)
 
@@ -108,7 +109,7 @@ def validate_init_data(
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise InitDataError(Refusal.BAD_HASH)
     stamp = fields.get("auth_date", "")
-    if not stamp.isascii() or not stamp.isdigit():
+    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
         raise InitDataError(Refusal.MALFORMED)
     auth_date = datetime.fromtimestamp(int(stamp), tz=now.tzinfo)
     if now - auth_date > max_age or auth_date - now > CLOCK_SKEW:
