@@ -12,9 +12,9 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from bot.cli import _miniapp_line, _with_miniapp
-from db.demo_data import DemoPerson
+from cli.miniapp import miniapp_line, with_miniapp
 from db.models import Role
+from db.sample.demo import DemoPerson
 from db.services.staff.sessions import open_session
 from scheduler.serve import listen_socket
 from tests.factories import make_staff
@@ -80,10 +80,10 @@ def test_the_demo_banner_links_to_the_dashboards_signed_in(committed, database_u
         session.commit()
     person = DemoPerson("manager", Role.MANAGER, staff.name, staff.telegram_user_id, "pw")
     settings = app_settings(database_url, public_base_url="http://127.0.0.1:8765")
-    line = _miniapp_line(SimpleNamespace(people=(person,)), settings)
+    line = miniapp_line(SimpleNamespace(people=(person,)), settings)
     assert "as Demo Manager: http://127.0.0.1:8765/app/?initData=" in line
     url = urlsplit(line.split(": ", 1)[1])
-    app = _with_miniapp(settings, committed)(Starlette())
+    app = with_miniapp(settings, committed)(Starlette())
     with TestClient(app) as client:
         page = client.get(f"{url.path}?{url.query}")
         assert page.status_code == 200 and 'id="login-form"' in page.text

@@ -181,6 +181,18 @@ def login(
         _wrong_password(session, staff, now, max_failures, lockout_minutes)
     if needs_rehash(staff.password_hash or ""):
         staff.password_hash = hash_password(password)
+    result = start_session(session, staff)
+    session.flush()
+    return result
+
+
+def start_session(
+    session: Session, staff: Staff, *, details: dict[str, object] | None = None
+) -> LoginResult:
+    """Log staff in without a password check: open_session() and the LOGIN audit row.
+
+    login() calls it once the password is right; the demo (db.sample.demo) for its staff.
+    """
     result = open_session(session, staff)
     audit(
         session,
@@ -188,9 +200,9 @@ def login(
         action=AuditAction.LOGIN,
         target_type="staff_session",
         target_id=result.session_id,
-        telegram_user_id=telegram_user_id,
+        telegram_user_id=staff.telegram_user_id,
+        details=details,
     )
-    session.flush()
     return result
 
 
