@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     # The bot: commands an agent may send in a minute before being asked to slow down.
     bot_commands_per_minute: int = Field(default=30, ge=1)
 
+    # The Mini App (bot/miniapp/): Telegram's initData older than this is refused, and the
+    # page's own session (a signed cookie) lasts this long before initData is asked again.
+    miniapp_auth_max_age_seconds: int = Field(default=300, ge=10, le=86400)
+    miniapp_session_minutes: int = Field(default=30, ge=1, le=24 * 60)
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
