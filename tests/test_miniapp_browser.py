@@ -26,6 +26,7 @@ import pytest
 import uvicorn
 
 from db import clock
+from db.agency import DEFAULT
 from db.money import format_money
 from db.services import dashboards
 from db.services.reports import collections_by_day
@@ -171,7 +172,7 @@ def _sign_in(driver, base: str, theme: dict[str, str] | None = None) -> None:
 
 
 def money(amount: Decimal) -> str:
-    return format_money(amount, "INR")
+    return format_money(amount, DEFAULT)
 
 
 def _expected(committed, world) -> dict[str, object]:

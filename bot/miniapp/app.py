@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -34,6 +35,7 @@ from bot.miniapp.auth import (
     validate_init_data,
 )
 from db import clock
+from db.agency import agency_of
 from db.config import Settings, require
 from db.money import format_money
 from db.services.errors import AccessDenied, AuthError, ServiceError
@@ -90,9 +92,10 @@ def make_env(settings: Settings) -> jinja2.Environment:
         autoescape=True,  # every value, names and notes included, is escaped
         undefined=jinja2.StrictUndefined,
     )
-    env.filters["money"] = lambda v: format_money(v, settings.currency, settings.minor_units)
+    agency = agency_of(settings)
+    env.filters["money"] = lambda v: format_money(Decimal(v), agency)
     env.filters["day"] = lambda d: f"{d:%d %b %Y}" if d else "–"
-    env.globals["agency"] = settings.agency_name
+    env.globals["agency"] = agency.name
     return env
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from bot.miniapp.charts import bar_chart
 from db import clock
+from db.agency import agency_of
 from db.config import Settings
 from db.models import Role
 from db.money import format_money
@@ -44,7 +45,8 @@ LOAN_FILTERS = {
 
 
 def _money_fmt(settings: Settings) -> Callable[[Decimal | int], str]:
-    return lambda v: format_money(Decimal(v), settings.currency, settings.minor_units)
+    agency = agency_of(settings)
+    return lambda v: format_money(Decimal(v), agency)
 
 
 def _choice(query: dict[str, str], name: str, allowed: tuple[int, ...], default: int) -> int:
