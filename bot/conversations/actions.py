@@ -22,11 +22,13 @@ from telegram.ext import ConversationHandler
 from telegram.warnings import PTBUserWarning
 
 from bot import keyboards, texts
-from bot.context import Context, answer_button, db, require_staff, settings_of
+from bot.context import Context, agency_of, answer_button, db, require_staff, settings_of
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
 from bot.updates import chat_of, query_of, user_data
+from db import agency as agencies
 from db import clock
+from db.agency import Agency
 from db.models import Role
 from db.money import format_money
 from db.services.access import Actor, require_role
@@ -113,8 +115,7 @@ def today_of(context: Context) -> date:
 
 def money(context: Context, amount: Decimal) -> str:
     """An amount in the agency's currency, e.g. ₹1,500.00."""
-    settings = settings_of(context)
-    return format_money(amount, settings.currency, settings.minor_units)
+    return format_money(amount, agency_of(context))
 
 
 def my_button(update: Update, context: Context, prefix: CB, count: int = 2) -> list[int] | None:
@@ -205,14 +206,9 @@ async def amount_owed(
     update: Update, context: Context, actor: Actor, text: str, *, code: str, again: str, retry: int
 ) -> tuple[Decimal, Decimal] | int:
     """The amount typed and what would be left owing; else the state to return (retry or END)."""
-    settings = settings_of(context)
+    agency = agency_of(context)
     try:
-        amount = parse_amount(
-            text,
-            max_amount=settings.max_amount,
-            minor_units=settings.minor_units,
-            locale=settings.agency_locale,
-        )
+        amount = parse_amount(text, max_amount=settings_of(context).max_amount, agency=agency)
         balance = await db(
             context,
             check_owed,
@@ -220,6 +216,7 @@ async def amount_owed(
             loan_number=user_data(context)[NUMBER],
             amount=amount,
             code=code,
+            agency=agency,
         )
     except InvalidInput as err:
         await say(update, texts.action_again(err.message, again))
@@ -270,12 +267,18 @@ def buttons_only(name: str) -> Callable[[Update, Context], Coroutine[Any, Any, A
 
 
 def check_owed(
-    session: Session, *, actor: Actor, loan_number: str, amount: Decimal, code: str
+    session: Session,
+    *,
+    actor: Actor,
+    loan_number: str,
+    amount: Decimal,
+    code: str,
+    agency: Agency = agencies.DEFAULT,
 ) -> Decimal:
     """What would be left owing after amount, refused as the services refuse it (no writes)."""
     loan = find_loan(session, actor=actor, loan_number=loan_number)
     require_active(loan)
-    refuse_above_owed(loan, amount, code=code)
+    refuse_above_owed(loan, amount, code=code, agency=agency)
     return loan.outstanding - amount
 
 

@@ -24,6 +24,7 @@ from bot.conversations.actions import NUMBER
 from bot.conversations.loan_action import Change, Confirm, Entry
 from bot.keyboards import CB
 from bot.updates import text_of, user_data
+from db.agency import agency_of
 from db.config import Settings
 from db.services.access import Actor
 from db.services.collection import payments
@@ -65,6 +66,7 @@ def pay_and_notify(
     settings: Settings,
 ) -> PaymentResult:
     """Record the payment and queue the borrower's notice, in the caller's one transaction."""
+    agency = agency_of(settings)
     result = payments.record_payment(
         session,
         actor=actor,
@@ -73,6 +75,7 @@ def pay_and_notify(
         today=today,
         expected_version=expected_version,
         max_amount=settings.max_amount,
+        agency=agency,
     )
     notices.payment_notice(
         session,
@@ -81,11 +84,9 @@ def pay_and_notify(
         amount=result.amount,
         outstanding=result.outstanding,
         closed=result.closed,
-        agency_name=settings.agency_name,
-        currency=settings.currency,
+        agency=agency,
         notify_payment=settings.notify_payment_received,
         notify_closed=settings.notify_loan_closed,
-        minor_units=settings.minor_units,
     )
     return result
 

@@ -11,10 +11,11 @@ from telegram import CallbackQuery, Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 
 from bot import keyboards, texts, views
-from bot.context import Context, db, reply, require_staff, settings_of
-from bot.handlers.replies import command_text, fmt, pressed, show, today
+from bot.context import Context, agency_of, db, reply, require_staff
+from bot.handlers.replies import command_text, pressed, show, today
 from bot.keyboards import CB
 from bot.updates import user_data
+from db.agency import Agency
 from db.services.access import Actor
 from db.services.errors import NotFound, ServiceError
 from db.services.loans import add as loan_service
@@ -39,7 +40,7 @@ def handlers() -> list[BaseHandler]:
 async def _card(
     update_or_query, context: Context, actor: Actor, view: LoanView, note: str | None, edit: bool
 ) -> None:
-    text = views.card(view, fmt(context), note)
+    text = views.card(view, agency_of(context), note)
     await show(update_or_query, context, text, keyboards.loan_card(view, actor.role), edit)
 
 
@@ -104,7 +105,7 @@ def _history(
     *,
     actor: Actor,
     today,
-    currency: str,
+    agency: Agency,
     loan_id: int | None = None,
     number: str | None = None,
     before: str | None = None,
@@ -120,7 +121,7 @@ def _history(
         loan_number=view.loan_number,
         limit=HISTORY_PAGE,
         before=before,
-        currency=currency,
+        agency=agency,
     )
     return view, page
 
@@ -146,7 +147,7 @@ async def _history_page(
             _history,
             actor=actor,
             today=today(context),
-            currency=settings_of(context).currency,
+            agency=agency_of(context),
             loan_id=loan_id,
             number=number,
             before=cursors[page - 1],
@@ -154,7 +155,7 @@ async def _history_page(
     except ServiceError as err:
         await show(update, context, texts.service_error(err), None, edit)
         return
-    text, shown = views.history_page(view.loan_number, found.items, page, fmt(context))
+    text, shown = views.history_page(view.loan_number, found.items, page, agency_of(context))
     # A page too long for one message shows fewer lines: the next page starts after them.
     after = found.items[shown - 1].cursor if shown < len(found.items) else found.next_cursor
     cursors = cursors[:page] + ([after] if after else [])

@@ -10,7 +10,9 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from db import agency as agencies
 from db import clock
+from db.agency import Agency
 from db.models import (
     Installment,
     Loan,
@@ -154,14 +156,15 @@ def record_payment(
     note: str | None = None,
     expected_version: int | None = None,
     max_amount: Decimal = Decimal("100000000"),
+    agency: Agency = agencies.DEFAULT,
 ) -> PaymentResult:
     """Record money received on a loan; it closes the loan when nothing is left owing."""
-    amount = check_amount(amount, max_amount=max_amount)
+    amount = check_amount(amount, max_amount=max_amount, agency=agency)
     note = clean_text(note, field="note", max_len=500, required=False)
     loan = _locked_loan(session, actor, loan_number)
     _check_version(loan, expected_version)
     require_active(loan)
-    refuse_above_owed(loan, amount, code="overpay")
+    refuse_above_owed(loan, amount, code="overpay", agency=agency)
     before = _balances(loan)
     payment = Payment(
         loan_id=loan.id,

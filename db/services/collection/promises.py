@@ -15,7 +15,9 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db import agency as agencies
 from db import clock
+from db.agency import Agency
 from db.models import (
     Contact,
     ContactChannel,
@@ -33,7 +35,7 @@ from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.errors import Conflict, InvalidInput
 from db.services.loans.lookup import load_loan
 from db.services.loans.snapshots import ContactView, PromiseView
-from db.validation import clean_text
+from db.validation import above_limit, clean_text
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +50,22 @@ def find_loan(session: Session, *, actor: Actor, loan_number: str, lock: bool = 
     return load_loan(session, actor, loan_number, lock=lock)
 
 
-def check_amount(amount: Decimal, *, max_amount: Decimal) -> Decimal:
-    """A positive money amount with at most two decimals, at most max_amount."""
+def check_amount(
+    amount: Decimal, *, max_amount: Decimal, agency: Agency = agencies.DEFAULT
+) -> Decimal:
+    """A positive money amount with at most the currency's decimals, at most max_amount."""
+    places = agency.minor_units
     if not isinstance(amount, Decimal) or not amount.is_finite():
         raise InvalidInput("That is not an amount.", code="amount_format")
     if amount <= 0:
         raise InvalidInput("The amount must be more than zero.", code="amount_not_positive")
-    if amount != q(amount):
-        raise InvalidInput("Use at most 2 decimal places.", code="amount_decimals", places=2)
-    if amount > max_amount:
+    if amount != q(amount, places):
         raise InvalidInput(
-            f"That amount is above the limit of {max_amount:,}.", code="amount_too_large"
+            f"Use at most {places} decimal places.", code="amount_decimals", places=places
         )
-    return q(amount)
+    if amount > max_amount:
+        raise above_limit(max_amount, agency)
+    return q(amount, places)
 
 
 def require_active(loan: Loan) -> None:
@@ -73,12 +78,14 @@ def require_active(loan: Loan) -> None:
         )
 
 
-def refuse_above_owed(loan: Loan, amount: Decimal, *, code: str) -> None:
+def refuse_above_owed(
+    loan: Loan, amount: Decimal, *, code: str, agency: Agency = agencies.DEFAULT
+) -> None:
     """Refuse an amount above what the loan still owes, saying how much that is."""
     owed = loan.outstanding
     if amount > owed:
         raise InvalidInput(
-            f"That is more than the {format_money(owed)} owed on {loan.loan_number}.",
+            f"That is more than the {format_money(owed, agency)} owed on {loan.loan_number}.",
             code=code,
             owed=owed,
         )
@@ -137,14 +144,15 @@ def record_promise(
     promised_date: date,
     today: date,
     note: str | None = None,
+    agency: Agency = agencies.DEFAULT,
 ) -> PromiseView:
     """Record what the borrower promised to pay by a date; it supersedes an open promise."""
-    amount = check_amount(amount, max_amount=Decimal("100000000"))
+    amount = check_amount(amount, max_amount=Decimal("100000000"), agency=agency)
     _check_promise_date(promised_date, today)
     note = clean_text(note, field="note", max_len=500, required=False)
     loan = find_loan(session, actor=actor, loan_number=loan_number, lock=True)
     require_active(loan)
-    refuse_above_owed(loan, amount, code="promise_too_much")
+    refuse_above_owed(loan, amount, code="promise_too_much", agency=agency)
     for old in _open_promises(session, loan.id):
         _resolve(session, old, PromiseState.BROKEN, actor, NOTE_REPLACED)
     promise = Promise(

@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, null, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from db import agency as agencies
+from db.agency import Agency
 from db.models import (
     Base,
     Contact,
@@ -202,13 +204,13 @@ def loan_history(
     loan_number: str,
     limit: int = 10,
     before: str | None = None,
-    currency: str = "INR",
+    agency: Agency = agencies.DEFAULT,
 ) -> HistoryPage:
     """Everything that happened to a loan, newest first, one keyset page at a time."""
     check_page(limit)
     loan = load_loan(session, actor, loan_number)
     cursor = _decode_history(before) if before else None
-    money = partial(format_money, currency=currency)
+    money = partial(format_money, agency=agency)
     rows = []
     for feed in _feeds(loan.id):
         stmt = feed.stmt.where(_older(feed.at, feed.id, feed.source, cursor))

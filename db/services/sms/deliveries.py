@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from db import clock, error_codes, sms_text
+from db.agency import agency_of
 from db.config import Settings
 from db.models import (
     Borrower,
@@ -26,6 +27,7 @@ from db.models import (
     Suppression,
 )
 from db.models import MessageStatus as S
+from db.money import format_money
 from db.services.access import Actor, refuse_archived, require_role
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.collection.ledger import ZERO
@@ -151,8 +153,10 @@ def _reminder_body(loan: Loan, today: date, settings: Settings) -> str:
     if due is None:
         raise Conflict(f"Nothing is due on loan {loan.loan_number}.", code="nothing_due")
 
+    agency = agency_of(settings)
+
     def money(amount: Decimal) -> str:
-        return sms_text.sms_amount(amount, settings.currency, settings.minor_units)
+        return format_money(amount, agency, plain=True)
 
     values = {
         "name": loan.borrower.name,
@@ -160,7 +164,7 @@ def _reminder_body(loan: Loan, today: date, settings: Settings) -> str:
         "outstanding": money(loan.outstanding),
         "due_date": sms_text.sms_date(due),
         "loan_number": loan.loan_number,
-        "agency": settings.agency_name,
+        "agency": agency.name,
     }
     return sms_text.render(sms_text.template_for((today - due).days), values)
 
