@@ -29,11 +29,11 @@ from db.services.broadcasts import compose as bc
 from db.services.broadcasts.compose import Audience, AudienceKind
 from db.services.broadcasts.progress_message import (
     clear_progress_message,
-    inbound_loan_ids,
     set_progress_message,
     tracked_broadcasts,
 )
 from db.services.errors import InvalidInput, NotFound
+from db.services.sms.relays import inbound_loan_ids
 from tests.bot_harness import BotHarness, Person
 from tests.bot_helpers import button, until
 from tests.factories import actor, make_borrower, make_loan, make_staff

@@ -239,8 +239,9 @@ def test_reminder_refused_when_opted_out_suppressed_or_closed(session, cfg):
     closed = make_loan(session, agent=agent)
     closed.state = LoanState.CLOSED
     session.flush()
-    with pytest.raises(Conflict, match="not active"):
+    with pytest.raises(Conflict, match="is closed") as err:
         _remind(session, actor(agent), closed, cfg)
+    assert err.value.code == "loan_not_active"
     assert sum(_count(session, loan) for loan in (out, blocked, closed)) == 0
 
 

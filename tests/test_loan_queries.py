@@ -27,7 +27,8 @@ from db.models import (
 from db.services.collection import ledger
 from db.services.errors import AccessDenied, InvalidInput, NotFound
 from db.services.loans.add import EditableField, add_loan, edit_loan, reassign_loan
-from db.services.loans.search import LoanFilter, list_loans, loan_history, search_loans
+from db.services.loans.history import loan_history
+from db.services.loans.search import LoanFilter, list_loans, search_loans
 from tests.factories import actor, make_borrower, make_loan
 
 

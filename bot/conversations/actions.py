@@ -29,9 +29,9 @@ from db import clock
 from db.models import Role
 from db.money import format_money
 from db.services.access import Actor, require_role
-from db.services.collection.promises import find_loan, refuse_above_owed, require_active
 from db.services.errors import Conflict, InvalidInput, ServiceError
 from db.services.loans import add as loan_service
+from db.services.loans.guards import check_owed
 from db.services.loans.snapshots import LoanView
 from db.validation import parse_amount
 
@@ -277,16 +277,6 @@ def cancel_step(name: str) -> Callable[[Update, Context], Awaitable[Any]]:
 def buttons_only(name: str) -> Callable[[Update, Context], Awaitable[Any]]:
     """Text typed where conversation name expects a button: say so, stay in the step."""
     return step(name)(_use_buttons)
-
-
-def check_owed(
-    session: Session, *, actor: Actor, loan_number: str, amount: Decimal, code: str
-) -> Decimal:
-    """What would be left owing after amount, refused as the services refuse it (no writes)."""
-    loan = find_loan(session, actor=actor, loan_number=loan_number)
-    require_active(loan)
-    refuse_above_owed(loan, amount, code=code)
-    return loan.outstanding - amount
 
 
 def dry_run(session: Session, fn: Callable[..., Any], **kwargs: Any) -> Any:

@@ -1,6 +1,6 @@
 """/pay and the card's Pay button: amount, a summary to confirm, then the payment.
 
-The payment and the borrower's notice are written in one transaction (pay_and_notify).
+The payment and the borrower's notice are written in one transaction (payments.pay_and_notify).
 Confirm carries the loan's version: a loan that changed since the summary is not paid but
 shown afresh, and a second press finds the conversation over (one payment).
 """
@@ -8,11 +8,9 @@ shown afresh, and a second press finds the conversation over (one payment).
 from __future__ import annotations
 
 import logging
-from datetime import date
 from decimal import Decimal
 from enum import IntEnum
 
-from sqlalchemy.orm import Session
 from telegram import Update
 from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler
 
@@ -22,13 +20,10 @@ from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
-from db.config import Settings
 from db.services.access import Actor
 from db.services.collection import payments
-from db.services.collection.payments import PaymentResult
 from db.services.errors import ServiceError
 from db.services.loans.snapshots import LoanView
-from db.services.sms import notices
 
 log = logging.getLogger(__name__)
 
@@ -61,42 +56,6 @@ def build_handler() -> ConversationHandler:
         fallbacks=[cancel_fallback()],
         name="pay",
     )
-
-
-def pay_and_notify(
-    session: Session,
-    *,
-    actor: Actor,
-    loan_number: str,
-    amount: Decimal,
-    expected_version: int,
-    today: date,
-    settings: Settings,
-) -> PaymentResult:
-    """Record the payment and queue the borrower's notice, in the caller's one transaction."""
-    result = payments.record_payment(
-        session,
-        actor=actor,
-        loan_number=loan_number,
-        amount=amount,
-        today=today,
-        expected_version=expected_version,
-        max_amount=settings.max_amount,
-    )
-    notices.payment_notice(
-        session,
-        loan_id=result.loan.id,
-        payment_id=result.payment_id,
-        amount=result.amount,
-        outstanding=result.outstanding,
-        closed=result.closed,
-        agency_name=settings.agency_name,
-        currency=settings.currency,
-        notify_payment=settings.notify_payment_received,
-        notify_closed=settings.notify_loan_closed,
-        minor_units=settings.minor_units,
-    )
-    return result
 
 
 @require_staff
@@ -171,7 +130,7 @@ async def confirm(update: Update, context: Context, actor: Actor) -> int | None:
     try:
         result = await db(
             context,
-            pay_and_notify,
+            payments.pay_and_notify,
             actor=actor,
             loan_number=data[NUMBER],
             amount=Decimal(data[AMOUNT]),

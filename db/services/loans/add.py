@@ -39,8 +39,8 @@ from db.services.loans.changes import (
     reassign_loan,
     write_off_loan,
 )
+from db.services.loans.guards import NO_TAGS
 from db.services.loans.history import HistoryItem, HistoryPage, loan_history
-from db.services.loans.lookup import NO_TAGS
 from db.services.loans.search import LoanFilter, LoanPage, list_loans, search_loans
 from db.services.loans.snapshots import BorrowerView, LoanView, card_select, loan_view
 from db.services.loans.terms import DEFAULT_MAX_AMOUNT, active_holder, check_terms, checked_schedule

@@ -19,19 +19,19 @@ from db.models import (
     Borrower,
     Loan,
     LoanEventKind,
-    LoanState,
     Message,
     MessageKind,
     Role,
     Suppression,
 )
 from db.models import MessageStatus as S
-from db.services.access import Actor, refuse_archived, require_role
+from db.services.access import Actor, require_role
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.collection.ledger import ZERO
 from db.services.errors import Conflict
-from db.services.loans.lookup import load_loan
+from db.services.loans.guards import find_loan, refuse_archived, require_active
 from db.services.sms.outbox import MessageInfo, queue_message
+from db.services.sms.suppressions import SuppressionInfo, list_suppressed
 from db.sms_window import next_window_open, zone
 
 FAILED = (S.FAILED, S.UNDELIVERED)
@@ -127,6 +127,22 @@ def delivery_report(session: Session, *, actor: Actor, now: datetime) -> Deliver
 
 
 @dataclass(frozen=True)
+class DeliveriesOverview:
+    """What /deliveries shows: the report, and the newest suppressed numbers."""
+
+    report: DeliveryReport
+    suppressed: list[SuppressionInfo]
+
+
+def deliveries_overview(
+    session: Session, *, actor: Actor, now: datetime, suppressed_limit: int
+) -> DeliveriesOverview:
+    """The delivery report and the latest suppressed_limit suppressed numbers (admins)."""
+    report = delivery_report(session, actor=actor, now=now)
+    return DeliveriesOverview(report, list_suppressed(session, actor=actor, limit=suppressed_limit))
+
+
+@dataclass(frozen=True)
 class ReminderInfo(MessageInfo):
     """The queued reminder, and when it may go out if now is outside the allowed hours."""
 
@@ -184,10 +200,9 @@ def queue_reminder_now(
     session: Session, *, actor: Actor, loan_number: str, today: date, settings: Settings
 ) -> ReminderInfo:
     """Queue one reminder for a loan the actor may see; at most one such per loan a day."""
-    loan = load_loan(session, actor, loan_number)
+    loan = find_loan(session, actor=actor, loan_number=loan_number)
     refuse_archived(loan)  # an admin may open one; nothing is sent about it
-    if loan.state != LoanState.ACTIVE:
-        raise Conflict(f"Loan {loan.loan_number} is not active.", code="loan_not_active")
+    require_active(loan)
     _check_reachable(session, loan.borrower)
     body = _reminder_body(loan, today, settings)
     now = clock.utcnow()
