@@ -37,7 +37,7 @@ from db.services.broadcasts.progress_message import (
     progress_reports,
 )
 from db.services.sms import inbound
-from db.services.sms.relays import pending_relays
+from db.services.sms.relays import relay_batch
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ async def _relay_batch(context: Context, staff_id: int | None) -> None:
     # Only replies whose recipient is logged in: the others are held (db/services/sms/relays.py).
     waiting = await db(
         context,
-        pending_relays,
+        relay_batch,
         limit=RELAY_BATCH,
         staff_id=staff_id,
         idle_minutes=settings.session_idle_minutes,

@@ -186,25 +186,23 @@ def inbound_loan_ids(session: Session, *, inbound_ids: list[int]) -> dict[int, i
 
 
 @dataclass(frozen=True)
-class PendingRelays:
+class RelayBatch:
     """The replies to relay now, and the loan each is stored on (for its card button)."""
 
     relays: list[RelayInfo]
     loan_ids: dict[int, int]  # inbound message id -> loan id
 
 
-def pending_relays(
+def relay_batch(
     session: Session,
     *,
     limit: int,
     idle_minutes: int,
     max_hours: int,
     staff_id: int | None = None,
-) -> PendingRelays:
+) -> RelayBatch:
     """deliverable_relays (only replies whose recipient is logged in) with their loans."""
     relays = deliverable_relays(
         session, limit=limit, idle_minutes=idle_minutes, max_hours=max_hours, staff_id=staff_id
     )
-    return PendingRelays(
-        relays, inbound_loan_ids(session, inbound_ids=[r.inbound_id for r in relays])
-    )
+    return RelayBatch(relays, inbound_loan_ids(session, inbound_ids=[r.inbound_id for r in relays]))
