@@ -27,7 +27,7 @@ from db.models import (
 )
 from db.models import MessageStatus as S
 from db.services.errors import AccessDenied, Conflict, NotFound
-from db.services.sms import deliveries, suppressions
+from db.services.sms import deliveries, reminders, suppressions
 from tests.factories import actor, make_borrower, make_loan, make_staff
 
 _keys = itertools.count(1)
@@ -145,7 +145,7 @@ def test_delivery_report_of_an_empty_period_and_for_admins_only(session):
 
 
 def _remind(session, who, loan, cfg, today: date = TODAY):
-    return deliveries.queue_reminder_now(
+    return reminders.queue_reminder_now(
         session, actor=who, loan_number=loan.loan_number, today=today, settings=cfg
     )
 

@@ -24,7 +24,7 @@ from db.models import BroadcastState, SuppressionKind
 from db.services.access import Actor
 from db.services.broadcasts import tracking as bc
 from db.services.errors import Conflict, NotFound, ServiceError
-from db.services.sms import deliveries, suppressions
+from db.services.sms import deliveries, reminders, suppressions
 from db.validation import parse_loan_number
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ async def _remind(update: Update, context: Context, actor: Actor, number: str) -
     try:
         info = await db(
             context,
-            deliveries.queue_reminder_now,
+            reminders.queue_reminder_now,
             actor=actor,
             loan_number=number,
             today=actions.today_of(context),

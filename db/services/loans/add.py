@@ -1,7 +1,8 @@
-"""Loans: add a loan, find its borrower, show its card.
+"""Adding a loan (and finding its borrower), and a loan's card.
 
-Changing loans (loan_changes), reading them (loan_queries) and their history (loan_history)
-are re-exported: callers import everything loan-related from this module.
+Changing loans (loans/changes.py), archiving them (loans/archive.py), searching and listing
+them (loans/search.py) and their history (loans/history.py) are re-exported: the bot imports
+everything loan-related from this module.
 """
 
 from __future__ import annotations
