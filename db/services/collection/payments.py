@@ -1,4 +1,6 @@
-"""Recording and reversing payments: allocation to installments, closing and reopening loans."""
+"""Recording and reversing payments: a payment closes the loan it settles, a reversal reopens
+it; promises it covers are kept. How the money spreads over installments is allocation.py.
+"""
 
 from __future__ import annotations
 
