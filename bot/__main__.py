@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from typing import Any
 
 from bot.app import build_application
 from bot.serve import running_bot
 from bot.webhook import _webhook_path, check_settings
-from db.config import Settings, SettingsError, load_settings
+from db import process
+from db.config import Settings, load_settings
 from db.session import make_engine, make_session_factory
 
 log = logging.getLogger(__name__)
@@ -33,21 +33,11 @@ def webhook_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+@process.entry_point("vasooli bot")
 def main() -> None:
     """Entry point (vasooli bot calls it); a settings problem exits with status 2."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # httpx logs every long-poll request at INFO (the token in its URLs is masked by
-    # db/redact.py); quiet unless `vasooli --verbose` already chose a level for it.
-    if logging.getLogger("httpx").level == logging.NOTSET:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-    try:
-        settings = load_settings()
-        check_settings(settings)
-    except SettingsError as exc:
-        print(f"vasooli bot: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    settings = load_settings()
+    check_settings(settings)
     engine = make_engine(settings.database_url)
     app = build_application(settings, make_session_factory(engine))
     try:

@@ -19,7 +19,11 @@ log = logging.getLogger(__name__)
 
 
 class SettingsError(Exception):
-    """A setting is missing or malformed; the message is one line naming it."""
+    """Settings are missing or malformed: one line per problem, each naming the setting."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 class SmsBackend(StrEnum):
@@ -236,22 +240,25 @@ def _parse_window(text: str) -> tuple[time, time]:
     return _parse_hhmm(start), _parse_hhmm(end)
 
 
-def _one_line(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    name = ".".join(str(p) for p in err.get("loc", ())).upper() or "settings"
-    msg = str(err.get("msg", "bad value")).removeprefix("Value error, ")
-    return f"setting {name} is invalid: {msg}"
+def settings_problems(exc: ValidationError) -> tuple[str, ...]:
+    """One short line per bad setting: `setting PORT is invalid: <what is wrong>`."""
+    lines = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err.get("loc", ())).upper() or "settings"
+        msg = str(err.get("msg", "bad value")).removeprefix("Value error, ")
+        lines.append(f"setting {name} is invalid: {msg}")
+    return tuple(dict.fromkeys(lines))  # in order, each once
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read the settings now; raise SettingsError with one line naming a bad one.
+    """Read the settings now; raise SettingsError with a line for each bad one.
 
     From then on the settings' secrets are masked in every log line (db/redact.py).
     """
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        raise SettingsError(_one_line(exc)) from None
+        raise SettingsError(*settings_problems(exc)) from None
     redact.protect(database_url=settings.database_url, secrets=settings.secret_values())
     return settings
 

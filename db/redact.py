@@ -20,8 +20,9 @@ from collections.abc import Iterable
 MASK = "***"
 # scheme://user:password@host -> scheme://user:***@host
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^/\s:@]*:)(?P<pw>[^@\s/]+)(?=@)", re.I)
-# A Telegram bot token: <bot id>:<35 characters>.
-_BOT_TOKEN = re.compile(r"\b\d{5,15}:[A-Za-z0-9_-]{30,}")
+# A Telegram bot token: <bot id>:<35 characters>, alone or in a Bot API URL (.../bot<token>/),
+# where no word boundary comes before it.
+_BOT_TOKEN = re.compile(r"(?:\b|(?<=/bot))\d{5,15}:[A-Za-z0-9_-]{30,}")
 # Shorter values are too likely to be ordinary words or numbers to mask everywhere.
 _MIN_SECRET = 6
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from enum import StrEnum
 from urllib.parse import parse_qsl
 
@@ -29,7 +28,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from db import clock
+from db import clock, process
 from db.config import Settings, SettingsError, load_settings, require
 from db.models import Message
 from db.services.errors import ServiceError
@@ -228,15 +227,11 @@ def make_server(app: Starlette, settings: Settings, host: str = "0.0.0.0") -> uv
     return uvicorn.Server(config)
 
 
+@process.entry_point("vasooli web")
 def main() -> None:
     """`vasooli web`: serve the webhooks on 0.0.0.0:PORT until stopped."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        settings = load_settings()
-        check_web_settings(settings)
-    except SettingsError as exc:
-        print(f"vasooli web: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    settings = load_settings()
+    check_web_settings(settings)
     engine = make_engine(settings.database_url)
     try:
         make_server(build_web_app(settings, make_session_factory(engine)), settings).run()

@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -21,8 +20,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import clock
-from db.config import Settings, SettingsError, load_settings
+from db import clock, process
+from db.config import Settings, load_settings
 from db.session import make_engine, make_session_factory
 from scheduler import jobs
 from scheduler.dispatch import make_limiter
@@ -190,16 +189,10 @@ async def run_worker(
         engine.dispose()
 
 
+@process.entry_point("vasooli worker")
 def main() -> int:
-    """python -m scheduler: exit 2 with one line when a setting is wrong."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        settings = load_settings()
-        sender = make_sender(settings)
-    except SettingsError as exc:
-        print(f"vasooli worker: {exc}", file=sys.stderr)
-        return 2
+    """python -m scheduler: a settings problem exits with status 2 (db/process.py)."""
+    settings = load_settings()
+    sender = make_sender(settings)
     asyncio.run(run_worker(settings, sender))
     return 0

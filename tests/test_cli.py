@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session
 
-from bot.cli import main
+from cli.main import main
 from db.config import Settings
 from db.models import AuditEvent, Loan, Role
 from db.services.staff.members import check_invite
@@ -217,7 +217,7 @@ def _process(args: list[str], tmp_path: Path, **env: str) -> subprocess.Complete
 
 
 def test_as_a_real_process(tmp_path):
-    module = [sys.executable, "-m", "bot.cli"]
+    module = [sys.executable, "-m", "cli"]
     script = Path(sys.executable).with_name("vasooli")
     upgrade = _process([*module, "db", "upgrade"], tmp_path)
     assert upgrade.returncode == 0, upgrade.stderr

@@ -68,7 +68,7 @@ def _env() -> dict[str, str]:
 
 
 def _demo(*args: str) -> list[str]:
-    return [sys.executable, "-m", "bot.cli", "demo", *args]
+    return [sys.executable, "-m", "cli", "demo", *args]
 
 
 def _integrity(db: Path) -> str:
@@ -154,7 +154,7 @@ def test_ctrl_c_stops_the_interactive_demo_cleanly(tmp_path):
 
 def _upgrade_and_start(cwd, env: dict[str, str], command: str) -> subprocess.Popen:
     """`vasooli db upgrade`, then `vasooli <command>` in the background."""
-    cli = [sys.executable, "-m", "bot.cli"]
+    cli = [sys.executable, "-m", "cli"]
     upgrade = subprocess.run(
         [*cli, "db", "upgrade"],
         cwd=cwd,

@@ -82,7 +82,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def test_a_verbose_bot_process_logs_no_token(tmp_path):
     """`vasooli --verbose bot` against the sandbox: httpx's request lines, masked."""
-    cli = [sys.executable, "-m", "bot.cli", "--verbose"]
+    cli = [sys.executable, "-m", "cli", "--verbose"]
     upgrade = subprocess.run(
         [*cli, "db", "upgrade"],
         cwd=tmp_path,
@@ -119,7 +119,7 @@ def test_a_verbose_bot_process_logs_no_token(tmp_path):
 def test_a_verbose_database_failure_shows_no_password(tmp_path):
     url = f"postgresql://vasooli:{DB_PASSWORD}@127.0.0.1:1/nowhere"
     done = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "--verbose", "db", "upgrade"],
+        [sys.executable, "-m", "cli", "--verbose", "db", "upgrade"],
         cwd=tmp_path,
         env=_env(tmp_path, DATABASE_URL=url),
         capture_output=True,

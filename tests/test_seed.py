@@ -30,7 +30,7 @@ from db.models import (
     PromiseState,
     Staff,
 )
-from db.seed import SEED_ACTION, STAFF_TELEGRAM_BASE, Shape, seed
+from db.sample import SEED_ACTION, STAFF_TELEGRAM_BASE, Shape, seed
 from db.services.collection import ledger
 from db.session import make_engine
 from db.validation import name_key, parse_loan_number

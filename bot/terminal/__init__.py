@@ -3,7 +3,7 @@
 What you type goes to the sandbox Bot API as that user's message; what the bot sends or
 edits is shown with its inline keyboard as numbered buttons (type the number to press).
 The SMS side reaches this module only as callables (DemoHooks), so bot never imports
-scheduler; `vasooli demo` (bot/cli.py) wires the two.
+scheduler; `vasooli demo` (cli/demo.py) wires the two.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from bot.sandbox import TelegramSandbox
 from bot.terminal.input import parse_clock, plain, seconds, split_sms, stdin_lines, unless_stopped
 from bot.terminal.view import HELP, View, label
-from db.demo_data import DemoPerson
+from db.sample.demo import DemoPerson
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.text import Text
 
 from db.config import Settings
-from db.demo_data import DemoAgency, DemoPerson
+from db.sample.demo import DemoAgency, DemoPerson
 
 SMS_STYLES = {
     "queued": "cyan",

@@ -1,7 +1,7 @@
 """The demo's worker side: a sandbox Twilio that fails a realistic few, the real worker and
 web app on the demo's loop, a live feed of SMS status changes, texting in, and the clock.
 
-Nothing here knows the bot: `vasooli demo` (bot/cli.py) hands the feed's lines and these
+Nothing here knows the bot: `vasooli demo` (cli/demo.py) hands the feed's lines and these
 actions to the terminal chat as plain callables.
 """
 

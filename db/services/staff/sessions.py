@@ -209,8 +209,22 @@ def login(
         _wrong_password(session, staff, now, max_failures, lockout_minutes)
     if needs_rehash(staff.password_hash or ""):
         staff.password_hash = hash_password(password)
+    return start_session(session, staff)
+
+
+def start_session(
+    session: Session, staff: Staff, *, details: dict[str, object] | None = None
+) -> LoginResult:
+    """Log staff in without a password check: open_session() and the LOGIN audit row.
+
+    login() calls it once the password is right; the demo (db.sample.demo) for its staff.
+    """
     return open_audited_session(
-        session, staff, action=AuditAction.LOGIN, telegram_user_id=telegram_user_id
+        session,
+        staff,
+        action=AuditAction.LOGIN,
+        telegram_user_id=staff.telegram_user_id,
+        details=details,
     )
 
 

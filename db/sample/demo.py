@@ -15,10 +15,11 @@ from db import clock
 from db.config import Settings
 from db.migrate import upgrade
 from db.models import Loan, Role, Staff, StaffSession, StaffState
+from db.sample.seed import seed
+from db.sample.shapes import STAFF_TELEGRAM_BASE
 from db.security import hash_password, verify_password
-from db.seed import STAFF_TELEGRAM_BASE, seed
 from db.services.audit.write import AuditAction, audit
-from db.services.staff.sessions import as_actor, open_session
+from db.services.staff.sessions import as_actor, load_staff, start_session
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,8 @@ def _people(session: Session) -> tuple[DemoPerson, ...]:
 
 def _log_in(session: Session, person: DemoPerson, hashes: dict[str, str]) -> None:
     """Give the person their demo password and an open session, unless they have both."""
-    staff = session.scalars(
-        select(Staff).where(Staff.telegram_user_id == person.telegram_user_id)
-    ).one()
+    staff = load_staff(session, person.telegram_user_id)
+    assert staff is not None  # _people() found them
     # Seeded staff have no chat yet; the bot writes to them there (relays, requests).
     staff.telegram_chat_id = staff.telegram_chat_id or staff.telegram_user_id
     if staff.state is not StaffState.ACTIVE:
@@ -131,16 +131,7 @@ def _log_in(session: Session, person: DemoPerson, hashes: dict[str, str]) -> Non
             target_id=staff.id,
             details={"demo": True},
         )
-    result = open_session(session, staff)
-    audit(
-        session,
-        actor=as_actor(staff),
-        action=AuditAction.LOGIN,
-        target_type="staff_session",
-        target_id=result.session_id,
-        telegram_user_id=staff.telegram_user_id,
-        details={"demo": True},
-    )
+    start_session(session, staff, details={"demo": True})
 
 
 def _count_loans(session: Session) -> int:
