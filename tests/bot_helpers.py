@@ -10,8 +10,10 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
+from db import clock
 from db.models import Loan, Role, Staff
 from db.services.access import Actor
+from db.services.collection import payments
 from tests import factories
 from tests.bot_harness import BotHarness, Person
 
@@ -50,6 +52,17 @@ def new_loan(h: BotHarness, owner: Person, principal: str = "10000.00", **terms)
 
 def actor_of(person: Person) -> Actor:
     return Actor(staff_id=person.staff_id, role=person.role, name=person.name)
+
+
+def pay_directly(h: BotHarness, who: Person, loan: LoanRef, amount: str) -> None:
+    """A payment recorded by the service itself (committed), as if from another device."""
+    h.db(
+        payments.record_payment,
+        actor=actor_of(who),
+        loan_number=loan.number,
+        amount=Decimal(amount),
+        today=clock.today(h.settings.tz),
+    )
 
 
 def button(message: dict, label: str) -> str:

@@ -18,7 +18,8 @@ from db.config import Settings, load_settings
 from db.migrate import upgrade
 from db.models import Base, Role
 from db.session import make_engine, make_session_factory
-from tests.factories import make_staff
+from scheduler.sandbox import CallbackTiming, TwilioSandbox
+from tests.factories import SMS_NOW, make_staff
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +75,26 @@ def _real_clock() -> Iterator[None]:
     clock.reset()
     yield
     clock.reset()
+
+
+# -- the Twilio sandbox: each module that uses it starts its own `sandbox` (with its own seed) --
+
+
+@pytest.fixture
+def sb(sandbox: TwilioSandbox) -> TwilioSandbox:
+    """The module's Twilio sandbox, as new: no messages, latency, faults or inbound URL."""
+    sandbox.reset()
+    sandbox.latency = 0.0
+    sandbox.callback_timing = CallbackTiming()
+    sandbox.failure_profile = None
+    sandbox.inbound_url = None
+    return sandbox
+
+
+@pytest.fixture
+def at_now() -> None:
+    """The shared clock (ours and the sandbox's) reads SMS_NOW."""
+    clock.advance(SMS_NOW - clock.utcnow())
 
 
 # -- people and "today" for service tests (a test module may define its own instead) -------

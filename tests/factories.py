@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.orm import Session
@@ -25,6 +25,9 @@ from db.services.access import Actor
 from db.validation import name_key
 
 _seq = itertools.count(1)
+
+# 10:30 in Kolkata (the agency's zone): inside the allowed SMS hours.
+SMS_NOW = datetime(2030, 1, 15, 5, 0, tzinfo=UTC)
 
 
 def make_staff(

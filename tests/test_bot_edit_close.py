@@ -8,19 +8,17 @@ import pytest
 from sqlalchemy import select
 
 from bot.keyboards import CB, data
-from db import clock
 from db.models import AuditEvent, Loan, LoanEvent, LoanEventKind, LoanState, Payment, Role
 from db.services.audit.write import AuditAction
-from db.services.collection import payments
 from tests.bot_harness import BotHarness
 from tests.bot_helpers import (
     BORROWER,
-    actor_of,
     agent_card,
     count,
     is_card,
     new_loan,
     open_card,
+    pay_directly,
     tap,
 )
 
@@ -59,13 +57,7 @@ async def test_edit_principal_after_a_payment_is_refused(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent = h.make_staff(Role.AGENT)
         loan = new_loan(h, agent)
-        h.db(
-            payments.record_payment,
-            actor=actor_of(agent),
-            loan_number=loan.number,
-            amount=Decimal("10"),
-            today=clock.today(h.settings.tz),
-        )
+        pay_directly(h, agent, loan, "10")
         fields = await h.say(agent, f"/edit {loan.number}")
         asked = await tap(h, agent, fields, "Principal", contains="Principal now")
         assert "₹10,000.00" in asked["text"]
@@ -178,13 +170,7 @@ async def test_delete_archives_with_a_reason_and_admin_restores(settings, commit
     async with BotHarness(settings, committed) as h:
         agent, admin = h.make_staff(Role.AGENT), h.make_staff(Role.ADMIN)
         plain, paid = new_loan(h, agent), new_loan(h, agent)
-        h.db(
-            payments.record_payment,
-            actor=actor_of(agent),
-            loan_number=paid.number,
-            amount=Decimal("100"),
-            today=clock.today(h.settings.tz),
-        )
+        pay_directly(h, agent, paid, "100")
 
         ask = await h.say(admin, f"/delete {paid.number}")
         assert "never deleted" in ask["text"] and "Send the reason" in ask["text"]

@@ -24,11 +24,9 @@ from db.models import (
     PromiseState,
     Role,
 )
-from db.services.collection import payments
 from tests.bot_harness import BotHarness
 from tests.bot_helpers import (
     BORROWER,
-    actor_of,
     agent_card,
     button,
     count,
@@ -36,6 +34,7 @@ from tests.bot_helpers import (
     new_loan,
     open_card,
     paid_total,
+    pay_directly,
     tap,
 )
 
@@ -129,13 +128,7 @@ async def test_bad_amounts_each_get_their_own_answer(settings, committed, one_sh
 async def test_stale_pay_button_shows_the_fresh_card_and_pays_nothing(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent, loan, card = await agent_card(h)
-        h.db(
-            payments.record_payment,
-            actor=actor_of(agent),
-            loan_number=loan.number,
-            amount=Decimal("1000"),
-            today=clock.today(h.settings.tz),
-        )
+        pay_directly(h, agent, loan, "1000")
         fresh = await tap(h, agent, card, "Pay", contains=texts.LOAN_CHANGED)
         assert is_card(fresh) and "₹9,000.00" in fresh["text"]
         await h.silence(agent, 0.3)
@@ -161,13 +154,7 @@ async def test_changed_loan_between_summary_and_confirm_is_not_paid(settings, co
         agent = h.make_staff(Role.AGENT)
         loan = new_loan(h, agent)
         summary = await h.say(agent, f"/pay {loan.number} 500")
-        h.db(
-            payments.record_payment,
-            actor=actor_of(agent),
-            loan_number=loan.number,
-            amount=Decimal("100"),
-            today=clock.today(h.settings.tz),
-        )
+        pay_directly(h, agent, loan, "100")
         fresh = await tap(h, agent, summary, "Confirm", contains=texts.LOAN_CHANGED)
         assert is_card(fresh) and "₹9,900.00" in fresh["text"]
         assert paid_total(h, loan) == Decimal("100.00")

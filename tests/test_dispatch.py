@@ -22,7 +22,6 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import clock
 from db.config import Settings
 from db.migrate import upgrade
 from db.models import Borrower, Message, MessageEvent, MessageKind, MessageStatus, Suppression
@@ -32,13 +31,12 @@ from scheduler.dispatch import Dispatcher, ReconcileReport, dispatch_due, reconc
 from scheduler.sandbox import CallbackTiming, TwilioSandbox
 from scheduler.sms import ConsoleSender, SendResult, TwilioSender
 from scheduler.worker import build_scheduler
-from tests.factories import make_borrower
+from tests.factories import SMS_NOW, make_borrower
 
 pytestmark = pytest.mark.e2e
 
 S = MessageStatus
-# 10:30 in Kolkata (the agency's zone): inside the allowed hours.
-NOW = datetime(2030, 1, 15, 5, 0, tzinfo=UTC)
+NOW = SMS_NOW  # 10:30 in Kolkata: inside the allowed hours
 _keys = itertools.count(1)
 
 
@@ -46,21 +44,6 @@ _keys = itertools.count(1)
 def sandbox() -> Iterator[TwilioSandbox]:
     with TwilioSandbox(seed=11, hang_seconds=3.0) as sb:
         yield sb
-
-
-@pytest.fixture
-def sb(sandbox: TwilioSandbox) -> TwilioSandbox:
-    sandbox.reset()
-    sandbox.latency = 0.0
-    sandbox.callback_timing = CallbackTiming()
-    sandbox.failure_profile = None
-    return sandbox
-
-
-@pytest.fixture
-def at_now() -> None:
-    """The shared clock (ours and the sandbox's) reads NOW."""
-    clock.advance(NOW - clock.utcnow())
 
 
 @pytest.fixture

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import clock
 from db.config import Settings
 from db.models import (
     Borrower,
@@ -37,35 +36,20 @@ from db.services.broadcasts import compose as broadcasts
 from db.services.loans import add as loans
 from db.services.sms import outbox
 from scheduler.dispatch import dispatch_due
-from scheduler.sandbox import CallbackTiming, TwilioSandbox
+from scheduler.sandbox import TwilioSandbox
 from scheduler.sms import TwilioSender
-from tests.factories import actor, make_borrower, make_loan, make_staff
+from tests.factories import SMS_NOW, actor, make_borrower, make_loan, make_staff
 
 pytestmark = pytest.mark.e2e
 
 S = MessageStatus
-# 10:30 in Kolkata (the agency's zone): inside the allowed hours.
-NOW = datetime(2030, 1, 15, 5, 0, tzinfo=UTC)
+NOW = SMS_NOW  # 10:30 in Kolkata: inside the allowed hours
 
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[TwilioSandbox]:
     with TwilioSandbox(seed=17, hang_seconds=3.0) as sb:
         yield sb
-
-
-@pytest.fixture
-def sb(sandbox: TwilioSandbox) -> TwilioSandbox:
-    sandbox.reset()
-    sandbox.latency = 0.0
-    sandbox.callback_timing = CallbackTiming()
-    sandbox.failure_profile = None
-    return sandbox
-
-
-@pytest.fixture
-def at_now() -> None:
-    clock.advance(NOW - clock.utcnow())
 
 
 @pytest.fixture

@@ -52,14 +52,6 @@ def sandbox() -> Iterator[TwilioSandbox]:
         yield sb
 
 
-@pytest.fixture
-def sb(sandbox: TwilioSandbox) -> TwilioSandbox:
-    sandbox.reset()
-    sandbox.latency = 0.0
-    sandbox.callback_timing = CallbackTiming()
-    return sandbox
-
-
 def twilio_sender(sb: TwilioSandbox, **overrides: object) -> TwilioSender:
     options: dict[str, object] = {
         "from_number": sb.phone_number,

@@ -71,16 +71,6 @@ def sandbox() -> Iterator[TwilioSandbox]:
         yield sb
 
 
-@pytest.fixture
-def sb(sandbox: TwilioSandbox) -> TwilioSandbox:
-    sandbox.reset()
-    sandbox.latency = 0.0
-    sandbox.callback_timing = CallbackTiming()
-    sandbox.failure_profile = None
-    sandbox.inbound_url = None
-    return sandbox
-
-
 @pytest.fixture(scope="module")
 def receiver_server(sandbox: TwilioSandbox) -> Iterator[tuple[Receiver, str]]:
     receiver = Receiver(sandbox.auth_token)

@@ -200,17 +200,6 @@ async def loan_of_number(
         return None
 
 
-async def loan_of_args(
-    update: Update, context: Context, actor: Actor, usage: str
-) -> LoanView | None:
-    """The loan a command's one argument names; otherwise say usage (or why not) and None."""
-    args = context.args or []
-    if len(args) != 1:
-        await say(update, usage)
-        return None
-    return await loan_of_number(update, context, actor, args[0])
-
-
 async def amount_owed(
     update: Update, context: Context, actor: Actor, text: str, *, code: str, again: str, retry: int
 ) -> tuple[Decimal, Decimal] | int:

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import logging
-from enum import IntEnum
+from enum import IntEnum, StrEnum
+from typing import Any
 
 from telegram import Update
-from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler
+from telegram.ext import CallbackQueryHandler, ConversationHandler, MessageHandler
 
 from bot import keyboards, texts
-from bot.context import Context, db, require_staff
-from bot.conversations import TEXT_INPUT, actions, cancel_fallback
+from bot.context import Context, require_staff
+from bot.conversations import TEXT_INPUT, actions, loan_action
 from bot.conversations.actions import BORROWER, LOAN_ID, NUMBER
-from bot.handlers.loans import show_card
+from bot.conversations.loan_action import Ask, Callback, Change, Entry
 from bot.keyboards import CB
 from db.models import ContactChannel, ContactOutcome
 from db.services.access import Actor
 from db.services.collection import promises
-from db.services.errors import InvalidInput, ServiceError
-from db.services.loans.snapshots import LoanView
 
 log = logging.getLogger(__name__)
 
@@ -35,69 +34,63 @@ class State(IntEnum):
 
 def build_handler() -> ConversationHandler:
     """The contact conversation."""
-    return actions.conversation(
-        entry_points=[
-            CommandHandler("contact", contact_command),
-            CallbackQueryHandler(contact_button, pattern=keyboards.pattern(CB.LOAN_CONTACT)),
-        ],
+    return loan_action.conversation(
+        "contact",
+        entry_points=loan_action.entry_points(CB.LOAN_CONTACT, contact_entry, "contact"),
         states={
-            State.CHANNEL: [
-                CallbackQueryHandler(channel, pattern=keyboards.pattern(CB.CONTACT_CHANNEL)),
-                MessageHandler(TEXT_INPUT, actions.buttons_only(NAME)),
-            ],
-            State.OUTCOME: [
-                CallbackQueryHandler(outcome, pattern=keyboards.pattern(CB.CONTACT_OUTCOME)),
-                MessageHandler(TEXT_INPUT, actions.buttons_only(NAME)),
-            ],
-            State.NOTE: [
-                CallbackQueryHandler(skip_note, pattern=keyboards.pattern(CB.CONTACT_SKIP)),
-                MessageHandler(TEXT_INPUT, note_text),
-            ],
+            State.CHANNEL: loan_action.buttons_only(NAME, [_on(CB.CONTACT_CHANNEL, channel)]),
+            State.OUTCOME: loan_action.buttons_only(NAME, [_on(CB.CONTACT_OUTCOME, outcome)]),
+            State.NOTE: [_on(CB.CONTACT_SKIP, skip_note), MessageHandler(TEXT_INPUT, note_text)],
         },
-        fallbacks=[cancel_fallback()],
-        name="contact",
     )
 
 
-@require_staff
-async def contact_command(update: Update, context: Context, actor: Actor) -> int:
-    """/contact <number>: how was the borrower reached?"""
-    view = await actions.loan_of_args(update, context, actor, texts.CONTACT_USAGE)
-    return actions.END if view is None else await _ask_channel(update, context, view)
+def _on(prefix: CB, callback: Callback) -> CallbackQueryHandler:
+    return CallbackQueryHandler(callback, pattern=keyboards.pattern(prefix))
+
+
+def _choices(kind: type[StrEnum], labels: dict[str, str]) -> list[tuple[str, str]]:
+    """(value, label) of each member of kind, for keyboards.action_choices."""
+    return [(member.value, labels[member.value]) for member in kind]
+
+
+def _recorded(context: Context, made: Any) -> tuple[str, int]:
+    text = texts.contact_done(made.channel.value, made.outcome.value)
+    return text, context.user_data[LOAN_ID]
+
+
+CONTACT_ENTRY = Entry(button=CB.LOAN_CONTACT, usage=texts.CONTACT_USAGE)
+CONTACT = Change(promises.record_contact, _recorded)
+NOTE_AGAIN = Ask(texts.CONTACT_ASK_NOTE_AGAIN, State.NOTE)
 
 
 @require_staff
-async def contact_button(update: Update, context: Context, actor: Actor) -> int:
-    """Contact on a card (a stale card is shown afresh instead)."""
-    view = await actions.loan_of_button(update, context, actor, CB.LOAN_CONTACT)
-    return actions.END if view is None else await _ask_channel(update, context, view)
-
-
-async def _ask_channel(update: Update, context: Context, view: LoanView) -> int:
-    actions.begin(context, NAME, view)
-    choices = [(c.value, texts.CONTACT_CHANNELS[c.value]) for c in ContactChannel]
-    markup = keyboards.action_choices(CB.CONTACT_CHANNEL, view.id, choices)
-    await actions.say(
-        update, texts.contact_ask_channel(view.loan_number, view.borrower_name), reply_markup=markup
+async def contact_entry(update: Update, context: Context, actor: Actor) -> int:
+    """/contact <number> or Contact on a card: how was the borrower reached?"""
+    view = await loan_action.load(update, context, actor, CONTACT_ENTRY)
+    if view is None:
+        return actions.END
+    markup = keyboards.action_choices(
+        CB.CONTACT_CHANNEL, view.id, _choices(ContactChannel, texts.CONTACT_CHANNELS)
     )
-    return State.CHANNEL
+    text = texts.contact_ask_channel(view.loan_number, view.borrower_name)
+    return await loan_action.start(
+        update, context, NAME, view, text, State.CHANNEL, reply_markup=markup
+    )
 
 
 @actions.step(NAME)
 async def channel(update: Update, context: Context, actor: Actor) -> int | None:
     """A channel pressed: ask the outcome in the same message."""
-    value = await actions.chosen(
-        update, context, CB.CONTACT_CHANNEL, {c.value for c in ContactChannel}
-    )
+    data = context.user_data
+    value = await actions.chosen(update, context, CB.CONTACT_CHANNEL, set(ContactChannel))
     if value is None:
         return None
-    context.user_data[CHANNEL] = value
-    choices = [(o.value, texts.CONTACT_OUTCOMES[o.value]) for o in ContactOutcome]
+    data[CHANNEL] = value
+    choices = _choices(ContactOutcome, texts.CONTACT_OUTCOMES)
     await update.callback_query.edit_message_text(
-        texts.contact_ask_outcome(context.user_data[BORROWER], value),
-        reply_markup=keyboards.action_choices(
-            CB.CONTACT_OUTCOME, context.user_data[LOAN_ID], choices
-        ),
+        texts.contact_ask_outcome(data[BORROWER], value),
+        reply_markup=keyboards.action_choices(CB.CONTACT_OUTCOME, data[LOAN_ID], choices),
     )
     return State.OUTCOME
 
@@ -105,12 +98,10 @@ async def channel(update: Update, context: Context, actor: Actor) -> int | None:
 @actions.step(NAME)
 async def outcome(update: Update, context: Context, actor: Actor) -> int | None:
     """An outcome pressed: ask for a note (or Skip)."""
-    value = await actions.chosen(
-        update, context, CB.CONTACT_OUTCOME, {o.value for o in ContactOutcome}
-    )
+    data = context.user_data
+    value = await actions.chosen(update, context, CB.CONTACT_OUTCOME, set(ContactOutcome))
     if value is None:
         return None
-    data = context.user_data
     data[OUTCOME] = value
     await update.callback_query.edit_message_text(
         texts.contact_ask_note(data[BORROWER], data[CHANNEL], value),
@@ -136,24 +127,15 @@ async def note_text(update: Update, context: Context, actor: Actor) -> int:
 
 
 async def _record(update: Update, context: Context, actor: Actor, note: str | None) -> int:
+    """Record the contact; its result follows as a new message (the question stays)."""
     data = context.user_data
-    try:
-        made = await db(
-            context,
-            promises.record_contact,
-            actor=actor,
-            loan_number=data[NUMBER],
-            channel=ContactChannel(data[CHANNEL]),
-            outcome=ContactOutcome(data[OUTCOME]),
-            note=note,
-        )
-    except InvalidInput as err:
-        await actions.say(update, texts.action_again(err.message, texts.CONTACT_ASK_NOTE_AGAIN))
-        return State.NOTE
-    except ServiceError as err:
-        return await actions.refused(update, context, actor, err)
-    loan_id = data[LOAN_ID]
-    actions.finish(context)
-    await actions.say(update, texts.contact_done(made.channel.value, made.outcome.value))
-    await show_card(update, context, actor, loan_id)
-    return actions.END
+    arguments = {
+        "actor": actor,
+        "loan_number": data[NUMBER],
+        "channel": ContactChannel(data[CHANNEL]),
+        "outcome": ContactOutcome(data[OUTCOME]),
+        "note": note,
+    }
+    return await loan_action.commit(
+        update, context, actor, CONTACT, arguments, (NOTE_AGAIN,), in_place=False
+    )

@@ -10,19 +10,20 @@ import logging
 from datetime import date
 from decimal import Decimal
 from enum import IntEnum
+from typing import Any
 
 from telegram import Update
-from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler
+from telegram.ext import CallbackQueryHandler, ConversationHandler, MessageHandler
 
 from bot import keyboards, texts, views
-from bot.context import Context, db, require_staff, settings_of
-from bot.conversations import TEXT_INPUT, actions, cancel_fallback
-from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
-from bot.handlers.loans import show_card
+from bot.context import Context, require_staff, settings_of
+from bot.conversations import TEXT_INPUT, actions, loan_action
+from bot.conversations.actions import NUMBER, VERSION
+from bot.conversations.loan_action import Ask, Change, Confirm, Entry
 from bot.keyboards import CB
 from db.money import format_money
 from db.services.access import Actor
-from db.services.errors import InvalidInput, ServiceError
+from db.services.errors import InvalidInput
 from db.services.loans import add as loan_service
 from db.services.loans.add import EditableField, EditResult
 from db.services.loans.snapshots import LoanView
@@ -35,6 +36,8 @@ VALUE = "act.value"
 CURRENT = "act.current"
 REASON = "act.reason"  # asked only when the service wants one (an agent's long due-date move)
 RETRYABLE = {"phone_taken"}  # refusals another value can cure: ask again
+# refusals of the reason itself: ask it again
+REASON_REFUSALS = {"reason_short", "reason_needed", "text_long", "text_control"}
 
 
 class State(IntEnum):
@@ -46,28 +49,16 @@ class State(IntEnum):
 
 def build_handler() -> ConversationHandler:
     """The edit conversation."""
-    return actions.conversation(
-        entry_points=[
-            CommandHandler("edit", edit_command),
-            CallbackQueryHandler(edit_button, pattern=keyboards.pattern(CB.LOAN_EDIT)),
-        ],
+    field_pressed = CallbackQueryHandler(field_button, pattern=keyboards.pattern(CB.EDIT_FIELD))
+    return loan_action.conversation(
+        "edit_loan",
+        entry_points=loan_action.entry_points(CB.LOAN_EDIT, edit_entry, "edit"),
         states={
-            State.FIELD: [
-                CallbackQueryHandler(field_button, pattern=keyboards.pattern(CB.EDIT_FIELD)),
-                MessageHandler(TEXT_INPUT, actions.buttons_only(NAME)),
-            ],
+            State.FIELD: loan_action.buttons_only(NAME, [field_pressed]),
             State.VALUE: [MessageHandler(TEXT_INPUT, value_text)],
             State.REASON: [MessageHandler(TEXT_INPUT, reason_text)],
-            State.CONFIRM: [
-                CallbackQueryHandler(confirm, pattern=keyboards.pattern(CB.EDIT_CONFIRM)),
-                CallbackQueryHandler(
-                    actions.cancel_step(NAME), pattern=keyboards.pattern(CB.ACTION_CANCEL)
-                ),
-                MessageHandler(TEXT_INPUT, actions.buttons_only(NAME)),
-            ],
+            State.CONFIRM: loan_action.confirm_step(NAME, confirm, CB.EDIT_CONFIRM),
         },
-        fallbacks=[cancel_fallback()],
-        name="edit_loan",
     )
 
 
@@ -94,30 +85,23 @@ def shown(field: str, value: str, currency: str) -> str:
     return value
 
 
-@require_staff
-async def edit_command(update: Update, context: Context, actor: Actor) -> int:
-    """/edit <number>: which field?"""
-    view = await actions.loan_of_args(update, context, actor, texts.EDIT_USAGE)
-    return actions.END if view is None else await _ask_field(update, context, view)
+EDIT_ENTRY = Entry(button=CB.LOAN_EDIT, usage=texts.EDIT_USAGE)
 
 
 @require_staff
-async def edit_button(update: Update, context: Context, actor: Actor) -> int:
-    """Edit on a card (a stale card is shown afresh instead)."""
-    view = await actions.loan_of_button(update, context, actor, CB.LOAN_EDIT)
-    return actions.END if view is None else await _ask_field(update, context, view)
-
-
-async def _ask_field(update: Update, context: Context, view: LoanView) -> int:
-    actions.begin(context, NAME, view)
-    context.user_data[CURRENT] = _current(view)
+async def edit_entry(update: Update, context: Context, actor: Actor) -> int:
+    """/edit <number> or Edit on a card: which field?"""
+    view = await loan_action.load(update, context, actor, EDIT_ENTRY)
+    if view is None:
+        return actions.END
     choices = [(f.value, texts.EDIT_FIELDS[f.value]) for f in EditableField]
-    await actions.say(
-        update,
-        texts.edit_ask_field(view.loan_number, view.borrower_name),
-        reply_markup=keyboards.action_choices(CB.EDIT_FIELD, view.id, choices),
+    markup = keyboards.action_choices(CB.EDIT_FIELD, view.id, choices)
+    text = texts.edit_ask_field(view.loan_number, view.borrower_name)
+    state = await loan_action.start(
+        update, context, NAME, view, text, State.FIELD, reply_markup=markup
     )
-    return State.FIELD
+    context.user_data[CURRENT] = _current(view)
+    return state
 
 
 @actions.step(NAME)
@@ -133,14 +117,14 @@ async def field_button(update: Update, context: Context, actor: Actor) -> int | 
     return State.VALUE
 
 
-def _edit(context: Context, actor: Actor, value: str, version: int) -> dict:
+def _edit(context: Context, actor: Actor, version: int) -> dict[str, Any]:
     """edit_loan's arguments for this conversation's field and value."""
     settings, data = settings_of(context), context.user_data
     return {
         "actor": actor,
         "loan_number": data[NUMBER],
         "field": EditableField(data[FIELD]),
-        "value": value,
+        "value": data[VALUE],
         "expected_version": version,
         "today": actions.today_of(context),
         "region": settings.default_phone_region,
@@ -150,29 +134,42 @@ def _edit(context: Context, actor: Actor, value: str, version: int) -> dict:
     }
 
 
+def _edited(context: Context, done: EditResult) -> tuple[str, int]:
+    currency = settings_of(context).currency
+    text = texts.edit_done(
+        done.field.value,
+        shown(done.field, done.before, currency),
+        shown(done.field, done.after, currency),
+    )
+    return text, done.loan.id
+
+
+EDIT = Confirm(CB.EDIT_CONFIRM, texts.BTN_CONFIRM, Change(loan_service.edit_loan, _edited), _edit)
+# An agent's long due-date move needs a reason; another value can cure a bad one.
+REASON_NEEDED = Ask(texts.EDIT_ASK_REASON, State.REASON, lambda err: err.code == "reason_needed")
+VALUE_AGAIN = Ask(
+    texts.EDIT_ASK_AGAIN,
+    State.VALUE,
+    lambda err: isinstance(err, InvalidInput) or err.code in RETRYABLE,
+)
+REASON_AGAIN = Ask(
+    texts.EDIT_ASK_REASON,
+    State.REASON,
+    lambda err: isinstance(err, InvalidInput) and err.code in REASON_REFUSALS,
+)
+
+
 @actions.step(NAME)
 async def value_text(update: Update, context: Context, actor: Actor) -> int:
     """The new value typed: preview the change (nothing written) and ask to confirm."""
-    data, value = context.user_data, update.message.text
+    data = context.user_data
+    data[VALUE] = update.message.text
     data.pop(REASON, None)
-    try:
-        preview: EditResult = await db(
-            context,
-            actions.dry_run,
-            fn=loan_service.edit_loan,
-            **_edit(context, actor, value, data[VERSION]),
-        )
-    except ServiceError as err:
-        if err.code == "reason_needed":
-            data[VALUE] = value
-            await actions.say(update, texts.action_again(err.message, texts.EDIT_ASK_REASON))
-            return State.REASON
-        if isinstance(err, InvalidInput) or err.code in RETRYABLE:
-            await actions.say(update, texts.action_again(err.message, texts.EDIT_ASK_AGAIN))
-            return State.VALUE
-        return await actions.refused(update, context, actor, err)
-    data[VALUE] = value
-    return await _ask_confirm(update, context, preview)
+    arguments = _edit(context, actor, data[VERSION])
+    preview = await loan_action.preview(
+        update, context, actor, loan_service.edit_loan, arguments, (REASON_NEEDED, VALUE_AGAIN)
+    )
+    return preview if isinstance(preview, int) else await _ask_confirm(update, context, preview)
 
 
 @actions.step(NAME)
@@ -180,21 +177,11 @@ async def reason_text(update: Update, context: Context, actor: Actor) -> int:
     """The reason for a long due-date move: preview again with it, then confirm."""
     data = context.user_data
     data[REASON] = update.message.text
-    try:
-        preview: EditResult = await db(
-            context,
-            actions.dry_run,
-            fn=loan_service.edit_loan,
-            **_edit(context, actor, data[VALUE], data[VERSION]),
-        )
-    except InvalidInput as err:
-        if err.code not in ("reason_short", "reason_needed", "text_long", "text_control"):
-            return await actions.refused(update, context, actor, err)
-        await actions.say(update, texts.action_again(err.message, texts.EDIT_ASK_REASON))
-        return State.REASON
-    except ServiceError as err:
-        return await actions.refused(update, context, actor, err)
-    return await _ask_confirm(update, context, preview)
+    arguments = _edit(context, actor, data[VERSION])
+    preview = await loan_action.preview(
+        update, context, actor, loan_service.edit_loan, arguments, (REASON_AGAIN,)
+    )
+    return preview if isinstance(preview, int) else await _ask_confirm(update, context, preview)
 
 
 async def _ask_confirm(update: Update, context: Context, preview: EditResult) -> int:
@@ -210,36 +197,11 @@ async def _ask_confirm(update: Update, context: Context, preview: EditResult) ->
     )
     if data.get(REASON):
         text += texts.edit_reason_line(data[REASON])
-    markup = keyboards.action_confirm(
-        CB.EDIT_CONFIRM, data[LOAN_ID], data[VERSION], texts.BTN_CONFIRM, texts.BTN_CANCEL
-    )
-    await actions.say(update, text, reply_markup=markup)
+    await loan_action.ask_confirm(update, context, EDIT, text)
     return State.CONFIRM
 
 
 @actions.step(NAME)
 async def confirm(update: Update, context: Context, actor: Actor) -> int | None:
     """Confirm pressed: make the change, say before → after, show the fresh card."""
-    ids = await actions.pressed(update, context, CB.EDIT_CONFIRM)
-    if ids is None:
-        return None
-    query = update.callback_query
-    try:
-        done: EditResult = await db(
-            context,
-            loan_service.edit_loan,
-            **_edit(context, actor, context.user_data[VALUE], ids[1]),
-        )
-    except ServiceError as err:
-        return await actions.refused(update, context, actor, err)
-    actions.finish(context)
-    currency = settings_of(context).currency
-    await query.edit_message_text(
-        texts.edit_done(
-            done.field.value,
-            shown(done.field, done.before, currency),
-            shown(done.field, done.after, currency),
-        )
-    )
-    await show_card(update, context, actor, done.loan.id)
-    return actions.END
+    return await loan_action.confirmed(update, context, actor, EDIT)

@@ -10,19 +10,20 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 from enum import IntEnum
+from typing import Any
 
 from telegram import Update
-from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler
+from telegram.ext import ConversationHandler, MessageHandler
 
-from bot import keyboards, texts
-from bot.context import Context, db, require_staff, settings_of
-from bot.conversations import TEXT_INPUT, actions, cancel_fallback
-from bot.conversations.actions import LOAN_ID, NUMBER, VERSION
-from bot.handlers.loans import show_card
+from bot import texts
+from bot.context import Context, require_staff, settings_of
+from bot.conversations import TEXT_INPUT, actions, loan_action
+from bot.conversations.actions import NUMBER
+from bot.conversations.loan_action import Change, Confirm, Entry
 from bot.keyboards import CB
 from db.services.access import Actor
 from db.services.collection import payments
-from db.services.errors import ServiceError
+from db.services.collection.payments import PaymentResult
 from db.services.loans.snapshots import LoanView
 
 log = logging.getLogger(__name__)
@@ -38,56 +39,61 @@ class State(IntEnum):
 
 def build_handler() -> ConversationHandler:
     """The payment conversation."""
-    return actions.conversation(
-        entry_points=[
-            CommandHandler("pay", pay_command),
-            CallbackQueryHandler(pay_button, pattern=keyboards.pattern(CB.LOAN_PAY)),
-        ],
+    return loan_action.conversation(
+        "pay",
+        entry_points=loan_action.entry_points(CB.LOAN_PAY, pay_entry, "pay"),
         states={
             State.AMOUNT: [MessageHandler(TEXT_INPUT, amount_text)],
-            State.CONFIRM: [
-                CallbackQueryHandler(confirm, pattern=keyboards.pattern(CB.PAY_CONFIRM)),
-                CallbackQueryHandler(
-                    actions.cancel_step(NAME), pattern=keyboards.pattern(CB.ACTION_CANCEL)
-                ),
-                MessageHandler(TEXT_INPUT, actions.buttons_only(NAME)),
-            ],
+            State.CONFIRM: loan_action.confirm_step(NAME, confirm, CB.PAY_CONFIRM),
         },
-        fallbacks=[cancel_fallback()],
-        name="pay",
     )
 
 
+def _pay_arguments(context: Context, actor: Actor, version: int) -> dict[str, Any]:
+    data = context.user_data
+    return {
+        "actor": actor,
+        "loan_number": data[NUMBER],
+        "amount": Decimal(data[AMOUNT]),
+        "expected_version": version,
+        "today": actions.today_of(context),
+        "settings": settings_of(context),
+    }
+
+
+def _paid(context: Context, result: PaymentResult) -> tuple[str, int]:
+    text = texts.pay_done(
+        actions.money(context, result.amount),
+        actions.money(context, result.outstanding),
+        result.loan_number,
+        result.closed,
+    )
+    return text, result.loan.id
+
+
+PAY_ENTRY = Entry(button=CB.LOAN_PAY, usage=texts.PAY_USAGE, most=None)
+PAY = Confirm(
+    CB.PAY_CONFIRM, texts.BTN_CONFIRM, Change(payments.pay_and_notify, _paid), _pay_arguments
+)
+
+
 @require_staff
-async def pay_command(update: Update, context: Context, actor: Actor) -> int:
-    """/pay <number> [amount]: the summary at once, or the amount question first."""
-    args = context.args or []
-    if not args:
-        await actions.say(update, texts.PAY_USAGE)
-        return actions.END
-    view = await actions.loan_of_number(update, context, actor, args[0])
+async def pay_entry(update: Update, context: Context, actor: Actor) -> int:
+    """/pay <number> [amount] or Pay on a card: the summary at once, or the amount first."""
+    view = await loan_action.load(update, context, actor, PAY_ENTRY)
     if view is None:
         return actions.END
-    if len(args) == 1:
+    amount = loan_action.more_args(context)
+    if not amount:
         return await _ask_amount(update, context, view)
     actions.begin(context, NAME, view)
-    return await _take_amount(update, context, actor, " ".join(args[1:]))
-
-
-@require_staff
-async def pay_button(update: Update, context: Context, actor: Actor) -> int:
-    """Pay on a card: ask the amount (a stale card is shown afresh instead)."""
-    view = await actions.loan_of_button(update, context, actor, CB.LOAN_PAY)
-    if view is None:
-        return actions.END
-    return await _ask_amount(update, context, view)
+    return await _take_amount(update, context, actor, " ".join(amount))
 
 
 async def _ask_amount(update: Update, context: Context, view: LoanView) -> int:
-    actions.begin(context, NAME, view)
     outstanding = actions.money(context, view.outstanding)
-    await actions.say(update, texts.pay_ask(view.loan_number, view.borrower_name, outstanding))
-    return State.AMOUNT
+    text = texts.pay_ask(view.loan_number, view.borrower_name, outstanding)
+    return await loan_action.start(update, context, NAME, view, text, State.AMOUNT)
 
 
 @actions.step(NAME)
@@ -112,42 +118,11 @@ async def _take_amount(update: Update, context: Context, actor: Actor, text: str
         actions.money(context, balance),
         closes=balance == 0,
     )
-    markup = keyboards.action_confirm(
-        CB.PAY_CONFIRM, data[LOAN_ID], data[VERSION], texts.BTN_CONFIRM, texts.BTN_CANCEL
-    )
-    await actions.say(update, text, reply_markup=markup)
+    await loan_action.ask_confirm(update, context, PAY, text)
     return State.CONFIRM
 
 
 @actions.step(NAME)
 async def confirm(update: Update, context: Context, actor: Actor) -> int | None:
     """Confirm pressed: record the payment (once), say the balance, show the fresh card."""
-    ids = await actions.pressed(update, context, CB.PAY_CONFIRM)
-    if ids is None:
-        return None
-    query = update.callback_query
-    settings, data = settings_of(context), context.user_data
-    try:
-        result = await db(
-            context,
-            payments.pay_and_notify,
-            actor=actor,
-            loan_number=data[NUMBER],
-            amount=Decimal(data[AMOUNT]),
-            expected_version=ids[1],
-            today=actions.today_of(context),
-            settings=settings,
-        )
-    except ServiceError as err:
-        return await actions.refused(update, context, actor, err)
-    actions.finish(context)
-    await query.edit_message_text(
-        texts.pay_done(
-            actions.money(context, result.amount),
-            actions.money(context, result.outstanding),
-            result.loan_number,
-            result.closed,
-        )
-    )
-    await show_card(update, context, actor, result.loan.id)
-    return actions.END
+    return await loan_action.confirmed(update, context, actor, PAY)

@@ -5,19 +5,20 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 from enum import IntEnum
+from typing import Any
 
 from telegram import Update
-from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler
+from telegram.ext import ConversationHandler, MessageHandler
 
-from bot import keyboards, texts, views
-from bot.context import Context, db, require_staff
-from bot.conversations import TEXT_INPUT, actions, cancel_fallback
-from bot.conversations.actions import NUMBER
-from bot.handlers.loans import show_card
+from bot import texts, views
+from bot.context import Context, require_staff
+from bot.conversations import TEXT_INPUT, actions, loan_action
+from bot.conversations.actions import LOAN_ID, NUMBER
+from bot.conversations.loan_action import Ask, Change, Entry
 from bot.keyboards import CB
 from db.services.access import Actor
 from db.services.collection import promises
-from db.services.errors import InvalidInput, ServiceError
+from db.services.errors import InvalidInput
 from db.services.loans.snapshots import LoanView
 from db.validation import parse_date
 
@@ -34,55 +35,46 @@ class State(IntEnum):
 
 def build_handler() -> ConversationHandler:
     """The promise conversation."""
-    return actions.conversation(
-        entry_points=[
-            CommandHandler("promise", promise_command),
-            CallbackQueryHandler(promise_button, pattern=keyboards.pattern(CB.LOAN_PROMISE)),
-        ],
+    return loan_action.conversation(
+        "promise",
+        entry_points=loan_action.entry_points(CB.LOAN_PROMISE, promise_entry, "promise"),
         states={
             State.AMOUNT: [MessageHandler(TEXT_INPUT, amount_text)],
             State.DATE: [MessageHandler(TEXT_INPUT, date_text)],
         },
-        fallbacks=[cancel_fallback()],
-        name="promise",
     )
 
 
+def _promised(context: Context, made: Any) -> tuple[str, int]:
+    note = texts.promise_done(actions.money(context, made.amount), views.day(made.promised_date))
+    return note, context.user_data[LOAN_ID]
+
+
+PROMISE_ENTRY = Entry(button=CB.LOAN_PROMISE, usage=texts.PROMISE_USAGE, most=3)
+PROMISE = Change(promises.record_promise, _promised)
+DATE_AGAIN = Ask(texts.PROMISE_ASK_DATE, State.DATE)
+
+
 @require_staff
-async def promise_command(update: Update, context: Context, actor: Actor) -> int:
-    """/promise <number> [amount [date]]: ask whatever is missing."""
-    args = context.args or []
-    if not args or len(args) > 3:
-        await actions.say(update, texts.PROMISE_USAGE)
-        return actions.END
-    view = await actions.loan_of_number(update, context, actor, args[0])
+async def promise_entry(update: Update, context: Context, actor: Actor) -> int:
+    """/promise <number> [amount [date]] or Promise on a card: ask whatever is missing."""
+    view = await loan_action.load(update, context, actor, PROMISE_ENTRY)
     if view is None:
         return actions.END
-    if len(args) == 1:
+    given = loan_action.more_args(context)
+    if not given:
         return await _ask_amount(update, context, view)
     actions.begin(context, NAME, view)
-    state = await _take_amount(update, context, actor, args[1], ask_date=len(args) == 2)
-    if state == State.DATE and len(args) == 3:
-        return await _take_date(update, context, actor, args[2])
+    state = await _take_amount(update, context, actor, given[0], ask_date=len(given) == 1)
+    if state == State.DATE and len(given) == 2:
+        return await _take_date(update, context, actor, given[1])
     return state
 
 
-@require_staff
-async def promise_button(update: Update, context: Context, actor: Actor) -> int:
-    """Promise on a card: ask the amount (a stale card is shown afresh instead)."""
-    view = await actions.loan_of_button(update, context, actor, CB.LOAN_PROMISE)
-    if view is None:
-        return actions.END
-    return await _ask_amount(update, context, view)
-
-
 async def _ask_amount(update: Update, context: Context, view: LoanView) -> int:
-    actions.begin(context, NAME, view)
     outstanding = actions.money(context, view.outstanding)
-    await actions.say(
-        update, texts.promise_ask_amount(view.loan_number, view.borrower_name, outstanding)
-    )
-    return State.AMOUNT
+    text = texts.promise_ask_amount(view.loan_number, view.borrower_name, outstanding)
+    return await loan_action.start(update, context, NAME, view, text, State.AMOUNT)
 
 
 @actions.step(NAME)
@@ -119,26 +111,15 @@ async def date_text(update: Update, context: Context, actor: Actor) -> int:
 
 async def _take_date(update: Update, context: Context, actor: Actor, text: str) -> int:
     today = actions.today_of(context)
-    data = context.user_data
     try:
         when = parse_date(text, today=today, future=True)
-        made = await db(
-            context,
-            promises.record_promise,
-            actor=actor,
-            loan_number=data[NUMBER],
-            amount=Decimal(data[AMOUNT]),
-            promised_date=when,
-            today=today,
-        )
     except InvalidInput as err:
-        await actions.say(update, texts.action_again(err.message, texts.PROMISE_ASK_DATE))
-        return State.DATE
-    except ServiceError as err:
-        return await actions.refused(update, context, actor, err)
-    loan_id = data[actions.LOAN_ID]
-    actions.finish(context)
-    note = texts.promise_done(actions.money(context, made.amount), views.day(made.promised_date))
-    await actions.say(update, note)
-    await show_card(update, context, actor, loan_id)
-    return actions.END
+        return await loan_action.refusal(update, context, actor, err, (DATE_AGAIN,))
+    arguments = {
+        "actor": actor,
+        "loan_number": context.user_data[NUMBER],
+        "amount": Decimal(context.user_data[AMOUNT]),
+        "promised_date": when,
+        "today": today,
+    }
+    return await loan_action.commit(update, context, actor, PROMISE, arguments, (DATE_AGAIN,))
