@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import bot_e2e, dispatch, lookups, pages, plan, seedfast, workers
+from bench import bot_e2e, dashboards, dispatch, lookups, pages, plan, seedfast, workers
 from bench.common import Ctx, Figure, as_json, fresh_database, is_postgres, open_ctx
 
 QUICK_LOANS = 50_000
@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, Callable[[Ctx], list[Figure]]] = {
     "plan": plan.run,
     "lookups": lookups.run,
     "pages": pages.run,
+    "dashboards": dashboards.run,
     "dispatch": dispatch.run,
     "workers": workers.run,
     "bot": bot_e2e.run,

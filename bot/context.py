@@ -20,16 +20,27 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
-from telegram import Bot, BotCommand, BotCommandScopeChat, Update
+from telegram import (
+    Bot,
+    BotCommand,
+    BotCommandScopeChat,
+    MenuButton,
+    MenuButtonCommands,
+    MenuButtonWebApp,
+    Update,
+    WebAppInfo,
+)
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes, ConversationHandler
 
 from bot import texts
+from db import agency
 from db.config import Settings
 from db.models import Role, StaffState
 from db.services.access import Actor
 from db.services.errors import AuthError
 from db.services.staff import members as staff_service
+from db.services.staff.app_login import DASHBOARD_ROLES
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +64,11 @@ _GATE_TEXTS = {
 def settings_of(context: Context) -> Settings:
     """The Settings the Application was built with."""
     return context.bot_data[SETTINGS]
+
+
+def agency_of(context: Context) -> agency.Agency:
+    """The agency the settings describe (built on each call: settings may be swapped)."""
+    return agency.agency_of(settings_of(context))
 
 
 def _run(factory: sessionmaker[Session], fn: Callable[..., T], kwargs: dict[str, Any]) -> T:
@@ -156,8 +172,21 @@ def menu(role: Role | None) -> list[BotCommand]:
     return [BotCommand(c.name, c.description) for c in texts.commands_for(role)]
 
 
-async def set_menu_for(bot: Bot, staff: staff_service.StaffInfo) -> None:
-    """Show a staff member their role's commands in their chat (public ones unless active)."""
+def dashboards_url(context: Context) -> str | None:
+    """The Mini App's address for the menu button, when it can have one.
+
+    Telegram opens Web Apps over https only, so with an http PUBLIC_BASE_URL (or none)
+    chats keep the commands button.
+    """
+    public = settings_of(context).public_base_url
+    return f"{public}/app/" if public and public.startswith("https://") else None
+
+
+async def set_menu_for(
+    bot: Bot, staff: staff_service.StaffInfo, *, app_url: str | None = None
+) -> None:
+    """Show a staff member their role's commands in their chat (public ones unless active),
+    and, with app_url, the dashboards' menu button to active managers and admins."""
     if staff.chat_id is None:
         return
     scope = BotCommandScopeChat(staff.chat_id)
@@ -168,11 +197,25 @@ async def set_menu_for(bot: Bot, staff: staff_service.StaffInfo) -> None:
             await bot.delete_my_commands(scope=scope)
     except TelegramError as exc:
         log.warning("could not set the menu of chat %s: %s", staff.chat_id, exc)
+    if app_url is not None:
+        shows = staff.state == StaffState.ACTIVE and staff.role in DASHBOARD_ROLES
+        button = MenuButtonWebApp(texts.DASHBOARDS_BUTTON, WebAppInfo(app_url)) if shows else None
+        await _set_button(bot, staff.chat_id, button or MenuButtonCommands())
 
 
-async def reset_menu(bot: Bot, chat_id: int) -> None:
-    """Back to the public menu in one chat (after /logout)."""
+async def _set_button(bot: Bot, chat_id: int, button: MenuButton) -> None:
+    try:
+        await bot.set_chat_menu_button(chat_id=chat_id, menu_button=button)
+    except TelegramError as exc:
+        log.warning("could not set the menu button of chat %s: %s", chat_id, exc)
+
+
+async def reset_menu(bot: Bot, chat_id: int, *, app_url: str | None = None) -> None:
+    """Back to the public menu in one chat (after /logout); the commands button too when
+    the dashboards' button may have been set (app_url)."""
     try:
         await bot.delete_my_commands(scope=BotCommandScopeChat(chat_id))
     except TelegramError as exc:
         log.warning("could not reset the menu of chat %s: %s", chat_id, exc)
+    if app_url is not None:
+        await _set_button(bot, chat_id, MenuButtonCommands())

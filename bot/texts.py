@@ -213,6 +213,8 @@ ACCESS_REJECTED = "Sorry, your access request was not approved."
 LOGIN_ASK_PASSWORD = "Send me your password. I will delete your message right away."
 LOGGED_IN = "You are logged in, {name}. Send /help to see what you can do."
 LOGGED_OUT = "You are logged out. Send /login to come back."
+# The chat's menu button that opens the dashboards (the Mini App) for managers and admins.
+DASHBOARDS_BUTTON = "Dashboards"
 ALREADY_LOGGED_IN = "You are already logged in, {name}."
 
 

@@ -7,12 +7,12 @@ that came from a person or the database is escaped here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, tzinfo
+from datetime import date
 from decimal import Decimal
 
 from bot import paging, texts
 from bot.texts import esc
-from db.config import Settings
+from db.agency import Agency
 from db.models import Frequency, InterestMethod, LoanState
 from db.money import build_schedule, format_money
 from db.services.loans.history import HistoryItem
@@ -23,22 +23,6 @@ LABEL_MAX = 60  # button labels: plain text, kept short enough for a phone scree
 NOTE_MAX = 200  # a contact note or history line shown in full would crowd the card out
 LINE_MAX = 300
 NAME_MAX = 60  # a person's name inside a list line
-
-
-@dataclass(frozen=True)
-class Fmt:
-    """How amounts, dates and times are shown (from the settings)."""
-
-    currency: str = "INR"
-    minor_units: int = 2
-    tz: tzinfo = UTC
-
-    @classmethod
-    def of(cls, settings: Settings) -> Fmt:
-        return cls(settings.currency, settings.minor_units, settings.tz)
-
-    def money(self, amount: Decimal) -> str:
-        return format_money(amount, self.currency, self.minor_units)
 
 
 def day(value: date) -> str:
@@ -77,53 +61,57 @@ def _who_lines(view: LoanView) -> list[str]:
     return lines
 
 
-def _money_lines(view: LoanView, fmt: Fmt) -> list[str]:
-    lines = [texts.CARD_AMOUNT.format(principal=fmt.money(view.principal), plan=_plan(view))]
+def _money_lines(view: LoanView, agency: Agency) -> list[str]:
+    lines = [
+        texts.CARD_AMOUNT.format(principal=format_money(view.principal, agency), plan=_plan(view))
+    ]
     if view.amount_payable != view.principal:
-        lines.append(texts.CARD_PAYABLE.format(payable=fmt.money(view.amount_payable)))
+        lines.append(texts.CARD_PAYABLE.format(payable=format_money(view.amount_payable, agency)))
     if view.fees_charged:
-        lines.append(texts.CARD_FEES.format(fees=fmt.money(view.fees_charged)))
+        lines.append(texts.CARD_FEES.format(fees=format_money(view.fees_charged, agency)))
     lines.append(
         texts.CARD_PAID.format(
-            paid=fmt.money(view.amount_paid),
+            paid=format_money(view.amount_paid, agency),
             done=view.installments_paid,
             count=view.installments_count,
         )
     )
-    lines.append(texts.CARD_OUTSTANDING.format(outstanding=fmt.money(view.outstanding)))
+    lines.append(texts.CARD_OUTSTANDING.format(outstanding=format_money(view.outstanding, agency)))
     return lines
 
 
-def _due_lines(view: LoanView, fmt: Fmt) -> list[str]:
+def _due_lines(view: LoanView, agency: Agency) -> list[str]:
     if view.next_due_date is None:
         return [texts.CARD_NEXT_DUE.format(date=texts.CARD_NOT_DUE, amount="-")]
     lines = [
         texts.CARD_NEXT_DUE.format(
-            date=day(view.next_due_date), amount=fmt.money(view.next_due_amount)
+            date=day(view.next_due_date), amount=format_money(view.next_due_amount, agency)
         )
     ]
     if view.days_past_due > 0:
         lines.append(
             texts.CARD_PAST_DUE.format(
-                days=view.days_past_due, amount=fmt.money(view.overdue_amount)
+                days=view.days_past_due, amount=format_money(view.overdue_amount, agency)
             )
         )
     return lines
 
 
-def _activity_lines(view: LoanView, fmt: Fmt) -> list[str]:
+def _activity_lines(view: LoanView, agency: Agency) -> list[str]:
     lines = []
     if (p := view.open_promise) is not None:
         lines.append(
             texts.CARD_PROMISE.format(
-                amount=fmt.money(p.amount), date=day(p.promised_date), by=esc(p.made_by or "-")
+                amount=format_money(p.amount, agency),
+                date=day(p.promised_date),
+                by=esc(p.made_by or "-"),
             )
         )
     if (c := view.last_contact) is not None:
         what = f"{c.channel.value}: {c.outcome.value.replace('_', ' ')}"
         if c.note:
             what += f" ({_cut(c.note, NOTE_MAX)})"
-        at = texts.local_time(c.created_at, fmt.tz)
+        at = texts.local_time(c.created_at, agency.zone)
         lines.append(texts.CARD_CONTACT.format(what=esc(what), at=at, by=esc(c.staff_name or "-")))
     lines.append(texts.CARD_AGENT.format(agent=esc(view.agent_name or texts.CARD_UNASSIGNED)))
     if view.state_reason:
@@ -131,26 +119,26 @@ def _activity_lines(view: LoanView, fmt: Fmt) -> list[str]:
     if view.archived_at is not None:
         lines.append(
             texts.CARD_ARCHIVED.format(
-                at=texts.local_time(view.archived_at, fmt.tz),
+                at=texts.local_time(view.archived_at, agency.zone),
                 reason=esc(view.archive_reason or "-"),
             )
         )
     return lines
 
 
-def card(view: LoanView, fmt: Fmt, note: str | None = None) -> str:
+def card(view: LoanView, agency: Agency, note: str | None = None) -> str:
     """A loan's card; note (plain text) goes on top, in italics."""
     head = [f"<i>{esc(note)}</i>", ""] if note else []
     title = texts.CARD_TITLE.format(
         number=esc(view.loan_number), state=texts.CARD_STATES[view.state.value]
     )
-    state_lines = _due_lines(view, fmt) if view.state is LoanState.ACTIVE else []
+    state_lines = _due_lines(view, agency) if view.state is LoanState.ACTIVE else []
     body = [
         *_who_lines(view),
         "",
-        *_money_lines(view, fmt),
+        *_money_lines(view, agency),
         *state_lines,
-        *_activity_lines(view, fmt),
+        *_activity_lines(view, agency),
     ]
     return "\n".join([*head, title, *body])
 
@@ -158,16 +146,16 @@ def card(view: LoanView, fmt: Fmt, note: str | None = None) -> str:
 # --- lists ----------------------------------------------------------------------------------
 
 
-def loan_label(loan: LoanSummary, fmt: Fmt) -> str:
+def loan_label(loan: LoanSummary, agency: Agency) -> str:
     """A loan's button label (plain text): number, borrower, outstanding, days late."""
     late = f" · {loan.days_past_due}d late" if loan.days_past_due > 0 else ""
-    head = f"{loan.loan_number} · {fmt.money(loan.outstanding)}{late} · "
+    head = f"{loan.loan_number} · {format_money(loan.outstanding, agency)}{late} · "
     return head + _cut(loan.borrower_name, max(LABEL_MAX - len(head), 8))
 
 
-def loan_buttons(loans: list[LoanSummary], fmt: Fmt) -> list[tuple[int, str]]:
+def loan_buttons(loans: list[LoanSummary], agency: Agency) -> list[tuple[int, str]]:
     """(id, label) for keyboards that open cards."""
-    return [(loan.id, loan_label(loan, fmt)) for loan in loans]
+    return [(loan.id, loan_label(loan, agency)) for loan in loans]
 
 
 def list_title(filter_label: str, page: int, sees_all: bool) -> str:
@@ -183,7 +171,7 @@ def find_title(query: str, offset: int, count: int) -> str:
     )
 
 
-def today_text(items: list[WorkItem], fmt: Fmt) -> str:
+def today_text(items: list[WorkItem], agency: Agency) -> str:
     """/today: one numbered line per loan with why it is on the list."""
     if not items:
         return texts.TODAY_EMPTY
@@ -196,13 +184,15 @@ def today_text(items: list[WorkItem], fmt: Fmt) -> str:
                 number=esc(loan.loan_number),
                 name=esc(_cut(loan.borrower_name, 40)),
                 reason=esc(item.reason),
-                outstanding=fmt.money(loan.outstanding),
+                outstanding=format_money(loan.outstanding, agency),
             )
         )
     return "\n".join(lines)
 
 
-def history_page(number: str, items: list[HistoryItem], page: int, fmt: Fmt) -> tuple[str, int]:
+def history_page(
+    number: str, items: list[HistoryItem], page: int, agency: Agency
+) -> tuple[str, int]:
     """One page of a loan's history, newest first (page 1 is the newest), and how many of
     items it shows: as many as fit in one message (long notes and names take room)."""
     if not items and page == 1:
@@ -213,7 +203,7 @@ def history_page(number: str, items: list[HistoryItem], page: int, fmt: Fmt) -> 
         by = f" · {esc(paging.cut(item.staff_name, NAME_MAX))}" if item.staff_name else ""
         lines.append(
             texts.HISTORY_LINE.format(
-                at=texts.local_time(item.at, fmt.tz),
+                at=texts.local_time(item.at, agency.zone),
                 summary=esc(paging.cut(item.summary, LINE_MAX)),
                 by=by,
             )
@@ -222,9 +212,9 @@ def history_page(number: str, items: list[HistoryItem], page: int, fmt: Fmt) -> 
     return "\n".join([head, *lines[:shown]]), shown
 
 
-def history_text(number: str, items: list[HistoryItem], page: int, fmt: Fmt) -> str:
+def history_text(number: str, items: list[HistoryItem], page: int, agency: Agency) -> str:
     """The text of history_page()."""
-    return history_page(number, items, page, fmt)[0]
+    return history_page(number, items, page, agency)[0]
 
 
 # --- /new -----------------------------------------------------------------------------------
@@ -247,7 +237,7 @@ class Draft:
     number: str | None
 
 
-def _repayment(draft: Draft, fmt: Fmt) -> tuple[str, Decimal]:
+def _repayment(draft: Draft, agency: Agency) -> tuple[str, Decimal]:
     schedule = build_schedule(
         principal=draft.principal,
         count=draft.count,
@@ -255,24 +245,26 @@ def _repayment(draft: Draft, fmt: Fmt) -> tuple[str, Decimal]:
         first_due=draft.first_due,
         method=draft.method,
         annual_rate=draft.rate,
-        minor_units=fmt.minor_units,
+        minor_units=agency.minor_units,
     )
     total = sum((s.amount for s in schedule), Decimal(0))
     if draft.count == 1:
-        plan = texts.NEW_SCHEDULE_SINGLE.format(amount=fmt.money(total), date=day(draft.first_due))
+        plan = texts.NEW_SCHEDULE_SINGLE.format(
+            amount=format_money(total, agency), date=day(draft.first_due)
+        )
     else:
         plan = texts.NEW_SCHEDULE.format(
             count=draft.count,
             frequency=draft.frequency.value,
-            first=fmt.money(schedule[0].amount),
+            first=format_money(schedule[0].amount, agency),
             date=day(draft.first_due),
         )
     return plan, total
 
 
-def new_summary(draft: Draft, fmt: Fmt) -> str:
+def new_summary(draft: Draft, agency: Agency) -> str:
     """The summary /new shows above Confirm / Cancel."""
-    plan, total = _repayment(draft, fmt)
+    plan, total = _repayment(draft, agency)
     interest = texts.NEW_NO_INTEREST
     if draft.method is not InterestMethod.NONE:
         interest = texts.CARD_INTEREST.format(
@@ -283,9 +275,9 @@ def new_summary(draft: Draft, fmt: Fmt) -> str:
         existing=texts.NEW_EXISTING_MARK if draft.existing else "",
         phone=esc(draft.phone),
         address=esc(draft.address or texts.NEW_NO_ADDRESS),
-        principal=fmt.money(draft.principal),
+        principal=format_money(draft.principal, agency),
         plan=plan,
         interest=interest,
-        total=fmt.money(total),
+        total=format_money(total, agency),
         number=esc(draft.number or texts.NEW_NUMBER_AUTO),
     )

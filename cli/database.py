@@ -71,6 +71,7 @@ def db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def seed(args: argparse.Namespace, settings: Settings) -> int:
+    from db.agency import agency_of
     from db.sample import seed
 
     if args.loans and not args.borrowers:
@@ -83,9 +84,7 @@ def seed(args: argparse.Namespace, settings: Settings) -> int:
             seed=args.seed,
             agents=args.agents,
             today=clock.today(settings.tz),
-            tz=settings.tz,
-            region=settings.default_phone_region,
-            minor_units=settings.minor_units,
+            agency=agency_of(settings),
         )
         session.commit()
     print(

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import make_url
 
 from cli.database import OK, UserError, engine_of
+from cli.miniapp import miniapp_line, with_miniapp
 from cli.processes import stop_on_signals
 from db import process
 from db.config import Settings
@@ -30,6 +31,8 @@ _DEMO_SETTINGS: dict[str, object] = {
     "session_idle_minutes": 60 * 24 * 365,
     "session_max_hours": 24 * 365 * 10,
     "bot_commands_per_minute": 600,
+    # The banner's Mini App link carries a signed initData: good for the demo's day.
+    "miniapp_auth_max_age_seconds": 86400,
 }
 
 
@@ -115,21 +118,20 @@ async def _demo_main(
             hooks = terminal.DemoHooks(world.text_in, world.move_clock, world.wait_sms)
             chat = terminal.TerminalChat(telegram, agency.people, hooks, start_as=args.as_)
             async with (
-                world.serving(settings, chat.sms),
+                world.serving(settings, chat.sms, wrap=with_miniapp(settings, factory)),
                 running_bot(settings, factory, poll_timeout=1),
             ):
                 with chat.attached():
-                    chat.banner(
-                        banner_lines(
-                            agency,
-                            settings,
-                            db_path=str(path),
-                            log_path=str(path.with_suffix(".log")),
-                            files_dir=str(files),
-                            seconds=time.perf_counter() - begun,
-                            me=chat.me,
-                        )
+                    lines = banner_lines(
+                        agency,
+                        settings,
+                        db_path=str(path),
+                        log_path=str(path.with_suffix(".log")),
+                        files_dir=str(files),
+                        seconds=time.perf_counter() - begun,
+                        me=chat.me,
                     )
+                    chat.banner([*lines[:-1], miniapp_line(agency, settings), lines[-1]])
                     if script is None:
                         await chat.run_interactive(stop)
                     else:

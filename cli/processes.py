@@ -15,6 +15,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 
 from cli.database import OK, engine_of, up_to_date_session
+from cli.miniapp import web_app
 from db.config import Settings
 from db.session import make_session_factory
 
@@ -36,7 +37,12 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def web(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.telegram_webhook_url:
-        return _entry("scheduler.web", "main")() or OK
+        from scheduler.web import check_web_settings, make_server
+
+        check_web_settings(settings)
+        with engine_of(settings) as engine:
+            make_server(web_app(settings, make_session_factory(engine)), settings).run()
+        return OK
     # Webhook mode: Telegram's updates arrive here too, so the bot runs in this process
     # (behind the same PORT as Twilio's webhooks); the worker stays its own process.
     with up_to_date_session(settings):  # refuses a database that is not up to date
@@ -70,21 +76,17 @@ def stop_on_signals() -> asyncio.Event:
 
 async def run_all(settings: Settings, *, worker: bool = True) -> None:
     """Bot, worker (unless worker=False) and web on one loop until Ctrl-C or SIGTERM."""
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-
-    from bot.serve import running_bot, webhook_route
+    from bot.serve import running_bot
     from scheduler.serve import running_web, running_worker
-    from scheduler.web import build_web_app
+    from scheduler.web import check_web_settings
 
     stop = stop_on_signals()
     with engine_of(settings) as engine:
         factory = make_session_factory(engine)
-        web = build_web_app(settings, factory)  # refuses missing settings before anything runs
+        check_web_settings(settings)  # refuses missing settings before anything runs
         jobs = running_worker(settings, factory) if worker else nullcontext()
         async with running_bot(settings, factory) as app, jobs:
-            if settings.telegram_webhook_url:
-                web = Starlette(routes=[webhook_route(app, settings), Mount("/", web)])
+            web = web_app(settings, factory, app)
             async with running_web(web, settings, stopped=stop):
                 what = "bot, worker and web are" if worker else "bot and web are"
                 log.info("%s running; Ctrl-C stops them", what)

@@ -37,10 +37,6 @@ class LateFeeKind(StrEnum):
     PERCENT = "percent"
 
 
-# ISO 4217 minor units for the currencies an agency is likely to use; others default to 2.
-_MINOR_UNITS = {"JPY": 0, "KRW": 0, "VND": 0, "IDR": 2, "KWD": 3, "BHD": 3, "OMR": 3}
-
-
 class Settings(BaseSettings):
     """Every setting of Vasooli; each is an environment variable, documented in README.md."""
 
@@ -111,6 +107,11 @@ class Settings(BaseSettings):
 
     # The bot: commands an agent may send in a minute before being asked to slow down.
     bot_commands_per_minute: int = Field(default=30, ge=1)
+
+    # The Mini App (bot/miniapp/): Telegram's initData older than this is refused, and the
+    # page's own session (a signed cookie) lasts this long before initData is asked again.
+    miniapp_auth_max_age_seconds: int = Field(default=300, ge=10, le=86400)
+    miniapp_session_minutes: int = Field(default=30, ge=1, le=24 * 60)
 
     @field_validator("database_url")
     @classmethod
@@ -203,10 +204,6 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.agency_timezone)
-
-    @property
-    def minor_units(self) -> int:
-        return _MINOR_UNITS.get(self.currency, 2)
 
     @property
     def reminder_days(self) -> list[int]:

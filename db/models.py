@@ -134,6 +134,9 @@ class MessageKind(StrEnum):
 
 
 class MessageStatus(StrEnum):
+    """Our own life of a message (docs/architecture.md). Some names coincide with an SMS
+    provider's; the worker translates the provider's words into these at its boundary."""
+
     QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"

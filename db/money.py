@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import calendar
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
+from typing import TYPE_CHECKING
+
+from babel.numbers import format_currency, get_currency_symbol
 
 from db.models import Frequency, InterestMethod
 
+if TYPE_CHECKING:
+    from db.agency import Agency
+
 ZERO = Decimal("0")
 _PERIODS_PER_YEAR = {Frequency.DAILY: 365, Frequency.WEEKLY: 52, Frequency.MONTHLY: 12}
-_SYMBOLS = {"INR": "₹", "USD": "$", "EUR": "€", "GBP": "£", "NGN": "₦", "KES": "KSh ", "PHP": "₱"}
+# An amount in an SMS: the ISO code and plain digits, the same in every locale and GSM-7
+# safe (a ₹ or a no-break space would make the whole text UCS-2, 70 characters a part).
+# The sign follows the code ("INR -5.00"), as the planner's SQL writes it (scheduler/jobs.py).
+_PLAIN = "¤¤ 0.00;¤¤ -0.00"
 
 
 def unit(minor_units: int = 2) -> Decimal:
@@ -154,22 +164,19 @@ def allocate(payment: Decimal, dues: Sequence[Due]) -> list[Allocation]:
     return result
 
 
-def _group(digits: str, indian: bool) -> str:
-    if not indian or len(digits) <= 3:
-        return f"{int(digits):,}"
-    head, tail = digits[:-3], digits[-3:]
-    pairs = []
-    while len(head) > 2:
-        pairs.insert(0, head[-2:])
-        head = head[:-2]
-    return ",".join([head, *pairs, tail])
+def format_money(amount: Decimal, agency: Agency, *, plain: bool = False) -> str:
+    """An amount as people read it: ₹1,23,456.50 for INR in en_IN, $1,234.50 for USD in en_US.
 
-
-def format_money(amount: Decimal, currency: str = "INR", minor_units: int = 2) -> str:
-    """e.g. ₹1,23,456.50 for INR (lakh grouping), $1,234.50 for USD."""
-    value = q(amount, minor_units)
-    sign = "-" if value < 0 else ""
-    whole, _, frac = f"{abs(value):f}".partition(".")
-    text = _group(whole, currency == "INR") + (f".{frac}" if frac else "")
-    symbol = _SYMBOLS.get(currency, f"{currency} ")
-    return f"{sign}{symbol}{text}"
+    Rounded half up to the currency's minor units first (Babel would round half even).
+    plain: for an SMS, e.g. INR 123456.50 (see _PLAIN).
+    """
+    value = q(amount, agency.minor_units)
+    if plain:
+        return format_currency(value, agency.currency, _PLAIN, locale="en", currency_digits=True)
+    text = format_currency(value, agency.currency, locale=agency.locale, currency_digits=True)
+    # Babel leaves out CLDR's currency spacing: a code written as letters (KWD, KES) gets
+    # a space before the digits, as in KWD 1,234.500, and never a glued KWD1,234.500.
+    symbol = get_currency_symbol(agency.currency, locale=agency.locale)
+    if symbol[-1:].isalpha() and re.search(re.escape(symbol) + r"\d", text):
+        text = text.replace(symbol, symbol + " ", 1)
+    return text

@@ -8,10 +8,8 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 from datetime import date
-from decimal import Decimal
 from enum import StrEnum
 
-from db.money import q
 from db.services.errors import InvalidInput
 
 
@@ -25,8 +23,9 @@ PLACEHOLDERS = frozenset(
 )
 OPT_OUT_LINE = "Reply STOP to opt out."
 
-# Plain ASCII on purpose: one non-GSM character (₹, a curly quote) makes the whole text
-# UCS-2 and cuts a segment from 160 to 70 characters, i.e. more than doubles the cost.
+# Plain ASCII on purpose (amounts as db.money.format_money(..., plain=True) writes them,
+# e.g. INR 1500.00): one non-GSM character (₹, a curly quote) makes the whole text UCS-2
+# and cuts a segment from 160 to 70 characters, i.e. more than doubles the cost.
 BEFORE_DUE = (
     "Dear {name}, your payment of {amount_due} for loan {loan_number} is due on "
     "{due_date}. - {agency}. {opt_out}"
@@ -64,11 +63,6 @@ def template_for(days: int) -> str:
     if days < 0:
         return BEFORE_DUE
     return ON_THE_DAY if days == 0 else OVERDUE
-
-
-def sms_amount(amount: Decimal, currency: str, minor_units: int = 2) -> str:
-    """An amount for an SMS in plain GSM characters, e.g. INR 1500.00."""
-    return f"{currency} {q(amount, minor_units):f}"
 
 
 def sms_date(day: date) -> str:

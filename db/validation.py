@@ -19,6 +19,9 @@ from babel.numbers import (
     parse_decimal,
 )
 
+from db import agency as agencies
+from db.agency import Agency
+from db.money import format_money
 from db.services.errors import InvalidInput
 
 # A currency sign or code in front of an amount is allowed and ignored.
@@ -31,10 +34,17 @@ MAX_TEXT = 4000
 DEFAULT_LOCALE = "en_IN"
 
 
-def parse_amount(
-    text: str, *, max_amount: Decimal, minor_units: int = 2, locale: str = DEFAULT_LOCALE
-) -> Decimal:
-    """A positive amount written as the locale writes numbers, at most minor_units decimals.
+def above_limit(max_amount: Decimal, agency: Agency) -> InvalidInput:
+    """The refusal of an amount above max_amount (MAX_AMOUNT), the limit in agency money."""
+    return InvalidInput(
+        f"That amount is above the limit of {format_money(max_amount, agency)}.",
+        code="amount_too_large",
+    )
+
+
+def parse_amount(text: str, *, max_amount: Decimal, agency: Agency = agencies.DEFAULT) -> Decimal:
+    """A positive amount written as the agency's locale writes numbers, at most its
+    currency's minor units of decimals.
 
     Grouping must be the locale's own (1,50,000 in en_IN, 150,000 in en_US): anything
     else (150,50) is refused with the reason, never guessed.
@@ -46,7 +56,8 @@ def parse_amount(
         raise InvalidInput("That amount is too long.", code="amount_format")
     if raw.startswith("-"):
         raise InvalidInput("The amount must be more than zero.", code="amount_not_positive")
-    value = _locale_number(_CURRENCY_PREFIX.sub("", raw, count=1), locale)
+    minor_units = agency.minor_units
+    value = _locale_number(_CURRENCY_PREFIX.sub("", raw, count=1), agency.locale)
     if -value.as_tuple().exponent > minor_units:
         raise InvalidInput(
             f"Use at most {minor_units} decimal places.", code="amount_decimals", places=minor_units
@@ -54,9 +65,7 @@ def parse_amount(
     if value <= 0:
         raise InvalidInput("The amount must be more than zero.", code="amount_not_positive")
     if value > max_amount:
-        raise InvalidInput(
-            f"That amount is above the limit of {max_amount:,}.", code="amount_too_large"
-        )
+        raise above_limit(max_amount, agency)
     return value.quantize(Decimal(1).scaleb(-minor_units))
 
 

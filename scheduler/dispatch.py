@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from db import clock
 from db.config import Settings
-from db.models import Borrower
+from db.models import Borrower, MessageStatus
 from db.services.sms import claims, outbox
 from db.services.sms import truth as message_truth
 from db.services.sms.claims import Claim
@@ -161,12 +161,14 @@ def _record_sent(session: Session, *, message: MessageInfo, result: SendResult) 
     done = outbox.mark_sent(
         session, message_id=message.id, sid=result.sid, segments=result.segments
     )
-    if done and result.status not in ("sent", "queued", "accepted", "sending"):
+    status = twilio_codes.status_of(result.status)
+    if done and status is not MessageStatus.SENT:
         session.flush()
         outbox.apply_status(
             session,
             sid=result.sid,
-            status=result.status,
+            status=status,
+            reported=result.status,
             error_code=None,
             source=EventSource.WORKER,
         )

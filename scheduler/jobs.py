@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
 from db import clock, sms_text
+from db.agency import Agency, agency_of
 from db.config import LateFeeKind, Settings
 from db.models import (
     Borrower,
@@ -99,11 +100,6 @@ def _key_sql(rule: str, dues: Sequence[date]) -> ColumnElement[str]:
     return literal("rem:") + cast(Installment.loan_id, String) + suffix
 
 
-def _signature(settings: Settings) -> str:
-    """{agency}: the agency's name, and its phone when set, so a borrower can call back."""
-    return " ".join(filter(None, (settings.agency_name, settings.agency_phone)))
-
-
 def _sign(value: ColumnElement) -> ColumnElement[str]:
     return case((value < 0, literal("-")), else_=literal(""))
 
@@ -127,10 +123,12 @@ def _cents(column: ColumnElement) -> ColumnElement[int]:
 
 
 def amount_sql(
-    terms: Sequence[tuple[int, ColumnElement]], dialect: str, settings: Settings
+    terms: Sequence[tuple[int, ColumnElement]], dialect: str, agency: Agency
 ) -> ColumnElement[str]:
-    """sms_text.sms_amount of a sum of money columns, in SQL, to the same character."""
-    minor = settings.minor_units
+    """format_money(..., plain=True) of a sum of money columns, in SQL, to the same character.
+
+    (Babel cannot run in SQL: the plain form, code, sign and digits, is written out here.)"""
+    minor = agency.minor_units
     if dialect == "postgresql":
         total = _signed_sum(terms, lambda c: c)
         text = cast(func.round(func.abs(total), minor), String)
@@ -142,21 +140,21 @@ def amount_sql(
         if shift > 0:
             units = (units + 10**shift // 2) // 10**shift
         text = _digits(units, minor)
-    return literal(f"{settings.currency} ") + _sign(total) + text
+    return literal(f"{agency.currency} ") + _sign(total) + text
 
 
 def body_sql(
-    template: str, *, dues: Sequence[date], dialect: str, settings: Settings
+    template: str, *, dues: Sequence[date], dialect: str, agency: Agency
 ) -> ColumnElement[str]:
     """The template as rendered by sms_text.render, with each row's values filled in SQL."""
     per_row = {
         "name": Borrower.name,
         "loan_number": Loan.loan_number,
-        "amount_due": amount_sql(_OWED, dialect, settings),
-        "outstanding": amount_sql(_OUTSTANDING, dialect, settings),
+        "amount_due": amount_sql(_OWED, dialect, agency),
+        "outstanding": amount_sql(_OUTSTANDING, dialect, agency),
         "due_date": _per_due(dues, sms_text.sms_date),
     }
-    fixed = {"agency": _signature(settings)}
+    fixed = {"agency": agency.signature}
     marked = {name: f"{_MARK}{name}{_MARK}" for name in per_row}
     rendered = sms_text.render(template, fixed | marked)
     if rendered.startswith(_MARK) or rendered.endswith(_MARK):
@@ -246,7 +244,8 @@ def _due_select(
     key = _key_sql(rule, dues)
     dialect = session.get_bind().dialect.name
     send_after, expires_at = send_after_sql(session, days=days, dues=dues, settings=settings)
-    body = body_sql(sms_text.template_for(days), dues=dues, dialect=dialect, settings=settings)
+    agency = agency_of(settings)
+    body = body_sql(sms_text.template_for(days), dues=dues, dialect=dialect, agency=agency)
     created = literal(now, _T.created_at.type)
     values = {
         "to_phone": Borrower.phone,

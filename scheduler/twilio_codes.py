@@ -21,11 +21,32 @@ from sqlalchemy.orm import Session
 from db.config import Settings, get_settings
 from db.error_codes import describe
 from db.failures import Failure, FailureClass, StreakRule
+from db.models import MessageStatus
 from db.services.sms import outbox
 
 PERMANENT = frozenset({"21211", "21614", "30004", "30005", "30006"})
 TEMPORARY = frozenset({"30003", "30008"})
 OPT_OUT = frozenset({"21610"})
+# Twilio's message statuses, onto ours: its accepted/scheduled/queued/sending all mean
+# "handed over", i.e. our SENT; read (WhatsApp) is as good as delivered; a canceled
+# scheduled message never went, i.e. failed for us.
+STATUSES = {
+    "accepted": MessageStatus.SENT,
+    "scheduled": MessageStatus.SENT,
+    "queued": MessageStatus.SENT,
+    "sending": MessageStatus.SENT,
+    "sent": MessageStatus.SENT,
+    "delivered": MessageStatus.DELIVERED,
+    "read": MessageStatus.DELIVERED,
+    "undelivered": MessageStatus.UNDELIVERED,
+    "failed": MessageStatus.FAILED,
+    "canceled": MessageStatus.FAILED,
+}
+
+
+def status_of(word: str | None) -> MessageStatus | None:
+    """Our status for Twilio's word (None when Twilio said something we do not know)."""
+    return STATUSES.get((word or "").lower())
 
 
 def classify(code: str | None) -> FailureClass:
@@ -58,11 +79,12 @@ def apply_status(
     source: str,
     settings: Settings | None = None,
 ) -> bool:
-    """outbox.apply_status for a Twilio report, with what its error code means."""
+    """outbox.apply_status for a Twilio report (status: Twilio's word), in our words."""
     return outbox.apply_status(
         session,
         sid=sid,
-        status=status,
+        status=status_of(status),
+        reported=status or None,
         error_code=error_code,
         source=source,
         failure=failure(error_code) if error_code else None,

@@ -29,6 +29,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from db import clock, process
+from db.agency import agency_of
 from db.config import Settings, SettingsError, load_settings, require
 from db.models import Message
 from db.services.errors import ServiceError
@@ -83,6 +84,7 @@ class _Webhooks:
     ) -> None:
         assert settings.public_base_url and settings.twilio_auth_token
         self.settings = settings
+        self.agency = agency_of(settings)
         self.public = settings.public_base_url.rstrip("/")
         self.validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
         self.factory = factory
@@ -152,7 +154,6 @@ class _Webhooks:
         return Response(status_code=200)
 
     def _inbound_sync(self, form: ImmutableMultiDict) -> inbound.InboundResult:
-        s = self.settings
         with self.factory.begin() as session:
             return inbound.handle_inbound(
                 session,
@@ -160,13 +161,9 @@ class _Webhooks:
                 from_phone=form.get("From", ""),
                 to_phone=form.get("To"),
                 body=form.get("Body", ""),
-                agency_name=s.agency_name,
-                agency_phone=s.agency_phone,
-                currency=s.currency,
-                today=clock.today(s.tz),
-                minor_units=s.minor_units,
-                region=s.default_phone_region,
-                replies_per_hour=s.sms_keyword_replies_per_hour,
+                agency=self.agency,
+                today=clock.today(self.agency.zone),
+                replies_per_hour=self.settings.sms_keyword_replies_per_hour,
             )
 
     async def inbound(self, request: Request) -> Response:

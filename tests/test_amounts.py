@@ -9,6 +9,7 @@ from babel.numbers import format_decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
+from db.agency import Agency
 from db.config import SettingsError, load_settings
 from db.services.errors import InvalidInput
 from db.validation import parse_amount
@@ -32,7 +33,7 @@ LIMIT = Decimal("100000000")
     ],
 )
 def test_the_locales_own_grouping_is_accepted(locale, text, value):
-    assert parse_amount(text, max_amount=LIMIT, locale=locale) == Decimal(value)
+    assert parse_amount(text, max_amount=LIMIT, agency=Agency(locale=locale)) == Decimal(value)
 
 
 @pytest.mark.parametrize(
@@ -61,16 +62,16 @@ def test_the_locales_own_grouping_is_accepted(locale, text, value):
 )
 def test_other_groupings_are_refused_with_the_reason(locale, text, code):
     with pytest.raises(InvalidInput) as err:
-        parse_amount(text, max_amount=LIMIT, locale=locale)
+        parse_amount(text, max_amount=LIMIT, agency=Agency(locale=locale))
     assert err.value.code == code
 
 
 def test_the_refusal_shows_how_the_locale_writes_amounts():
     with pytest.raises(InvalidInput) as err:
-        parse_amount("150,50", max_amount=LIMIT, locale="en_IN")
+        parse_amount("150,50", max_amount=LIMIT, agency=Agency(locale="en_IN"))
     assert "1,50,000.50" in err.value.message and "150000.50" in err.value.message
     with pytest.raises(InvalidInput) as err:
-        parse_amount("1,50,000", max_amount=LIMIT, locale="de_DE")
+        parse_amount("1,50,000", max_amount=LIMIT, agency=Agency(locale="de_DE"))
     assert "150.000,50" in err.value.message and "150000,50" in err.value.message
 
 
@@ -80,9 +81,9 @@ def test_what_the_locale_formats_reads_back(locale, value):
     written = format_decimal(value, format="#,##0.00", locale=locale)
     if locale == "en_IN":
         written = format_decimal(value, format="#,##,##0.00", locale=locale)
-    assert parse_amount(written, max_amount=LIMIT, locale=locale) == value
+    assert parse_amount(written, max_amount=LIMIT, agency=Agency(locale=locale)) == value
     plain = format_decimal(value, locale=locale)  # the locale's default pattern
-    assert parse_amount(plain, max_amount=LIMIT, locale=locale) == value
+    assert parse_amount(plain, max_amount=LIMIT, agency=Agency(locale=locale)) == value
 
 
 def test_the_locale_setting_is_checked():

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import delete, func, select
 
+from db.agency import Agency
 from db.models import (
     AuditEvent,
     Contact,
@@ -159,9 +160,7 @@ def test_archived_loan_is_hidden_from_lists_search_reports_and_jobs(
         provider_sid="SMarc1",
         from_phone=phone,
         body="BAL",
-        agency_name="Agency",
-        agency_phone=None,
-        currency="INR",
+        agency=Agency(name="Agency"),
         today=today,
     )
     assert result.reply_queued and result.relay is None

@@ -27,11 +27,11 @@ def test_every_benchmark_prints_figures_and_ratio_lines(backend, tmp_path, capsy
     assert status == 0, out
     ratios = {m.group(1): m for line in out.splitlines() if (m := RATIO.match(line))}
     names = {name.split(".")[0] for name in ratios}
-    expected = {"seedfast", "plan_reminders", "lookups", "pages", "dispatch", "bot"}
+    expected = {"seedfast", "plan_reminders", "lookups", "pages", "dashboards", "dispatch", "bot"}
     if backend == "postgresql":
         expected.add("workers")
     assert expected <= names, sorted(names)
-    assert len(BENCHMARKS) == 6
+    assert len(BENCHMARKS) == 7
     for name, match in ratios.items():
         float(match.group(2))  # every value is a number
         assert match.group(3) == "-" or re.fullmatch(r"(<=|>=)[0-9.e+-]+", match.group(3)), name

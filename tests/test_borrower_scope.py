@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from bot import texts
 from db import clock
+from db.agency import Agency
 from db.models import (
     Borrower,
     InboundMessage,
@@ -192,9 +193,7 @@ def _reply(session: Session, borrower: Borrower, body: str = "I paid yesterday")
         provider_sid=f"SM{uuid.uuid4().hex}",
         from_phone=borrower.phone,
         body=body,
-        agency_name="Agency",
-        agency_phone=None,
-        currency="INR",
+        agency=Agency(name="Agency"),
         today=TODAY,
     )
 
@@ -344,9 +343,7 @@ async def test_a_held_reply_is_delivered_at_login(settings, committed):
             provider_sid=f"SM{uuid.uuid4().hex}",
             from_phone=phone,
             body="Please come on Sunday",
-            agency_name="Agency",
-            agency_phone=None,
-            currency="INR",
+            agency=Agency(name="Agency"),
             today=TODAY,
         )
         await h.silence(agent, 6)  # more than a relay run: held, not sent to a logged-out chat

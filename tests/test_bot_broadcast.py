@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from bot import texts
 from bot.keyboards import CB, data
 from db import clock, sms_text
+from db.agency import agency_of
 from db.models import (
     BorrowerTag,
     Broadcast,
@@ -24,6 +25,7 @@ from db.models import (
     Suppression,
 )
 from db.models import MessageStatus as S
+from db.money import format_money
 from db.services.access import Actor
 from db.services.broadcasts import compose as bc
 from db.services.broadcasts import tracking
@@ -234,7 +236,7 @@ def _filled(h: BotHarness, loans: tuple[dict, ...]) -> list[tuple[str, str, str]
     ):
         rows += [r for r in chunk if r.loan_id in {ln["loan_id"] for ln in loans}]
     return [
-        (r.name, sms_text.sms_amount(r.amount_due, h.settings.currency), r.loan_number)
+        (r.name, format_money(r.amount_due, agency_of(h.settings), plain=True), r.loan_number)
         for r in rows
     ]
 

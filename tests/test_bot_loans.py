@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from bot import keyboards, texts, views
 from bot.keyboards import CB, data
 from db import clock
+from db.agency import Agency
 from db.models import (
     ContactChannel,
     ContactOutcome,
@@ -409,7 +410,7 @@ async def test_help_lists_the_lookup_commands(settings, committed):
 
 # --- formatting (no bot) ------------------------------------------------------------------------
 
-FMT = views.Fmt("INR", 2, ZoneInfo("Asia/Kolkata"))
+FMT = Agency(currency="INR", zone=ZoneInfo("Asia/Kolkata"))
 NOW = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
 
 
@@ -542,7 +543,7 @@ def test_the_summary_total_is_the_schedule_total(principal, count, method, rate,
     )
     text = views.new_summary(draft, FMT)
     total = sum((s.amount for s in schedule), Decimal(0))
-    assert f"Total to repay: {format_money(total)}" in text
-    assert f"Amount: {format_money(principal)}" in text
+    assert f"Total to repay: {format_money(total, FMT)}" in text
+    assert f"Amount: {format_money(principal, FMT)}" in text
     if count > 1:
-        assert f"{count} × {frequency.value}, {format_money(schedule[0].amount)} first" in text
+        assert f"{count} × {frequency.value}, {format_money(schedule[0].amount, FMT)} first" in text

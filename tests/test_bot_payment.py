@@ -106,7 +106,7 @@ async def test_bad_amounts_each_get_their_own_answer(settings, committed, one_sh
         "-5": "The amount must be more than zero.",
         "0": "The amount must be more than zero.",
         "1e9": "That is not an amount.",
-        "1000000000": "That amount is above the limit of 100,000,000.",
+        "1000000000": "That amount is above the limit of ₹10,00,00,000.00.",
         "12.345": "Use at most 2 decimal places.",
         "abc": "That is not an amount.",
         "١٢٣": "That is not an amount.",

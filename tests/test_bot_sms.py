@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from bot import texts
 from bot.keyboards import CB, data
 from db import clock
+from db.agency import Agency
 from db.models import InboundMessage, Loan, Message, MessageKind, Role
 from db.models import MessageStatus as S
 from db.services.access import Actor
@@ -36,9 +37,7 @@ def _sms_from(h: BotHarness, phone: str, body: str) -> int:
         from_phone=phone,
         to_phone="+15005550006",
         body=body,
-        agency_name="Vasooli",
-        agency_phone=None,
-        currency="INR",
+        agency=Agency(name="Vasooli"),
         today=clock.utcnow().date(),
     )
     return result.inbound_id

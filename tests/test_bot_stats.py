@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from db import clock
+from db.agency import DEFAULT
 from db.models import Role
 from db.money import format_money
 from db.services import reports
@@ -30,16 +31,16 @@ def _figures(book: reports.Portfolio) -> list[str]:
     """The lines /stats must show for book."""
     return [
         f"Active loans: {book.loans_active}",
-        f"Borrowed: {format_money(book.borrowed)}",
-        f"Repaid: {format_money(book.repaid)}",
-        f"Outstanding: {format_money(book.outstanding)}",
+        f"Borrowed: {format_money(book.borrowed, DEFAULT)}",
+        f"Repaid: {format_money(book.repaid, DEFAULT)}",
+        f"Outstanding: {format_money(book.outstanding, DEFAULT)}",
         f"Overdue: {book.overdue_loans} loan(s)",
         *(
-            f"{label} days: {n} · {format_money(amount)}"
+            f"{label} days: {n} · {format_money(amount, DEFAULT)}"
             for label, (n, amount) in book.overdue_by_bucket.items()
         ),
-        f"Collected today: {format_money(book.collected_today)}",
-        f"Collected this month: {format_money(book.collected_month)}",
+        f"Collected today: {format_money(book.collected_today, DEFAULT)}",
+        f"Collected this month: {format_money(book.collected_month, DEFAULT)}",
     ]
 
 
@@ -79,8 +80,8 @@ async def test_stats_figures_and_chart_for_an_agent_and_a_manager(settings, comm
             assert line in text, line
         kiran = next(a for a in everyone.per_agent if a.agent_id == agent.staff_id)
         assert (
-            f"Kiran Agent: 2 · {format_money(kiran.outstanding)} · 1 overdue · "
-            f"{format_money(Decimal('2500.25'))}"
+            f"Kiran Agent: 2 · {format_money(kiran.outstanding, DEFAULT)} · 1 overdue · "
+            f"{format_money(Decimal('2500.25'), DEFAULT)}"
         ) in text
         assert "Other Agent: 1 · ₹7,000.00 · 0 overdue · ₹0.00" in text
         photo = await h.wait(manager, predicate=lambda m: m["kind"] == "photo")
@@ -108,7 +109,7 @@ def test_stats_text_stays_short_with_many_agents_and_chart_draws_zeros():
         collected_month=Decimal("0"),
         per_agent=lines,
     )
-    text = stats_text(book, today, True, "INR")
+    text = stats_text(book, today, True, DEFAULT)
     assert len(text) < 4096 and text.endswith("…and 70 more.")
     assert "Agent &lt;0&gt;" in text  # names are escaped
     zeros = [(today - timedelta(days=i), Decimal("0.00")) for i in range(30)]

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db import clock
+from db.agency import Agency
 from db.models import (
     Borrower,
     InboundMessage,
@@ -57,9 +58,7 @@ def _sms(session: Session, phone: str, body: str, sid: str | None = None, today:
         from_phone=phone,
         to_phone="+15005550006",
         body=body,
-        agency_name=AGENCY,
-        agency_phone=AGENCY_PHONE,
-        currency="INR",
+        agency=Agency(name=AGENCY, phone=AGENCY_PHONE),
         today=today,
     )
 
@@ -334,9 +333,7 @@ def test_missing_sid_and_bad_limit_are_refused(session: Session) -> None:
             provider_sid=" ",
             from_phone=_phone(),
             body="hi",
-            agency_name=AGENCY,
-            agency_phone=None,
-            currency="INR",
+            agency=Agency(name=AGENCY),
             today=TODAY,
         )
     with pytest.raises(InvalidInput):

@@ -15,6 +15,7 @@ from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from db import clock, sms_text
+from db.agency import agency_of
 from db.config import LateFeeKind
 from db.models import (
     Frequency,
@@ -29,6 +30,7 @@ from db.models import (
     PromiseState,
     Suppression,
 )
+from db.money import format_money
 from db.sms_window import window_start, zone
 from scheduler import jobs
 from tests.factories import make_borrower, make_loan
@@ -338,9 +340,7 @@ def _rendered_in_python(session: Session, m: Message, settings) -> tuple[str, da
     ).one()
     loan, borrower = inst.loan, inst.loan.borrower
     owed = inst.principal_due + inst.interest_due + inst.fee_due - inst.amount_paid - inst.fee_paid
-    money = partial(
-        sms_text.sms_amount, currency=settings.currency, minor_units=settings.minor_units
-    )
+    money = partial(format_money, agency=agency_of(settings), plain=True)
     body = sms_text.render(
         sms_text.template_for(days),
         {
@@ -383,10 +383,11 @@ _TERMS = st.lists(st.tuples(st.sampled_from([1, -1]), _MONEY), min_size=1, max_s
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(terms=_TERMS, currency=st.sampled_from(["INR", "JPY", "KWD"]))
-def test_amounts_in_sql_match_sms_amount(session, settings, terms, currency):
+def test_amounts_in_sql_match_money_for_sms(session, settings, terms, currency):
     settings = settings.model_copy(update={"currency": currency})
     dialect = session.get_bind().dialect.name
     columns = [(sign, literal(value, Money)) for sign, value in terms]
-    got = session.scalar(select(jobs.amount_sql(columns, dialect, settings)))
+    agency = agency_of(settings)
+    got = session.scalar(select(jobs.amount_sql(columns, dialect, agency)))
     total = sum((sign * value for sign, value in terms), Decimal("0.00"))
-    assert got == sms_text.sms_amount(total, currency, settings.minor_units)
+    assert got == format_money(total, agency, plain=True)

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db import clock
+from db.agency import Agency
 from db.models import Borrower, InboundMessage, LoanEvent, Message, MessageKind
 from db.services.sms.inbound import handle_inbound
 from tests.factories import make_borrower, make_loan
@@ -26,9 +27,7 @@ def _sms(session: Session, phone: str, body: str, per_hour: int = 3):
         from_phone=phone,
         to_phone=None,
         body=body,
-        agency_name="Test Agency",
-        agency_phone="+919000000001",
-        currency="INR",
+        agency=Agency(name="Test Agency", phone="+919000000001"),
         today=clock.utcnow().date(),
         replies_per_hour=per_hour,
     )

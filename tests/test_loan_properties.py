@@ -34,6 +34,7 @@ from hypothesis.stateful import (
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from db.agency import DEFAULT
 from db.config import LateFeeKind, Settings
 from db.models import (
     AuditEvent,
@@ -49,6 +50,7 @@ from db.models import (
     PaymentAllocation,
     Role,
 )
+from db.money import format_money
 from db.services import access
 from db.services.collection import fees, payments, promises
 from db.services.errors import ServiceError
@@ -58,7 +60,6 @@ from db.services.loans.add import EditableField
 from db.services.loans.search import LoanFilter
 from db.services.sms import outbox
 from db.services.sms import truth as message_truth
-from db.sms_text import sms_amount
 from scheduler import jobs
 from tests.factories import actor, make_loan, make_staff
 
@@ -346,7 +347,7 @@ class LoanActions(RuleBasedStateMachine):
         loan = self.s.scalar(select(Loan).where(Loan.loan_number == number))
         if loan is None or loan.state is not LoanState.ACTIVE or loan.archived_at is not None:
             return  # the planner queues only for live, active loans (access.LIVE_LOAN)
-        owed = sms_amount(loan.outstanding, "INR")
+        owed = format_money(loan.outstanding, DEFAULT, plain=True)
         outbox.queue_message(
             self.s,
             to=loan.borrower.phone,
@@ -405,7 +406,9 @@ class LoanActions(RuleBasedStateMachine):
                 assert loan.state is LoanState.ACTIVE, f"queued for a {loan.state} loan"
                 assert loan.archived_at is None, "queued for an archived loan"
             if m.rule == "prop":
-                assert m.body.endswith(f"you owe {sms_amount(loan.outstanding, 'INR')}.")
+                assert m.body.endswith(
+                    f"you owe {format_money(loan.outstanding, DEFAULT, plain=True)}."
+                )
         assert message_truth.untrue_in(self.s, [m.id for m in queued]) == {}
 
     @invariant()

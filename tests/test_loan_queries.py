@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import event
 
 from db import clock
+from db.agency import Agency
 from db.models import (
     Contact,
     ContactChannel,
@@ -419,12 +420,12 @@ def test_history_of_another_agents_loan_is_not_found(session, agent_a, agent_b):
 def test_loan_with_history_is_the_card_and_a_page_of_its_history(session, agent, agent_b):
     loan = make_loan(session, agent=agent)
     today = clock.utcnow().date()
-    kw = {"today": today, "currency": "INR", "limit": 5}
+    kw = {"today": today, "agency": Agency(), "limit": 5}
     by_id = loan_with_history(session, actor=actor(agent), loan_id=loan.id, **kw)
     by_number = loan_with_history(session, actor=actor(agent), loan_number=loan.loan_number, **kw)
     assert by_id == by_number and by_id.loan.loan_number == loan.loan_number
     assert by_id.history == loan_history(
-        session, actor=actor(agent), loan_number=loan.loan_number, limit=5, currency="INR"
+        session, actor=actor(agent), loan_number=loan.loan_number, limit=5, agency=Agency()
     )
     for who in ({"loan_id": loan.id}, {"loan_number": loan.loan_number}):
         with pytest.raises(NotFound):

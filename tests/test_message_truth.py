@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.agency import Agency
 from db.config import LateFeeKind
 from db.models import (
     Broadcast,
@@ -318,9 +319,7 @@ def test_stop_withdraws_everything_queued_for_the_borrower(session, loan, settin
         provider_sid="SMstop0001",
         from_phone=loan.borrower.phone,
         body="STOP",
-        agency_name="Agency",
-        agency_phone=None,
-        currency="INR",
+        agency=Agency(name="Agency"),
         today=TODAY,
     )
     _withdrawn(session, reminder, "opted_out")

@@ -8,9 +8,11 @@ from decimal import Decimal
 from itertools import pairwise
 
 import pytest
+from babel.numbers import get_currency_symbol, parse_decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
+from db.agency import Agency
 from db.models import Frequency, InterestMethod
 from db.money import Due, add_period, allocate, build_schedule, format_money
 from db.services.errors import InvalidInput
@@ -198,26 +200,55 @@ def test_add_period_properties(start, n):
 
 
 @pytest.mark.parametrize(
-    ("amount", "currency", "expected"),
+    ("amount", "currency", "locale", "expected"),
     [
-        ("123456.5", "INR", "₹1,23,456.50"),
-        ("10000000", "INR", "₹1,00,00,000.00"),
-        ("999", "INR", "₹999.00"),
-        ("1000", "INR", "₹1,000.00"),
-        ("0", "INR", "₹0.00"),
-        ("0.005", "INR", "₹0.01"),
-        ("-1500", "INR", "-₹1,500.00"),
-        ("1234567.891", "USD", "$1,234,567.89"),
-        ("1234.5", "EUR", "€1,234.50"),
-        ("1234.5", "XYZ", "XYZ 1,234.50"),
+        ("123456.5", "INR", "en_IN", "₹1,23,456.50"),
+        ("10000000", "INR", "en_IN", "₹1,00,00,000.00"),
+        ("999", "INR", "en_IN", "₹999.00"),
+        ("1000", "INR", "en_IN", "₹1,000.00"),
+        ("0", "INR", "en_IN", "₹0.00"),
+        ("0.005", "INR", "en_IN", "₹0.01"),  # half up, where Babel alone rounds half even
+        ("-1500", "INR", "en_IN", "-₹1,500.00"),
+        ("1234567.891", "USD", "en_US", "$1,234,567.89"),
+        ("1234.5", "EUR", "en_US", "€1,234.50"),
+        ("1234.5", "XYZ", "en_US", "XYZ 1,234.50"),
+        ("1234.5", "KWD", "en_IN", "KWD 1,234.500"),
+        ("1234.5", "INR", "de_DE", "1.234,50\xa0₹"),
     ],
 )
-def test_format_money_examples(amount, currency, expected):
-    assert format_money(Decimal(amount), currency) == expected
+def test_format_money_examples(amount, currency, locale, expected):
+    agency = Agency(currency=currency, locale=locale)
+    assert format_money(Decimal(amount), agency) == expected
 
 
 def test_format_money_without_minor_units():
-    assert format_money(Decimal("1234.5"), "JPY", minor_units=0) == "JPY 1,235"
+    assert format_money(Decimal("1234.5"), Agency(currency="JPY", locale="en_IN")) == "JP¥1,235"
+    assert format_money(Decimal("1234.5"), Agency(currency="JPY"), plain=True) == "JPY 1235"
+
+
+def test_the_agency_takes_its_minor_units_from_the_currency():
+    assert [Agency(currency=c).minor_units for c in ("INR", "JPY", "KWD")] == [2, 0, 3]
+
+
+@given(
+    units=st.integers(min_value=-(10**14), max_value=10**14),
+    currency=st.sampled_from(["INR", "USD", "JPY", "KWD", "EUR"]),
+    locale=st.sampled_from(["en_IN", "en_US", "de_DE", "fr_FR", "hi_IN"]),
+)
+def test_format_money_round_trips_every_minor_unit(units, currency, locale):
+    """Whole minor units in, the same minor units back: digits only, never a float."""
+    agency = Agency(currency=currency, locale=locale)
+    amount = Decimal(units).scaleb(-agency.minor_units)
+    plain = format_money(amount, agency, plain=True)
+    code, number = plain.split(" ")
+    assert code == currency and Decimal(number) == amount
+    shown = format_money(amount, agency)
+    read = parse_decimal(
+        shown.replace(get_currency_symbol(currency, locale=locale), "").strip("\xa0 -"),
+        locale=locale,
+        strict=True,
+    )
+    assert (-read if units < 0 else read).scaleb(agency.minor_units) == units
 
 
 @pytest.mark.parametrize(
@@ -245,4 +276,9 @@ def test_parse_amount_refusals(text, code):
 def test_parse_amount_round_trips(value):
     assert parse_amount(f"{value:f}", max_amount=Decimal("100000000")) == value
     # Python's "," groups in threes: the en_US way (tests/test_amounts.py covers en_IN).
-    assert parse_amount(f"${value:,.2f}", max_amount=Decimal("100000000"), locale="en_US") == value
+    assert (
+        parse_amount(
+            f"${value:,.2f}", max_amount=Decimal("100000000"), agency=Agency(locale="en_US")
+        )
+        == value
+    )

@@ -13,11 +13,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db import clock
+from db.agency import Agency
 from db.models import Message, MessageKind, MessageStatus, PaymentMethod
+from db.money import format_money
 from db.services.collection.payments import pay_and_notify, record_payment
 from db.services.errors import Conflict, InvalidInput, NotFound
 from db.services.sms.notices import notice_text, payment_notice
-from db.sms_text import Encoding, encoding, segments, sms_amount
+from db.sms_text import Encoding, encoding, segments
 from tests.factories import actor, make_borrower, make_loan
 
 AGENCY = "Test Agency"
@@ -54,8 +56,7 @@ def _notice(session: Session, loan, paid, **kw):
         amount=paid.amount,
         outstanding=paid.outstanding,
         closed=paid.closed,
-        agency_name=AGENCY,
-        currency="INR",
+        agency=Agency(name=AGENCY),
         notify_payment=True,
         notify_closed=True,
     )
@@ -129,8 +130,7 @@ def test_bad_amount_or_loan_is_refused(session: Session, agent, loan) -> None:
             amount=Decimal("1"),
             outstanding=Decimal("0"),
             closed=False,
-            agency_name=AGENCY,
-            currency="INR",
+            agency=Agency(name=AGENCY),
             notify_payment=True,
             notify_closed=True,
         )
@@ -148,12 +148,11 @@ def test_notice_text_is_gsm7_with_exact_amounts(
         amount=amount,
         outstanding=outstanding,
         closed=closed,
-        agency_name="Sharma Recovery Services",
-        currency="INR",
+        agency=Agency(name="Sharma Recovery Services"),
     )
     assert encoding(body) is Encoding.GSM7
-    assert f"Payment of {sms_amount(amount, 'INR')} received" in body
-    assert (f"balance {sms_amount(outstanding, 'INR')}." in body) is not closed
+    assert f"Payment of {format_money(amount, Agency(), plain=True)} received" in body
+    assert (f"balance {format_money(outstanding, Agency(), plain=True)}." in body) is not closed
     assert segments(body) == 1
 
 

@@ -192,10 +192,10 @@ def test_mark_suppressed(session):
 def test_callbacks_out_of_order_end_delivered_and_every_one_is_recorded(session):
     info = _sent(session, sid="SMooo")
     cb = EventSource.CALLBACK
-    assert outbox.apply_status(session, sid="SMooo", status="delivered", error_code=None, source=cb)
-    assert not outbox.apply_status(session, sid="SMooo", status="sent", error_code=None, source=cb)
+    assert outbox.apply_status(session, sid="SMooo", status=S.DELIVERED, error_code=None, source=cb)
+    assert not outbox.apply_status(session, sid="SMooo", status=S.SENT, error_code=None, source=cb)
     assert not outbox.apply_status(
-        session, sid="SMooo", status="delivered", error_code=None, source=cb
+        session, sid="SMooo", status=S.DELIVERED, error_code=None, source=cb
     )
     row = session.get(Message, info.id)
     assert row.status is S.DELIVERED and row.delivered_at is not None
@@ -203,9 +203,43 @@ def test_callbacks_out_of_order_end_delivered_and_every_one_is_recorded(session)
     assert tail == [("delivered", "callback"), ("sent", "callback"), ("delivered", "callback")]
 
 
+@pytest.mark.parametrize(
+    ("word", "ours"),
+    [
+        ("accepted", S.SENT),
+        ("queued", S.SENT),
+        ("sending", S.SENT),
+        ("sent", S.SENT),
+        ("delivered", S.DELIVERED),
+        ("READ", S.DELIVERED),
+        ("undelivered", S.UNDELIVERED),
+        ("failed", S.FAILED),
+        ("canceled", S.FAILED),
+        ("receiving", None),
+        (None, None),
+    ],
+)
+def test_twilio_statuses_are_translated_at_the_worker(word, ours):
+    assert twilio_codes.status_of(word) is ours
+
+
+def test_a_twilio_word_we_do_not_know_is_recorded_and_ignored(session):
+    info = _sent(session, sid="SModd")
+    assert not twilio_codes.apply_status(
+        session, sid="SModd", status="receiving", error_code=None, source="callback"
+    )
+    assert session.get(Message, info.id).status is S.SENT
+    assert _events(session, info.id)[-1] == ("receiving", "callback")
+    # A Twilio word that means "handed over" is kept as Twilio said it in the event.
+    assert not twilio_codes.apply_status(
+        session, sid="SModd", status="queued", error_code=None, source="callback"
+    )
+    assert _events(session, info.id)[-1] == ("queued", "callback")
+
+
 def test_unknown_sid_changes_nothing(session):
     assert not outbox.apply_status(
-        session, sid="SMnope", status="delivered", error_code=None, source="callback"
+        session, sid="SMnope", status=S.DELIVERED, error_code=None, source="callback"
     )
 
 
@@ -261,7 +295,7 @@ def test_stuck_sending_and_sent_without_final(session):
         m.id for m in outbox.stuck_sending(session, older_than=clock.utcnow() - timedelta(hours=1))
     }
     assert quiet.id in {m.id for m in outbox.sent_without_final(session, older_than=later)}
-    outbox.apply_status(session, sid="SMquiet", status="delivered", error_code=None, source="cb")
+    outbox.apply_status(session, sid="SMquiet", status=S.DELIVERED, error_code=None, source="cb")
     assert quiet.id not in {m.id for m in outbox.sent_without_final(session, older_than=later)}
 
 

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from db.agency import Agency
 from db.models import (
     AuditEvent,
     Frequency,
@@ -129,6 +130,20 @@ def test_overpayment_is_refused_with_the_amount_owed_and_writes_nothing(session,
     )
     assert len(_events(session, loan, LoanEventKind.PAYMENT)) == 1
     assert loan.amount_paid == D("1000.00")
+
+
+def test_refusals_show_sums_in_the_agencys_currency_and_locale(session, agent):
+    loan = _loan(session, agent)
+    usd = Agency(currency="USD", locale="en_US")
+    with pytest.raises(InvalidInput) as err:
+        _pay(session, agent, loan, "3000.01", agency=usd)
+    assert str(err.value) == f"That is more than the $3,000.00 owed on {loan.loan_number}."
+    with pytest.raises(InvalidInput) as err:
+        _pay(session, agent, loan, "1.5", agency=Agency(currency="JPY"))
+    assert err.value.code == "amount_decimals" and err.value.params["places"] == 0
+    with pytest.raises(InvalidInput) as err:
+        _pay(session, agent, loan, "200000000", agency=usd)
+    assert str(err.value) == "That amount is above the limit of $100,000,000.00."
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from db.agency import Agency
 from db.migrate import upgrade
 from db.models import (
     AuditEvent,
@@ -37,12 +38,14 @@ from db.validation import name_key, parse_loan_number
 from tests.factories import make_borrower
 
 TZ = ZoneInfo("Asia/Kolkata")
+AGENCY = Agency(zone=TZ)
 TODAY = date(2026, 3, 31)  # a month end: monthly schedules must still land on target dates
 ZERO = Decimal("0")
 
 
 def _seed(session: Session, *, loans: int = 300, borrowers: int = 250, seed_: int = 7, **kw):
-    return seed(session, borrowers=borrowers, loans=loans, seed=seed_, today=TODAY, tz=TZ, **kw)
+    kw.setdefault("agency", AGENCY)
+    return seed(session, borrowers=borrowers, loans=loans, seed=seed_, today=TODAY, **kw)
 
 
 def _mine():
@@ -140,7 +143,7 @@ def test_same_seed_gives_the_same_data(tmp_path):
                 loans=120,
                 seed=8 if name == "other" else 7,
                 today=TODAY,
-                tz=TZ,
+                agency=AGENCY,
             )
             with Session(engine) as fresh:
                 snapshots.append(_snapshot(fresh))
@@ -209,7 +212,7 @@ def test_phones_are_valid_unique_and_names_searchable(session):
 
 
 def test_other_regions_get_valid_phones(session):
-    _seed(session, loans=30, borrowers=30, region="GB")
+    _seed(session, loans=30, borrowers=30, agency=Agency(zone=TZ, region="GB"))
     phones = session.scalars(
         select(Borrower.phone).where(
             Borrower.id.in_(select(Loan.borrower_id).where(Loan.id.in_(_mine())))
@@ -284,7 +287,7 @@ def test_an_engine_is_committed(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'seed.db'}")
     try:
         upgrade(engine)
-        report = seed(engine, borrowers=8, loans=10, today=TODAY, tz=TZ)
+        report = seed(engine, borrowers=8, loans=10, today=TODAY, agency=AGENCY)
         with Session(engine) as fresh:
             assert fresh.scalar(select(func.count()).select_from(Loan)) == report.loans == 10
             assert _check_ledger(fresh) == 10

@@ -10,6 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from db import sms_text
+from db.agency import Agency
+from db.money import format_money
 from db.services.errors import InvalidInput
 from db.sms_text import Encoding, encoding, render, segments
 
@@ -91,8 +93,9 @@ def test_check_template_accepts_escaped_braces_and_refuses_empty():
 
 
 def test_amount_and_date_formatting_stay_gsm():
-    assert sms_text.sms_amount(Decimal("1500"), "INR") == "INR 1500.00"
-    assert sms_text.sms_amount(Decimal("1500.5"), "JPY", 0) == "JPY 1501"
+    assert format_money(Decimal("1500"), Agency(), plain=True) == "INR 1500.00"
+    assert format_money(Decimal("1500.5"), Agency(currency="JPY"), plain=True) == "JPY 1501"
+    assert format_money(Decimal("-5"), Agency(currency="KWD"), plain=True) == "KWD -5.000"
     assert sms_text.sms_date(date(2025, 3, 5)) == "05 Mar 2025"
 
 
@@ -157,8 +160,8 @@ def test_segments_grow_with_the_text(text):
 
 
 @given(st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False))
-def test_sms_amount_round_trips_and_stays_gsm(amount):
-    text = sms_text.sms_amount(amount, "INR")
+def test_money_for_sms_round_trips_and_stays_gsm(amount):
+    text = format_money(amount, Agency(), plain=True)
     currency, number = text.split(" ")
     assert currency == "INR" and Decimal(number) == amount
     assert encoding(text) is Encoding.GSM7

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db import clock
+from db.agency import Agency
 from db.failures import FailureClass, StreakRule
 from db.models import (
     AuditEvent,
@@ -73,9 +74,7 @@ def _start(session: Session, phone: str):
         from_phone=phone,
         to_phone=None,
         body="START",
-        agency_name="Test Agency",
-        agency_phone=None,
-        currency="INR",
+        agency=Agency(name="Test Agency"),
         today=clock.utcnow().date(),
     )
 

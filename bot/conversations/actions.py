@@ -22,7 +22,7 @@ from telegram.ext import ConversationHandler
 from telegram.warnings import PTBUserWarning
 
 from bot import keyboards, texts
-from bot.context import Context, answer_button, db, require_staff, settings_of
+from bot.context import Context, agency_of, answer_button, db, require_staff, settings_of
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
 from db import clock
@@ -112,8 +112,7 @@ def today_of(context: Context) -> date:
 
 def money(context: Context, amount: Decimal) -> str:
     """An amount in the agency's currency, e.g. ₹1,500.00."""
-    settings = settings_of(context)
-    return format_money(amount, settings.currency, settings.minor_units)
+    return format_money(amount, agency_of(context))
 
 
 def my_button(update: Update, context: Context, prefix: CB, count: int = 2) -> list[int] | None:
@@ -204,14 +203,9 @@ async def amount_owed(
     update: Update, context: Context, actor: Actor, text: str, *, code: str, again: str, retry: int
 ) -> tuple[Decimal, Decimal] | int:
     """The amount typed and what would be left owing; else the state to return (retry or END)."""
-    settings = settings_of(context)
+    agency = agency_of(context)
     try:
-        amount = parse_amount(
-            text,
-            max_amount=settings.max_amount,
-            minor_units=settings.minor_units,
-            locale=settings.agency_locale,
-        )
+        amount = parse_amount(text, max_amount=settings_of(context).max_amount, agency=agency)
         balance = await db(
             context,
             check_owed,
@@ -219,6 +213,7 @@ async def amount_owed(
             loan_number=context.user_data[NUMBER],
             amount=amount,
             code=code,
+            agency=agency,
         )
     except InvalidInput as err:
         await say(update, texts.action_again(err.message, again))

@@ -18,8 +18,8 @@ from telegram.error import TelegramError
 from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler
 from telegram.warnings import PTBUserWarning
 
-from bot import keyboards, texts, views
-from bot.context import Context, answer_button, db, require_staff, settings_of
+from bot import keyboards, texts
+from bot.context import Context, agency_of, answer_button, db, require_staff, settings_of
 from bot.conversations import TEXT_INPUT, cancel_fallback
 from bot.conversations import add_loan_steps as steps
 from bot.conversations.add_loan_steps import STEPS, State
@@ -92,7 +92,7 @@ async def _ask(update: Update, context: Context, state: State, reason: str | Non
     """Ask the question of state (after the reason the last answer was refused)."""
     form = _form(context)
     form["at"] = int(state)
-    text, markup = steps.question(form, state, views.Fmt.of(settings_of(context)))
+    text, markup = steps.question(form, state, agency_of(context))
     # A pressed button was answered already: send, don't reply() (it answers again).
     await update.effective_chat.send_message(
         texts.new_again(reason, text) if reason else text, reply_markup=markup

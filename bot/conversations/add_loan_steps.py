@@ -14,8 +14,9 @@ from enum import IntEnum
 from telegram import InlineKeyboardMarkup
 
 from bot import keyboards, texts, views
-from bot.context import Context, settings_of
+from bot.context import Context, agency_of, settings_of
 from db import clock
+from db.agency import Agency
 from db.models import Frequency, InterestMethod
 from db.services.loans import add as loan_service
 from db.validation import (
@@ -106,13 +107,13 @@ def draft(form: dict) -> views.Draft:
     )
 
 
-def question(form: dict, state: State, fmt: views.Fmt) -> tuple[str, InlineKeyboardMarkup | None]:
+def question(form: dict, state: State, agency: Agency) -> tuple[str, InlineKeyboardMarkup | None]:
     """The text of state's question and its buttons (None when it is typed)."""
     if state is State.EXISTING:
         found = form["existing"]
         text = texts.new_existing(found["name"], found["address"], found["loans"])
     elif state is State.SUMMARY:
-        text = views.new_summary(draft(form), fmt)
+        text = views.new_summary(draft(form), agency)
     elif state is State.FIRST_DUE:
         text = texts.NEW_ASK_DUE_SINGLE if form["count"] == 1 else texts.NEW_ASK_DUE_FIRST
     else:
@@ -139,8 +140,8 @@ def loan_args(context: Context, form: dict) -> dict:
         "method": done.method,
         "rate": done.rate,
         "loan_number": done.number,
-        "region": settings.default_phone_region,
         "max_amount": settings.max_amount,
+        "agency": agency_of(context),
     }
 
 
@@ -158,13 +159,8 @@ def address(context: Context, text: str) -> tuple[dict, State]:
 
 
 def amount(context: Context, text: str) -> tuple[dict, State]:
-    settings = settings_of(context)
-    value = parse_amount(
-        text,
-        max_amount=settings.max_amount,
-        minor_units=settings.minor_units,
-        locale=settings.agency_locale,
-    )
+    agency = agency_of(context)
+    value = parse_amount(text, max_amount=settings_of(context).max_amount, agency=agency)
     return {"amount": str(value)}, State.PLAN
 
 

@@ -18,7 +18,7 @@ from telegram import Update
 from telegram.ext import ConversationHandler, MessageHandler
 
 from bot import texts
-from bot.context import Context, require_staff, settings_of
+from bot.context import Context, agency_of, require_staff
 from bot.conversations import TEXT_INPUT, actions, loan_action
 from bot.conversations.actions import NUMBER, VERSION
 from bot.conversations.loan_action import Ask, Change, Confirm, Entry
@@ -77,7 +77,7 @@ def _close_arguments(context: Context, actor: Actor, version: int) -> dict[str, 
         "loan_number": context.user_data[NUMBER],
         "expected_version": version,
         "today": actions.today_of(context),
-        "currency": settings_of(context).currency,
+        "agency": agency_of(context),
     }
 
 

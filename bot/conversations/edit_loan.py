@@ -16,11 +16,12 @@ from telegram import Update
 from telegram.ext import CallbackQueryHandler, ConversationHandler, MessageHandler
 
 from bot import keyboards, texts, views
-from bot.context import Context, require_staff, settings_of
+from bot.context import Context, agency_of, require_staff, settings_of
 from bot.conversations import TEXT_INPUT, actions, loan_action
 from bot.conversations.actions import NUMBER, VERSION
 from bot.conversations.loan_action import Ask, Change, Confirm, Entry
 from bot.keyboards import CB
+from db.agency import Agency
 from db.money import format_money
 from db.services.access import Actor
 from db.services.errors import InvalidInput
@@ -74,12 +75,12 @@ def _current(view: LoanView) -> dict[str, str]:
     return {field.value: "" if value is None else str(value) for field, value in values.items()}
 
 
-def shown(field: str, value: str, currency: str) -> str:
+def shown(field: str, value: str, agency: Agency) -> str:
     """A field's value as people read it: money formatted, dates as the card shows them."""
     if not value:
         return ""
     if field == EditableField.PRINCIPAL:
-        return format_money(Decimal(value), currency)
+        return format_money(Decimal(value), agency)
     if field == EditableField.NEXT_DUE_DATE:
         return views.day(date.fromisoformat(value))
     return value
@@ -112,7 +113,7 @@ async def field_button(update: Update, context: Context, actor: Actor) -> int | 
     if field is None:
         return None
     data[FIELD] = field
-    current = shown(field, data[CURRENT][field], settings_of(context).currency)
+    current = shown(field, data[CURRENT][field], agency_of(context))
     await update.callback_query.edit_message_text(texts.edit_ask_value(field, current))
     return State.VALUE
 
@@ -127,19 +128,18 @@ def _edit(context: Context, actor: Actor, version: int) -> dict[str, Any]:
         "value": data[VALUE],
         "expected_version": version,
         "today": actions.today_of(context),
-        "region": settings.default_phone_region,
         "max_amount": settings.max_amount,
         "reason": data.get(REASON),
-        "locale": settings.agency_locale,
+        "agency": agency_of(context),
     }
 
 
 def _edited(context: Context, done: EditResult) -> tuple[str, int]:
-    currency = settings_of(context).currency
+    agency = agency_of(context)
     text = texts.edit_done(
         done.field.value,
-        shown(done.field, done.before, currency),
-        shown(done.field, done.after, currency),
+        shown(done.field, done.before, agency),
+        shown(done.field, done.after, agency),
     )
     return text, done.loan.id
 
@@ -187,13 +187,13 @@ async def reason_text(update: Update, context: Context, actor: Actor) -> int:
 async def _ask_confirm(update: Update, context: Context, preview: EditResult) -> int:
     """before → after (and the reason, if one was asked), with Confirm / Cancel."""
     data = context.user_data
-    currency = settings_of(context).currency
+    agency = agency_of(context)
     field = data[FIELD]
     text = texts.edit_confirm(
         data[NUMBER],
         field,
-        shown(field, preview.before, currency),
-        shown(field, preview.after, currency),
+        shown(field, preview.before, agency),
+        shown(field, preview.after, agency),
     )
     if data.get(REASON):
         text += texts.edit_reason_line(data[REASON])

@@ -15,6 +15,7 @@ from telegram.ext import CommandHandler, ConversationHandler, MessageHandler
 from bot import jobs, texts
 from bot.context import (
     Context,
+    dashboards_url,
     db,
     gate_text,
     refusal_text,
@@ -97,7 +98,7 @@ async def password(update: Update, context: Context) -> int:
     except AuthError as err:
         return await _refused(update, err)
     context.user_data.clear()
-    await set_menu_for(context.bot, result.staff)
+    await set_menu_for(context.bot, result.staff, app_url=dashboards_url(context))
     await reply(update, texts.logged_in(result.staff.name))
     try:
         await jobs.deliver_held(context, result.staff.id)  # replies held while away
@@ -133,7 +134,7 @@ async def logout(update: Update, context: Context) -> None:
         await reply(update, texts.NOT_STAFF)
         return
     context.user_data.clear()
-    await reset_menu(context.bot, update.effective_chat.id)
+    await reset_menu(context.bot, update.effective_chat.id, app_url=dashboards_url(context))
     await reply(update, texts.LOGGED_OUT)
 
 

@@ -11,7 +11,7 @@ from telegram import Update
 from telegram.ext import ConversationHandler, MessageHandler
 
 from bot import texts, views
-from bot.context import Context, require_staff
+from bot.context import Context, agency_of, require_staff
 from bot.conversations import TEXT_INPUT, actions, loan_action
 from bot.conversations.actions import LOAN_ID, NUMBER
 from bot.conversations.loan_action import Ask, Change, Entry
@@ -121,5 +121,6 @@ async def _take_date(update: Update, context: Context, actor: Actor, text: str) 
         "amount": Decimal(context.user_data[AMOUNT]),
         "promised_date": when,
         "today": today,
+        "agency": agency_of(context),
     }
     return await loan_action.commit(update, context, actor, PROMISE, arguments, (DATE_AGAIN,))

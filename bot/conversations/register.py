@@ -15,7 +15,7 @@ from telegram.error import TelegramError
 from telegram.ext import CommandHandler, ConversationHandler, MessageHandler
 
 from bot import keyboards, texts
-from bot.context import Context, db, reply, set_menu_for, staff_actor
+from bot.context import Context, dashboards_url, db, reply, set_menu_for, staff_actor
 from bot.conversations import TEXT_INPUT, cancel_fallback, delete_quietly
 from db.models import StaffState
 from db.security import hash_code
@@ -177,7 +177,7 @@ async def invite_password(update: Update, context: Context) -> int:
         await reply(update, texts.service_error(err))
         return ConversationHandler.END
     context.user_data.clear()
-    await set_menu_for(context.bot, result.staff)
+    await set_menu_for(context.bot, result.staff, app_url=dashboards_url(context))
     await reply(update, texts.welcome(result.staff.name, result.staff.role))
     return ConversationHandler.END
 
@@ -204,7 +204,7 @@ async def save_first_password(update: Update, context: Context) -> bool:
     except ServiceError as err:
         await reply(update, texts.service_error(err))
         return True
-    await set_menu_for(context.bot, result.staff)
+    await set_menu_for(context.bot, result.staff, app_url=dashboards_url(context))
     await reply(update, texts.welcome(result.staff.name, result.staff.role))
     return True
 

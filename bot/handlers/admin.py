@@ -15,6 +15,7 @@ from bot import keyboards, paging, texts
 from bot.context import (
     Context,
     answer_button,
+    dashboards_url,
     db,
     reply,
     require_staff,
@@ -127,7 +128,7 @@ async def _tell_requester(context: Context, info: StaffInfo, approved: bool) -> 
     except TelegramError as exc:
         log.warning("could not tell staff %s about the decision: %s", info.id, exc)
     if approved:
-        await set_menu_for(context.bot, info)
+        await set_menu_for(context.bot, info, app_url=dashboards_url(context))
 
 
 @require_staff
@@ -216,9 +217,9 @@ async def _staff_action(update: Update, context: Context, actor: Actor, raw: str
 async def _after_change(context: Context, info: StaffInfo) -> None:
     # The changed person's menu follows their new role or state at once.
     if info.state == StaffState.ACTIVE:
-        await set_menu_for(context.bot, info)
+        await set_menu_for(context.bot, info, app_url=dashboards_url(context))
     elif info.chat_id is not None:
-        await reset_menu(context.bot, info.chat_id)
+        await reset_menu(context.bot, info.chat_id, app_url=dashboards_url(context))
 
 
 @require_staff

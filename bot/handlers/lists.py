@@ -19,9 +19,9 @@ from telegram.ext import (
 )
 
 from bot import keyboards, paging, texts, views
-from bot.context import Context, answer_button, db, reply, require_staff, settings_of
+from bot.context import Context, agency_of, answer_button, db, reply, require_staff, settings_of
 from bot.conversations import TEXT_INPUT, cancel_fallback
-from bot.handlers.replies import fmt, show, today
+from bot.handlers.replies import show, today
 from bot.keyboards import CB
 from db.models import Role
 from db.services import reports
@@ -119,7 +119,7 @@ async def _find_page(
         await show(update, context, texts.find_none(query), None, edit)
         return
     text = views.find_title(query, (page - 1) * PAGE, len(found))
-    markup = keyboards.search_results(views.loan_buttons(found, fmt(context)), page, more)
+    markup = keyboards.search_results(views.loan_buttons(found, agency_of(context)), page, more)
     await show(update, context, text, markup, edit)
 
 
@@ -175,7 +175,7 @@ async def _list_page(
     text = views.list_title(_FILTER_LABELS[filter.value], page, actor.sees_all_loans)
     if not found.items:
         text += "\n" + texts.LIST_EMPTY
-    loans = views.loan_buttons(found.items, fmt(context))
+    loans = views.loan_buttons(found.items, agency_of(context))
     markup = keyboards.loan_list(
         loans, filter.value, page, found.next_cursor is not None, archived=actor.role is Role.ADMIN
     )
@@ -188,10 +188,10 @@ async def today_command(update: Update, context: Context, actor: Actor) -> None:
     items = await db(
         context, reports.work_list, actor=actor, today=today(context), limit=TODAY_LIMIT
     )
-    money = fmt(context)
-    markup = keyboards.loan_buttons(views.loan_buttons([i.loan for i in items], money))
+    agency = agency_of(context)
+    markup = keyboards.loan_buttons(views.loan_buttons([i.loan for i in items], agency))
     if not items:
         await reply(update, texts.TODAY_EMPTY)
         return
-    head, *lines = views.today_text(items, money).split("\n")
+    head, *lines = views.today_text(items, agency).split("\n")
     await paging.reply_pages(update, lines, head=head, reply_markup=markup)

@@ -11,8 +11,8 @@ from telegram import CallbackQuery, Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 
 from bot import keyboards, texts, views
-from bot.context import Context, db, reply, require_staff, settings_of
-from bot.handlers.replies import command_text, fmt, pressed, show, today
+from bot.context import Context, agency_of, db, reply, require_staff
+from bot.handlers.replies import command_text, pressed, show, today
 from bot.keyboards import CB
 from db.services.access import Actor
 from db.services.errors import NotFound, ServiceError
@@ -37,7 +37,7 @@ def handlers() -> list[BaseHandler]:
 async def _card(
     update_or_query, context: Context, actor: Actor, view: LoanView, note: str | None, edit: bool
 ) -> None:
-    text = views.card(view, fmt(context), note)
+    text = views.card(view, agency_of(context), note)
     await show(update_or_query, context, text, keyboards.loan_card(view, actor.role), edit)
 
 
@@ -118,7 +118,7 @@ async def _history_page(
             loan_service.loan_with_history,
             actor=actor,
             today=today(context),
-            currency=settings_of(context).currency,
+            agency=agency_of(context),
             limit=HISTORY_PAGE,
             loan_id=loan_id,
             loan_number=number,
@@ -128,7 +128,7 @@ async def _history_page(
         await show(update, context, texts.service_error(err), None, edit)
         return
     view, found = got.loan, got.history
-    text, shown = views.history_page(view.loan_number, found.items, page, fmt(context))
+    text, shown = views.history_page(view.loan_number, found.items, page, agency_of(context))
     # A page too long for one message shows fewer lines: the next page starts after them.
     after = found.items[shown - 1].cursor if shown < len(found.items) else found.next_cursor
     cursors = cursors[:page] + ([after] if after else [])

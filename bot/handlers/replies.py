@@ -8,7 +8,7 @@ from datetime import date
 from telegram import CallbackQuery, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
 
-from bot import keyboards, texts, views
+from bot import keyboards, texts
 from bot.context import Context, answer_button, reply, settings_of
 from bot.keyboards import CB
 from db import clock
@@ -19,11 +19,6 @@ log = logging.getLogger(__name__)
 def today(context: Context) -> date:
     """Today in the agency's time zone."""
     return clock.today(settings_of(context).tz)
-
-
-def fmt(context: Context) -> views.Fmt:
-    """The money/date formatting of the agency's settings."""
-    return views.Fmt.of(settings_of(context))
 
 
 async def show(

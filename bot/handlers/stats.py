@@ -19,8 +19,9 @@ from telegram import Update
 from telegram.ext import CommandHandler
 
 from bot import texts, views
-from bot.context import Context, db, reply, require_staff, settings_of
+from bot.context import Context, agency_of, db, reply, require_staff, settings_of
 from db import clock
+from db.agency import Agency
 from db.money import format_money
 from db.services import reports
 from db.services.access import Actor
@@ -55,17 +56,17 @@ async def stats(update: Update, context: Context, actor: Actor) -> None:
     except ServiceError as err:
         await reply(update, texts.service_error(err))
         return
-    await reply(update, stats_text(figures.book, today, actor.sees_all_loans, settings.currency))
+    await reply(update, stats_text(figures.book, today, actor.sees_all_loans, agency_of(context)))
     png = await asyncio.to_thread(collections_chart, figures.days, settings.currency)
     caption = texts.STATS_CHART_CAPTION.format(days=CHART_DAYS, currency=settings.currency)
     await update.effective_chat.send_photo(photo=png, caption=caption)
 
 
-def stats_text(book: Portfolio, today: date, everyone: bool, currency: str) -> str:
+def stats_text(book: Portfolio, today: date, everyone: bool, agency: Agency) -> str:
     """The figures of /stats (per-agent lines when the book is everyone's)."""
 
     def money(amount: Decimal) -> str:
-        return format_money(amount, currency)
+        return format_money(amount, agency)
 
     lines = [
         texts.STATS_TITLE.format(

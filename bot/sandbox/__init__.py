@@ -352,6 +352,12 @@ class TelegramSandbox:
         with self._world.lock:
             return copy.deepcopy(self._world.commands.get(key, []))
 
+    def menu_button(self, chat_id: int | None = None) -> dict:
+        """The menu button a chat shows (getChatMenuButton's answer)."""
+        with self._world.lock:
+            button = self._world.menu_buttons.get(chat_id) or self._world.menu_buttons.get(None)
+            return copy.deepcopy(button or {"type": "commands"})
+
     def calls(self, method: str | None = None) -> list[tuple[str, dict]]:
         """Bot API calls received (name, parameters), oldest first; optionally one method."""
         with self._world.lock:

@@ -50,6 +50,8 @@ _METHODS: dict[str, Method] = {
     "setWebhook": settings.set_webhook,
     "deleteWebhook": settings.delete_webhook,
     "getWebhookInfo": settings.get_webhook_info,
+    "setChatMenuButton": settings.set_chat_menu_button,
+    "getChatMenuButton": settings.get_chat_menu_button,
 } | dict.fromkeys(
     (
         "close",
@@ -57,7 +59,6 @@ _METHODS: dict[str, Method] = {
         "setMyDescription",
         "setMyShortDescription",
         "setMyName",
-        "setChatMenuButton",
         "setMyDefaultAdministratorRights",
     ),
     msg.succeed,

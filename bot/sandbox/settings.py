@@ -1,4 +1,4 @@
-"""Bot API methods about the bot's settings: commands per scope, and the webhook."""
+"""Bot API methods about the bot's settings: commands per scope, menu buttons, the webhook."""
 
 from __future__ import annotations
 
@@ -136,3 +136,59 @@ def get_webhook_info(world: World, p: Params) -> dict:
         if world.allowed_updates:
             info["allowed_updates"] = list(world.allowed_updates)
         return info
+
+
+# --- the menu button (setChatMenuButton / getChatMenuButton) -------------------------------
+
+_BUTTON_TYPES = frozenset({"commands", "web_app", "default"})
+
+
+def _menu_chat(world: World, p: Params) -> int | None:
+    """The private chat a menu button is for; None: the bot's default button."""
+    if p.values.get("chat_id") in (None, ""):
+        return None
+    chat_id = p.integer("chat_id")
+    with world.lock:
+        chat = world.chats.get(chat_id) if chat_id is not None else None
+    if chat is None or chat.get("type", "private") != "private":
+        raise bad_request("invalid chat_id specified")
+    return chat_id
+
+
+def _checked_button(value: object) -> dict:
+    if value is None:
+        return {"type": "default"}
+    if not isinstance(value, dict):
+        raise bad_request("can't parse menu button: MenuButton must be an Object")
+    kind = value.get("type")
+    if kind not in _BUTTON_TYPES:
+        raise bad_request("can't parse menu button: unsupported MenuButton type")
+    if kind != "web_app":
+        return {"type": kind}
+    text = str(value.get("text") or "").strip()
+    web_app = value.get("web_app")
+    url = web_app.get("url") if isinstance(web_app, dict) else None
+    if not text:
+        raise bad_request("can't parse menu button: text is empty")
+    # Telegram opens Web Apps over HTTPS only.
+    if not isinstance(url, str) or not url.startswith("https://"):
+        raise bad_request("BUTTON_URL_INVALID")
+    return {"type": "web_app", "text": text, "web_app": {"url": url}}
+
+
+def set_chat_menu_button(world: World, p: Params) -> bool:
+    chat_id = _menu_chat(world, p)
+    button = _checked_button(p.obj("menu_button"))
+    with world.lock:
+        if button["type"] == "default":
+            world.menu_buttons.pop(chat_id, None)
+        else:
+            world.menu_buttons[chat_id] = button
+    return True
+
+
+def get_chat_menu_button(world: World, p: Params) -> dict:
+    chat_id = _menu_chat(world, p)
+    with world.lock:
+        button = world.menu_buttons.get(chat_id) or world.menu_buttons.get(None)
+        return copy.deepcopy(button or {"type": "commands"})

@@ -108,6 +108,8 @@ class World:
     queries: dict[str, dict] = field(default_factory=dict)
     commands: dict[tuple, list[dict]] = field(default_factory=dict)
     webhook: dict = field(default_factory=dict)
+    # setChatMenuButton: chat id -> button (None: the bot's default for every chat).
+    menu_buttons: dict[int | None, dict] = field(default_factory=dict)
     files: dict[str, dict] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     calls: deque = field(default_factory=lambda: deque(maxlen=10_000))

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from db import clock
+from db.agency import agency_of
 from db.config import Settings
 from db.migrate import upgrade
 from db.models import Loan, Role, Staff, StaffSession, StaffState
@@ -69,9 +70,7 @@ def prepare_demo(engine: Engine, settings: Settings) -> DemoAgency:
                 seed=DEMO_SEED,
                 agents=DEMO_AGENTS,
                 today=clock.today(settings.tz),
-                tz=settings.tz,
-                region=settings.default_phone_region,
-                minor_units=settings.minor_units,
+                agency=agency_of(settings),
             )
             log.info("demo: seeded %s loans for %s borrowers", report.loans, report.borrowers)
         people = _people(session)

@@ -14,7 +14,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from db import agency as agencies
 from db import clock
+from db.agency import Agency
 from db.models import AuditEvent, Borrower, BorrowerTag, Loan, Role, Staff, StaffState
 from db.sample.contacts import (
     FIRST_NAMES,
@@ -48,30 +50,18 @@ def seed(
     seed: int = 1,
     agents: int = 3,
     today: date,
-    tz: ZoneInfo,
-    region: str = "IN",
-    minor_units: int = 2,
+    agency: Agency = agencies.DEFAULT,
 ) -> SeedReport:
-    """Add sample data; a Session is left for the caller to commit, an Engine is committed."""
+    """Add sample data; a Session is left for the caller to commit, an Engine is committed.
+
+    agency: its time zone (payment times), phone region (numbers) and minor units (sums)."""
     if loans and not borrowers:
         raise ValueError("loans need at least one borrower")
+    where = (agency.zone, agency.region, agency.minor_units)
     if isinstance(target, Engine):
         with Session(target) as session, session.begin():
-            return _run(
-                session,
-                random.Random(seed),
-                borrowers,
-                loans,
-                agents,
-                today,
-                tz,
-                region,
-                minor_units,
-                seed,
-            )
-    return _run(
-        target, random.Random(seed), borrowers, loans, agents, today, tz, region, minor_units, seed
-    )
+            return _run(session, random.Random(seed), borrowers, loans, agents, today, *where, seed)
+    return _run(target, random.Random(seed), borrowers, loans, agents, today, *where, seed)
 
 
 def _run(

@@ -178,12 +178,20 @@ class DemoWorld:
         self.sock.close()
 
     @contextlib.asynccontextmanager
-    async def serving(self, settings: Settings, sink: SmsSink) -> AsyncIterator[DemoWorld]:
-        """Worker, web app and the SMS feed on the running loop until the block ends."""
+    async def serving(
+        self, settings: Settings, sink: SmsSink, wrap: Callable[[Any], Any] | None = None
+    ) -> AsyncIterator[DemoWorld]:
+        """Worker, web app and the SMS feed on the running loop until the block ends.
+
+        wrap, given by the command line, puts more beside the web app on its port (the Mini
+        App, which this package may not import).
+        """
         self.settings = settings
         feed = SmsFeed(self.factory, settings.tz)
         await asyncio.to_thread(feed.skip_history)
         app = build_web_app(settings, self.factory)
+        if wrap is not None:
+            app = wrap(app)
         async with (
             running_worker(settings, self.factory) as scheduler,
             running_web(app, settings, sock=self.sock, host="127.0.0.1"),

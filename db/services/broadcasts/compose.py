@@ -25,6 +25,7 @@ from sqlalchemy import case, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from db import clock, sms_text
+from db.agency import agency_of
 from db.config import Settings
 from db.models import (
     Broadcast,
@@ -37,6 +38,7 @@ from db.models import (
     Staff,
 )
 from db.models import MessageStatus as S
+from db.money import format_money
 from db.services.access import Actor, require_role
 from db.services.audit.write import AuditAction, audit
 from db.services.broadcasts import audiences
@@ -88,8 +90,10 @@ def audience_recipients(
 
 
 def _render(template: str, r: Recipient, settings: Settings) -> str:
+    agency = agency_of(settings)
+
     def money(amount: Decimal) -> str:
-        return sms_text.sms_amount(amount, settings.currency, settings.minor_units)
+        return format_money(amount, agency, plain=True)
 
     body = sms_text.render(
         template,
@@ -99,7 +103,7 @@ def _render(template: str, r: Recipient, settings: Settings) -> str:
             "outstanding": money(r.outstanding),
             "due_date": sms_text.sms_date(r.next_due) if r.next_due else "",
             "loan_number": r.loan_number,
-            "agency": settings.agency_name,
+            "agency": agency.name,
         },
     )
     if len(body) > MAX_BODY:

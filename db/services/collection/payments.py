@@ -12,7 +12,9 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db import agency as agencies
 from db import clock
+from db.agency import Agency, agency_of
 from db.config import Settings
 from db.models import (
     Loan,
@@ -157,14 +159,15 @@ def record_payment(
     note: str | None = None,
     expected_version: int | None = None,
     max_amount: Decimal = Decimal("100000000"),
+    agency: Agency = agencies.DEFAULT,
 ) -> PaymentResult:
     """Record money received on a loan; it closes the loan when nothing is left owing."""
-    amount = check_amount(amount, max_amount=max_amount)
+    amount = check_amount(amount, max_amount=max_amount, agency=agency)
     note = clean_text(note, field="note", max_len=500, required=False)
     loan = find_loan(session, actor=actor, loan_number=loan_number, lock=True)
     refuse_stale(loan, expected_version)
     require_active(loan)
-    refuse_above_owed(loan, amount, code="overpay")
+    refuse_above_owed(loan, amount, code="overpay", agency=agency)
     before = _balances(loan)
     payment = Payment(
         loan_id=loan.id,
@@ -211,6 +214,7 @@ def pay_and_notify(
     settings: Settings,
 ) -> PaymentResult:
     """record_payment and the borrower's notice of it, in the caller's one transaction."""
+    agency = agency_of(settings)
     result = record_payment(
         session,
         actor=actor,
@@ -219,6 +223,7 @@ def pay_and_notify(
         today=today,
         expected_version=expected_version,
         max_amount=settings.max_amount,
+        agency=agency,
     )
     notices.payment_notice(
         session,
@@ -227,11 +232,9 @@ def pay_and_notify(
         amount=result.amount,
         outstanding=result.outstanding,
         closed=result.closed,
-        agency_name=settings.agency_name,
-        currency=settings.currency,
+        agency=agency,
         notify_payment=settings.notify_payment_received,
         notify_closed=settings.notify_loan_closed,
-        minor_units=settings.minor_units,
     )
     return result
 

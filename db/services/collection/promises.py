@@ -15,7 +15,9 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db import agency as agencies
 from db import clock
+from db.agency import Agency
 from db.models import (
     Contact,
     ContactChannel,
@@ -100,14 +102,15 @@ def record_promise(
     promised_date: date,
     today: date,
     note: str | None = None,
+    agency: Agency = agencies.DEFAULT,
 ) -> PromiseView:
     """Record what the borrower promised to pay by a date; it supersedes an open promise."""
-    amount = check_amount(amount, max_amount=Decimal("100000000"))
+    amount = check_amount(amount, max_amount=Decimal("100000000"), agency=agency)
     _check_promise_date(promised_date, today)
     note = clean_text(note, field="note", max_len=500, required=False)
     loan = find_loan(session, actor=actor, loan_number=loan_number, lock=True)
     require_active(loan)
-    refuse_above_owed(loan, amount, code="promise_too_much")
+    refuse_above_owed(loan, amount, code="promise_too_much", agency=agency)
     for old in _open_promises(session, loan.id):
         _resolve(session, old, PromiseState.BROKEN, actor, NOTE_REPLACED)
     promise = Promise(

@@ -16,6 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db import agency as agencies
+from db.agency import Agency
 from db.models import (
     Borrower,
     Frequency,
@@ -145,11 +147,11 @@ def add_loan(
     rate: Decimal = Decimal(0),
     loan_number: str | None = None,
     agent_id: int | None = None,
-    region: str = "IN",
     max_amount: Decimal = DEFAULT_MAX_AMOUNT,
+    agency: Agency = agencies.DEFAULT,
 ) -> LoanView:
     """A new loan with its schedule; the borrower is found by phone or created."""
-    e164 = parse_phone(phone, region=region)
+    e164 = parse_phone(phone, region=agency.region)
     clean = clean_name(name)
     addr = clean_text(address, field="address", max_len=300, required=False)
     frequency, method = Frequency(frequency), InterestMethod(method)
@@ -161,6 +163,7 @@ def add_loan(
         rate=rate,
         method=method,
         max_amount=max_amount,
+        agency=agency,
     )
     terms = {
         "principal": principal,
@@ -170,7 +173,7 @@ def add_loan(
         "method": method,
         "annual_rate": rate,
     }
-    schedule = checked_schedule(terms)
+    schedule = checked_schedule(terms, agency)
     number = parse_loan_number(loan_number) if loan_number else None
     if number and session.scalar(select(Loan.id).where(Loan.loan_number == number)):
         raise Conflict(f"Loan number {number} is already in use.", code="loan_number_taken")

@@ -8,6 +8,7 @@ from datetime import date
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
+from db.agency import Agency
 from db.models import Loan
 from db.services.access import Actor, check_loan
 from db.services.loans.guards import NO_TAGS
@@ -49,7 +50,7 @@ def loan_with_history(
     *,
     actor: Actor,
     today: date,
-    currency: str,
+    agency: Agency,
     limit: int,
     loan_id: int | None = None,
     loan_number: str | None = None,
@@ -66,6 +67,6 @@ def loan_with_history(
         loan_number=view.loan_number,
         limit=limit,
         before=before,
-        currency=currency,
+        agency=agency,
     )
     return LoanWithHistory(view, page)

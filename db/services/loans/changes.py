@@ -15,7 +15,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db import agency as agencies
 from db import clock
+from db.agency import Agency
 from db.models import Borrower, Loan, LoanEventKind, LoanState, Payment, Role
 from db.money import format_money
 from db.services.access import Actor, check_borrower_editable, require_role
@@ -32,7 +34,6 @@ from db.services.sms.truth import (
     withdraw_for_loan,
 )
 from db.validation import (
-    DEFAULT_LOCALE,
     clean_name,
     clean_text,
     name_key,
@@ -81,18 +82,18 @@ def _changeable(
 
 
 def _parse(
-    field: EditableField, value: str, *, today: date, region: str, max_amount: Decimal, locale: str
+    field: EditableField, value: str, *, today: date, agency: Agency, max_amount: Decimal
 ) -> object:
     """value read the way field needs it (InvalidInput with the field's own reason)."""
     if field is EditableField.BORROWER_NAME:
         return clean_name(value)
     if field is EditableField.BORROWER_PHONE:
-        return parse_phone(value, region=region)
+        return parse_phone(value, region=agency.region)
     if field is EditableField.BORROWER_ADDRESS:
         return clean_text(value, field="address", max_len=300, required=False)
     if field is EditableField.NEXT_DUE_DATE:
         return parse_date(value, today=today, future=True)
-    return parse_amount(value, max_amount=max_amount, locale=locale)
+    return parse_amount(value, max_amount=max_amount, agency=agency)
 
 
 def _current(loan: Loan, field: EditableField) -> object:
@@ -130,7 +131,7 @@ def _move_due_dates(loan: Loan, new: date) -> None:
             inst.due_date += shift
 
 
-def _set_principal(session: Session, loan: Loan, amount: Decimal) -> None:
+def _set_principal(session: Session, loan: Loan, amount: Decimal, agency: Agency) -> None:
     paid = session.scalar(select(func.count(Payment.id)).where(Payment.loan_id == loan.id))
     if loan.amount_paid > 0 or paid:
         raise Conflict(
@@ -144,7 +145,8 @@ def _set_principal(session: Session, loan: Loan, amount: Decimal) -> None:
             "first_due": loan.first_due_date,
             "method": loan.interest_method,
             "annual_rate": loan.interest_rate,
-        }
+        },
+        agency,
     )
     loan.principal = amount
     # Same count: each installment keeps its row, its (maybe moved) date and any late fee.
@@ -152,7 +154,7 @@ def _set_principal(session: Session, loan: Loan, amount: Decimal) -> None:
         inst.principal_due, inst.interest_due = new.principal, new.interest
 
 
-def _apply(session: Session, loan: Loan, field: EditableField, new) -> None:
+def _apply(session: Session, loan: Loan, field: EditableField, new, agency: Agency) -> None:
     borrower = loan.borrower
     if field is EditableField.BORROWER_NAME:
         borrower.name, borrower.name_key = new, name_key(new)
@@ -163,7 +165,7 @@ def _apply(session: Session, loan: Loan, field: EditableField, new) -> None:
     elif field is EditableField.NEXT_DUE_DATE:
         _move_due_dates(loan, new)
     else:
-        _set_principal(session, loan, new)
+        _set_principal(session, loan, new, agency)
 
 
 def _shift_reason(
@@ -209,10 +211,9 @@ def edit_loan(
     value: str,
     expected_version: int | None,
     today: date,
-    region: str = "IN",
     max_amount: Decimal = DEFAULT_MAX_AMOUNT,
     reason: str | None = None,
-    locale: str = DEFAULT_LOCALE,
+    agency: Agency = agencies.DEFAULT,
 ) -> EditResult:
     """Change one field of an active loan (or its borrower), with its history rows.
 
@@ -223,12 +224,12 @@ def edit_loan(
     loan = _changeable(session, actor, loan_number, expected_version)
     if field in _BORROWER_FIELDS:
         check_borrower_editable(session, actor=actor, borrower_id=loan.borrower_id)
-    new = _parse(field, value, today=today, region=region, max_amount=max_amount, locale=locale)
+    new = _parse(field, value, today=today, agency=agency, max_amount=max_amount)
     old = _current(loan, field)
     if new == old:
         raise InvalidInput("That is the same as before: nothing to change.", code="unchanged")
     why = _shift_reason(actor, field, old, new, reason)
-    _apply(session, loan, field, new)
+    _apply(session, loan, field, new, agency)
     ledger.refresh(loan)
     ledger.touch(loan, actor)
     _withdraw_untrue(session, loan, field)
@@ -280,12 +281,12 @@ def close_loan(
     loan_number: str,
     expected_version: int | None,
     today: date,
-    currency: str = "INR",
+    agency: Agency = agencies.DEFAULT,
 ) -> LoanView:
     """Close a fully paid loan by hand (payments close loans they settle themselves)."""
     loan = _changeable(session, actor, loan_number, expected_version)
     if loan.outstanding != 0:
-        owed = format_money(loan.outstanding, currency)
+        owed = format_money(loan.outstanding, agency)
         raise Conflict(
             f"Loan {loan.loan_number} still has {owed} to pay; it cannot be closed.",
             code="not_paid",

@@ -13,11 +13,13 @@ from decimal import Decimal
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, defaultload, selectinload
 
+from db import agency as agencies
+from db.agency import Agency
 from db.models import Borrower, Loan, LoanState, Payment
 from db.money import format_money, q
 from db.services.access import Actor, check_loan
 from db.services.errors import Conflict, InvalidInput, NotFound
-from db.validation import parse_loan_number
+from db.validation import above_limit, parse_loan_number
 
 # A list line never shows tags: skip the selectin query Borrower.tags would add per loan.
 NO_TAGS = defaultload(Loan.borrower).lazyload(Borrower.tags)
@@ -102,34 +104,45 @@ def refuse_stale(loan: Loan, expected_version: int | None) -> None:
         )
 
 
-def check_amount(amount: Decimal, *, max_amount: Decimal) -> Decimal:
-    """A positive money amount with at most two decimals, at most max_amount."""
+def check_amount(
+    amount: Decimal, *, max_amount: Decimal, agency: Agency = agencies.DEFAULT
+) -> Decimal:
+    """A positive money amount with at most the currency's decimals, at most max_amount."""
+    places = agency.minor_units
     if not isinstance(amount, Decimal) or not amount.is_finite():
         raise InvalidInput("That is not an amount.", code="amount_format")
     if amount <= 0:
         raise InvalidInput("The amount must be more than zero.", code="amount_not_positive")
-    if amount != q(amount):
-        raise InvalidInput("Use at most 2 decimal places.", code="amount_decimals", places=2)
-    if amount > max_amount:
+    if amount != q(amount, places):
         raise InvalidInput(
-            f"That amount is above the limit of {max_amount:,}.", code="amount_too_large"
+            f"Use at most {places} decimal places.", code="amount_decimals", places=places
         )
-    return q(amount)
+    if amount > max_amount:
+        raise above_limit(max_amount, agency)
+    return q(amount, places)
 
 
-def refuse_above_owed(loan: Loan, amount: Decimal, *, code: str) -> None:
+def refuse_above_owed(
+    loan: Loan, amount: Decimal, *, code: str, agency: Agency = agencies.DEFAULT
+) -> None:
     """Refuse an amount above what the loan still owes, saying how much that is."""
     owed = loan.outstanding
     if amount > owed:
         raise InvalidInput(
-            f"That is more than the {format_money(owed)} owed on {loan.loan_number}.",
+            f"That is more than the {format_money(owed, agency)} owed on {loan.loan_number}.",
             code=code,
             owed=owed,
         )
 
 
 def check_owed(
-    session: Session, *, actor: Actor, loan_number: str, amount: Decimal, code: str
+    session: Session,
+    *,
+    actor: Actor,
+    loan_number: str,
+    amount: Decimal,
+    code: str,
+    agency: Agency = agencies.DEFAULT,
 ) -> Decimal:
     """What would be left owing after amount, refused as a payment or promise would be.
 
@@ -137,5 +150,5 @@ def check_owed(
     """
     loan = find_loan(session, actor=actor, loan_number=loan_number)
     require_active(loan)
-    refuse_above_owed(loan, amount, code=code)
+    refuse_above_owed(loan, amount, code=code, agency=agency)
     return loan.outstanding - amount

@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, null, or_, select, true
 from sqlalchemy.orm import Session
 
+from db import agency as agencies
+from db.agency import Agency
 from db.models import (
     Contact,
     InboundMessage,
@@ -188,13 +190,13 @@ def loan_history(
     loan_number: str,
     limit: int = 10,
     before: str | None = None,
-    currency: str = "INR",
+    agency: Agency = agencies.DEFAULT,
 ) -> HistoryPage:
     """Everything that happened to a loan, newest first, one keyset page at a time."""
     check_page(limit)
     loan = find_loan(session, actor=actor, loan_number=loan_number)
     cursor = _decode_history(before) if before else None
-    money = partial(format_money, currency=currency)
+    money = partial(format_money, agency=agency)
     rows = []
     for feed in _feeds(loan.id):
         stmt = feed.stmt.where(_older(feed.at, feed.id, feed.source, cursor))

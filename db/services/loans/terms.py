@@ -7,9 +7,12 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
+from db import agency as agencies
+from db.agency import Agency
 from db.models import InterestMethod, Role, Staff, StaffState
-from db.money import ScheduledInstallment, build_schedule, q
+from db.money import ScheduledInstallment, build_schedule, format_money, q
 from db.services.errors import InvalidInput
+from db.validation import above_limit
 
 MAX_INSTALLMENTS = 360
 MAX_DAYS_AHEAD = 3660
@@ -25,16 +28,18 @@ def check_terms(
     rate: Decimal,
     method: InterestMethod,
     max_amount: Decimal,
+    agency: Agency = agencies.DEFAULT,
 ) -> None:
     """Refuse an amount, first date, installment count or rate outside the limits."""
     if not isinstance(principal, Decimal) or not principal.is_finite() or principal <= 0:
         raise InvalidInput("The amount must be more than zero.", code="amount_not_positive")
     if principal > max_amount:
+        raise above_limit(max_amount, agency)
+    places = agency.minor_units
+    if principal != q(principal, places):
         raise InvalidInput(
-            f"That amount is above the limit of {max_amount:,}.", code="amount_too_large"
+            f"Use at most {places} decimal places.", code="amount_decimals", places=places
         )
-    if principal != q(principal):
-        raise InvalidInput("Use at most 2 decimal places.", code="amount_decimals", places=2)
     if first_due < today:
         raise InvalidInput("That date has passed; give today or a later date.", code="date_past")
     if (first_due - today).days > MAX_DAYS_AHEAD:
@@ -52,12 +57,13 @@ def check_terms(
         raise InvalidInput("Choose flat or reducing interest to set a rate.", code="rate_method")
 
 
-def checked_schedule(terms: dict) -> list[ScheduledInstallment]:
+def checked_schedule(terms: dict, agency: Agency = agencies.DEFAULT) -> list[ScheduledInstallment]:
     """The repayment schedule, refused when some installment would be 0.00."""
-    schedule = build_schedule(**terms)
+    schedule = build_schedule(**terms, minor_units=agency.minor_units)
     if any(s.amount <= 0 for s in schedule):
         raise InvalidInput(
-            f"{terms['principal']} is too little for {len(schedule)} installments; "
+            f"{format_money(terms['principal'], agency)} is too little for "
+            f"{len(schedule)} installments; "
             "use fewer installments.",
             code="installments_too_many",
         )

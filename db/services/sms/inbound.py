@@ -28,6 +28,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db import clock
+from db.agency import Agency
 from db.models import (
     Borrower,
     InboundMessage,
@@ -38,13 +39,13 @@ from db.models import (
     Staff,
     StaffState,
 )
+from db.money import format_money
 from db.services.access import LIVE_LOAN
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.errors import InvalidInput
 from db.services.sms import outbox, reply_limit, suppressions
 from db.services.sms.relays import RelayInfo, reply_loan
 from db.services.sms.truth import WithdrawReason, withdraw_for_borrower
-from db.sms_text import sms_amount
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +85,6 @@ class InboundResult:
     reply_queued: bool
     relay: RelayInfo | None
     duplicate: bool = False
-
-
-@dataclass(frozen=True)
-class _Agency:
-    name: str
-    phone: str | None
-    currency: str
-    minor_units: int
 
 
 def keyword_of(body: str) -> Keyword | None:
@@ -155,7 +148,7 @@ def _store(
     return session.execute(stmt.returning(InboundMessage.id)).scalar_one_or_none()
 
 
-def _help_text(agency: _Agency, borrower: Borrower | None) -> str:
+def _help_text(agency: Agency, borrower: Borrower | None) -> str:
     call = f" call {agency.phone}" if agency.phone else " contact your agent"
     if borrower is None:
         return f"{agency.name}: for help{call}."
@@ -165,7 +158,7 @@ def _help_text(agency: _Agency, borrower: Borrower | None) -> str:
     )
 
 
-def _balance_text(session: Session, agency: _Agency, borrower: Borrower | None) -> str:
+def _balance_text(session: Session, agency: Agency, borrower: Borrower | None) -> str:
     if borrower is None:
         return f"{agency.name}: we could not find an account for this number."
     loans = session.scalars(
@@ -176,7 +169,7 @@ def _balance_text(session: Session, agency: _Agency, borrower: Borrower | None) 
     if not loans:
         return f"{agency.name}: you have no active loans."
     parts = [
-        f"{ln.loan_number} {sms_amount(ln.outstanding, agency.currency, agency.minor_units)}"
+        f"{ln.loan_number} {format_money(ln.outstanding, agency, plain=True)}"
         for ln in loans[:MAX_BAL_LOANS]
     ]
     more = f" and {len(loans) - MAX_BAL_LOANS} more" if len(loans) > MAX_BAL_LOANS else ""
@@ -211,7 +204,7 @@ def _act(
     keyword: Keyword | None,
     borrower: Borrower | None,
     phone: str,
-    agency: _Agency,
+    agency: Agency,
 ) -> tuple[str | None, dict[str, object]]:
     """Do what the keyword asks; return the reply text (or None) and what changed."""
     if keyword is Keyword.STOP:
@@ -290,19 +283,15 @@ def handle_inbound(
     from_phone: str,
     to_phone: str | None = None,
     body: str | None,
-    agency_name: str,
-    agency_phone: str | None,
-    currency: str,
+    agency: Agency,
     today: date,
-    minor_units: int = 2,
-    region: str = "IN",
     replies_per_hour: int = 3,
 ) -> InboundResult:
     """Store one inbound SMS once per provider SID, act on its keyword, queue any reply."""
     sid = (provider_sid or "").strip()
     if not sid or len(sid) > 64:
         raise InvalidInput("An inbound SMS needs its provider SID.", code="inbound_sid")
-    phone, text = normalise_phone(from_phone, region=region), clean_body(body)
+    phone, text = normalise_phone(from_phone, region=agency.region), clean_body(body)
     keyword = keyword_of(text)
     borrower = session.scalar(select(Borrower).where(Borrower.phone == phone))
     loan = _relevant_loan(session, borrower.id, today) if borrower else None
@@ -319,7 +308,6 @@ def handle_inbound(
     )
     if inbound_id is None:
         return _duplicate(session, sid, keyword)
-    agency = _Agency(agency_name, agency_phone, currency, minor_units)
     reply, changed = _act(session, keyword, borrower, phone, agency)
     if reply and reply_limit.over_limit(session, phone=phone, per_hour=replies_per_hour):
         reply, changed = None, {**changed, "reply": reply_limit.RATE_LIMITED}

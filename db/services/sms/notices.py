@@ -11,11 +11,12 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
+from db.agency import Agency
 from db.models import Loan, MessageKind
+from db.money import format_money
 from db.services.errors import InvalidInput, NotFound
 from db.services.sms import outbox
 from db.services.sms.outbox import MessageInfo
-from db.sms_text import sms_amount
 
 
 def notice_text(
@@ -24,19 +25,17 @@ def notice_text(
     amount: Decimal,
     outstanding: Decimal,
     closed: bool,
-    agency_name: str,
-    currency: str,
-    minor_units: int = 2,
+    agency: Agency,
 ) -> str:
     """The notice's words: payment received with the balance, or the loan closed."""
-    paid = sms_amount(amount, currency, minor_units)
+    paid = format_money(amount, agency, plain=True)
     if closed:
         return (
             f"Payment of {paid} received. Loan {loan_number} is fully paid and closed. "
-            f"Thank you. - {agency_name}"
+            f"Thank you. - {agency.name}"
         )
-    balance = sms_amount(outstanding, currency, minor_units)
-    return f"Payment of {paid} received for loan {loan_number}; balance {balance}. - {agency_name}"
+    balance = format_money(outstanding, agency, plain=True)
+    return f"Payment of {paid} received for loan {loan_number}; balance {balance}. - {agency.name}"
 
 
 def payment_notice(
@@ -47,11 +46,9 @@ def payment_notice(
     amount: Decimal,
     outstanding: Decimal,
     closed: bool,
-    agency_name: str,
-    currency: str,
+    agency: Agency,
     notify_payment: bool,
     notify_closed: bool,
-    minor_units: int = 2,
 ) -> MessageInfo | None:
     """Queue the payment (or loan closed) notice once; None when off, opted out or queued."""
     if not isinstance(amount, Decimal) or amount <= 0:
@@ -71,9 +68,7 @@ def payment_notice(
         amount=amount,
         outstanding=outstanding,
         closed=as_closed,
-        agency_name=agency_name,
-        currency=currency,
-        minor_units=minor_units,
+        agency=agency,
     )
     key = f"notice:closed:{loan_id}" if as_closed else f"notice:pay:{payment_id}"
     return outbox.queue_message(

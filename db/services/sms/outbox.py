@@ -34,20 +34,7 @@ S = MessageStatus
 # Nothing happens to a message in these any more (progress counts, reports).
 FINAL = frozenset({S.DELIVERED, S.UNDELIVERED, S.FAILED, S.CANCELED, S.SUPPRESSED})
 _RANK = {S.QUEUED: 0, S.SENDING: 1, S.SENT: 2, S.DELIVERED: 3, S.UNDELIVERED: 3, S.FAILED: 3}
-# Twilio's own statuses, onto ours: its queue/accepted/sending all mean "handed over".
-_PROVIDER = {
-    "accepted": S.SENT,
-    "scheduled": S.SENT,
-    "queued": S.SENT,
-    "sending": S.SENT,
-    "sent": S.SENT,
-    "delivered": S.DELIVERED,
-    "read": S.DELIVERED,
-    "undelivered": S.UNDELIVERED,
-    "failed": S.FAILED,
-    "canceled": S.FAILED,
-}
-# Twilio refuses longer bodies (error 21617).
+# The provider refuses longer bodies (the worker's provider module names its code).
 MAX_BODY = 1600
 
 
@@ -362,26 +349,30 @@ def apply_status(
     session: Session,
     *,
     sid: str,
-    status: str,
+    status: MessageStatus | None,
     error_code: str | None,
     source: str,
+    reported: str | None = None,
     failure: Failure | None = None,
     rule: StreakRule | None = None,
 ) -> bool:
     """Apply a provider status report; every report is recorded, only forward moves apply.
 
-    failure: what error_code means, sorted by the worker (scheduler/twilio_codes.py);
-    without it a failed report changes only the message."""
+    status: what the report means in our words, translated by the worker at its boundary
+    (None: a word we do not know, recorded and ignored); reported: the provider's own word,
+    kept in the event as it came (default: status). failure: what error_code means, also
+    sorted by the worker; without it a failed report changes only the message."""
     m = session.execute(
         select(Message).where(Message.provider_sid == sid).with_for_update()
     ).scalar_one_or_none()
     if m is None:
         return False
-    new = _PROVIDER.get((status or "").lower())
+    new = None if status is None else MessageStatus(status)
+    word = reported or (new.value if new else None)
     now = clock.utcnow()
     m.updated_at = now  # a report, even an old one, re-arms the "ask later" timer
     if new is None or _RANK.get(new, 0) <= _RANK.get(MessageStatus(m.status), 3):
-        event(session, m.id, status or "?", source, f"ignored: message is {m.status}", error_code)
+        event(session, m.id, word or "?", source, f"ignored: message is {m.status}", error_code)
         return False
     m.status = new
     if new is S.DELIVERED:
@@ -389,7 +380,7 @@ def apply_status(
         suppressions.delivered(session, phone=m.to_phone)
     elif new in (S.UNDELIVERED, S.FAILED):
         m.failed_at, m.error_code = now, error_code
-    event(session, m.id, new, source, f"provider: {status}", error_code)
+    event(session, m.id, new, source, f"provider: {word}", error_code)
     if new in (S.UNDELIVERED, S.FAILED):
         _consequences(session, m, failure, rule)
     return True

@@ -14,8 +14,10 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from db import clock, sms_text
+from db.agency import agency_of
 from db.config import Settings
 from db.models import Borrower, Loan, LoanEventKind, MessageKind, Suppression
+from db.money import format_money
 from db.services.access import Actor
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.collection.ledger import ZERO
@@ -52,8 +54,10 @@ def _reminder_body(loan: Loan, today: date, settings: Settings) -> str:
     if due is None:
         raise Conflict(f"Nothing is due on loan {loan.loan_number}.", code="nothing_due")
 
+    agency = agency_of(settings)
+
     def money(amount: Decimal) -> str:
-        return sms_text.sms_amount(amount, settings.currency, settings.minor_units)
+        return format_money(amount, agency, plain=True)
 
     values = {
         "name": loan.borrower.name,
@@ -61,7 +65,7 @@ def _reminder_body(loan: Loan, today: date, settings: Settings) -> str:
         "outstanding": money(loan.outstanding),
         "due_date": sms_text.sms_date(due),
         "loan_number": loan.loan_number,
-        "agency": settings.agency_name,
+        "agency": agency.name,
     }
     return sms_text.render(sms_text.template_for((today - due).days), values)
 
