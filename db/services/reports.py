@@ -16,9 +16,9 @@ from sqlalchemy import ColumnElement, Select, and_, case, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from db import clock
-from db.models import Loan, LoanState, Payment, Promise, PromiseState, Staff
+from db.models import HoldKind, Loan, LoanState, Payment, Promise, PromiseState, Staff
 from db.money import q
-from db.services.access import LIVE_LOAN, Actor
+from db.services.access import LIVE_LOAN, Actor, on_hold
 from db.services.collection.ledger import Bucket, bucket_dates
 from db.services.loans.snapshots import LoanSummary, loan_summary
 
@@ -52,6 +52,9 @@ class Portfolio:
 
 
 class WorkReason(StrEnum):
+    # First: a manager decides these; no reminder goes meanwhile (issue 11).
+    DISPUTED = "disputed"
+    PAUSED = "hardship pause"
     DUE_TODAY = "due today"
     PROMISE_DUE = "promise due today"
     PROMISE_BROKEN = "promise broken"
@@ -251,7 +254,9 @@ def _work_queries(today: date) -> list[tuple[WorkReason, Select]]:
     broken = _latest_promise_is(
         PromiseState.BROKEN, Promise.promised_date >= lookback, Promise.promised_date < today
     )
+    held = [(WorkReason.DISPUTED, HoldKind.DISPUTE), (WorkReason.PAUSED, HoldKind.HARDSHIP)]
     return [
+        *((why, active.where(on_hold(today, kinds=(k,))).order_by(Loan.id)) for why, k in held),
         (WorkReason.DUE_TODAY, active.where(Loan.next_due_date == today).order_by(Loan.id)),
         (
             WorkReason.PROMISE_DUE,

@@ -43,6 +43,7 @@ from db.money import format_money
 from db.services.access import LIVE_LOAN
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.errors import InvalidInput
+from db.services.loans import holds
 from db.services.sms import outbox, reply_limit, suppressions
 from db.services.sms.relays import RelayInfo, reply_loan
 from db.services.sms.truth import WithdrawReason, withdraw_for_borrower
@@ -59,6 +60,7 @@ class Keyword(StrEnum):
     START = "START"
     HELP = "HELP"
     BAL = "BAL"
+    DISPUTE = "DISPUTE"
 
 
 _ALIASES = {
@@ -74,8 +76,10 @@ _ALIASES = {
     "INFO": Keyword.HELP,
     "BAL": Keyword.BAL,
     "BALANCE": Keyword.BAL,
+    "DISPUTE": Keyword.DISPUTE,
 }
-_IN_A_SENTENCE = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE"})
+# DISPUTE leads a sentence too ("DISPUTE I repaid in March"): the rest is its note, relayed.
+_IN_A_SENTENCE = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "DISPUTE"})
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,20 @@ def _audit_opt(session: Session, borrower: Borrower, action: AuditAction) -> Non
     )
 
 
+def _dispute(
+    session: Session, loan: Loan | None, text: str, agency: Agency, today: date
+) -> tuple[str | None, dict[str, object]]:
+    """DISPUTE: the loan the message concerns is disputed; reminders stop until reviewed."""
+    if loan is None:
+        return None, {}
+    held = holds.dispute_by_borrower(session, loan_id=loan.id, note=text, today=today)
+    reply = (
+        f"{agency.signature}: we recorded your dispute about loan {loan.loan_number}. "
+        "Reminders stop until a manager reviews it."
+    )
+    return reply, ({"disputed": True} if held is not None else {})
+
+
 def _act(
     session: Session,
     keyword: Keyword | None,
@@ -295,7 +313,7 @@ def handle_inbound(
     keyword = keyword_of(text)
     borrower = session.scalar(select(Borrower).where(Borrower.phone == phone))
     loan = _relevant_loan(session, borrower.id, today) if borrower else None
-    news = keyword is None or len(text.split()) > 1
+    news = keyword in (None, Keyword.DISPUTE) or len(text.split()) > 1
     inbound_id = _store(
         session,
         sid=sid,
@@ -308,7 +326,10 @@ def handle_inbound(
     )
     if inbound_id is None:
         return _duplicate(session, sid, keyword)
-    reply, changed = _act(session, keyword, borrower, phone, agency)
+    if keyword is Keyword.DISPUTE:
+        reply, changed = _dispute(session, loan, text, agency, today)
+    else:
+        reply, changed = _act(session, keyword, borrower, phone, agency)
     if reply and reply_limit.over_limit(session, phone=phone, per_hour=replies_per_hour):
         reply, changed = None, {**changed, "reply": reply_limit.RATE_LIMITED}
         reply_limit.record(session, inbound_id=inbound_id, state=reply_limit.RATE_LIMITED)
