@@ -29,7 +29,7 @@ from db.services import reports
 from db.services.collection import fees
 from db.services.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from db.services.loans import holds
-from db.services.loans.add import get_loan
+from db.services.loans.cards import get_loan
 from db.services.sms import outbox
 from scheduler import jobs
 from tests.factories import actor, make_loan, make_staff

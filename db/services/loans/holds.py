@@ -24,7 +24,7 @@ from db.services.access import PAUSING, Actor, require_role, scope_live_loans
 from db.services.audit.write import AuditAction, audit
 from db.services.collection import ledger
 from db.services.errors import Conflict, InvalidInput
-from db.services.loans.lookup import load_loan
+from db.services.loans.guards import find_loan, refuse_stale, require_active
 from db.services.sms.truth import WithdrawReason, withdraw_for_loan
 from db.validation import clean_text
 
@@ -112,8 +112,7 @@ def _pause(
     session: Session, loan: Loan, actor: Actor | None, kind: HoldKind, note: str, until, today
 ) -> HoldView:
     """Add the hold, withdraw what it makes untrue, audit: one transaction (the caller's)."""
-    if loan.state is not LoanState.ACTIVE:
-        raise Conflict(f"Loan {loan.loan_number} is not active.", code="loan_not_active")
+    require_active(loan)
     held = _pausing(session, loan.id, today)
     if held is not None:
         raise Conflict(
@@ -166,13 +165,8 @@ def open_hold(
         raise InvalidInput("Only a dispute or a hardship pause can be opened here.", code="kind")
     why = _note(note)
     end = _until(kind, until, today)
-    loan = load_loan(session, actor, loan_number, lock=True)
-    if expected_version is not None and expected_version != loan.version:
-        raise Conflict(
-            "This loan changed since you opened it; here is the current card.",
-            code="stale",
-            version=loan.version,
-        )
+    loan = find_loan(session, actor=actor, loan_number=loan_number, lock=True)
+    refuse_stale(loan, expected_version)
     return _pause(session, loan, actor, kind, why, end, today)
 
 
@@ -201,7 +195,7 @@ def resolve_hold(
     """A manager resolves the loan's open hold (the oldest pausing one unless kind names one)."""
     require_role(actor, Role.MANAGER, "resolve disputes")
     why = _note(reason, "reason")
-    loan = load_loan(session, actor, loan_number, lock=True)
+    loan = find_loan(session, actor=actor, loan_number=loan_number, lock=True)
     kinds = (kind,) if kind is not None else (*PAUSING, HoldKind.PAYMENT)
     hold = session.scalars(_open_query(loan.id, today, kinds)).first()
     if hold is None:
