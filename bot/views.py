@@ -114,6 +114,10 @@ def _activity_lines(view: LoanView, agency: Agency) -> list[str]:
         at = texts.local_time(c.created_at, agency.zone)
         lines.append(texts.CARD_CONTACT.format(what=esc(what), at=at, by=esc(c.staff_name or "-")))
     lines.append(texts.CARD_AGENT.format(agent=esc(view.agent_name or texts.CARD_UNASSIGNED)))
+    if (h := view.hold) is not None:
+        at = texts.local_time(h.opened_at, agency.zone)
+        until = day(h.until) if h.until else None
+        lines.append(texts.hold_line(h.kind.value, _cut(h.note, NOTE_MAX), at, until))
     if view.state_reason:
         lines.append(texts.CARD_REASON.format(reason=esc(view.state_reason)))
     if view.archived_at is not None:
