@@ -1030,6 +1030,37 @@ def remind_queued(number: str, waits_until: str | None) -> str:
     )
 
 
+def denial_text(
+    borrower: str,
+    number: str,
+    body: str,
+    *,
+    receipt: str,
+    amount: str,
+    paid_at: str,
+    recorded_by: str | None,
+    agent: str | None,
+) -> str:
+    """A borrower's NO to a receipt, for a manager: the payment they say they did not make."""
+    return DENIAL_TEXT.format(
+        borrower=esc(borrower),
+        number=esc(number),
+        body=esc(body),
+        receipt=esc(receipt),
+        amount=amount,
+        paid_at=paid_at,
+        recorded_by=esc(recorded_by or "-"),
+        agent=esc(agent or "-"),
+    )
+
+
+DENIAL_TEXT = (
+    '❗ <b>Payment denied</b>: {borrower} ({number}) replied "{body}" to receipt '
+    "<b>{receipt}</b>.\nPayment: {amount} on {paid_at}, recorded by {recorded_by} "
+    "(agent: {agent}).\nCheck that the money reached you, then /resolve {number}."
+)
+
+
 def relay_text(borrower: str, number: str, body: str) -> str:
     """A borrower's SMS passed on to their agent."""
     return f"💬 {esc(borrower)} ({esc(number)}): {esc(body or '(empty message)')}"

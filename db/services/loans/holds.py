@@ -22,7 +22,7 @@ from db import clock
 from db.models import HoldKind, HoldOutcome, Loan, LoanHold, LoanState, Role, Staff
 from db.services.access import PAUSING, Actor, require_role, scope_live_loans
 from db.services.audit.write import AuditAction, audit
-from db.services.collection import ledger
+from db.services.collection import ledger, payments
 from db.services.errors import Conflict, InvalidInput
 from db.services.loans.guards import find_loan, refuse_stale, require_active
 from db.services.sms.truth import WithdrawReason, withdraw_for_loan
@@ -203,6 +203,15 @@ def resolve_hold(
     if outcome not in _OUTCOMES[HoldKind(hold.kind)]:
         allowed = " or ".join(o.value for o in _OUTCOMES[HoldKind(hold.kind)])
         raise InvalidInput(f"A {hold.kind} is resolved as {allowed}.", code="outcome")
+    if hold.kind == HoldKind.PAYMENT and outcome is HoldOutcome.UPHELD and hold.payment_id:
+        # The money never reached the agency: the existing reversal, audited as ever.
+        payments.reverse_payment(
+            session,
+            actor=actor,
+            payment_id=hold.payment_id,
+            reason=f"borrower denied paying: {why}",
+            today=today,
+        )
     hold.resolved_at, hold.resolved_by_id = clock.utcnow(), actor.staff_id
     hold.outcome, hold.resolution_note = outcome, why
     ledger.touch(loan, actor)
