@@ -753,6 +753,24 @@ def resolve_ask(number: str, kind: str, note: str) -> str:
     return RESOLVE_ASK.format(number=esc(number), kind=HOLD_NAMES[kind], note=esc(note))
 
 
+RISK_PARTS = {
+    "overdue": "days late",
+    "late": "late installments",
+    "promises": "broken promises",
+    "contacts": "unanswered contacts",
+    "stake": "amount at stake",
+}
+RISK_LINE = "📊 Risk {score}/100: {parts}"
+RISK_ELIGIBLE = " · ✅ repaid earlier loans on time: eligible for a new one"
+
+
+def risk_line(score: int, parts: dict[str, int], eligible: bool) -> str:
+    """The card's risk score with its parts (db/services/risk.py says how each is counted)."""
+    named = [f"{RISK_PARTS[name]} {points}" for name, points in parts.items() if points]
+    text = RISK_LINE.format(score=score, parts=", ".join(named) or "nothing against it")
+    return text + (RISK_ELIGIBLE if eligible else "")
+
+
 def loan_done(template: str, number: str) -> str:
     """A one-value result line: CLOSE_DONE, WRITE_OFF_DONE, ARCHIVE_DONE or RESTORE_DONE."""
     return template.format(number=esc(number))

@@ -236,6 +236,7 @@ async def test_dispute_from_the_card_then_a_manager_rejects_it(settings, committ
         held = await h.wait(agent, predicate=is_card)
         assert "Disputed" in held["text"] and "Says <he> repaid in March" in held["text"]
         assert "⚖️ Dispute" not in [b["text"] for b in held["buttons"]]
+        assert "📊 Risk " in held["text"] and "/100" in held["text"]
         assert (await h.say(agent, f"/resolve {loan.number}"))["text"] == (
             "Only managers and admins may resolve disputes."
         )

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, aliased
 from db import clock
 from db.models import HoldKind, Loan, LoanState, Payment, Promise, PromiseState, Staff
 from db.money import q
+from db.services import risk
 from db.services.access import LIVE_LOAN, Actor, on_hold
 from db.services.collection.ledger import Bucket, bucket_dates
 from db.services.loans.snapshots import LoanSummary, loan_summary
@@ -248,28 +249,26 @@ def _latest_promise_is(state: PromiseState, *conds: ColumnElement) -> ColumnElem
     )
 
 
-def _work_queries(today: date) -> list[tuple[WorkReason, Select]]:
+def _work_queries(today: date, dialect: str) -> list[tuple[WorkReason, Select]]:
+    """One statement per reason, each ordered by the risk score (risk.py), highest first."""
     active = select(Loan).where(Loan.state == LoanState.ACTIVE, LIVE_LOAN)
     lookback = today - timedelta(days=BROKEN_LOOKBACK_DAYS)
     broken = _latest_promise_is(
         PromiseState.BROKEN, Promise.promised_date >= lookback, Promise.promised_date < today
     )
     held = [(WorkReason.DISPUTED, HoldKind.DISPUTE), (WorkReason.PAUSED, HoldKind.HARDSHIP)]
-    return [
-        *((why, active.where(on_hold(today, kinds=(k,))).order_by(Loan.id)) for why, k in held),
-        (WorkReason.DUE_TODAY, active.where(Loan.next_due_date == today).order_by(Loan.id)),
+    riskiest = (risk.score(dialect, today).desc(), Loan.id)
+    wheres = [
+        *((why, on_hold(today, kinds=(k,))) for why, k in held),
+        (WorkReason.DUE_TODAY, Loan.next_due_date == today),
         (
             WorkReason.PROMISE_DUE,
-            active.where(
-                _latest_promise_is(PromiseState.OPEN, Promise.promised_date == today)
-            ).order_by(Loan.id),
+            _latest_promise_is(PromiseState.OPEN, Promise.promised_date == today),
         ),
-        (WorkReason.PROMISE_BROKEN, active.where(broken).order_by(Loan.next_due_date, Loan.id)),
-        (
-            WorkReason.OVERDUE,
-            active.where(Loan.next_due_date < today).order_by(Loan.next_due_date, Loan.id),
-        ),
+        (WorkReason.PROMISE_BROKEN, broken),
+        (WorkReason.OVERDUE, Loan.next_due_date < today),
     ]
+    return [(why, active.where(cond).order_by(*riskiest)) for why, cond in wheres]
 
 
 def _reason(kind: WorkReason, summary: LoanSummary) -> str:
@@ -280,10 +279,11 @@ def _reason(kind: WorkReason, summary: LoanSummary) -> str:
 
 
 def work_list(session: Session, *, actor: Actor, today: date, limit: int = 30) -> list[WorkItem]:
-    """Today's list: due today, promises due today, recently broken, then most overdue."""
+    """Today's list: disputed, paused, due today, promises due today, recently broken, then
+    overdue; within each, the riskiest loan first (risk.py)."""
     items: list[WorkItem] = []
     seen: set[int] = set()
-    for kind, stmt in _work_queries(today):
+    for kind, stmt in _work_queries(today, session.get_bind().dialect.name):
         if len(items) >= limit:
             break
         stmt = _scoped(stmt, actor, None).limit(limit + len(seen))
