@@ -39,7 +39,7 @@ from db.services.broadcasts.progress_message import (
 )
 from db.services.collection.receipts import DeniedPayment
 from db.services.sms import inbound
-from db.services.sms.relays import relay_batch
+from db.services.sms.relays import RelayInfo, relay_batch
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ async def _relay_batch(context: Context, staff_id: int | None) -> None:
         tries.pop(inbound_id)
 
 
-def _relay_text(context: Context, relay: inbound.RelayInfo, denied: DeniedPayment | None) -> str:
+def _relay_text(context: Context, relay: RelayInfo, denied: DeniedPayment | None) -> str:
     """The borrower's SMS as relayed; a NO to a receipt with the payment it denies."""
     if not relay.denied or denied is None:
         return texts.relay_text(relay.borrower_name, relay.loan_number, relay.body)
@@ -158,7 +158,7 @@ def _relay_text(context: Context, relay: inbound.RelayInfo, denied: DeniedPaymen
 
 
 async def _relay_one(
-    context: Context, relay: inbound.RelayInfo, loan_id: int | None, state: _Tries, text: str
+    context: Context, relay: RelayInfo, loan_id: int | None, state: _Tries, text: str
 ) -> bool:
     """Send one SMS to its recipient; True when sent. A refusal counts towards giving up."""
     markup = keyboards.relay_card(loan_id, texts.RELAY_BTN_CARD) if loan_id else None

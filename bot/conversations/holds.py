@@ -21,6 +21,7 @@ from bot.conversations import TEXT_INPUT, actions, loan_action
 from bot.conversations.actions import NUMBER, VERSION
 from bot.conversations.loan_action import Ask, Change, Confirm, Entry
 from bot.keyboards import CB
+from bot.updates import query_of, text_of, user_data
 from db.models import HoldKind, HoldOutcome, Role
 from db.services.access import Actor
 from db.services.errors import InvalidInput, ServiceError
@@ -72,7 +73,7 @@ def build_handler() -> ConversationHandler:
 
 
 def _open_arguments(context: Context, actor: Actor, version: int) -> dict[str, Any]:
-    data = context.user_data
+    data = user_data(context)
     until = data.get(UNTIL)
     return {
         "actor": actor,
@@ -107,8 +108,8 @@ async def _begin(
         await actions.say(update, texts.loan_done(texts.HOLD_ALREADY, view.loan_number))
         return actions.END
     actions.begin(context, NAME, view)
-    context.user_data[KIND] = kind.value
-    context.user_data[UNTIL] = None
+    user_data(context)[KIND] = kind.value
+    user_data(context)[UNTIL] = None
     await actions.say(update, text)
     return state
 
@@ -137,11 +138,11 @@ async def hardship_entry(update: Update, context: Context, actor: Actor) -> int:
 async def until_text(update: Update, context: Context, actor: Actor) -> int:
     """The day the pause ends: a future date, or asked again."""
     try:
-        until = parse_date(update.message.text, today=actions.today_of(context), future=True)
+        until = parse_date(text_of(update), today=actions.today_of(context), future=True)
     except InvalidInput as err:
         await actions.say(update, texts.action_again(err.message, texts.HARDSHIP_ASK_UNTIL_AGAIN))
         return State.UNTIL
-    context.user_data[UNTIL] = until.isoformat()
+    user_data(context)[UNTIL] = until.isoformat()
     await actions.say(update, texts.HARDSHIP_ASK_NOTE)
     return State.NOTE
 
@@ -149,8 +150,8 @@ async def until_text(update: Update, context: Context, actor: Actor) -> int:
 @actions.step(NAME)
 async def note_text(update: Update, context: Context, actor: Actor) -> int:
     """The note typed: check it with the service (nothing written), then confirm."""
-    data = context.user_data
-    data[NOTE] = update.message.text
+    data = user_data(context)
+    data[NOTE] = text_of(update)
     note_again = (
         texts.DISPUTE_ASK_AGAIN if data[KIND] == HoldKind.DISPUTE else texts.HARDSHIP_ASK_NOTE
     )
@@ -189,7 +190,8 @@ RESOLVE_ENTRY = Entry(
 
 
 def _resolved(context: Context, done: holds.HoldView) -> tuple[str, int]:
-    outcome = texts.RESOLVE_OUTCOMES[done.kind.value][done.outcome.value]
+    chosen = done.outcome.value if done.outcome else ""
+    outcome = texts.RESOLVE_OUTCOMES[done.kind.value].get(chosen, chosen)
     text = texts.RESOLVE_DONE.format(number=texts.esc(done.loan_number), outcome=outcome)
     if done.outcome is HoldOutcome.UPHELD:
         payment = done.kind is HoldKind.PAYMENT
@@ -212,7 +214,7 @@ async def resolve_entry(update: Update, context: Context, actor: Actor) -> int:
         return actions.END
     kind = view.hold.kind.value
     actions.begin(context, NAME, view)
-    context.user_data[KIND] = kind
+    user_data(context)[KIND] = kind
     choices = list(texts.RESOLVE_OUTCOMES[kind].items())
     markup = keyboards.action_choices(CB.RESOLVE_OUTCOME, view.id, choices)
     text = texts.resolve_ask(view.loan_number, kind, view.hold.note)
@@ -223,24 +225,24 @@ async def resolve_entry(update: Update, context: Context, actor: Actor) -> int:
 @actions.step(NAME)
 async def outcome(update: Update, context: Context, actor: Actor) -> int | None:
     """An outcome pressed: ask the reason."""
-    allowed = set(texts.RESOLVE_OUTCOMES[context.user_data[KIND]])
+    allowed = set(texts.RESOLVE_OUTCOMES[user_data(context)[KIND]])
     value = await actions.chosen(update, context, CB.RESOLVE_OUTCOME, allowed)
     if value is None:
         return None
-    context.user_data[OUTCOME] = value
-    await update.callback_query.edit_message_text(texts.RESOLVE_ASK_REASON)
+    user_data(context)[OUTCOME] = value
+    await query_of(update).edit_message_text(texts.RESOLVE_ASK_REASON)
     return State.REASON
 
 
 @actions.step(NAME)
 async def reason_text(update: Update, context: Context, actor: Actor) -> int:
     """The reason typed: resolve; the result and the fresh card follow."""
-    data = context.user_data
+    data = user_data(context)
     arguments = {
         "actor": actor,
         "loan_number": data[NUMBER],
         "outcome": HoldOutcome(data[OUTCOME]),
-        "reason": update.message.text,
+        "reason": text_of(update),
         "today": actions.today_of(context),
         "kind": HoldKind(data[KIND]),
     }

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, exists, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, SQLColumnExpression, exists, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import Borrower, HoldKind, Loan, LoanHold, Role, Staff, StaffState
@@ -21,7 +22,7 @@ PAUSING = (HoldKind.DISPUTE, HoldKind.HARDSHIP)
 
 
 def _open_hold(
-    loan_id: ColumnElement[int], today: date, kinds: tuple[HoldKind, ...] = PAUSING
+    loan_id: SQLColumnExpression[int | None], today: date, kinds: tuple[HoldKind, ...] = PAUSING
 ) -> list[ColumnElement[bool]]:
     return [
         LoanHold.loan_id == loan_id,
@@ -33,14 +34,14 @@ def _open_hold(
 
 def on_hold(
     today: date,
-    loan_id: ColumnElement[int] | None = None,
+    loan_id: SQLColumnExpression[int | None] | None = None,
     kinds: tuple[HoldKind, ...] = PAUSING,
 ) -> ColumnElement[bool]:
     """EXISTS an open dispute or hardship pause on the loan: no reminders, no late fees."""
     return exists().where(*_open_hold(Loan.id if loan_id is None else loan_id, today, kinds))
 
 
-def hold_kind(loan_id: ColumnElement[int], today: date) -> ScalarSelect:
+def hold_kind(loan_id: SQLColumnExpression[int | None], today: date) -> ScalarSelect[Any]:
     """The kind of the loan's open pausing hold (NULL when none), for a column of a SELECT."""
     return select(LoanHold.kind).where(*_open_hold(loan_id, today)).limit(1).scalar_subquery()
 
@@ -67,6 +68,10 @@ class Actor:
         return _RANK[self.role] >= _RANK[role]
 
 
+# A SELECT of any columns: scoping keeps its type.
+SelectT = TypeVar("SelectT", bound=Select[Any])
+
+
 def require_role(actor: Actor, role: Role, what: str) -> None:
     """Refuse unless actor has at least role."""
     if not actor.at_least(role):
@@ -74,14 +79,14 @@ def require_role(actor: Actor, role: Role, what: str) -> None:
         raise AccessDenied(f"Only {who} may {what}.", code="role", role=role)
 
 
-def scope_loans(stmt: Select, actor: Actor) -> Select:
+def scope_loans(stmt: SelectT, actor: Actor) -> SelectT:
     """Restrict a SELECT over Loan to the loans actor may see."""
     if actor.sees_all_loans:
         return stmt
     return stmt.where(Loan.agent_id == actor.staff_id)
 
 
-def scope_live_loans(stmt: Select, actor: Actor) -> Select:
+def scope_live_loans(stmt: SelectT, actor: Actor) -> SelectT:
     """scope_loans, and archived loans left out (the lists and searches of every role)."""
     return scope_loans(stmt, actor).where(LIVE_LOAN)
 
@@ -106,7 +111,7 @@ def check_loan(actor: Actor, loan: Loan | None, number: str = "") -> Loan:
 PHONE_UNAVAILABLE = "This phone number cannot be used here; ask your manager."
 
 
-def _foreign_loan(borrower_id: ColumnElement[int] | int, actor: Actor) -> ColumnElement[bool]:
+def _foreign_loan(borrower_id: SQLColumnExpression[int] | int, actor: Actor) -> ColumnElement[bool]:
     """EXISTS a loan of the borrower that is not actor's (or held by nobody)."""
     return exists().where(
         Loan.borrower_id == borrower_id,
@@ -114,7 +119,7 @@ def _foreign_loan(borrower_id: ColumnElement[int] | int, actor: Actor) -> Column
     )
 
 
-def scope_borrowers(stmt: Select, actor: Actor) -> Select:
+def scope_borrowers(stmt: SelectT, actor: Actor) -> SelectT:
     """Restrict a SELECT over Borrower to the borrowers actor may see and change."""
     if actor.sees_all_loans:
         return stmt

@@ -19,8 +19,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import ColumnElement, Date, Float, and_, case, cast, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Float,
+    SQLColumnExpression,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -40,26 +52,31 @@ _BAD_CONTACTS = (ContactOutcome.NO_ANSWER, ContactOutcome.REFUSED, ContactOutcom
 WEIGHTS = {"overdue": 40, "late": 20, "promises": 20, "contacts": 10, "stake": 10}
 
 
-def _days_between(dialect: str, later: date, earlier: ColumnElement) -> ColumnElement:
+def _days_between(
+    dialect: str, later: date, earlier: SQLColumnExpression[Any]
+) -> ColumnElement[Any]:
     if dialect == "sqlite":
-        return func.julianday(literal(later.isoformat())) - func.julianday(earlier)
+        days: ColumnElement[Any] = func.julianday(literal(later.isoformat())) - func.julianday(
+            earlier
+        )
+        return days
     return literal(later, Date) - earlier
 
 
-def _day_of(dialect: str, moment: ColumnElement) -> ColumnElement:
+def _day_of(dialect: str, moment: SQLColumnExpression[Any]) -> ColumnElement[Any]:
     return func.date(moment) if dialect == "sqlite" else cast(moment, Date)
 
 
-def _share(part: ColumnElement, whole: ColumnElement) -> ColumnElement:
+def _share(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[Any]:
     """part / whole as a float, 0 when whole is 0."""
     return case((whole > 0, cast(part, Float) / cast(whole, Float)), else_=0.0)
 
 
-def _count(entity, *where) -> ColumnElement:
+def _count(entity: type, *where: ColumnElement[bool]) -> ColumnElement[int]:
     return select(func.count()).select_from(entity).where(*where).scalar_subquery()
 
 
-def parts(dialect: str, today: date) -> dict[str, ColumnElement]:
+def parts(dialect: str, today: date) -> dict[str, ColumnElement[Any]]:
     """Each part of the score as a SQL expression over Loan (points, see the docstring)."""
     dpd = case(
         (Loan.next_due_date < today, _days_between(dialect, today, Loan.next_due_date)),
@@ -92,7 +109,7 @@ def parts(dialect: str, today: date) -> dict[str, ColumnElement]:
     }
 
 
-def score(dialect: str, today: date) -> ColumnElement:
+def score(dialect: str, today: date) -> ColumnElement[Any]:
     """The score as one SQL expression over Loan (for ORDER BY)."""
     return sum(parts(dialect, today).values(), literal(0.0))
 
@@ -116,7 +133,7 @@ def _eligible(session: Session, dialect: str, loan: Loan) -> bool:
     on_time, total = session.execute(
         select(func.count().filter(settled), func.count()).where(Installment.loan_id.in_(closed))
     ).one()
-    return total > 0 and on_time / total >= ELIGIBLE_SHARE
+    return bool(total > 0 and on_time / total >= ELIGIBLE_SHARE)
 
 
 def risk_of(session: Session, *, loan: Loan, today: date) -> Risk:

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from db import clock
@@ -81,7 +81,9 @@ def _note(text: str | None, field: str = "note") -> str:
     return note
 
 
-def _open_query(loan_id: int, today: date, kinds=PAUSING):
+def _open_query(
+    loan_id: int, today: date, kinds: tuple[HoldKind, ...] = PAUSING
+) -> Select[tuple[LoanHold]]:
     return (
         select(LoanHold)
         .where(
@@ -109,7 +111,13 @@ def _until(kind: HoldKind, until: date | None, today: date) -> date | None:
 
 
 def _pause(
-    session: Session, loan: Loan, actor: Actor | None, kind: HoldKind, note: str, until, today
+    session: Session,
+    loan: Loan,
+    actor: Actor | None,
+    kind: HoldKind,
+    note: str,
+    until: date | None,
+    today: date,
 ) -> HoldView:
     """Add the hold, withdraw what it makes untrue, audit: one transaction (the caller's)."""
     require_active(loan)

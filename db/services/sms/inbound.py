@@ -19,6 +19,7 @@ Choices:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -48,6 +49,7 @@ from db.services.loans import holds
 from db.services.sms import outbox, reply_limit, suppressions
 from db.services.sms.relays import NOT_A_DENIAL, RelayInfo, reply_loan
 from db.services.sms.truth import WithdrawReason, withdraw_for_borrower
+from db.session import rows_matched
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +197,7 @@ def _opt_in(session: Session, borrower: Borrower) -> bool:
         .values(opted_out_at=None, updated_at=clock.utcnow())
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount > 0
+    return rows_matched(result) > 0
 
 
 def _audit_opt(session: Session, borrower: Borrower, action: AuditAction) -> None:
@@ -212,7 +214,7 @@ def _audit_opt(session: Session, borrower: Borrower, action: AuditAction) -> Non
 
 def _dispute(
     session: Session, loan: Loan | None, text: str, agency: Agency, today: date
-) -> tuple[str | None, dict[str, object]]:
+) -> tuple[str | None, Mapping[str, object]]:
     """DISPUTE: the loan the message concerns is disputed; reminders stop until reviewed."""
     if loan is None:
         return None, {}
@@ -240,7 +242,7 @@ def _act(
     borrower: Borrower | None,
     phone: str,
     agency: Agency,
-) -> tuple[str | None, dict[str, object]]:
+) -> tuple[str | None, Mapping[str, object]]:
     """Do what the keyword asks; return the reply text (or None) and what changed."""
     if keyword is Keyword.STOP:
         # Read from the database: opt_out() updates in SQL, so the object may be stale.
@@ -350,6 +352,7 @@ def handle_inbound(
     )
     if inbound_id is None:
         return _duplicate(session, sid, keyword)
+    changed: Mapping[str, object]
     if keyword is Keyword.DISPUTE:
         reply, changed = _dispute(session, loan, text, agency, today)
     elif denial is not None:
@@ -430,4 +433,4 @@ def mark_relayed(session: Session, *, inbound_ids: list[int]) -> int:
         .values(relayed_at=clock.utcnow())
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return rows_matched(result)

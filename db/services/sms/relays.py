@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db import clock
@@ -140,7 +140,7 @@ def deliverable_relays(
     if not live or (staff_id is not None and staff_id not in live):
         return []
     agent = aliased(Staff)
-    reachable = [and_(Loan.agent_id.in_(list(live)), NOT_A_DENIAL)]
+    reachable: list[ColumnElement[bool]] = [and_(Loan.agent_id.in_(list(live)), NOT_A_DENIAL)]
     if bosses:  # the agent is gone, or has been away too long: a manager answers
         reachable.append(
             or_(
