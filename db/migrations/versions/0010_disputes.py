@@ -6,7 +6,7 @@ is open (issue 11). Payments get a receipt number the borrower is told; existing
 get theirs too, R-<year of payment>-<id>, so every payment can be named the same way.
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-08 00:10:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 import db.models
 
 revision = "0010"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
