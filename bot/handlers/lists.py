@@ -177,7 +177,7 @@ async def _list_page(
         text += "\n" + texts.LIST_EMPTY
     loans = views.loan_buttons(found.items, agency_of(context))
     markup = keyboards.loan_list(
-        loans, filter.value, page, found.next_cursor is not None, archived=actor.role is Role.ADMIN
+        loans, filter.value, page, found.next_cursor is not None, archived=actor.sees_archived
     )
     await show(update, context, text, markup, edit)
 

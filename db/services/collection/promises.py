@@ -30,7 +30,7 @@ from db.models import (
     Staff,
 )
 from db.money import format_money, q
-from db.services.access import LIVE_LOAN, Actor, refuse_archived
+from db.services.access import LIVE_LOAN, Actor, refuse_archived, refuse_read_only
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.errors import Conflict, InvalidInput
 from db.services.loans.lookup import load_loan
@@ -248,6 +248,7 @@ def record_contact(
 ) -> ContactView:
     """Note a call, visit or message with the borrower and what came of it."""
     note = clean_text(note, field="note", max_len=1000, required=False)
+    refuse_read_only(actor, "record contacts")
     loan = find_loan(session, actor=actor, loan_number=loan_number)
     refuse_archived(loan)
     contact = Contact(

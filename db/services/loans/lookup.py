@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, defaultload, selectinload
 
 from db.models import Borrower, Loan
-from db.services.access import Actor, check_loan, refuse_archived
+from db.services.access import Actor, check_loan, refuse_archived, refuse_read_only
 from db.services.errors import InvalidInput
 from db.validation import parse_loan_number
 
@@ -25,6 +25,8 @@ def load_loan(
 
     A loan locked for a change must not be archived, unless archived (restoring it).
     """
+    if lock:
+        refuse_read_only(actor, "change loans")
     number = parse_loan_number(loan_number)
     stmt = select(Loan).where(Loan.loan_number == number).options(NO_TAGS)
     if lock:

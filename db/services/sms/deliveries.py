@@ -28,7 +28,7 @@ from db.models import (
 )
 from db.models import MessageStatus as S
 from db.money import format_money
-from db.services.access import Actor, refuse_archived, require_role
+from db.services.access import Actor, refuse_archived, refuse_read_only, require_reader
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.collection.ledger import ZERO
 from db.services.errors import Conflict
@@ -109,7 +109,7 @@ def _period(since: datetime, counts: dict[tuple[str, str], int]) -> PeriodCounts
 
 def delivery_report(session: Session, *, actor: Actor, now: datetime) -> DeliveryReport:
     """Messages created in the last day and 7 days, by kind and status, and the top errors."""
-    require_role(actor, Role.ADMIN, "read delivery reports")
+    require_reader(actor, Role.ADMIN, "read delivery reports")
     day_ago, week_ago = now - timedelta(days=1), now - timedelta(days=7)
     in_day = func.coalesce(func.sum(case((Message.created_at >= day_ago, 1), else_=0)), 0)
     rows = session.execute(
@@ -188,6 +188,7 @@ def queue_reminder_now(
     session: Session, *, actor: Actor, loan_number: str, today: date, settings: Settings
 ) -> ReminderInfo:
     """Queue one reminder for a loan the actor may see; at most one such per loan a day."""
+    refuse_read_only(actor, "text borrowers")
     loan = load_loan(session, actor, loan_number)
     refuse_archived(loan)  # an admin may open one; nothing is sent about it
     if loan.state != LoanState.ACTIVE:
