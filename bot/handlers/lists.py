@@ -23,7 +23,6 @@ from bot.context import Context, agency_of, answer_button, db, reply, require_st
 from bot.conversations import TEXT_INPUT, cancel_fallback
 from bot.handlers.replies import show, today
 from bot.keyboards import CB
-from db.models import Role
 from db.services import reports
 from db.services.access import Actor
 from db.services.errors import ServiceError
