@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     miniapp_auth_max_age_seconds: int = Field(default=300, ge=10, le=86400)
     miniapp_session_minutes: int = Field(default=30, ge=1, le=24 * 60)
 
+    # /export: the bot edits its progress message once per this many rows written.
+    export_progress_rows: int = Field(default=5000, ge=100, le=1_000_000)
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:

@@ -42,6 +42,9 @@ class AuditAction(StrEnum):
     BROADCAST_CREATED = "broadcast_created"
     BROADCAST_CANCELED = "broadcast_canceled"
     SUPPRESSION_LIFTED = "suppression_lifted"
+    EXPORT_MADE = "export_made"
+    STATEMENT_MADE = "statement_made"
+    STATEMENT_LINK_SENT = "statement_link_sent"
     # Not staff actions, but changes all the same: a borrower's SMS, the sample-data seeder.
     BORROWER_OPTED_OUT = "borrower_opted_out"
     BORROWER_OPTED_IN = "borrower_opted_in"
