@@ -50,6 +50,7 @@ from bot.handlers import (
     admin,
     assign,
     common,
+    exports,
     lists,
     loans,
     password_guard,
@@ -104,6 +105,7 @@ def handler_list() -> list[tuple[int, BaseHandler]]:
         *((0, handler) for handler in lists.handlers()),
         *((0, handler) for handler in assign.handlers()),
         (0, stats.handler()),
+        *((0, handler) for handler in exports.handlers()),
         *((0, handler) for handler in sms.handlers()),
         *((0, handler) for handler in suppress.handlers()),
         # --- fallbacks: keep these last ------------------------------------------------

@@ -80,6 +80,12 @@ class CB(StrEnum):
     SUP_LIFT = "sup:lift:"
     SUP_YES = "sup:yes:"
     SUP_NO = "sup:no:"
+    # /export (handlers/exports.py): <kind>; <kind>:<period>; <kind>:<period>:<format>
+    EXPORT_KIND = "exp:k:"
+    EXPORT_PERIOD = "exp:p:"
+    EXPORT_RUN = "exp:f:"
+    # /statement and the card's Statement button (handlers/statements.py): <loan id>
+    STATEMENT = "stm:"
 
 
 def pattern(prefix: CB) -> str:
@@ -397,3 +403,24 @@ def lift_confirm(phone: str, yes: str, no: str) -> InlineKeyboardMarkup:
     """Yes, lift it / Cancel under the confirmation."""
     field = phone_field(phone)
     return InlineKeyboardMarkup([[_button(yes, CB.SUP_YES, field), _button(no, CB.SUP_NO, field)]])
+
+
+# --- /export (handlers/exports.py) -----------------------------------------------------------
+
+
+def export_kinds(kinds: list[tuple[str, str]]) -> InlineKeyboardMarkup:
+    """One button per export kind (value, label)."""
+    return InlineKeyboardMarkup([[_button(label, CB.EXPORT_KIND, kind)] for kind, label in kinds])
+
+
+def export_periods(kind: str, periods: list[tuple[str, str]]) -> InlineKeyboardMarkup:
+    """The periods of a payments or deliveries export (token, label), two to a row."""
+    buttons = [_button(label, CB.EXPORT_PERIOD, kind, token) for token, label in periods]
+    return InlineKeyboardMarkup([buttons[i : i + 2] for i in range(0, len(buttons), 2)])
+
+
+def export_formats(kind: str, period: str, formats: list[tuple[str, str]]) -> InlineKeyboardMarkup:
+    """CSV / XLSX for an export of kind over period (a token; "-" for none)."""
+    return InlineKeyboardMarkup(
+        [[_button(label, CB.EXPORT_RUN, kind, period, fmt) for fmt, label in formats]]
+    )

@@ -69,6 +69,13 @@ COMMANDS: list[Command] = [
     Command("edit", "Change a loan or its borrower: /edit LN-10234"),
     Command("close", "Close a paid-off loan: /close LN-10234"),
     Command("stats", "Portfolio figures and a collections chart", reads=True),
+    Command(
+        "export",
+        "Loans, overdue, payments or SMS as CSV / XLSX",
+        min_role=Role.MANAGER,
+        reads=True,
+    ),
+    Command("statement", "A loan's account statement (PDF): /statement LN-10234", reads=True),
     Command("assign", "Give a loan to someone else: /assign LN-10234 Ravi", min_role=Role.MANAGER),
     Command(
         "delete", "Archive a loan (loans are never deleted): /delete LN-10234", min_role=Role.ADMIN
@@ -975,3 +982,42 @@ def remind_queued(number: str, waits_until: str | None) -> str:
 def relay_text(borrower: str, number: str, body: str) -> str:
     """A borrower's SMS passed on to their agent."""
     return f"💬 {esc(borrower)} ({esc(number)}): {esc(body or '(empty message)')}"
+
+
+# --- /export (handlers/exports.py) -----------------------------------------------------------
+
+EXPORT_CHOOSE = "📤 <b>Export</b>: what would you like?"
+EXPORT_KINDS = {
+    "loans": "📋 Loans",
+    "overdue": "⏰ Overdue, with contacts",
+    "payments": "💰 Payments for a period",
+    "deliveries": "✉️ SMS deliveries for a period",
+}
+EXPORT_PERIODS = {"this": "This month", "last": "Last month", "type": "Other dates…"}
+EXPORT_FORMATS = {"csv": "CSV", "xlsx": "Excel (XLSX)"}
+EXPORT_CHOOSE_PERIOD = "Which period?"
+EXPORT_TYPE_DATES = (
+    "Send the dates, first and last day, like this:\n"
+    "<code>/export {kind} 2026-11-01 2026-11-30</code>"
+)
+EXPORT_USAGE = (
+    "Use /export, or /export loans | overdue | payments | deliveries; payments and "
+    "deliveries take two dates: /export payments 2026-11-01 2026-11-30"
+)
+EXPORT_BAD_DATE = "“{text}” is not a date; write it as 2026-11-30."
+EXPORT_TOO_BIG = (
+    "That export is too large for Telegram ({size} MB; at most 50). Choose a shorter period."
+)
+
+
+def export_choose_format(kind: str, period: str | None) -> str:
+    what = EXPORT_KINDS.get(kind, kind)
+    return f"{esc(what)}{f' ({esc(period)})' if period else ''}: which format?"
+
+
+def export_progress(kind: str, rows: int) -> str:
+    return f"⏳ Exporting {esc(EXPORT_KINDS.get(kind, kind))}… {rows:,} rows so far."
+
+
+def export_done(kind: str, rows: int) -> str:
+    return f"✅ {esc(EXPORT_KINDS.get(kind, kind))}: {rows:,} rows."
