@@ -185,12 +185,14 @@ def _loan_ids(view: LoanView) -> tuple[int, int]:
 def loan_card(view: LoanView, role: Role) -> InlineKeyboardMarkup:
     """The card's buttons: every action on an active loan; History (and Archive) otherwise.
 
-    An archived loan (only admins see one) has History and Restore.
+    An archived loan (only admins and finance see one) has History and Restore. Finance,
+    which changes nothing, gets History and Statement only; every card has Statement.
     """
     ids = _loan_ids(view)
     rows: list[list[InlineKeyboardButton]] = []
-    if view.archived_at is not None:
-        rows.append([_button("📜 History", CB.LOAN_HISTORY, *ids)])
+    statement = _button("🧾 Statement", CB.STATEMENT, view.id)
+    if view.archived_at is not None or role is Role.FINANCE:
+        rows.append([_button("📜 History", CB.LOAN_HISTORY, *ids), statement])
         if role is Role.ADMIN:
             rows.append([_button("♻️ Restore", CB.LOAN_RESTORE, *ids)])
         return InlineKeyboardMarkup(rows)
@@ -206,7 +208,7 @@ def loan_card(view: LoanView, role: Role) -> InlineKeyboardMarkup:
                 _button("📜 History", CB.LOAN_HISTORY, *ids),
                 _button("🔔 Remind now", CB.LOAN_REMIND, *ids),
             ],
-            [_button("✅ Close", CB.LOAN_CLOSE, *ids)],
+            [_button("✅ Close", CB.LOAN_CLOSE, *ids), statement],
         ]
         if role in (Role.MANAGER, Role.ADMIN):
             rows.append(
@@ -216,7 +218,7 @@ def loan_card(view: LoanView, role: Role) -> InlineKeyboardMarkup:
                 ]
             )
     else:
-        rows.append([_button("📜 History", CB.LOAN_HISTORY, *ids)])
+        rows.append([_button("📜 History", CB.LOAN_HISTORY, *ids), statement])
     if role is Role.ADMIN:
         rows.append([_button("🗄 Archive", CB.LOAN_DELETE, *ids)])
     return InlineKeyboardMarkup(rows)

@@ -1021,3 +1021,12 @@ def export_progress(kind: str, rows: int) -> str:
 
 def export_done(kind: str, rows: int) -> str:
     return f"✅ {esc(EXPORT_KINDS.get(kind, kind))}: {rows:,} rows."
+
+
+# --- /statement (handlers/statements.py) ---------------------------------------------------
+
+STATEMENT_USAGE = "Say which loan: /statement LN-10234"
+
+
+def statement_caption(number: str, generated: str) -> str:
+    return f"🧾 Statement of loan {esc(number)}, generated on {esc(generated)}."
