@@ -20,7 +20,7 @@ from db import clock
 from db.agency import Agency
 from db.services.access import Actor
 from db.services.errors import ServiceError
-from db.services.loans.add import get_loan_by_id
+from db.services.loans.cards import get_loan_by_id
 from db.services.statements.data import Statement, statement_for_staff
 from db.services.statements.pdf import render_pdf, statement_filename
 

@@ -14,7 +14,7 @@ from db.models import Installment, Loan, Payment
 from db.services.access import Actor
 from db.services.audit.write import AuditAction, audit
 from db.services.collection import ledger
-from db.services.loans.lookup import load_loan
+from db.services.loans.guards import find_loan
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def statement_for_staff(
     session: Session, *, actor: Actor, loan_number: str, agency: Agency, today: date
 ) -> Statement:
     """The statement of a loan actor may see (an agent: their own); audited."""
-    loan = load_loan(session, actor, loan_number)
+    loan = find_loan(session, actor=actor, loan_number=loan_number)
     made = gather(session, loan=loan, agency=agency, today=today)
     audit(
         session,
