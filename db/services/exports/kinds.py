@@ -13,7 +13,7 @@ from datetime import date, timedelta
 from enum import StrEnum
 
 from sqlalchemy import Select, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, lazyload
 
 from db import clock
 from db.agency import Agency
@@ -72,6 +72,8 @@ Query = Callable[[Actor, Agency, date, Period | None], Select]
 Shape = Callable[[Row, Agency, date], Row]
 
 _Agent = aliased(Staff)
+# The borrower's columns are selected beside the loan: no second join for Loan.borrower.
+_NO_BORROWER = lazyload(Loan.borrower)
 
 
 def _loans(actor: Actor, agency: Agency, today: date, period: Period | None) -> Select:
@@ -79,6 +81,7 @@ def _loans(actor: Actor, agency: Agency, today: date, period: Period | None) -> 
         select(Loan, Borrower.name, Borrower.phone, _Agent.name)
         .join(Borrower, Borrower.id == Loan.borrower_id)
         .outerjoin(_Agent, _Agent.id == Loan.agent_id)
+        .options(_NO_BORROWER)
         .order_by(Loan.id)
     )
     return scope_live_loans(stmt, actor)
@@ -114,6 +117,7 @@ def _overdue(actor: Actor, agency: Agency, today: date, period: Period | None) -
         .join(Borrower, Borrower.id == Loan.borrower_id)
         .outerjoin(_Agent, _Agent.id == Loan.agent_id)
         .where(Loan.state == LoanState.ACTIVE, Loan.next_due_date < today)
+        .options(_NO_BORROWER)
         .order_by(Loan.id)
     )
     return scope_live_loans(stmt, actor)
