@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, exists, or_, select
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, exists, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import Borrower, Loan, Role, Staff, StaffState
@@ -62,6 +63,10 @@ def _only(role: Role, what: str, *, readers: bool = False) -> AccessDenied:
     return AccessDenied(f"Only {who} may {what}.", code="role", role=role)
 
 
+# A SELECT of any columns: scoping keeps its type.
+SelectT = TypeVar("SelectT", bound=Select[Any])
+
+
 def require_role(actor: Actor, role: Role, what: str) -> None:
     """Refuse unless actor has at least role (a change: finance never passes)."""
     if not actor.at_least(role):
@@ -82,14 +87,14 @@ def refuse_read_only(actor: Actor, what: str = "change anything") -> None:
         )
 
 
-def scope_loans(stmt: Select, actor: Actor) -> Select:
+def scope_loans(stmt: SelectT, actor: Actor) -> SelectT:
     """Restrict a SELECT over Loan to the loans actor may see."""
     if actor.sees_all_loans:
         return stmt
     return stmt.where(Loan.agent_id == actor.staff_id)
 
 
-def scope_live_loans(stmt: Select, actor: Actor) -> Select:
+def scope_live_loans(stmt: SelectT, actor: Actor) -> SelectT:
     """scope_loans, and archived loans left out (the lists and searches of every role)."""
     return scope_loans(stmt, actor).where(LIVE_LOAN)
 
@@ -115,7 +120,7 @@ def check_loan(actor: Actor, loan: Loan | None, number: str = "") -> Loan:
 PHONE_UNAVAILABLE = "This phone number cannot be used here; ask your manager."
 
 
-def _foreign_loan(borrower_id: ColumnElement[int] | int, actor: Actor) -> ColumnElement[bool]:
+def _foreign_loan(borrower_id: SQLColumnExpression[int] | int, actor: Actor) -> ColumnElement[bool]:
     """EXISTS a loan of the borrower that is not actor's (or held by nobody)."""
     return exists().where(
         Loan.borrower_id == borrower_id,
@@ -123,7 +128,7 @@ def _foreign_loan(borrower_id: ColumnElement[int] | int, actor: Actor) -> Column
     )
 
 
-def scope_borrowers(stmt: Select, actor: Actor) -> Select:
+def scope_borrowers(stmt: SelectT, actor: Actor) -> SelectT:
     """Restrict a SELECT over Borrower to the borrowers actor may see and change."""
     if actor.sees_all_loans:
         return stmt

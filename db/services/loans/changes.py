@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -154,7 +155,8 @@ def _set_principal(session: Session, loan: Loan, amount: Decimal, agency: Agency
         inst.principal_due, inst.interest_due = new.principal, new.interest
 
 
-def _apply(session: Session, loan: Loan, field: EditableField, new, agency: Agency) -> None:
+def _apply(session: Session, loan: Loan, field: EditableField, new: Any, agency: Agency) -> None:
+    # new is what _parse read for field: its type follows the field.
     borrower = loan.borrower
     if field is EditableField.BORROWER_NAME:
         borrower.name, borrower.name_key = new, name_key(new)
@@ -176,7 +178,8 @@ def _shift_reason(
     if (
         field is not EditableField.NEXT_DUE_DATE
         or actor.at_least(Role.MANAGER)
-        or old is None
+        or not isinstance(old, date)  # no due date yet
+        or not isinstance(new, date)
         or abs((new - old).days) <= MAX_AGENT_DUE_SHIFT_DAYS
     ):
         return why
@@ -345,8 +348,8 @@ def _record(
     kind: LoanEventKind,
     action: AuditAction,
     *,
-    before: dict,
-    after: dict,
+    before: dict[str, Any],
+    after: dict[str, Any],
     note: str | None = None,
 ) -> None:
     """The loan_event and audit rows of one change, flushed with it."""

@@ -21,6 +21,7 @@ Choices:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -49,6 +50,7 @@ from db.services.sms import outbox, reply_limit, suppressions
 from db.services.sms.relays import RelayInfo, reply_loan
 from db.services.sms.truth import WithdrawReason, withdraw_for_borrower
 from db.services.statements.links import StatementLinks, statement_reply
+from db.session import rows_matched
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +192,7 @@ def _opt_in(session: Session, borrower: Borrower) -> bool:
         .values(opted_out_at=None, updated_at=clock.utcnow())
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount > 0
+    return rows_matched(result) > 0
 
 
 def _audit_opt(session: Session, borrower: Borrower, action: AuditAction) -> None:
@@ -213,7 +215,7 @@ def _act(
     agency: Agency,
     loan: Loan | None = None,
     links: StatementLinks | None = None,
-) -> tuple[str | None, dict[str, object]]:
+) -> tuple[str | None, Mapping[str, object]]:
     """Do what the keyword asks; return the reply text (or None) and what changed."""
     if keyword is Keyword.STATEMENT:
         text = statement_reply(
@@ -403,4 +405,4 @@ def mark_relayed(session: Session, *, inbound_ids: list[int]) -> int:
         .values(relayed_at=clock.utcnow())
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return rows_matched(result)
