@@ -23,6 +23,7 @@ from telegram.ext import CallbackQueryHandler, CommandHandler
 from bot import keyboards, texts
 from bot.context import Context, agency_of, answer_button, db, reply, require_staff, settings_of
 from bot.keyboards import CB
+from bot.updates import chat_of, query_of
 from db import clock
 from db.services.access import Actor
 from db.services.errors import InvalidInput, ServiceError
@@ -133,7 +134,7 @@ async def export_command(update: Update, context: Context, actor: Actor) -> None
 
 
 def _fields(update: Update, prefix: CB, count: int) -> list[str] | None:
-    return keyboards.parse_fields(update.callback_query.data, prefix, count)
+    return keyboards.parse_fields(query_of(update).data, prefix, count)
 
 
 @require_staff
@@ -175,9 +176,9 @@ async def run_button(update: Update, context: Context, actor: Actor) -> None:
     except (ValueError, ServiceError):
         await answer_button(update, texts.BAD_BUTTON)
         return
-    await update.callback_query.answer()
-    await update.callback_query.edit_message_reply_markup(None)
-    note = await update.effective_chat.send_message(texts.export_progress(kind.value, 0))
+    await query_of(update).answer()
+    await query_of(update).edit_message_reply_markup(None)
+    note = await chat_of(update).send_message(texts.export_progress(kind.value, 0))
     edits: list = []
     with tempfile.TemporaryDirectory(prefix="vasooli-export-") as folder:
         path = Path(folder) / f"export.{fmt.value}"
@@ -225,7 +226,7 @@ async def _send(update: Update, note: Message, path: Path, made) -> None:
         await note.edit_text(texts.EXPORT_TOO_BIG.format(size=size // (1024 * 1024)))
         return
     with path.open("rb") as data:
-        await update.effective_chat.send_document(
+        await chat_of(update).send_document(
             document=data,
             filename=made.filename,
             caption=texts.export_done(made.kind.value, made.rows),

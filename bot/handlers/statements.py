@@ -16,6 +16,7 @@ from telegram.ext import CallbackQueryHandler, CommandHandler
 from bot import keyboards, texts
 from bot.context import Context, agency_of, answer_button, db, reply, require_staff, settings_of
 from bot.keyboards import CB
+from bot.updates import chat_of, query_of
 from db import clock
 from db.agency import Agency
 from db.services.access import Actor
@@ -56,7 +57,7 @@ async def _send(update: Update, context: Context, fn, **kwargs) -> None:
     if update.callback_query is not None:
         await update.callback_query.answer()
     pdf = await asyncio.to_thread(render_pdf, made, agency)
-    await update.effective_chat.send_document(
+    await chat_of(update).send_document(
         document=InputFile(pdf, filename=statement_filename(agency, made)),
         caption=texts.statement_caption(made.loan_number, made.generated_on.isoformat()),
     )
@@ -75,7 +76,7 @@ async def statement_command(update: Update, context: Context, actor: Actor) -> N
 @require_staff
 async def statement_button(update: Update, context: Context, actor: Actor) -> None:
     """The card's Statement button: <loan id>."""
-    ids = keyboards.parse_ids(update.callback_query.data, CB.STATEMENT, 1)
+    ids = keyboards.parse_ids(query_of(update).data, CB.STATEMENT, 1)
     if ids is None:
         await answer_button(update, texts.BAD_BUTTON)
         return

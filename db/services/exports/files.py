@@ -10,21 +10,24 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 
-from db.services.exports.cells import cell, csv_text
+from db.services.exports.cells import Cell, cell, csv_text
 from db.services.exports.kinds import ExportFormat, Row
 
 Progress = Callable[[int], None]
 
 
-def _cells(row: Row, places: int) -> list:
+def _cells(row: Row, places: int) -> list[Cell]:
     return [cell(v, places) for v in row]
 
 
-def _write_csv(path: Path, header: tuple[str, ...], rows: Iterable[Row], tick) -> None:
+def _write_csv(
+    path: Path, header: tuple[str, ...], rows: Iterable[list[Cell]], tick: Callable[[], None]
+) -> None:
     with path.open("w", encoding="utf-8-sig", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(header)
@@ -33,12 +36,14 @@ def _write_csv(path: Path, header: tuple[str, ...], rows: Iterable[Row], tick) -
             tick()
 
 
-def _write_xlsx(path: Path, header: tuple[str, ...], rows: Iterable[Row], tick) -> None:
+def _write_xlsx(
+    path: Path, header: tuple[str, ...], rows: Iterable[list[Cell]], tick: Callable[[], None]
+) -> None:
     book = Workbook(write_only=True)
     sheet = book.create_sheet("export")
     sheet.append(list(header))
     for row in rows:
-        out = []
+        out: list[Any] = []
         for value in row:
             c = WriteOnlyCell(sheet, value=value)
             if isinstance(value, str):

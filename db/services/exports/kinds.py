@@ -9,11 +9,12 @@ from __future__ import annotations
 import calendar
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import Session, aliased, lazyload
+from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, lazyload
 
 from db import clock
 from db.agency import Agency
@@ -67,16 +68,17 @@ class Period:
         return f"{self.first.isoformat()}_{self.last.isoformat()}"
 
 
-Row = tuple[object, ...]
-Query = Callable[[Actor, Agency, date, Period | None], Select]
-Shape = Callable[[Row, Agency, date], Row]
+Row = tuple[object, ...]  # one exported row, as the file gets it
+DbRow = tuple[Any, ...]  # one row of an export's query (the entities and columns it selects)
+Query = Callable[[Actor, Agency, date, "Period | None"], Select[Any]]
+Shape = Callable[[DbRow, Agency, date], Row]
 
 _Agent = aliased(Staff)
 # The borrower's columns are selected beside the loan: no second join for Loan.borrower.
 _NO_BORROWER = lazyload(Loan.borrower)
 
 
-def _loans(actor: Actor, agency: Agency, today: date, period: Period | None) -> Select:
+def _loans(actor: Actor, agency: Agency, today: date, period: Period | None) -> Select[Any]:
     stmt = (
         select(Loan, Borrower.name, Borrower.phone, _Agent.name)
         .join(Borrower, Borrower.id == Loan.borrower_id)
@@ -87,7 +89,7 @@ def _loans(actor: Actor, agency: Agency, today: date, period: Period | None) -> 
     return scope_live_loans(stmt, actor)
 
 
-def _loan_row(row: Row, agency: Agency, today: date) -> Row:
+def _loan_row(row: DbRow, agency: Agency, today: date) -> Row:
     loan, borrower, phone, agent = row
     return (
         loan.loan_number,
@@ -111,7 +113,7 @@ def _loan_row(row: Row, agency: Agency, today: date) -> Row:
     )
 
 
-def _overdue(actor: Actor, agency: Agency, today: date, period: Period | None) -> Select:
+def _overdue(actor: Actor, agency: Agency, today: date, period: Period | None) -> Select[Any]:
     stmt = (
         select(Loan, Borrower.name, Borrower.phone, Borrower.address, _Agent.name)
         .join(Borrower, Borrower.id == Loan.borrower_id)
@@ -123,7 +125,7 @@ def _overdue(actor: Actor, agency: Agency, today: date, period: Period | None) -
     return scope_live_loans(stmt, actor)
 
 
-def _overdue_row(row: Row, agency: Agency, today: date) -> Row:
+def _overdue_row(row: DbRow, agency: Agency, today: date) -> Row:
     loan, borrower, phone, address, agent = row
     return (
         loan.loan_number,
@@ -138,7 +140,9 @@ def _overdue_row(row: Row, agency: Agency, today: date) -> Row:
     )
 
 
-def _in_period(column, agency: Agency, period: Period | None) -> list:
+def _in_period(
+    column: InstrumentedAttribute[datetime], agency: Agency, period: Period | None
+) -> list[ColumnElement[bool]]:
     if period is None:
         raise InvalidInput("Say which period to export.", code="period_missing")
     start = clock.day_start(period.first, agency.zone)
@@ -146,13 +150,13 @@ def _in_period(column, agency: Agency, period: Period | None) -> list:
     return [column >= start, column < end]
 
 
-def _loan_scope(stmt: Select, actor: Actor) -> Select:
+def _loan_scope(stmt: Select[Any], actor: Actor) -> Select[Any]:
     """Rows about loans actor sees; archived loans' rows only for those who read archives."""
     stmt = scope_loans(stmt, actor)
     return stmt if actor.sees_archived else stmt.where(LIVE_LOAN)
 
 
-def _payments(actor: Actor, agency: Agency, today: date, period: Period | None) -> Select:
+def _payments(actor: Actor, agency: Agency, today: date, period: Period | None) -> Select[Any]:
     stmt = (
         select(Payment, Loan.loan_number, Borrower.name, _Agent.name)
         .join(Loan, Loan.id == Payment.loan_id)
@@ -164,7 +168,7 @@ def _payments(actor: Actor, agency: Agency, today: date, period: Period | None) 
     return _loan_scope(stmt, actor)
 
 
-def _payment_row(row: Row, agency: Agency, today: date) -> Row:
+def _payment_row(row: DbRow, agency: Agency, today: date) -> Row:
     pay, number, borrower, recorded_by = row
     return (
         pay.id,
@@ -180,7 +184,7 @@ def _payment_row(row: Row, agency: Agency, today: date) -> Row:
     )
 
 
-def _deliveries(actor: Actor, agency: Agency, today: date, period: Period | None) -> Select:
+def _deliveries(actor: Actor, agency: Agency, today: date, period: Period | None) -> Select[Any]:
     stmt = (
         select(Message, Loan.loan_number)
         .outerjoin(Loan, Loan.id == Message.loan_id)
@@ -192,7 +196,7 @@ def _deliveries(actor: Actor, agency: Agency, today: date, period: Period | None
     return stmt.where(Loan.archived_at.is_(None) | Loan.id.is_(None))
 
 
-def _delivery_row(row: Row, agency: Agency, today: date) -> Row:
+def _delivery_row(row: DbRow, agency: Agency, today: date) -> Row:
     msg, number = row
     return (
         msg.id,

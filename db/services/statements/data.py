@@ -92,7 +92,8 @@ def _movements(session: Session, loan: Loan, agency: Agency) -> tuple[Movement, 
     )
     for inst in fees:
         when = inst.fee_applied_at or loan.created_at
-        events.append((_day(when, agency), 1, f"Late fee, installment {inst.seq}", inst.fee_due, 0))
+        fee = f"Late fee, installment {inst.seq}"
+        events.append((_day(when, agency), 1, fee, inst.fee_due, Decimal(0)))
     pays = session.scalars(select(Payment).where(Payment.loan_id == loan.id).order_by(Payment.id))
     for pay in pays:
         what = f"Payment #{pay.id} ({pay.method.value})"

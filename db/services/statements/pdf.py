@@ -17,8 +17,6 @@ from db.agency import Agency
 from db.money import format_money
 from db.services.statements.data import Statement
 
-_NEXT = {"new_x": XPos.LMARGIN, "new_y": YPos.NEXT}
-
 
 def latin(text: str) -> str:
     """text as the core fonts can write it (anything else becomes ?)."""
@@ -39,10 +37,12 @@ class _Page(FPDF):
 
 def _line(pdf: FPDF, text: str, *, size: int = 10, bold: bool = False) -> None:
     pdf.set_font("Helvetica", "B" if bold else "", size)
-    pdf.cell(0, size * 0.6, latin(text), **_NEXT)
+    pdf.cell(0, size * 0.6, latin(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
-def _table(pdf: FPDF, widths: tuple[int, ...], head: tuple[str, ...], rows: list) -> None:
+def _table(
+    pdf: FPDF, widths: tuple[int, ...], head: tuple[str, ...], rows: list[tuple[object, ...]]
+) -> None:
     pdf.set_font("Helvetica", size=9)
     align = ("LEFT",) * 2 + ("RIGHT",) * (len(head) - 2)
     with pdf.table(col_widths=widths, text_align=align, line_height=5) as table:
@@ -77,7 +77,7 @@ def render_pdf(st: Statement, agency: Agency) -> bytes:
     _line(pdf, f"State: {st.state}")
     pdf.ln(2)
     _line(pdf, "Schedule", bold=True)
-    rows = [
+    schedule: list[tuple[object, ...]] = [
         (
             s.seq,
             s.due_date.isoformat(),
@@ -88,9 +88,9 @@ def render_pdf(st: Statement, agency: Agency) -> bytes:
         )
         for s in st.schedule
     ]
-    _table(pdf, (8, 25, 32, 28, 32, 15), ("#", "Due", "Amount", "Fee", "Paid", "Status"), rows)
+    _table(pdf, (8, 25, 32, 28, 32, 15), ("#", "Due", "Amount", "Fee", "Paid", "Status"), schedule)
     _line(pdf, "Account", bold=True)
-    rows = [
+    account: list[tuple[object, ...]] = [
         (
             m.day.isoformat(),
             m.what,
@@ -100,7 +100,7 @@ def render_pdf(st: Statement, agency: Agency) -> bytes:
         )
         for m in st.movements
     ]
-    _table(pdf, (24, 62, 30, 30, 32), ("Date", "What", "Charged", "Paid", "Balance"), rows)
+    _table(pdf, (24, 62, 30, 30, 32), ("Date", "What", "Charged", "Paid", "Balance"), account)
     _line(pdf, f"Payable {money(st.payable)} + fees {money(st.fees)} - paid {money(st.paid)}")
     _line(pdf, f"Balance due: {money(st.balance)}", size=12, bold=True)
     return bytes(pdf.output())
