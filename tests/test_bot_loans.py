@@ -142,6 +142,8 @@ async def test_the_card_shows_the_loan_escaped(settings, committed):
             "📜 History",
             "🔔 Remind now",
             "✅ Close",
+            "⚖️ Dispute",
+            "⏸ Hardship",
             "🧾 Statement",
         ]
         version = h.db(loan_service.get_loan_by_id, actor=who, loan_id=loan_id, today=today).version

@@ -8,7 +8,7 @@ that leave the stored data as it is (writable_schema, then a new schema_version)
 does: batch mode would rebuild the tables, and staff is referred to by most others.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0010 (after h/disputes' 0010; the API's 0007 may come between when merged)
 Create Date: 2026-12-07 23:55:00
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
