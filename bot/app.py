@@ -51,10 +51,12 @@ from bot.handlers import (
     admin,
     assign,
     common,
+    exports,
     lists,
     loans,
     password_guard,
     sms,
+    statements,
     stats,
     suppress,
 )
@@ -106,6 +108,8 @@ def handler_list() -> list[tuple[int, BaseHandler]]:
         *((0, handler) for handler in lists.handlers()),
         *((0, handler) for handler in assign.handlers()),
         (0, stats.handler()),
+        *((0, handler) for handler in exports.handlers()),
+        *((0, handler) for handler in statements.handlers()),
         *((0, handler) for handler in sms.handlers()),
         *((0, handler) for handler in suppress.handlers()),
         # --- fallbacks: keep these last ------------------------------------------------

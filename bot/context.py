@@ -186,7 +186,7 @@ async def set_menu_for(
     bot: Bot, staff: staff_service.StaffInfo, *, app_url: str | None = None
 ) -> None:
     """Show a staff member their role's commands in their chat (public ones unless active),
-    and, with app_url, the dashboards' menu button to active managers and admins."""
+    and, with app_url, the dashboards' menu button to active managers, admins and finance."""
     if staff.chat_id is None:
         return
     scope = BotCommandScopeChat(staff.chat_id)

@@ -85,6 +85,12 @@ class CB(StrEnum):
     SUP_LIFT = "sup:lift:"
     SUP_YES = "sup:yes:"
     SUP_NO = "sup:no:"
+    # /export (handlers/exports.py): <kind>; <kind>:<period>; <kind>:<period>:<format>
+    EXPORT_KIND = "exp:k:"
+    EXPORT_PERIOD = "exp:p:"
+    EXPORT_RUN = "exp:f:"
+    # /statement and the card's Statement button (handlers/statements.py): <loan id>
+    STATEMENT = "stm:"
 
 
 def pattern(prefix: CB) -> str:
@@ -184,12 +190,14 @@ def _loan_ids(view: LoanView) -> tuple[int, int]:
 def loan_card(view: LoanView, role: Role) -> InlineKeyboardMarkup:
     """The card's buttons: every action on an active loan; History (and Archive) otherwise.
 
-    An archived loan (only admins see one) has History and Restore.
+    An archived loan (only admins and finance see one) has History and Restore. Finance,
+    which changes nothing, gets History and Statement only; every card has Statement.
     """
     ids = _loan_ids(view)
     rows: list[list[InlineKeyboardButton]] = []
-    if view.archived_at is not None:
-        rows.append([_button("📜 History", CB.LOAN_HISTORY, *ids)])
+    statement = _button("🧾 Statement", CB.STATEMENT, view.id)
+    if view.archived_at is not None or role is Role.FINANCE:
+        rows.append([_button("📜 History", CB.LOAN_HISTORY, *ids), statement])
         if role is Role.ADMIN:
             rows.append([_button("♻️ Restore", CB.LOAN_RESTORE, *ids)])
         return InlineKeyboardMarkup(rows)
@@ -206,6 +214,7 @@ def loan_card(view: LoanView, role: Role) -> InlineKeyboardMarkup:
                 _button("🔔 Remind now", CB.LOAN_REMIND, *ids),
             ],
             [_button("✅ Close", CB.LOAN_CLOSE, *ids), *_hold_row(view, role)],
+            [statement],
         ]
         if role in (Role.MANAGER, Role.ADMIN):
             rows.append(
@@ -215,7 +224,7 @@ def loan_card(view: LoanView, role: Role) -> InlineKeyboardMarkup:
                 ]
             )
     else:
-        rows.append([_button("📜 History", CB.LOAN_HISTORY, *ids)])
+        rows.append([_button("📜 History", CB.LOAN_HISTORY, *ids), statement])
     if role is Role.ADMIN:
         rows.append([_button("🗄 Archive", CB.LOAN_DELETE, *ids)])
     return InlineKeyboardMarkup(rows)
@@ -415,3 +424,24 @@ def lift_confirm(phone: str, yes: str, no: str) -> InlineKeyboardMarkup:
     """Yes, lift it / Cancel under the confirmation."""
     field = phone_field(phone)
     return InlineKeyboardMarkup([[_button(yes, CB.SUP_YES, field), _button(no, CB.SUP_NO, field)]])
+
+
+# --- /export (handlers/exports.py) -----------------------------------------------------------
+
+
+def export_kinds(kinds: list[tuple[str, str]]) -> InlineKeyboardMarkup:
+    """One button per export kind (value, label)."""
+    return InlineKeyboardMarkup([[_button(label, CB.EXPORT_KIND, kind)] for kind, label in kinds])
+
+
+def export_periods(kind: str, periods: list[tuple[str, str]]) -> InlineKeyboardMarkup:
+    """The periods of a payments or deliveries export (token, label), two to a row."""
+    buttons = [_button(label, CB.EXPORT_PERIOD, kind, token) for token, label in periods]
+    return InlineKeyboardMarkup([buttons[i : i + 2] for i in range(0, len(buttons), 2)])
+
+
+def export_formats(kind: str, period: str, formats: list[tuple[str, str]]) -> InlineKeyboardMarkup:
+    """CSV / XLSX for an export of kind over period (a token; "-" for none)."""
+    return InlineKeyboardMarkup(
+        [[_button(label, CB.EXPORT_RUN, kind, period, fmt) for fmt, label in formats]]
+    )

@@ -40,32 +40,41 @@ def service_error(err: ServiceError) -> str:
 
 @dataclass(frozen=True)
 class Command:
-    """A bot command: public ones show before login; min_role ones to staff of that rank."""
+    """A bot command: public ones show before login; min_role ones to staff of that rank;
+    reads ones to finance too (finance reads everything and changes nothing)."""
 
     name: str
     description: str
     public: bool = False
     min_role: Role | None = Role.AGENT
+    reads: bool = False
 
 
 COMMANDS: list[Command] = [
     # getting in
     Command("start", "Start, or ask for access", public=True, min_role=None),
     Command("login", "Log in with your password", public=True),
-    Command("help", "What I can do for you", public=True),
+    Command("help", "What I can do for you", public=True, reads=True),
     # loans (loan conversations add their commands here)
     Command("new", "Add a loan"),
-    Command("find", "Find loans: /find number, phone or name"),
-    Command("loan", "A loan's card: /loan LN-10234"),
-    Command("history", "A loan's history: /history LN-10234"),
-    Command("list", "Your loans, with filters"),
-    Command("today", "Today's work: due, promised, overdue"),
+    Command("find", "Find loans: /find number, phone or name", reads=True),
+    Command("loan", "A loan's card: /loan LN-10234", reads=True),
+    Command("history", "A loan's history: /history LN-10234", reads=True),
+    Command("list", "Your loans, with filters", reads=True),
+    Command("today", "Today's work: due, promised, overdue", reads=True),
     Command("pay", "Record a payment: /pay LN-10234 1500"),
     Command("promise", "Record a promise: /promise LN-10234 1500 tomorrow"),
     Command("contact", "Note a call or visit: /contact LN-10234"),
     Command("edit", "Change a loan or its borrower: /edit LN-10234"),
     Command("close", "Close a paid-off loan: /close LN-10234"),
-    Command("stats", "Portfolio figures and a collections chart"),
+    Command("stats", "Portfolio figures and a collections chart", reads=True),
+    Command(
+        "export",
+        "Loans, overdue, payments or SMS as CSV / XLSX",
+        min_role=Role.MANAGER,
+        reads=True,
+    ),
+    Command("statement", "A loan's account statement (PDF): /statement LN-10234", reads=True),
     Command("assign", "Give a loan to someone else: /assign LN-10234 Ravi", min_role=Role.MANAGER),
     Command(
         "delete", "Archive a loan (loans are never deleted): /delete LN-10234", min_role=Role.ADMIN
@@ -80,23 +89,27 @@ COMMANDS: list[Command] = [
         min_role=Role.MANAGER,
     ),
     # staff admin
-    Command("invite", "Make an invite: /invite agent|manager|admin", min_role=Role.ADMIN),
-    Command("requests", "Pending access requests", min_role=Role.ADMIN),
-    Command("staff", "Staff list: disable, enable, change role", min_role=Role.ADMIN),
-    Command("audit", "Latest audit events: /audit [name]", min_role=Role.ADMIN),
+    Command("invite", "Make an invite: /invite agent|manager|admin|finance", min_role=Role.ADMIN),
+    Command("requests", "Pending access requests", min_role=Role.ADMIN, reads=True),
+    Command("staff", "Staff list: disable, enable, change role", min_role=Role.ADMIN, reads=True),
+    Command("audit", "Latest audit events: /audit [name]", min_role=Role.ADMIN, reads=True),
     # SMS
     Command("remind", "Text a borrower a reminder now: /remind LN-10234"),
     Command("broadcast", "Send an SMS to a group of borrowers", min_role=Role.ADMIN),
-    Command("broadcasts", "Recent broadcasts; cancel a running one", min_role=Role.ADMIN),
-    Command("deliveries", "What became of the SMS: last day and week", min_role=Role.ADMIN),
+    Command(
+        "broadcasts", "Recent broadcasts; cancel a running one", min_role=Role.ADMIN, reads=True
+    ),
+    Command(
+        "deliveries", "What became of the SMS: last day and week", min_role=Role.ADMIN, reads=True
+    ),
     Command(
         "unsuppress",
         "Text a suppressed number again: /unsuppress phone [reason]",
         min_role=Role.ADMIN,
     ),
     # always last for staff
-    Command("cancel", "Stop what you are doing"),
-    Command("logout", "Log out"),
+    Command("cancel", "Stop what you are doing", reads=True),
+    Command("logout", "Log out", reads=True),
 ]
 
 
@@ -105,6 +118,8 @@ def commands_for(role: Role | None) -> list[Command]:
     if role is None:
         return [c for c in COMMANDS if c.public]
     rank = Actor(staff_id=0, role=role)
+    if rank.read_only:
+        return [c for c in COMMANDS if c.reads]
     return [c for c in COMMANDS if c.min_role is not None and rank.at_least(c.min_role)]
 
 
@@ -250,7 +265,10 @@ def locked(minutes: int) -> str:
 
 # --- admin: invites, staff, requests, audit -----------------------------------------------
 
-INVITE_USAGE = "Say which role the invite is for: /invite agent, /invite manager or /invite admin."
+INVITE_USAGE = (
+    "Say which role the invite is for: /invite agent, /invite manager, /invite admin or "
+    "/invite finance."
+)
 NO_REQUESTS = "There are no pending access requests."
 NO_STAFF = "There is no staff yet."
 NO_AUDIT = "No audit events found."
@@ -1087,3 +1105,51 @@ DENIAL_TEXT = (
 def relay_text(borrower: str, number: str, body: str) -> str:
     """A borrower's SMS passed on to their agent."""
     return f"💬 {esc(borrower)} ({esc(number)}): {esc(body or '(empty message)')}"
+
+
+# --- /export (handlers/exports.py) -----------------------------------------------------------
+
+EXPORT_CHOOSE = "📤 <b>Export</b>: what would you like?"
+EXPORT_KINDS = {
+    "loans": "📋 Loans",
+    "overdue": "⏰ Overdue, with contacts",
+    "payments": "💰 Payments for a period",
+    "deliveries": "✉️ SMS deliveries for a period",
+}
+EXPORT_PERIODS = {"this": "This month", "last": "Last month", "type": "Other dates…"}
+EXPORT_FORMATS = {"csv": "CSV", "xlsx": "Excel (XLSX)"}
+EXPORT_CHOOSE_PERIOD = "Which period?"
+EXPORT_TYPE_DATES = (
+    "Send the dates, first and last day, like this:\n"
+    "<code>/export {kind} 2026-11-01 2026-11-30</code>"
+)
+EXPORT_USAGE = (
+    "Use /export, or /export loans | overdue | payments | deliveries; payments and "
+    "deliveries take two dates: /export payments 2026-11-01 2026-11-30"
+)
+EXPORT_BAD_DATE = "“{text}” is not a date; write it as 2026-11-30."
+EXPORT_TOO_BIG = (
+    "That export is too large for Telegram ({size} MB; at most 50). Choose a shorter period."
+)
+
+
+def export_choose_format(kind: str, period: str | None) -> str:
+    what = EXPORT_KINDS.get(kind, kind)
+    return f"{esc(what)}{f' ({esc(period)})' if period else ''}: which format?"
+
+
+def export_progress(kind: str, rows: int) -> str:
+    return f"⏳ Exporting {esc(EXPORT_KINDS.get(kind, kind))}… {rows:,} rows so far."
+
+
+def export_done(kind: str, rows: int) -> str:
+    return f"✅ {esc(EXPORT_KINDS.get(kind, kind))}: {rows:,} rows."
+
+
+# --- /statement (handlers/statements.py) ---------------------------------------------------
+
+STATEMENT_USAGE = "Say which loan: /statement LN-10234"
+
+
+def statement_caption(number: str, generated: str) -> str:
+    return f"🧾 Statement of loan {esc(number)}, generated on {esc(generated)}."

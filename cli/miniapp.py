@@ -22,12 +22,14 @@ log = logging.getLogger(__name__)
 
 def web_app(settings: Settings, factory: sessionmaker[Session], bot_app: Any = None) -> Any:
     """Telegram's webhook (with bot_app, in webhook mode), the Mini App at /app (when
-    TELEGRAM_BOT_TOKEN is set), Twilio's webhooks and the health check."""
+    TELEGRAM_BOT_TOKEN is set), borrowers' statement links at /s, Twilio's webhooks and
+    the health check."""
     from starlette.applications import Starlette
     from starlette.routing import BaseRoute, Mount
 
     from bot.miniapp import build_app as build_miniapp
     from bot.serve import webhook_route
+    from scheduler.statement_web import build_statement_app
     from scheduler.web import build_web_app
 
     routes: list[BaseRoute] = []
@@ -37,6 +39,7 @@ def web_app(settings: Settings, factory: sessionmaker[Session], bot_app: Any = N
         routes.append(Mount("/app", build_miniapp(settings, factory)))
     else:
         log.info("the Mini App (/app/) is off: TELEGRAM_BOT_TOKEN is not set")
+    routes.append(Mount("/s", build_statement_app(settings, factory)))
     routes.append(Mount("/", build_web_app(settings, factory)))
     return Starlette(routes=routes)
 

@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     miniapp_auth_max_age_seconds: int = Field(default=300, ge=10, le=86400)
     miniapp_session_minutes: int = Field(default=30, ge=1, le=24 * 60)
 
+    # /export: the bot edits its progress message once per this many rows written.
+    export_progress_rows: int = Field(default=5000, ge=100, le=1_000_000)
+    # A borrower texting STATEMENT gets a signed link to their PDF statement, valid this
+    # many hours. The key: this secret, or one derived from TWILIO_AUTH_TOKEN when unset
+    # (changing either voids every link given out). No key or no PUBLIC_BASE_URL: no link.
+    statement_link_secret: SecretStr | None = None
+    statement_link_hours: int = Field(default=24, ge=1, le=24 * 7)
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
@@ -200,7 +208,12 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """The values no log line may show (the database password is found by redact)."""
-        secrets = (self.telegram_bot_token, self.twilio_auth_token, self.telegram_webhook_secret)
+        secrets = (
+            self.telegram_bot_token,
+            self.twilio_auth_token,
+            self.telegram_webhook_secret,
+            self.statement_link_secret,
+        )
         return [s.get_secret_value() for s in secrets if s is not None]
 
     @property

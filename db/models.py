@@ -79,6 +79,7 @@ class Role(StrEnum):
     ADMIN = "admin"
     MANAGER = "manager"
     AGENT = "agent"
+    FINANCE = "finance"  # reads what an admin reads, changes nothing (db.services.access)
 
 
 class StaffState(StrEnum):

@@ -35,6 +35,7 @@ from db.config import Settings, SettingsError, load_settings, require
 from db.models import Message
 from db.services.errors import ServiceError
 from db.services.sms import inbound, outbox
+from db.services.statements.links import links_of
 from db.session import make_engine, make_session_factory
 from scheduler import twilio_codes
 
@@ -86,6 +87,7 @@ class _Webhooks:
         assert settings.public_base_url and settings.twilio_auth_token
         self.settings = settings
         self.agency = agency_of(settings)
+        self.statement_links = links_of(settings)
         self.public = settings.public_base_url.rstrip("/")
         self.validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
         self.factory = factory
@@ -165,6 +167,7 @@ class _Webhooks:
                 agency=self.agency,
                 today=clock.today(self.agency.zone),
                 replies_per_hour=self.settings.sms_keyword_replies_per_hour,
+                statement_links=self.statement_links,
             )
 
     async def inbound(self, request: Request) -> Response:

@@ -1,5 +1,7 @@
 """Issue 9 item 2: the authorization matrix, every action × every role × the expected result.
 
+Issue 13 added the finance role (the fifth column): it reads and never changes.
+
 MATRIX is the one table: every cell runs against the services (through current_actor,
 the gate every bot command passes, so a logged-out or expired user is refused as the bot
 refuses them), a sample runs through the real bot against the sandbox Bot API, and
@@ -62,20 +64,24 @@ ROLES = [
     "agent, another's loan",
     "manager",
     "admin",
+    "finance",
     "disabled",
     "logged out",
     "expired session",
 ]
 _GATE = [R, R, R]  # disabled, logged out, expired: refused at the gate, whatever the action
-_LOAN = [A, N, A, A, *_GATE]  # a loan action: an agent only on their own loans
-_MANAGERS = [R, R, A, A, *_GATE]
-_ADMINS = [R, R, R, A, *_GATE]
+# finance (the fifth column) reads everything an admin reads and changes nothing
+_READ = [A, N, A, A, A, *_GATE]  # reading a loan: an agent only their own
+_LOAN = [A, N, A, A, R, *_GATE]  # changing a loan: an agent only their own; never finance
+_MANAGERS = [R, R, A, A, R, *_GATE]
+_ADMINS = [R, R, R, A, R, *_GATE]
+_ADMINS_READ = [R, R, R, A, A, *_GATE]
 
 MATRIX: dict[str, list[str]] = {
-    "card": _LOAN,
-    "find": _LOAN,
-    "list": _LOAN,
-    "history": _LOAN,
+    "card": _READ,
+    "find": _READ,
+    "list": _READ,
+    "history": _READ,
     "pay": _LOAN,
     "promise": _LOAN,
     "contact": _LOAN,
@@ -91,12 +97,12 @@ MATRIX: dict[str, list[str]] = {
     "resolve": _MANAGERS,
     "remind": _LOAN,
     "broadcast": _ADMINS,
-    "deliveries": _ADMINS,
-    "audit": _ADMINS,
-    "staff": _MANAGERS,
+    "deliveries": _ADMINS_READ,
+    "audit": _ADMINS_READ,
+    "staff": [R, R, A, A, A, *_GATE],
     "invite": _ADMINS,
-    "requests": _ADMINS,
-    "stats": _LOAN,
+    "requests": _ADMINS_READ,
+    "stats": _READ,
 }
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "security.md"
@@ -136,7 +142,8 @@ class World:
         self.other = make_staff(session, role=Role.AGENT)
         self.manager = make_staff(session, role=Role.MANAGER)
         self.admin = make_staff(session, role=Role.ADMIN)
-        for person in (self.owner, self.other, self.manager, self.admin):
+        self.finance = make_staff(session, role=Role.FINANCE)
+        for person in (self.owner, self.other, self.manager, self.admin, self.finance):
             person.password_hash = "set"  # current_actor needs a password; never checked here
             open_session(session, person)
         phone = f"+9195{uuid.uuid4().int % 10**8:08d}"
@@ -155,6 +162,7 @@ class World:
             "agent, another's loan": self.other,
             "manager": self.manager,
             "admin": self.admin,
+            "finance": self.finance,
         }.get(role, self.owner)
         if role == "disabled":
             who.state = StaffState.DISABLED
@@ -415,6 +423,10 @@ BOT_SAMPLE = [  # (action, role, what the user sends; {n} is the loan number)
     ("staff", "agent, own loan", "/staff"),
     ("invite", "manager", "/invite agent"),
     ("deliveries", "manager", "/deliveries"),
+    ("pay", "finance", "/pay {n} 100"),
+    ("remind", "finance", "/remind {n}"),
+    ("card", "finance", "/loan {n}"),
+    ("audit", "finance", "/audit"),
 ]
 
 
@@ -434,7 +446,9 @@ def _bot_person(h, role: str, owner):
 
     if role == "agent, own loan":
         return owner
-    rank = {"manager": Role.MANAGER, "admin": Role.ADMIN}.get(role, Role.AGENT)
+    rank = {"manager": Role.MANAGER, "admin": Role.ADMIN, "finance": Role.FINANCE}.get(
+        role, Role.AGENT
+    )
     who: Person = h.make_staff(rank, logged_in=role != "logged out")
     if role == "disabled":
         h.db(

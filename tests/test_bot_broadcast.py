@@ -313,7 +313,9 @@ async def test_cancel_from_broadcasts_list(settings, committed):
             settings=h.settings,
         )
 
-        assert (await h.say(agent, "/broadcasts"))["text"] == ("Only admins may list broadcasts.")
+        assert (await h.say(agent, "/broadcasts"))["text"] == (
+            "Only admins and finance may list broadcasts."
+        )
         forged = await h.press(agent, 1, data(CB.BC_CANCEL_YES, info.id), force=True)
         assert forged["text"] == "Only admins may cancel a broadcast."
         await h.silence(agent, 0.3)

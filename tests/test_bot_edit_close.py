@@ -139,7 +139,7 @@ async def test_agent_has_no_write_off_or_reassign_and_forged_ones_are_refused(se
         answer = await h.press(agent, card, data(CB.LOAN_DELETE, loan.id, 1), force=True)
         assert answer["text"] == "Only admins may archive loans."
         assert (await h.say(agent, f"/assign {loan.number} {agent.name}"))["text"] == (
-            "Only managers and admins may look up staff."
+            "Only managers, admins and finance may look up staff."
         )
         await h.silence(agent, 0.3)
         assert h.db(lambda s: s.get(Loan, loan.id).state) == LoanState.ACTIVE
@@ -182,7 +182,7 @@ async def test_delete_archives_with_a_reason_and_admin_restores(settings, commit
         assert done["text"].startswith(f"🗄 Loan {paid.number} is archived.")
         card = await h.wait(admin, predicate=is_card)
         assert "Archived" in card["text"] and "Duplicate <entry>" in card["text"]
-        assert [b["text"] for b in card["buttons"]] == ["📜 History", "♻️ Restore"]
+        assert [b["text"] for b in card["buttons"]] == ["📜 History", "🧾 Statement", "♻️ Restore"]
 
         # Every row kept; the agent no longer finds it, the same as a loan that never was.
         row = h.db(lambda s: s.get(Loan, paid.id))

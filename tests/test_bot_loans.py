@@ -144,6 +144,7 @@ async def test_the_card_shows_the_loan_escaped(settings, committed):
             "✅ Close",
             "⚖️ Dispute",
             "⏸ Hardship",
+            "🧾 Statement",
         ]
         version = h.db(loan_service.get_loan_by_id, actor=who, loan_id=loan_id, today=today).version
         assert card["buttons"][0]["callback_data"] == data(CB.LOAN_PAY, loan_id, version)
@@ -167,8 +168,12 @@ async def test_card_buttons_follow_role_and_state(settings, committed):
         )
         card = await h.say(agent, f"/loan {number}")
         assert "written off" in card["text"] and "Reason: Moved away" in card["text"]
-        assert _labels(card) == ["📜 History"]
-        assert _labels(await h.say(admin, f"/loan {number}")) == ["📜 History", "🗄 Archive"]
+        assert _labels(card) == ["📜 History", "🧾 Statement"]
+        assert _labels(await h.say(admin, f"/loan {number}")) == [
+            "📜 History",
+            "🧾 Statement",
+            "🗄 Archive",
+        ]
 
 
 @e2e
@@ -482,9 +487,12 @@ def test_card_keyboard_by_role():
     closed = _view(state=LoanState.WRITTEN_OFF)
     assert [
         b.text for row in keyboards.loan_card(closed, Role.AGENT).inline_keyboard for b in row
-    ] == ["📜 History"]
+    ] == ["📜 History", "🧾 Statement"]
     rows = keyboards.loan_card(_view(), Role.MANAGER).inline_keyboard
     assert [b.callback_data for b in rows[-1]] == ["ln:wof:7:2", "ln:asg:7:2"]
+    # finance changes nothing: History and Statement only, on any loan
+    rows = keyboards.loan_card(_view(), Role.FINANCE).inline_keyboard
+    assert [b.callback_data for row in rows for b in row] == ["ln:his:7:2", "stm:7"]
 
 
 def test_labels_are_short_plain_text():

@@ -226,7 +226,7 @@ async def test_deliveries_counts_rate_and_errors_in_words(settings, committed):
             ],
         )
         assert (await h.say(agent, "/deliveries"))["text"] == (
-            "Only admins may read delivery reports."
+            "Only admins and finance may read delivery reports."
         )
 
         reply = await h.say(admin, "/deliveries")

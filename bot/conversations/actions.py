@@ -29,7 +29,7 @@ from bot.updates import chat_of, query_of, user_data
 from db import clock
 from db.models import Role
 from db.money import format_money
-from db.services.access import Actor, require_role
+from db.services.access import Actor, refuse_read_only, require_role
 from db.services.errors import Conflict, InvalidInput, ServiceError
 from db.services.loans import add as loan_service
 from db.services.loans.guards import check_owed
@@ -146,10 +146,13 @@ async def chosen(
     return parts[1]
 
 
-async def allowed(update: Update, actor: Actor, role: Role, what: str) -> bool:
-    """Whether actor has role; if not, say the service's refusal (a forged button too)."""
+async def allowed(update: Update, actor: Actor, role: Role | None, what: str) -> bool:
+    """Whether actor may make this change (has role, when given, and is not read-only);
+    if not, say the service's refusal (a forged button too)."""
     try:
-        require_role(actor, role, what)
+        refuse_read_only(actor, what)
+        if role is not None:
+            require_role(actor, role, what)
     except ServiceError as err:
         if update.callback_query is not None:
             await answer_button(update, err.message)

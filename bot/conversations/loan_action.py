@@ -139,7 +139,8 @@ def confirm_step(name: str, on_confirm: Callback, prefix: CB) -> list[BaseHandle
 
 async def load(update: Update, context: Context, actor: Actor, entry: Entry) -> LoanView | None:
     """The loan the command or the card's button names; otherwise say why not and None."""
-    if entry.role is not None and not await actions.allowed(update, actor, entry.role, entry.what):
+    # Every loan action is a change: a read-only role (finance) is refused before the loan.
+    if not await actions.allowed(update, actor, entry.role, entry.what or "change loans"):
         return None
     if update.callback_query is not None:
         return await actions.loan_of_button(update, context, actor, entry.button)

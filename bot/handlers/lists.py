@@ -24,7 +24,6 @@ from bot.conversations import TEXT_INPUT, cancel_fallback
 from bot.handlers.replies import show, today
 from bot.keyboards import CB
 from bot.updates import message_of, query_of, user_data
-from db.models import Role
 from db.services import reports
 from db.services.access import Actor
 from db.services.errors import ServiceError
@@ -178,7 +177,7 @@ async def _list_page(
         text += "\n" + texts.LIST_EMPTY
     loans = views.loan_buttons(found.items, agency_of(context))
     markup = keyboards.loan_list(
-        loans, filter.value, page, found.next_cursor is not None, archived=actor.role is Role.ADMIN
+        loans, filter.value, page, found.next_cursor is not None, archived=actor.sees_archived
     )
     await show(update, context, text, markup, edit)
 

@@ -13,6 +13,9 @@ from db.models import Borrower, HoldKind, Loan, LoanHold, Role, Staff, StaffStat
 from db.services.errors import AccessDenied, NotFound
 
 _RANK = {Role.AGENT: 0, Role.MANAGER: 1, Role.ADMIN: 2}
+# Finance has no rank: it reads everything an admin reads (require_reader, sees_all_loans,
+# archived loans) and changes nothing (require_role and refuse_read_only refuse it).
+_READ_ONLY = frozenset({Role.FINANCE})
 
 # Loans that are not archived: every list, search, reminder, report and job filters on it.
 LIVE_LOAN = Loan.archived_at.is_(None)
@@ -62,10 +65,31 @@ class Actor:
 
     @property
     def sees_all_loans(self) -> bool:
-        return self.role in (Role.MANAGER, Role.ADMIN)
+        return self.role in (Role.MANAGER, Role.ADMIN, Role.FINANCE)
+
+    @property
+    def read_only(self) -> bool:
+        """True for a role that reads and never changes anything (finance)."""
+        return self.role in _READ_ONLY
+
+    @property
+    def sees_archived(self) -> bool:
+        return self.role in (Role.ADMIN, Role.FINANCE)
 
     def at_least(self, role: Role) -> bool:
-        return _RANK[self.role] >= _RANK[role]
+        """Rank for changes: a read-only role reaches none (see may_read for reading)."""
+        return self.role in _RANK and _RANK[self.role] >= _RANK[role]
+
+    def may_read(self, role: Role) -> bool:
+        """What role may read, a read-only role reads too (finance reads what admins read)."""
+        return self.read_only or self.at_least(role)
+
+
+def _only(role: Role, what: str, *, readers: bool = False) -> AccessDenied:
+    who = "admins" if role is Role.ADMIN else f"{role.value}s and admins"
+    if readers:
+        who = "admins and finance" if role is Role.ADMIN else f"{role.value}s, admins and finance"
+    return AccessDenied(f"Only {who} may {what}.", code="role", role=role)
 
 
 # A SELECT of any columns: scoping keeps its type.
@@ -73,10 +97,23 @@ SelectT = TypeVar("SelectT", bound=Select[Any])
 
 
 def require_role(actor: Actor, role: Role, what: str) -> None:
-    """Refuse unless actor has at least role."""
+    """Refuse unless actor has at least role (a change: finance never passes)."""
     if not actor.at_least(role):
-        who = "admins" if role is Role.ADMIN else f"{role.value}s and admins"
-        raise AccessDenied(f"Only {who} may {what}.", code="role", role=role)
+        raise _only(role, what)
+
+
+def require_reader(actor: Actor, role: Role, what: str) -> None:
+    """Refuse a reading unless actor has at least role or reads everything (finance)."""
+    if not actor.may_read(role):
+        raise _only(role, what, readers=True)
+
+
+def refuse_read_only(actor: Actor, what: str = "change anything") -> None:
+    """Every change refuses a read-only role (finance), whatever the loan or record."""
+    if actor.read_only:
+        raise AccessDenied(
+            f"Only agents, managers and admins may {what}; finance reads only.", code="read_only"
+        )
 
 
 def scope_loans(stmt: SelectT, actor: Actor) -> SelectT:
@@ -94,9 +131,10 @@ def scope_live_loans(stmt: SelectT, actor: Actor) -> SelectT:
 def check_loan(actor: Actor, loan: Loan | None, number: str = "") -> Loan:
     """The loan if actor may see it; otherwise the same NotFound as a missing loan.
 
-    An archived loan is seen by admins only (its card and history; they may restore it).
+    An archived loan is seen by admins only (its card and history; they may restore it),
+    and by finance, which reads what admins read.
     """
-    if loan is not None and loan.archived_at is not None and actor.role is not Role.ADMIN:
+    if loan is not None and loan.archived_at is not None and not actor.sees_archived:
         loan = None
     if loan is None or not (actor.sees_all_loans or loan.agent_id == actor.staff_id):
         raise NotFound(f"No loan {number} found.".replace("  ", " "), code="loan_not_found")

@@ -21,7 +21,7 @@ from db import clock
 from db.models import Contact, Loan, Message, MessageKind, Payment, Promise, PromiseState, Role
 from db.models import MessageStatus as S
 from db.money import q
-from db.services.access import LIVE_LOAN, Actor, require_role, scope_loans
+from db.services.access import LIVE_LOAN, Actor, require_reader, scope_loans
 from db.services.reports import Portfolio, portfolio
 from db.services.sms.deliveries import FailureLine, failure_counts
 
@@ -143,7 +143,7 @@ def leaderboard(
     session: Session, *, actor: Actor, today: date, tz: ZoneInfo, book: Portfolio | None = None
 ) -> tuple[AgentScore, ...]:
     """Per agent this month: collected, promises kept and broken, contacts; loans held now."""
-    require_role(actor, Role.MANAGER, "see the agent leaderboard")
+    require_reader(actor, Role.MANAGER, "see the agent leaderboard")
     book = book or portfolio(session, actor=actor, today=today, tz=tz)
     start = clock.day_start(today.replace(day=1), tz)
     end = clock.day_start(today + timedelta(days=1), tz)
@@ -222,7 +222,7 @@ def delivery_overview(
     session: Session, *, actor: Actor, now: datetime, days: int = 7
 ) -> DeliveryOverview:
     """SMS created in the last days: delivery rate, segments by kind, failures by reason."""
-    require_role(actor, Role.MANAGER, "see the delivery figures")
+    require_reader(actor, Role.MANAGER, "see the delivery figures")
     days = max(1, min(days, 90))
     since = now - timedelta(days=days)
     segments = func.sum(case((Message.status.in_(SENT_ON), func.coalesce(Message.segments, 1))))

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import AuditEvent, Role, Staff
-from db.services.access import Actor, require_role
+from db.services.access import Actor, require_reader
 from db.services.staff.members import pick_staff, staff_query
 
 MAX_LIMIT = 100
@@ -43,7 +43,7 @@ def recent_audit(
     session: Session, *, actor: Actor, staff_id: int | None = None, limit: int = 20
 ) -> list[AuditEntry]:
     """The latest limit audit events, newest first; only staff_id's when given."""
-    require_role(actor, Role.ADMIN, "read the audit log")
+    require_reader(actor, Role.ADMIN, "read the audit log")
     limit = max(1, min(limit, MAX_LIMIT))
     stmt = (
         select(AuditEvent, Staff.name)
@@ -71,7 +71,7 @@ def recent_audit(
 
 def find_audited_staff(session: Session, *, actor: Actor, text: str) -> StaffRef:
     """Any staff member, in any state (the log outlives them): by id, @username or name start."""
-    require_role(actor, Role.ADMIN, "read the audit log")
+    require_reader(actor, Role.ADMIN, "read the audit log")
     query = staff_query(text)
     everyone = list(session.scalars(select(Staff).order_by(Staff.id)))
     found = pick_staff(everyone, query, missing=f"No staff member matches {query}.")

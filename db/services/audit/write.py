@@ -42,6 +42,9 @@ class AuditAction(StrEnum):
     BROADCAST_CREATED = "broadcast_created"
     BROADCAST_CANCELED = "broadcast_canceled"
     SUPPRESSION_LIFTED = "suppression_lifted"
+    EXPORT_MADE = "export_made"
+    STATEMENT_MADE = "statement_made"
+    STATEMENT_LINK_SENT = "statement_link_sent"
     LOAN_DISPUTED = "loan_disputed"
     LOAN_PAUSED = "loan_paused"  # hardship, until a date
     HOLD_RESOLVED = "hold_resolved"

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from db import clock
 from db.models import Broadcast, BroadcastState, Message, Role
 from db.models import MessageStatus as S
-from db.services.access import Actor, require_role
+from db.services.access import Actor, require_reader, require_role
 from db.services.audit.write import AuditAction, audit
 from db.services.broadcasts.audiences import Audience, audience_words
 from db.services.errors import Conflict, NotFound
@@ -132,7 +132,7 @@ def failures_by_code(session: Session, *, broadcast_id: int) -> list[tuple[str |
 
 def list_broadcasts(session: Session, *, actor: Actor, limit: int = 10) -> list[BroadcastInfo]:
     """The latest broadcasts, newest first."""
-    require_role(actor, Role.ADMIN, "list broadcasts")
+    require_reader(actor, Role.ADMIN, "list broadcasts")
     stmt = select(Broadcast).order_by(Broadcast.created_at.desc(), Broadcast.id.desc())
     return [BroadcastInfo.of(b) for b in session.scalars(stmt.limit(max(1, min(limit, 50))))]
 

@@ -28,7 +28,7 @@ from db.models import (
     PromiseState,
     Staff,
 )
-from db.services.access import LIVE_LOAN, Actor
+from db.services.access import LIVE_LOAN, Actor, refuse_read_only
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.errors import InvalidInput
 from db.services.loans.guards import (
@@ -206,6 +206,7 @@ def record_contact(
 ) -> ContactView:
     """Note a call, visit or message with the borrower and what came of it."""
     note = clean_text(note, field="note", max_len=1000, required=False)
+    refuse_read_only(actor, "record contacts")
     loan = find_loan(session, actor=actor, loan_number=loan_number)
     refuse_archived(loan)
     contact = Contact(

@@ -30,7 +30,7 @@ from db.models import (
     Role,
 )
 from db.money import ScheduledInstallment
-from db.services.access import Actor, check_borrower
+from db.services.access import Actor, check_borrower, refuse_read_only
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.collection import ledger
 from db.services.errors import AccessDenied, Conflict
@@ -178,6 +178,7 @@ def add_loan(
     number = parse_loan_number(loan_number) if loan_number else None
     if number and session.scalar(select(Loan.id).where(Loan.loan_number == number)):
         raise Conflict(f"Loan number {number} is already in use.", code="loan_number_taken")
+    refuse_read_only(actor, "add loans")
     holder = _agent_for(session, actor, agent_id)
     # One SAVEPOINT around both inserts: a late refusal leaves no stray borrower behind.
     with session.begin_nested():

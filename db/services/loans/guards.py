@@ -17,7 +17,7 @@ from db import agency as agencies
 from db.agency import Agency
 from db.models import Borrower, Loan, LoanState, Payment
 from db.money import format_money, q
-from db.services.access import Actor, SelectT, check_loan
+from db.services.access import Actor, SelectT, check_loan, refuse_read_only
 from db.services.errors import Conflict, InvalidInput, NotFound
 from db.validation import above_limit, parse_loan_number
 
@@ -47,6 +47,8 @@ def find_loan(
 
     A loan locked for a change must not be archived, unless archived (restoring it).
     """
+    if lock:  # a change: a read-only role (finance) is refused whatever the loan
+        refuse_read_only(actor, "change loans")
     number = parse_loan_number(loan_number)
     stmt = select(Loan).where(Loan.loan_number == number).options(NO_TAGS)
     if lock:
@@ -62,6 +64,7 @@ def find_payment_and_loan(
 ) -> tuple[Payment, Loan]:
     """The payment and its loan if actor may see it, the loan row locked first (as a payment
     locks it), refused when archived."""
+    refuse_read_only(actor, "change payments")
     loan_id = select(Payment.loan_id).where(Payment.id == payment_id).scalar_subquery()
     loan = session.scalars(_for_change(select(Loan).where(Loan.id == loan_id))).one_or_none()
     if loan is None:

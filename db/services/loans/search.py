@@ -12,7 +12,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, contains_eager
 
 from db import clock
 from db.models import Borrower, Loan, LoanState, Role
-from db.services.access import LIVE_LOAN, Actor, require_role, scope_live_loans
+from db.services.access import LIVE_LOAN, Actor, require_reader, scope_live_loans
 from db.services.collection import ledger
 from db.services.errors import AccessDenied, InvalidInput
 from db.services.loans.guards import NO_TAGS
@@ -212,7 +212,7 @@ def list_loans(
     if after and before:
         raise InvalidInput("Give either after or before, not both.", code="cursor")
     if filter == LoanFilter.ARCHIVED:
-        require_role(actor, Role.ADMIN, "list archived loans")
+        require_reader(actor, Role.ADMIN, "list archived loans")
     where = [
         *_scoped(actor, agent_id),
         *_filter_conditions(LoanFilter(filter), today),

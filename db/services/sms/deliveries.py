@@ -19,7 +19,7 @@ from db.models import (
     Role,
 )
 from db.models import MessageStatus as S
-from db.services.access import Actor, require_role
+from db.services.access import Actor, require_reader
 from db.services.sms.suppressions import SuppressionInfo, list_suppressed
 
 FAILED = (S.FAILED, S.UNDELIVERED)
@@ -91,7 +91,7 @@ def _period(since: datetime, counts: dict[tuple[str, str], int]) -> PeriodCounts
 
 def delivery_report(session: Session, *, actor: Actor, now: datetime) -> DeliveryReport:
     """Messages created in the last day and 7 days, by kind and status, and the top errors."""
-    require_role(actor, Role.ADMIN, "read delivery reports")
+    require_reader(actor, Role.ADMIN, "read delivery reports")
     day_ago, week_ago = now - timedelta(days=1), now - timedelta(days=7)
     in_day = func.coalesce(func.sum(case((Message.created_at >= day_ago, 1), else_=0)), 0)
     rows = session.execute(

@@ -1,4 +1,6 @@
-"""SMS from borrowers: keywords (STOP / START / HELP / BAL), storage, and relay to the agent.
+"""SMS from borrowers: keywords (STOP / START / HELP / BAL / STATEMENT), storage, and relay to
+the agent. STATEMENT is answered with a signed link to the loan's PDF statement
+(db/services/statements/links.py).
 
 Choices:
 - STOP and its aliases opt the borrower out and get no reply from us: Twilio answers its
@@ -49,6 +51,7 @@ from db.services.loans import holds
 from db.services.sms import outbox, reply_limit, suppressions
 from db.services.sms.relays import NOT_A_DENIAL, RelayInfo, reply_loan
 from db.services.sms.truth import WithdrawReason, withdraw_for_borrower
+from db.services.statements.links import StatementLinks, statement_reply
 from db.session import rows_matched
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,7 @@ class Keyword(StrEnum):
     START = "START"
     HELP = "HELP"
     BAL = "BAL"
+    STATEMENT = "STATEMENT"
     DISPUTE = "DISPUTE"
     NO = "NO"  # a denial of a payment receipt, only as the whole message (receipts.py)
 
@@ -83,6 +87,8 @@ _ALIASES = {
     "INFO": Keyword.HELP,
     "BAL": Keyword.BAL,
     "BALANCE": Keyword.BAL,
+    "STATEMENT": Keyword.STATEMENT,
+    "STMT": Keyword.STATEMENT,
     "DISPUTE": Keyword.DISPUTE,
 }
 # DISPUTE leads a sentence too ("DISPUTE I repaid in March"): the rest is its note, relayed.
@@ -242,8 +248,20 @@ def _act(
     borrower: Borrower | None,
     phone: str,
     agency: Agency,
+    loan: Loan | None = None,
+    links: StatementLinks | None = None,
 ) -> tuple[str | None, Mapping[str, object]]:
     """Do what the keyword asks; return the reply text (or None) and what changed."""
+    if keyword is Keyword.STATEMENT:
+        text = statement_reply(
+            agency,
+            found=borrower is not None,
+            loan_id=loan.id if loan else None,
+            loan_number=loan.loan_number if loan else None,
+            links=links,
+            now=clock.utcnow(),
+        )
+        return text, ({"statement_link": True} if loan is not None and links else {})
     if keyword is Keyword.STOP:
         # Read from the database: opt_out() updates in SQL, so the object may be stale.
         was_out = (
@@ -323,6 +341,7 @@ def handle_inbound(
     agency: Agency,
     today: date,
     replies_per_hour: int = 3,
+    statement_links: StatementLinks | None = None,
 ) -> InboundResult:
     """Store one inbound SMS once per provider SID, act on its keyword, queue any reply."""
     sid = (provider_sid or "").strip()
@@ -362,13 +381,22 @@ def handle_inbound(
         )
         changed = {"payment_denied": denial.payment_id}
     else:
-        reply, changed = _act(session, keyword, borrower, phone, agency)
+        reply, changed = _act(session, keyword, borrower, phone, agency, loan, statement_links)
     if reply and reply_limit.over_limit(session, phone=phone, per_hour=replies_per_hour):
         reply, changed = None, {**changed, "reply": reply_limit.RATE_LIMITED}
         reply_limit.record(session, inbound_id=inbound_id, state=reply_limit.RATE_LIMITED)
     queued = _queue_reply(session, sid=sid, phone=phone, text=reply, borrower=borrower, loan=loan)
     if queued:
         reply_limit.record(session, inbound_id=inbound_id, state=reply_limit.QUEUED)
+    if queued and changed.get("statement_link") and loan is not None:
+        audit(
+            session,
+            actor=None,
+            action=AuditAction.STATEMENT_LINK_SENT,
+            target_type="loan",
+            target_id=loan.loan_number,
+            details={"via": "sms", "inbound_id": inbound_id},
+        )
     if loan is not None:
         loan_event(
             session,

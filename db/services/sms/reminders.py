@@ -18,7 +18,7 @@ from db.agency import agency_of
 from db.config import Settings
 from db.models import Borrower, Loan, LoanEventKind, MessageKind, Suppression
 from db.money import format_money
-from db.services.access import Actor
+from db.services.access import Actor, refuse_read_only
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.collection.ledger import ZERO
 from db.services.errors import Conflict
@@ -89,6 +89,7 @@ def queue_reminder_now(
     session: Session, *, actor: Actor, loan_number: str, today: date, settings: Settings
 ) -> ReminderInfo:
     """Queue one reminder for a loan the actor may see; at most one such per loan a day."""
+    refuse_read_only(actor, "text borrowers")
     loan = find_loan(session, actor=actor, loan_number=loan_number)
     refuse_archived(loan)  # an admin may open one; nothing is sent about it
     require_active(loan)

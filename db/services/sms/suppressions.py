@@ -26,7 +26,7 @@ from db import clock
 from db.failures import Failure, FailureClass, StreakRule
 from db.models import Base, Borrower, Role, Suppression, SuppressionKind, SuppressionLift
 from db.models import UnreachableStreak as Streak
-from db.services.access import Actor, require_role
+from db.services.access import Actor, require_reader, require_role
 from db.services.audit.write import AuditAction, audit
 from db.services.errors import Conflict, NotFound
 
@@ -210,7 +210,7 @@ def list_suppressed(
     session: Session, *, actor: Actor, limit: int = LIST_LIMIT
 ) -> list[SuppressionInfo]:
     """The most recently suppressed numbers, newest first (admins)."""
-    require_role(actor, Role.ADMIN, "read delivery reports")
+    require_reader(actor, Role.ADMIN, "read delivery reports")
     stmt = select(Suppression).order_by(Suppression.created_at.desc(), Suppression.phone)
     return [SuppressionInfo.of(r) for r in session.scalars(stmt.limit(limit))]
 

@@ -19,8 +19,8 @@ from db.services.access import Actor
 from db.services.errors import AccessDenied, AuthError
 from db.services.staff.sessions import current_actor
 
-# Roles that read the dashboards. There is no finance role yet (issue 13 asks for one).
-DASHBOARD_ROLES = frozenset({Role.MANAGER, Role.ADMIN})
+# Roles that read the dashboards (finance reads them and changes nothing).
+DASHBOARD_ROLES = frozenset({Role.MANAGER, Role.ADMIN, Role.FINANCE})
 
 
 @dataclass(frozen=True)

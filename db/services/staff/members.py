@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Role, Staff, StaffState
-from db.services.access import Actor, require_role
+from db.services.access import Actor, require_reader, require_role
 from db.services.audit.write import AuditAction, audit
 from db.services.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from db.services.staff.invites import MAX_INVITE_HOURS as MAX_INVITE_HOURS
@@ -142,8 +142,8 @@ def get_staff_by_id(session: Session, *, staff_id: int) -> StaffInfo | None:
 
 def list_staff(session: Session, *, actor: Actor, include_pending: bool = False) -> list[StaffInfo]:
     """Admins: active and disabled staff (and pending if asked); managers: active staff."""
-    require_role(actor, Role.MANAGER, "list staff")
-    if actor.role == Role.ADMIN:
+    require_reader(actor, Role.MANAGER, "list staff")
+    if actor.may_read(Role.ADMIN):
         states = [StaffState.ACTIVE, StaffState.DISABLED]
         states += [StaffState.PENDING] if include_pending else []
     else:
@@ -154,7 +154,7 @@ def list_staff(session: Session, *, actor: Actor, include_pending: bool = False)
 
 def list_requests(session: Session, *, actor: Actor) -> list[StaffInfo]:
     """Pending access requests, oldest first."""
-    require_role(actor, Role.ADMIN, "see access requests")
+    require_reader(actor, Role.ADMIN, "see access requests")
     rows = session.scalars(
         select(Staff).where(Staff.state == StaffState.PENDING).order_by(Staff.created_at, Staff.id)
     )
@@ -234,7 +234,7 @@ def change_role(session: Session, *, actor: Actor, staff_id: int, role: Role) ->
 
 def find_staff(session: Session, *, actor: Actor, text: str) -> StaffInfo:
     """An active staff member by id, @username, or the start of their name (any case)."""
-    require_role(actor, Role.MANAGER, "look up staff")
+    require_reader(actor, Role.MANAGER, "look up staff")
     query = staff_query(text)
     active = list(
         session.scalars(select(Staff).where(Staff.state == StaffState.ACTIVE).order_by(Staff.id))
