@@ -21,7 +21,7 @@ def _add(engine, staff_id: int, role: str) -> None:
 
 
 def test_0008_admits_finance_and_downgrades_only_without_it(fresh) -> None:  # noqa: F811
-    upgrade(fresh, "0010")
+    upgrade(fresh, "0007")
     with pytest.raises(IntegrityError):
         _add(fresh, 1, "finance")  # the old CHECK refuses it
     upgrade(fresh, "head")
@@ -30,10 +30,10 @@ def test_0008_admits_finance_and_downgrades_only_without_it(fresh) -> None:  # n
     with pytest.raises(IntegrityError):
         _add(fresh, 3, "auditor")  # still a CHECK, not a free string
     with pytest.raises(RuntimeError, match="finance role"):
-        _downgrade(fresh, "0010")
+        _downgrade(fresh, "0007")
     with fresh.begin() as conn:
         conn.execute(text("UPDATE staff SET role = 'admin' WHERE id = 2"))
-    _downgrade(fresh, "0010")
+    _downgrade(fresh, "0007")
     with pytest.raises(IntegrityError):
         _add(fresh, 4, "finance")
     upgrade(fresh, "head")
