@@ -474,6 +474,10 @@ EDIT_ASK_VALUE = "{field} now: {current}\nSend the new value{hint}. (/cancel to 
 EDIT_CONFIRM = "<b>Please check the change</b> on loan {number}\n{field}: {before} → {after}"
 EDIT_DONE = "✏️ Changed {field}: {before} → {after}"
 EDIT_EMPTY = "—"
+EDIT_REQUESTED = (
+    "📨 Request #{id} sent: moving the next due date to {after} needs a manager's approval. "
+    "You will be told the outcome."
+)
 EDIT_FIELDS = {
     "borrower_name": "Borrower name",
     "borrower_phone": "Phone",
@@ -637,6 +641,11 @@ def edit_confirm(number: str, field: str, before: str, after: str) -> str:
         before=esc(before or EDIT_EMPTY),
         after=esc(after or EDIT_EMPTY),
     )
+
+
+def edit_requested(approval_id: int, after: str) -> str:
+    """An agent's long due-date move, sent for approval instead of made."""
+    return EDIT_REQUESTED.format(id=approval_id, after=esc(after))
 
 
 def edit_done(field: str, before: str, after: str) -> str:
