@@ -511,7 +511,7 @@ class MessageEvent(Base):
 
 
 class SuppressionKind(StrEnum):
-    """Why a number is suppressed, which decides who may lift it (services/suppressions)."""
+    """Why a number is suppressed, which decides who may lift it (db/services/sms/suppressions)."""
 
     PERMANENT = "permanent"  # the number is wrong, a landline, or blocked: an admin lifts it
     UNREACHABLE = "unreachable"  # too many temporary failures in a row: START or an admin

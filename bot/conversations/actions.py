@@ -25,15 +25,13 @@ from bot import keyboards, texts
 from bot.context import Context, agency_of, answer_button, db, require_staff, settings_of
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
-from db import agency as agencies
 from db import clock
-from db.agency import Agency
 from db.models import Role
 from db.money import format_money
 from db.services.access import Actor, require_role
-from db.services.collection.promises import find_loan, refuse_above_owed, require_active
 from db.services.errors import Conflict, InvalidInput, ServiceError
 from db.services.loans import add as loan_service
+from db.services.loans.guards import check_owed
 from db.services.loans.snapshots import LoanView
 from db.validation import parse_amount
 
@@ -263,22 +261,6 @@ def cancel_step(name: str) -> Callable[[Update, Context], Awaitable[Any]]:
 def buttons_only(name: str) -> Callable[[Update, Context], Awaitable[Any]]:
     """Text typed where conversation name expects a button: say so, stay in the step."""
     return step(name)(_use_buttons)
-
-
-def check_owed(
-    session: Session,
-    *,
-    actor: Actor,
-    loan_number: str,
-    amount: Decimal,
-    code: str,
-    agency: Agency = agencies.DEFAULT,
-) -> Decimal:
-    """What would be left owing after amount, refused as the services refuse it (no writes)."""
-    loan = find_loan(session, actor=actor, loan_number=loan_number)
-    require_active(loan)
-    refuse_above_owed(loan, amount, code=code, agency=agency)
-    return loan.outstanding - amount
 
 
 def dry_run(session: Session, fn: Callable[..., Any], **kwargs: Any) -> Any:

@@ -13,7 +13,6 @@ import logging
 import secrets
 from enum import IntEnum
 
-from sqlalchemy.orm import Session
 from telegram import InlineKeyboardMarkup, Update
 from telegram.error import TelegramError
 from telegram.ext import (
@@ -28,12 +27,11 @@ from bot import jobs, keyboards, texts
 from bot.context import Context, answer_button, db, require_staff, settings_of
 from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.keyboards import CB
-from db.config import Settings
 from db.models import Role, StaffState
 from db.services.access import Actor
 from db.services.broadcasts import compose as bc
-from db.services.broadcasts.audiences import Audience, AudienceKind, audience_is_empty
-from db.services.broadcasts.progress_message import audience_words, set_progress_message
+from db.services.broadcasts.audiences import Audience, AudienceKind, audience_words_if_anyone
+from db.services.broadcasts.progress_message import start_broadcast
 from db.services.collection.ledger import Bucket
 from db.services.errors import InvalidInput, ServiceError
 from db.services.staff import members as staff_service
@@ -118,16 +116,9 @@ def _today(context: Context):
     return actions.today_of(context)
 
 
-def _words_if_anyone(session: Session, *, audience: Audience, today) -> str | None:
-    """The audience in words, or None when nobody is in it."""
-    if audience_is_empty(session, audience=audience, today=today):
-        return None
-    return audience_words(session, audience)
-
-
 async def _chosen(update: Update, context: Context, audience: Audience) -> int:
     """An audience was chosen: ask for the text, or choose again when nobody is in it."""
-    words = await db(context, _words_if_anyone, audience=audience, today=_today(context))
+    words = await db(context, audience_words_if_anyone, audience=audience, today=_today(context))
     if words is None:
         await _show(update, texts.BC_NOBODY, _audiences(context))
         return State.AUDIENCE
@@ -308,30 +299,6 @@ async def abort_button(update: Update, context: Context, actor: Actor) -> int | 
 # --- send ----------------------------------------------------------------------------------
 
 
-def _create(
-    session: Session,
-    *,
-    actor: Actor,
-    audience: dict,
-    template: str,
-    today,
-    settings: Settings,
-    chat_id: int,
-    message_id: int,
-) -> jobs.Report:
-    """Queue the broadcast and point it at its progress message, in one transaction."""
-    info = bc.create_broadcast(
-        session,
-        actor=actor,
-        audience=Audience.from_json(audience),
-        template=template,
-        today=today,
-        settings=settings,
-    )
-    set_progress_message(session, broadcast_id=info.id, chat_id=chat_id, message_id=message_id)
-    return jobs.reports(session, broadcast_id=info.id)[0]
-
-
 @actions.step(NAME)
 async def send_button(update: Update, context: Context, actor: Actor) -> int | None:
     """Send: queue every message; the preview turns into the progress message."""
@@ -343,9 +310,9 @@ async def send_button(update: Update, context: Context, actor: Actor) -> int | N
     try:
         report = await db(
             context,
-            _create,
+            start_broadcast,
             actor=actor,
-            audience=context.user_data[AUDIENCE],
+            audience=Audience.from_json(context.user_data[AUDIENCE]),
             template=context.user_data[TEMPLATE],
             today=_today(context),
             settings=settings_of(context),

@@ -11,12 +11,10 @@ import io
 import logging
 from datetime import date
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
-from sqlalchemy.orm import Session
 from telegram import Update
 from telegram.ext import CommandHandler
 
@@ -41,27 +39,25 @@ def handler() -> CommandHandler:
     return CommandHandler("stats", stats)
 
 
-def figures(
-    session: Session, *, actor: Actor, today: date, tz: ZoneInfo
-) -> tuple[Portfolio, list[tuple[date, Decimal]]]:
-    """The portfolio and the collections per day, read in one transaction (consistent)."""
-    book = reports.portfolio(session, actor=actor, today=today, tz=tz)
-    days = reports.collections_by_day(session, actor=actor, today=today, tz=tz, days=CHART_DAYS)
-    return book, days
-
-
 @require_staff
 async def stats(update: Update, context: Context, actor: Actor) -> None:
     """/stats: figures as text, then the collections chart as a photo."""
     settings = settings_of(context)
     today = clock.today(settings.tz)
     try:
-        book, days = await db(context, figures, actor=actor, today=today, tz=settings.tz)
+        figures = await db(
+            context,
+            reports.portfolio_figures,
+            actor=actor,
+            today=today,
+            tz=settings.tz,
+            days=CHART_DAYS,
+        )
     except ServiceError as err:
         await reply(update, texts.service_error(err))
         return
-    await reply(update, stats_text(book, today, actor.sees_all_loans, agency_of(context)))
-    png = await asyncio.to_thread(collections_chart, days, settings.currency)
+    await reply(update, stats_text(figures.book, today, actor.sees_all_loans, agency_of(context)))
+    png = await asyncio.to_thread(collections_chart, figures.days, settings.currency)
     caption = texts.STATS_CHART_CAPTION.format(days=CHART_DAYS, currency=settings.currency)
     await update.effective_chat.send_photo(photo=png, caption=caption)
 

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, Select, exists, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import ApprovalKind, Borrower, Loan, Role, Staff, StaffState
-from db.services.errors import AccessDenied, Conflict, NotFound
+from db.services.errors import AccessDenied, NotFound
 
 _RANK = {Role.AGENT: 0, Role.MANAGER: 1, Role.ADMIN: 2}
 
@@ -112,16 +112,6 @@ def check_borrower_editable(session: Session, *, actor: Actor, borrower_id: int)
     if not borrower_in_scope(session, actor=actor, borrower_id=borrower_id):
         raise AccessDenied(
             "Only a manager can change this borrower's details.", code="borrower_shared"
-        )
-
-
-def refuse_archived(loan: Loan) -> None:
-    """No change to an archived loan (payments, edits, promises...) until it is restored."""
-    if loan.archived_at is not None:
-        raise Conflict(
-            f"Loan {loan.loan_number} is archived; an admin can restore it with "
-            f"/restore {loan.loan_number}.",
-            code="loan_archived",
         )
 
 

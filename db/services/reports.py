@@ -289,3 +289,19 @@ def work_list(session: Session, *, actor: Actor, today: date, limit: int = 30) -
             summary = loan_summary(loan, today=today)
             items.append(WorkItem(summary, _reason(kind, summary), kind))
     return items
+
+
+@dataclass(frozen=True)
+class Figures:
+    """/stats: the portfolio and the collections per day, read in one transaction."""
+
+    book: Portfolio
+    days: list[tuple[date, Decimal]]
+
+
+def portfolio_figures(
+    session: Session, *, actor: Actor, today: date, tz: ZoneInfo, days: int
+) -> Figures:
+    """The portfolio and the last `days` days of collections, consistent with each other."""
+    book = portfolio(session, actor=actor, today=today, tz=tz)
+    return Figures(book, collections_by_day(session, actor=actor, today=today, tz=tz, days=days))

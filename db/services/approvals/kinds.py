@@ -28,7 +28,7 @@ from db.services.approvals.requests import ApprovalView, submit
 from db.services.collection.payments import reverse_payment
 from db.services.errors import Conflict, NotFound
 from db.services.loans.changes import EditableField, edit_loan, write_off_loan
-from db.services.loans.lookup import load_loan
+from db.services.loans.guards import find_loan
 
 
 def _dry_run(session: Session, service: Callable[..., Any], **arguments: Any) -> Any:
@@ -64,7 +64,7 @@ def request_write_off(
         expected_version=expected_version,
         today=today,
     )
-    loan = load_loan(session, actor, loan_number, lock=True)
+    loan = find_loan(session, actor=actor, loan_number=loan_number, lock=True)
     least = approver_role(
         ApprovalKind.WRITE_OFF, amount=loan.outstanding, write_off_admin_above=admin_above
     )
@@ -140,7 +140,7 @@ def _apply_reversal(session: Session, approver: Actor, row: ApprovalRequest, tod
 def _apply_due_date_move(
     session: Session, approver: Actor, row: ApprovalRequest, today: date
 ) -> None:
-    loan = load_loan(session, approver, row.payload["loan_number"], lock=True)
+    loan = find_loan(session, actor=approver, loan_number=row.payload["loan_number"], lock=True)
     if str(loan.next_due_date) != row.payload["from"]:
         raise Conflict(
             f"Loan {loan.loan_number}'s next due date is no longer {row.payload['from']}; "

@@ -25,6 +25,7 @@ from db.models import Borrower, BorrowerTag, Installment, Loan, LoanState, Suppr
 from db.services.access import LIVE_LOAN
 from db.services.collection.ledger import Bucket, bucket_dates
 from db.services.errors import InvalidInput
+from db.services.staff.members import get_staff_by_id
 
 CHUNK = 500  # rows read per round trip
 MAX_TAG = 40
@@ -229,3 +230,19 @@ def audience_is_empty(session: Session, *, audience: Audience, today: date) -> b
     """True when no loan matches the audience."""
     found = select(Loan.id).where(*_conditions(audience, today)).limit(1)
     return session.scalars(found).first() is None
+
+
+def audience_words(session: Session, audience: Audience) -> str:
+    """Who a broadcast goes to, in words; an agent by name rather than by number."""
+    if audience.kind is AudienceKind.AGENT and audience.agent_id:
+        agent = get_staff_by_id(session, staff_id=audience.agent_id)
+        if agent is not None:
+            return f"borrowers of {agent.name}"
+    return audience.describe()
+
+
+def audience_words_if_anyone(session: Session, *, audience: Audience, today: date) -> str | None:
+    """The audience in words, or None when nobody is in it (a broadcast is not composed)."""
+    if audience_is_empty(session, audience=audience, today=today):
+        return None
+    return audience_words(session, audience)

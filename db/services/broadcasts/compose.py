@@ -1,4 +1,7 @@
-"""Broadcasts: one SMS to every borrower of an audience, previewed, queued, canceled, tracked.
+"""Composing a broadcast: one SMS to every borrower of an audience, previewed, then queued.
+
+What follows once it is queued (progress, cancel, list, finish) is in
+db/services/broadcasts/tracking.py, re-exported here.
 
 Choices:
 - Whom it goes to is an Audience (db.services.broadcasts.audiences, re-exported here): one

@@ -25,7 +25,7 @@ from db.services.approvals.requests import submit
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.collection import ledger
 from db.services.errors import Conflict, InvalidInput
-from db.services.loans.lookup import load_loan
+from db.services.loans.guards import find_loan, refuse_stale, require_active
 from db.services.loans.snapshots import LoanView, loan_view
 from db.services.loans.terms import DEFAULT_MAX_AMOUNT, active_holder, checked_schedule
 from db.services.sms.truth import (
@@ -79,20 +79,9 @@ def _changeable(
     session: Session, actor: Actor, loan_number: str, expected_version: int | None
 ) -> Loan:
     """The loan locked for a change; refused when stale, closed or written off."""
-    loan = load_loan(session, actor, loan_number, lock=True)
-    if expected_version is not None and expected_version != loan.version:
-        raise Conflict(
-            "This loan changed since you opened it; here is the current card.",
-            code="stale",
-            version=loan.version,
-        )
-    if loan.state is not LoanState.ACTIVE:
-        raise Conflict(
-            f"Loan {loan.loan_number} is {loan.state.value.replace('_', ' ')}; "
-            "it cannot be changed.",
-            code="loan_inactive",
-            state=loan.state,
-        )
+    loan = find_loan(session, actor=actor, loan_number=loan_number, lock=True)
+    refuse_stale(loan, expected_version)
+    require_active(loan)
     return loan
 
 
@@ -294,7 +283,7 @@ def reassign_loan(
 ) -> LoanView:
     """Give a loan to another active agent or manager (managers and admins only)."""
     require_role(actor, Role.MANAGER, "reassign loans")
-    loan = load_loan(session, actor, loan_number, lock=True)
+    loan = find_loan(session, actor=actor, loan_number=loan_number, lock=True)
     target = active_holder(session, agent_id)
     if loan.agent_id == target.id:
         raise InvalidInput(

@@ -29,13 +29,8 @@ from db.models import (
 )
 from db.money import format_money
 from db.services.access import Actor
-from db.services.loans.lookup import (
-    bad_cursor,
-    check_page,
-    decode_cursor,
-    encode_cursor,
-    load_loan,
-)
+from db.services.loans.guards import find_loan
+from db.services.paging import bad_cursor, check_page, decode_cursor, encode_cursor
 
 
 class _Source(StrEnum):
@@ -199,7 +194,7 @@ def loan_history(
 ) -> HistoryPage:
     """Everything that happened to a loan, newest first, one keyset page at a time."""
     check_page(limit)
-    loan = load_loan(session, actor, loan_number)
+    loan = find_loan(session, actor=actor, loan_number=loan_number)
     cursor = _decode_history(before) if before else None
     money = partial(format_money, agency=agency)
     rows = []

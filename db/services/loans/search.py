@@ -1,7 +1,4 @@
-"""Reading loans: search and keyset-paged lists (a loan's history is in loan_history).
-
-load_loan, the cursors and the history are re-exported: callers keep importing them here.
-"""
+"""Reading loans: search and keyset-paged lists (a loan's history is in loans/history.py)."""
 
 from __future__ import annotations
 
@@ -18,13 +15,9 @@ from db.models import Borrower, Loan, LoanState, Role
 from db.services.access import LIVE_LOAN, Actor, require_role, scope_live_loans
 from db.services.collection import ledger
 from db.services.errors import AccessDenied, InvalidInput
-from db.services.loans.history import HistoryItem as HistoryItem
-from db.services.loans.history import HistoryPage as HistoryPage
-from db.services.loans.history import loan_history as loan_history
-from db.services.loans.lookup import MAX_PAGE as MAX_PAGE
-from db.services.loans.lookup import NO_TAGS, bad_cursor, check_page, decode_cursor, encode_cursor
-from db.services.loans.lookup import load_loan as load_loan
+from db.services.loans.guards import NO_TAGS
 from db.services.loans.snapshots import LoanSummary, loan_summary
+from db.services.paging import bad_cursor, check_page, decode_cursor, encode_cursor
 from db.validation import clean_text, name_key, parse_loan_number, parse_phone
 
 
