@@ -498,8 +498,14 @@ WRITE_OFF_ASK = (
     "Write off loan <b>{number}</b> ({name}) with {outstanding} outstanding?\n"
     "Send the reason. (/cancel to stop)"
 )
-WRITE_OFF_CONFIRM = "<b>Write off loan {number}?</b>\nOutstanding: {outstanding}\nReason: {reason}"
-WRITE_OFF_DONE = "Loan {number} is written off."
+WRITE_OFF_CONFIRM = (
+    "<b>Write off loan {number}?</b>\nOutstanding: {outstanding}\nReason: {reason}\n"
+    "A write-off needs another manager's or admin's approval: this sends them the request."
+)
+WRITE_OFF_REQUESTED = (
+    "📨 Request #{id} sent: writing off loan {number} waits for another manager's or "
+    "admin's approval. You will be told the outcome."
+)
 ASSIGN_USAGE = (
     "Send /assign with the loan number and the agent (name, @username or staff number), "
     "e.g. /assign LN-10234 Ravi, or tap Reassign on a loan card."
@@ -643,6 +649,11 @@ def edit_confirm(number: str, field: str, before: str, after: str) -> str:
     )
 
 
+def write_off_requested(approval_id: int, number: str) -> str:
+    """A write-off sent for approval."""
+    return WRITE_OFF_REQUESTED.format(id=approval_id, number=esc(number))
+
+
 def edit_requested(approval_id: int, after: str) -> str:
     """An agent's long due-date move, sent for approval instead of made."""
     return EDIT_REQUESTED.format(id=approval_id, after=esc(after))
@@ -694,7 +705,7 @@ def archive_confirm(template: str, number: str, reason: str) -> str:
 
 
 def loan_done(template: str, number: str) -> str:
-    """A one-value result line: CLOSE_DONE, WRITE_OFF_DONE, ARCHIVE_DONE or RESTORE_DONE."""
+    """A one-value result line: CLOSE_DONE, ARCHIVE_DONE or RESTORE_DONE."""
     return template.format(number=esc(number))
 
 

@@ -37,6 +37,7 @@ class ApprovalView:
     id: int
     kind: ApprovalKind
     state: ApprovalState
+    loan_id: int | None
     loan_number: str | None
     borrower_name: str | None
     payload: dict[str, Any]
@@ -162,6 +163,7 @@ def _views(session: Session, stmt) -> list[ApprovalView]:
             r.id,
             r.kind,
             r.state,
+            r.loan_id,
             number,
             borrower,
             dict(r.payload),
