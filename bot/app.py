@@ -45,9 +45,11 @@ from bot.conversations import (
     payment,
     promise,
     register,
+    reject_approval,
 )
 from bot.handlers import (
     admin,
+    approvals,
     assign,
     common,
     lists,
@@ -95,11 +97,13 @@ def handler_list() -> list[tuple[int, BaseHandler]]:
         (0, edit_loan.build_handler()),
         (0, close_loan.build_handler()),
         (0, broadcast.build_handler()),
+        (0, reject_approval.build_handler()),
         # --- simple commands and buttons (add yours here) -------------------------------
         (0, CommandHandler("help", common.help_command)),
         (0, CommandHandler("cancel", common.cancel_command)),
         (0, login.logout_handler()),
         *((0, handler) for handler in admin.handlers()),
+        *((0, handler) for handler in approvals.handlers()),
         *((0, handler) for handler in loans.handlers()),
         *((0, handler) for handler in lists.handlers()),
         *((0, handler) for handler in assign.handlers()),

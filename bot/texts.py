@@ -67,6 +67,7 @@ COMMANDS: list[Command] = [
     Command("edit", "Change a loan or its borrower: /edit LN-10234"),
     Command("close", "Close a paid-off loan: /close LN-10234"),
     Command("stats", "Portfolio figures and a collections chart"),
+    Command("approvals", "Requests waiting for a second person's approval"),
     Command("assign", "Give a loan to someone else: /assign LN-10234 Ravi", min_role=Role.MANAGER),
     Command(
         "delete", "Archive a loan (loans are never deleted): /delete LN-10234", min_role=Role.ADMIN
@@ -984,3 +985,122 @@ def remind_queued(number: str, waits_until: str | None) -> str:
 def relay_text(borrower: str, number: str, body: str) -> str:
     """A borrower's SMS passed on to their agent."""
     return f"💬 {esc(borrower)} ({esc(number)}): {esc(body or '(empty message)')}"
+
+
+# --- approvals (four eyes, issue 11: bot/handlers/approvals.py, bot/approval_jobs.py) --------
+
+APPROVAL_KINDS = {
+    "new_loan": "new loan",
+    "write_off": "write-off",
+    "reversal": "payment reversal",
+    "due_date_move": "due-date move",
+}
+APPROVAL_CARD = (
+    "🗳 <b>Approval #{id}: {kind}</b>\n"
+    "Loan {number} · {borrower}\n"
+    "{change}\n"
+    "Asked by {asker}: {note}\n"
+    "{record}"
+)
+APPROVAL_CHANGE = {
+    "write_off": "Write off {outstanding} outstanding",
+    "reversal": "Reverse a payment of {amount}",
+    "due_date_move": "Move the next due date {from_} → {to}",
+    "new_loan": "A new loan of {amount}",
+}
+APPROVAL_RECORD = (
+    "Agent {agent}: {loans} loans, {on_time} of installments paid on time, {broken} broken promises"
+)
+APPROVAL_ON_TIME_NONE = "none due yet"
+APPROVAL_DECIDED = {
+    "approved": "✅ Approved by {who}.",
+    "rejected": "❌ Rejected by {who}: {reason}",
+    "withdrawn": "↩️ Withdrawn by {who}.",
+}
+APPROVAL_OUTCOME = {
+    "approved": "✅ Your request #{id} ({kind}, loan {number}) was approved by {who}.",
+    "rejected": "❌ Your request #{id} ({kind}, loan {number}) was rejected by {who}: {reason}",
+}
+APPROVAL_REMINDER = "⏰ Request #{id} ({kind}, loan {number}) has waited since {since}."
+APPROVAL_REJECT_ASK = "Why reject request #{id}? Send the reason. (/cancel to stop)"
+APPROVAL_REJECT_AGAIN = "Send the reason again, or /cancel."
+APPROVALS_NONE = "Nothing is waiting for approval."
+APPROVALS_HEAD = "<b>Waiting for approval</b>"
+APPROVAL_LINE = "#{id} {kind} · {number} · {borrower} · asked by {asker}, {since}"
+APPROVAL_REJECTED_DONE = "❌ Request #{id} rejected; the requester is told why."
+APPROVAL_WITHDRAWN_DONE = "↩️ Request #{id} withdrawn."
+
+
+def approval_kind(kind: str) -> str:
+    return APPROVAL_KINDS.get(kind, kind)
+
+
+def approval_card(
+    approval_id: int,
+    kind: str,
+    number: str,
+    borrower: str,
+    change: dict[str, str],
+    asker: str,
+    note: str | None,
+    record: tuple[str, int, int | None, int] | None,
+) -> str:
+    """An approver's card: what is asked, by whom and why, and the agent's track record."""
+    facts = {k: esc(v) for k, v in change.items()}
+    line = APPROVAL_CHANGE[kind].format(**facts)
+    shown = ""
+    if record is not None:
+        agent, loans, percent, broken = record
+        on_time = APPROVAL_ON_TIME_NONE if percent is None else f"{percent}%"
+        shown = APPROVAL_RECORD.format(
+            agent=esc(agent), loans=loans, on_time=on_time, broken=broken
+        )
+    return APPROVAL_CARD.format(
+        id=approval_id,
+        kind=esc(approval_kind(kind)),
+        number=esc(number),
+        borrower=esc(borrower),
+        change=line,
+        asker=esc(asker),
+        note=esc(note or EDIT_EMPTY),
+        record=shown,
+    ).rstrip()
+
+
+def approval_decided(card: str, state: str, who: str, reason: str | None) -> str:
+    """A card brought up to date once somebody decided (or the requester withdrew)."""
+    done = APPROVAL_DECIDED[state].format(who=esc(who), reason=esc(reason or EDIT_EMPTY))
+    return f"{card}\n\n{done}"
+
+
+def approval_outcome(
+    approval_id: int, kind: str, number: str, state: str, who: str, reason: str | None
+) -> str:
+    """The requester told what became of their request."""
+    return APPROVAL_OUTCOME[state].format(
+        id=approval_id,
+        kind=esc(approval_kind(kind)),
+        number=esc(number),
+        who=esc(who),
+        reason=esc(reason or EDIT_EMPTY),
+    )
+
+
+def approval_reminder(approval_id: int, kind: str, number: str, since: str) -> str:
+    return APPROVAL_REMINDER.format(
+        id=approval_id, kind=esc(approval_kind(kind)), number=esc(number), since=since
+    )
+
+
+def approval_line(
+    approval_id: int, kind: str, number: str, borrower: str, asker: str, since: str
+) -> str:
+    """One pending request in /approvals."""
+    return APPROVAL_LINE.format(
+        id=approval_id,
+        kind=esc(approval_kind(kind)),
+        number=esc(number),
+        borrower=esc(borrower),
+        asker=esc(asker),
+        since=since,
+    )

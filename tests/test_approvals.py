@@ -9,6 +9,7 @@ from decimal import Decimal as D
 import pytest
 from sqlalchemy import select
 
+from db import clock
 from db.models import (
     ApprovalCard,
     ApprovalKind,
@@ -20,12 +21,14 @@ from db.models import (
     Payment,
     Role,
 )
+from db.services.approvals import cards
 from db.services.approvals.decide import decide
 from db.services.approvals.kinds import request_reversal, request_write_off
 from db.services.approvals.requests import list_pending, withdraw
 from db.services.audit.write import AuditAction
 from db.services.collection.payments import record_payment
 from db.services.errors import AccessDenied, Conflict, InvalidInput
+from db.services.staff.sessions import open_session
 from tests.factories import actor, make_loan, make_staff
 
 
@@ -269,3 +272,29 @@ def test_two_approvers_at_once_make_one_decision(committed):
         ).all()
         assert len(decisions) == 1
         assert (state is LoanState.WRITTEN_OFF) == (row.state is ApprovalState.APPROVED)
+
+
+def test_an_old_request_is_reminded_once_to_logged_in_approvers(
+    session, agent_a, manager, admin, today
+):
+    for person in (manager, admin):
+        person.telegram_chat_id = person.telegram_user_id
+        open_session(session, person)
+    loan = make_loan(session, agent=agent_a)
+    asked = _ask(session, manager, loan, today)
+    limits = {"hours": 4, "idle_minutes": 10**6, "max_hours": 10**6}
+    assert cards.due_reminders(session, **limits) == []
+    later = clock.utcnow() + timedelta(hours=5)
+    [(view, chats)] = cards.due_reminders(session, now=later, **limits)
+    assert view.id == asked.id and chats == [admin.telegram_chat_id]
+    assert cards.due_reminders(session, now=later + timedelta(hours=5), **limits) == []
+
+
+def test_the_track_record_counts_installments_paid_by_their_due_date(session, agent_a, today):
+    loan = make_loan(session, agent=agent_a, count=2, first_due=today - timedelta(days=40))
+    first, second = loan.installments
+    first.paid_at = clock.utcnow() - timedelta(days=45)  # before its due date
+    second.paid_at = None  # due ten days ago, unpaid
+    session.flush()
+    record = cards.track_record(session, agent_id=agent_a.id, today=today)
+    assert (record.loans, record.on_time_percent, record.broken_promises) == (1, 50, 0)

@@ -39,6 +39,17 @@ def _reason(reason: str | None, approve: bool) -> str | None:
     return why
 
 
+def check_decidable(session: Session, *, actor: Actor, approval_id: int) -> ApprovalView:
+    """The request if actor may decide it now (before asking a reason to reject it)."""
+    row = session.get(ApprovalRequest, approval_id)
+    if row is None:
+        raise NotFound(f"No request #{approval_id} found.", code="approval_not_found")
+    check_approver(actor, least=row.approver_role, requested_by_id=row.requested_by_id)
+    if row.state is not ApprovalState.PENDING:
+        raise already_decided(session, approval_id)
+    return get_request(session, approval_id=approval_id)
+
+
 def decide(
     session: Session,
     *,
