@@ -28,6 +28,7 @@ from db.models import (
 from db.services.access import Actor
 from db.services.audit.write import AuditAction, audit
 from db.services.errors import AccessDenied, Conflict, NotFound
+from db.services.paging import check_page
 
 _RANKED = {Role.MANAGER: (Role.MANAGER, Role.ADMIN), Role.ADMIN: (Role.ADMIN,)}
 
@@ -191,6 +192,7 @@ def list_pending(
     session: Session, *, actor: Actor, limit: int = 20, offset: int = 0
 ) -> list[ApprovalView]:
     """Pending requests, oldest first: every one to managers and admins, their own to agents."""
+    check_page(limit, offset)
     stmt = select(ApprovalRequest).where(ApprovalRequest.state == ApprovalState.PENDING)
     if not actor.at_least(Role.MANAGER):
         stmt = stmt.where(ApprovalRequest.requested_by_id == actor.staff_id)
