@@ -83,5 +83,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    kept = op.get_bind().exec_driver_sql("SELECT count(*) FROM approval_request").scalar()
+    if kept:
+        # Requests and their decisions are evidence (who asked, who approved): never dropped.
+        raise RuntimeError(f"{kept} approval requests are kept; 0009 cannot be undone")
     op.drop_table("approval_card")
     op.drop_table("approval_request")

@@ -22,7 +22,7 @@ from db.services.access import Actor, check_approver
 from db.services.approvals.kinds import HANDLERS
 from db.services.approvals.requests import ApprovalView, already_decided, get_request
 from db.services.audit.write import AuditAction, audit
-from db.services.errors import InvalidInput, NotFound
+from db.services.errors import Conflict, InvalidInput, NotFound
 from db.validation import clean_text
 
 
@@ -76,7 +76,13 @@ def decide(
         raise already_decided(session, approval_id)
     session.refresh(row)
     if approve:
-        HANDLERS[row.kind].apply(session, actor, row, today)
+        handler = HANDLERS.get(row.kind)
+        if handler is None:  # a kind asked for before its handler exists (new loans, for now)
+            raise Conflict(
+                f"Requests of kind {row.kind.value} cannot be approved yet.",
+                code="approval_kind_unsupported",
+            )
+        handler.apply(session, actor, row, today)
     action = AuditAction.APPROVAL_APPROVED if approve else AuditAction.APPROVAL_REJECTED
     audit(
         session,
