@@ -82,6 +82,7 @@ MATRIX: dict[str, list[str]] = {
     "edit borrower": _LOAN,
     "close": _LOAN,
     "write-off": _MANAGERS,
+    "reverse payment": _MANAGERS,
     "approve": _MANAGERS,
     "reject": _MANAGERS,
     "reassign": _MANAGERS,
@@ -196,6 +197,17 @@ def _restore(w: World, actor) -> None:
     )
 
 
+def _paid(w: World) -> int:
+    """A payment on the world's loan, recorded by its agent."""
+    return payments.record_payment(
+        w.session,
+        actor=Actor(w.owner.id, w.owner.role, w.owner.name),
+        loan_number=w.number,
+        amount=Decimal(100),
+        today=w.today,
+    ).payment_id
+
+
 def _asked(w: World) -> int:
     """A write-off of the world's loan asked for by a third person (a manager)."""
     asker = make_staff(w.session, role=Role.MANAGER)
@@ -268,6 +280,9 @@ def _act(w: World, action: str, actor) -> None:
         "write-off": lambda: approval_kinds.request_write_off(
             s, actor=actor, loan_number=n, reason="moved away", expected_version=None, today=t
         ),
+        "reverse payment": lambda: approval_kinds.request_reversal(
+            s, actor=actor, payment_id=_paid(w), reason="bounced cheque", today=t
+        ),
         "approve": lambda: decide(s, actor=actor, approval_id=_asked(w), approve=True, today=t),
         "reject": lambda: decide(
             s, actor=actor, approval_id=_asked(w), approve=False, reason="not yet", today=t
@@ -336,7 +351,7 @@ def test_matrix_cell_against_the_services(session, settings, action, role, expec
 
 
 def test_every_action_and_role_has_a_cell() -> None:
-    assert len(MATRIX) == 24 and all(len(row) == len(ROLES) for row in MATRIX.values())
+    assert len(MATRIX) == 25 and all(len(row) == len(ROLES) for row in MATRIX.values())
     assert set(MATRIX) == {
         "card",
         "find",
@@ -349,6 +364,7 @@ def test_every_action_and_role_has_a_cell() -> None:
         "edit borrower",
         "close",
         "write-off",
+        "reverse payment",
         "approve",
         "reject",
         "reassign",
