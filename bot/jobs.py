@@ -38,7 +38,7 @@ from db.services.broadcasts.progress_message import (
     progress_reports,
 )
 from db.services.sms import inbound
-from db.services.sms.relays import relay_batch
+from db.services.sms.relays import RelayInfo, relay_batch
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ async def _relay_batch(context: Context, staff_id: int | None) -> None:
 
 
 async def _relay_one(
-    context: Context, relay: inbound.RelayInfo, loan_id: int | None, state: _Tries
+    context: Context, relay: RelayInfo, loan_id: int | None, state: _Tries
 ) -> bool:
     """Send one SMS to its agent; True when sent. A refusal counts towards giving up."""
     markup = keyboards.relay_card(loan_id, texts.RELAY_BTN_CARD) if loan_id else None

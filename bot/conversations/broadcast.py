@@ -27,6 +27,7 @@ from bot import jobs, keyboards, texts
 from bot.context import Context, answer_button, db, require_staff, settings_of
 from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.keyboards import CB
+from bot.updates import query_of, text_of, user_data
 from db.models import Role, StaffState
 from db.services.access import Actor
 from db.services.broadcasts import compose as bc
@@ -94,8 +95,8 @@ def build_handler() -> ConversationHandler:
 
 def _fields(update: Update, context: Context, prefix: CB, count: int) -> list[str] | None:
     """The button's fields when it belongs to this form (its token matches), else None."""
-    fields = keyboards.parse_fields(update.callback_query.data, prefix, count + 1)
-    if fields is None or fields[-1] != context.user_data.get(TOKEN):
+    fields = keyboards.parse_fields(query_of(update).data, prefix, count + 1)
+    if fields is None or fields[-1] != user_data(context).get(TOKEN):
         return None
     return fields[:-1]
 
@@ -109,7 +110,7 @@ async def _show(update: Update, text: str, markup: InlineKeyboardMarkup | None =
 
 
 def _audiences(context: Context) -> InlineKeyboardMarkup:
-    return keyboards.broadcast_audiences(context.user_data[TOKEN], texts.BC_AUDIENCES)
+    return keyboards.broadcast_audiences(user_data(context)[TOKEN], texts.BC_AUDIENCES)
 
 
 def _today(context: Context):
@@ -122,7 +123,7 @@ async def _chosen(update: Update, context: Context, audience: Audience) -> int:
     if words is None:
         await _show(update, texts.BC_NOBODY, _audiences(context))
         return State.AUDIENCE
-    context.user_data.update({AUDIENCE: audience.to_json(), WHO: words})
+    user_data(context).update({AUDIENCE: audience.to_json(), WHO: words})
     await _show(update, texts.bc_ask_text(words))
     return State.TEXT
 
@@ -135,8 +136,8 @@ async def broadcast_command(update: Update, context: Context, actor: Actor) -> i
     """/broadcast: admins choose the audience first."""
     if not await actions.allowed(update, actor, Role.ADMIN, "broadcast"):
         return actions.END
-    context.user_data.clear()
-    context.user_data.update({actions.ACTIVE: NAME, TOKEN: secrets.token_hex(4)})
+    user_data(context).clear()
+    user_data(context).update({actions.ACTIVE: NAME, TOKEN: secrets.token_hex(4)})
     await actions.say(update, texts.BC_ASK_AUDIENCE, reply_markup=_audiences(context))
     return State.AUDIENCE
 
@@ -148,9 +149,9 @@ async def audience_button(update: Update, context: Context, actor: Actor) -> int
     if fields is None or fields[0] not in {k.value for k in AudienceKind}:
         await answer_button(update, texts.OLD_BUTTON)
         return None
-    await update.callback_query.answer()
+    await query_of(update).answer()
     kind = AudienceKind(fields[0])
-    token = context.user_data[TOKEN]
+    token = user_data(context)[TOKEN]
     if kind is AudienceKind.BUCKET:
         labels = [f"{b.value} days" for b in BUCKETS]
         await _show(update, texts.BC_ASK_BUCKET, keyboards.broadcast_buckets(token, labels))
@@ -173,7 +174,7 @@ async def _ask_agent(update: Update, context: Context, actor: Actor) -> int:
     if not holders:
         await _show(update, texts.BC_NO_AGENTS, _audiences(context))
         return State.AUDIENCE
-    markup = keyboards.broadcast_agents(context.user_data[TOKEN], holders[:MAX_AGENTS])
+    markup = keyboards.broadcast_agents(user_data(context)[TOKEN], holders[:MAX_AGENTS])
     await _show(update, texts.BC_ASK_AGENT, markup)
     return State.AGENT
 
@@ -185,7 +186,7 @@ async def bucket_button(update: Update, context: Context, actor: Actor) -> int |
     if fields is None or fields[0] not in {str(i) for i in range(len(BUCKETS))}:
         await answer_button(update, texts.OLD_BUTTON)
         return None
-    await update.callback_query.answer()
+    await query_of(update).answer()
     return await _chosen(
         update, context, Audience(AudienceKind.BUCKET, bucket=BUCKETS[int(fields[0])])
     )
@@ -198,7 +199,7 @@ async def agent_button(update: Update, context: Context, actor: Actor) -> int | 
     if fields is None or not (fields[0].isdigit() and 0 < len(fields[0]) <= 18):
         await answer_button(update, texts.OLD_BUTTON)
         return None
-    await update.callback_query.answer()
+    await query_of(update).answer()
     return await _chosen(update, context, Audience(AudienceKind.AGENT, agent_id=int(fields[0])))
 
 
@@ -206,7 +207,7 @@ async def agent_button(update: Update, context: Context, actor: Actor) -> int | 
 async def tag_text(update: Update, context: Context, actor: Actor) -> int | None:
     """The tag typed."""
     try:
-        audience = Audience(AudienceKind.TAG, tag=update.message.text)
+        audience = Audience(AudienceKind.TAG, tag=text_of(update))
     except InvalidInput as err:
         await actions.say(update, texts.bc_again(err.message, texts.BC_TAG_AGAIN))
         return None
@@ -226,9 +227,9 @@ async def not_text(update: Update, context: Context, actor: Actor) -> None:
 async def template_text(update: Update, context: Context, actor: Actor) -> int | None:
     """The text: checked and previewed by the service, or refused with why."""
     settings = settings_of(context)
-    audience = Audience.from_json(context.user_data[AUDIENCE])
+    audience = Audience.from_json(user_data(context)[AUDIENCE])
     try:
-        text = bc.clean_template(update.message.text)
+        text = bc.clean_template(text_of(update))
         preview = await db(
             context,
             bc.preview_broadcast,
@@ -247,12 +248,12 @@ async def template_text(update: Update, context: Context, actor: Actor) -> int |
     except ServiceError as err:
         await actions.say(update, texts.service_error(err))
         return actions.finish(context)
-    context.user_data[TEMPLATE] = text
+    user_data(context)[TEMPLATE] = text
     await actions.say(
         update,
-        _preview_text(context.user_data[WHO], preview),
+        _preview_text(user_data(context)[WHO], preview),
         reply_markup=keyboards.broadcast_confirm(
-            context.user_data[TOKEN],
+            user_data(context)[TOKEN],
             texts.BC_BTN_SEND.format(count=preview.sendable),
             texts.BC_BTN_EDIT,
         ),
@@ -279,9 +280,9 @@ async def edit_button(update: Update, context: Context, actor: Actor) -> int | N
     if _fields(update, context, CB.BC_EDIT, 0) is None:
         await answer_button(update, texts.OLD_BUTTON)
         return None
-    await update.callback_query.answer()
-    await update.callback_query.edit_message_reply_markup(None)
-    await actions.say(update, texts.bc_ask_text(context.user_data[WHO]))
+    await query_of(update).answer()
+    await query_of(update).edit_message_reply_markup(None)
+    await actions.say(update, texts.bc_ask_text(user_data(context)[WHO]))
     return State.TEXT
 
 
@@ -291,8 +292,8 @@ async def abort_button(update: Update, context: Context, actor: Actor) -> int | 
     if _fields(update, context, CB.BC_ABORT, 0) is None:
         await answer_button(update, texts.OLD_BUTTON)
         return None
-    await update.callback_query.answer()
-    await update.callback_query.edit_message_text(texts.BC_CANCELLED)
+    await query_of(update).answer()
+    await query_of(update).edit_message_text(texts.BC_CANCELLED)
     return actions.finish(context)
 
 
@@ -302,7 +303,7 @@ async def abort_button(update: Update, context: Context, actor: Actor) -> int | 
 @actions.step(NAME)
 async def send_button(update: Update, context: Context, actor: Actor) -> int | None:
     """Send: queue every message; the preview turns into the progress message."""
-    query = update.callback_query
+    query = query_of(update)
     if _fields(update, context, CB.BC_SEND, 0) is None or query.message is None:
         await answer_button(update, texts.OLD_BUTTON)
         return None
@@ -312,8 +313,8 @@ async def send_button(update: Update, context: Context, actor: Actor) -> int | N
             context,
             start_broadcast,
             actor=actor,
-            audience=Audience.from_json(context.user_data[AUDIENCE]),
-            template=context.user_data[TEMPLATE],
+            audience=Audience.from_json(user_data(context)[AUDIENCE]),
+            template=user_data(context)[TEMPLATE],
             today=_today(context),
             settings=settings_of(context),
             chat_id=query.message.chat.id,

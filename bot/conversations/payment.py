@@ -21,6 +21,7 @@ from bot.conversations import TEXT_INPUT, actions, loan_action
 from bot.conversations.actions import NUMBER
 from bot.conversations.loan_action import Change, Confirm, Entry
 from bot.keyboards import CB
+from bot.updates import text_of, user_data
 from db.services.access import Actor
 from db.services.collection import payments
 from db.services.collection.payments import PaymentResult
@@ -50,7 +51,7 @@ def build_handler() -> ConversationHandler:
 
 
 def _pay_arguments(context: Context, actor: Actor, version: int) -> dict[str, Any]:
-    data = context.user_data
+    data = user_data(context)
     return {
         "actor": actor,
         "loan_number": data[NUMBER],
@@ -99,7 +100,7 @@ async def _ask_amount(update: Update, context: Context, view: LoanView) -> int:
 @actions.step(NAME)
 async def amount_text(update: Update, context: Context, actor: Actor) -> int:
     """The amount typed: check it against what is owed, then the summary."""
-    return await _take_amount(update, context, actor, update.message.text)
+    return await _take_amount(update, context, actor, text_of(update))
 
 
 async def _take_amount(update: Update, context: Context, actor: Actor, text: str) -> int:
@@ -109,7 +110,7 @@ async def _take_amount(update: Update, context: Context, actor: Actor, text: str
     if isinstance(got, int):
         return got
     amount, balance = got
-    data = context.user_data
+    data = user_data(context)
     data[AMOUNT] = str(amount)
     text = texts.pay_confirm(
         actions.money(context, amount),

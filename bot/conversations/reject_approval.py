@@ -17,6 +17,7 @@ from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import ACTIVE
 from bot.handlers.replies import pressed, today
 from bot.keyboards import CB
+from bot.updates import text_of, user_data
 from db.services.access import Actor
 from db.services.approvals import decide as decisions
 from db.services.errors import InvalidInput, ServiceError
@@ -51,8 +52,8 @@ async def reject_entry(update: Update, context: Context, actor: Actor) -> int:
     except ServiceError as err:
         await actions.say(update, texts.service_error(err))
         return actions.END
-    context.user_data.clear()
-    context.user_data.update({ACTIVE: NAME, APPROVAL: ids[0]})
+    user_data(context).clear()
+    user_data(context).update({ACTIVE: NAME, APPROVAL: ids[0]})
     await actions.say(update, texts.APPROVAL_REJECT_ASK.format(id=ids[0]))
     return State.REASON
 
@@ -65,9 +66,9 @@ async def reject_reason(update: Update, context: Context, actor: Actor) -> int:
             context,
             decisions.decide,
             actor=actor,
-            approval_id=context.user_data[APPROVAL],
+            approval_id=user_data(context)[APPROVAL],
             approve=False,
-            reason=update.message.text,
+            reason=text_of(update),
             today=today(context),
         )
     except InvalidInput as err:
@@ -75,10 +76,10 @@ async def reject_reason(update: Update, context: Context, actor: Actor) -> int:
         return State.REASON
     except ServiceError as err:
         await reply(update, texts.service_error(err))
-        context.user_data.clear()
+        user_data(context).clear()
         return actions.END
-    approval_id = context.user_data.pop(APPROVAL)
-    context.user_data.clear()
+    approval_id = user_data(context).pop(APPROVAL)
+    user_data(context).clear()
     await reply(update, texts.APPROVAL_REJECTED_DONE.format(id=approval_id))
     await approval_jobs.after_decision(context)
     return actions.END

@@ -9,6 +9,7 @@ without waiting for the next run.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
@@ -17,6 +18,7 @@ from bot import approval_jobs, keyboards, texts
 from bot.context import Context, db, reply, require_staff, settings_of
 from bot.handlers.replies import pressed, today
 from bot.keyboards import CB
+from bot.updates import chat_of
 from db.models import ApprovalState, Role
 from db.services.access import Actor
 from db.services.approvals import decide as decisions
@@ -60,12 +62,12 @@ async def approve_button(update: Update, context: Context, actor: Actor) -> None
     await approval_jobs.after_decision(context)
 
 
-async def _say(update: Update, text: str, **kwargs) -> None:
+async def _say(update: Update, text: str, **kwargs: Any) -> None:
     """Send text to the chat: a pressed button was answered already (by pressed())."""
     if update.callback_query is None:
         await reply(update, text, **kwargs)
     else:
-        await update.effective_chat.send_message(text, **kwargs)
+        await chat_of(update).send_message(text, **kwargs)
 
 
 @require_staff

@@ -14,6 +14,7 @@ from bot import keyboards, texts, views
 from bot.context import Context, agency_of, db, reply, require_staff
 from bot.handlers.replies import command_text, pressed, show, today
 from bot.keyboards import CB
+from bot.updates import user_data
 from db.services.access import Actor
 from db.services.errors import NotFound, ServiceError
 from db.services.loans import add as loan_service
@@ -108,7 +109,7 @@ async def _history_page(
     number: str | None = None,
 ) -> None:
     """Show history page `page` (1 = newest) from the cursors kept for this loan."""
-    saved = context.user_data.get(HISTORY_KEY) or {}
+    saved = user_data(context).get(HISTORY_KEY) or {}
     cursors = saved.get("c", [None]) if loan_id and saved.get("id") == loan_id else [None]
     if page > len(cursors):
         page = 1  # the page's cursor is gone: start from the newest again
@@ -132,7 +133,7 @@ async def _history_page(
     # A page too long for one message shows fewer lines: the next page starts after them.
     after = found.items[shown - 1].cursor if shown < len(found.items) else found.next_cursor
     cursors = cursors[:page] + ([after] if after else [])
-    context.user_data[HISTORY_KEY] = {"id": view.id, "c": cursors}
+    user_data(context)[HISTORY_KEY] = {"id": view.id, "c": cursors}
     markup = keyboards.history_nav(view.id, page, after is not None)
     await show(update, context, text, markup, edit)
 

@@ -19,6 +19,7 @@ from bot.context import Context, answer_button, db, reply, require_staff, settin
 from bot.conversations import actions
 from bot.handlers.replies import command_text
 from bot.keyboards import CB
+from bot.updates import query_of
 from db import clock
 from db.models import BroadcastState, SuppressionKind
 from db.services.access import Actor
@@ -94,7 +95,7 @@ async def _edit_list(
     rows = await db(context, bc.broadcast_lines, actor=actor, limit=LIST_LIMIT)
     text, markup = _list_view(rows, settings_of(context).tz, note)
     try:
-        await update.callback_query.edit_message_text(text, reply_markup=markup)
+        await query_of(update).edit_message_text(text, reply_markup=markup)
     except BadRequest as exc:
         if "not modified" not in exc.message.lower():
             raise
@@ -103,7 +104,7 @@ async def _edit_list(
 @require_staff
 async def cancel_button(update: Update, context: Context, actor: Actor) -> None:
     """bc:cancel:<id>: ask to confirm, in place of the list."""
-    ids = keyboards.parse_ids(update.callback_query.data, CB.BC_CANCEL)
+    ids = keyboards.parse_ids(query_of(update).data, CB.BC_CANCEL)
     if ids is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
@@ -117,8 +118,8 @@ async def cancel_button(update: Update, context: Context, actor: Actor) -> None:
         await answer_button(update, texts.OLD_BUTTON)
         await _edit_list(update, context, actor)
         return
-    await update.callback_query.answer()
-    await update.callback_query.edit_message_text(
+    await query_of(update).answer()
+    await query_of(update).edit_message_text(
         texts.bc_cancel_confirm(found.info.id, found.audience, found.progress.counts["queued"]),
         reply_markup=keyboards.broadcast_cancel(
             found.info.id, texts.BC_BTN_CANCEL_YES, texts.BC_BTN_BACK
@@ -129,7 +130,7 @@ async def cancel_button(update: Update, context: Context, actor: Actor) -> None:
 @require_staff
 async def cancel_yes_button(update: Update, context: Context, actor: Actor) -> None:
     """bc:cxl:<id>: cancel the queued messages, then show the list again."""
-    ids = keyboards.parse_ids(update.callback_query.data, CB.BC_CANCEL_YES)
+    ids = keyboards.parse_ids(query_of(update).data, CB.BC_CANCEL_YES)
     if ids is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
@@ -143,14 +144,14 @@ async def cancel_yes_button(update: Update, context: Context, actor: Actor) -> N
         await answer_button(update, err.message)
         return
     log.info("broadcast %s canceled by staff %s", ids[0], actor.staff_id)
-    await update.callback_query.answer()
+    await query_of(update).answer()
     await _edit_list(update, context, actor, note=texts.bc_canceled(ids[0], count))
 
 
 @require_staff
 async def list_button(update: Update, context: Context, actor: Actor) -> None:
     """bc:list:0: back to the list (fresh counts)."""
-    if keyboards.parse_fields(update.callback_query.data, CB.BC_LIST, 1) is None:
+    if keyboards.parse_fields(query_of(update).data, CB.BC_LIST, 1) is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
     try:
@@ -158,7 +159,7 @@ async def list_button(update: Update, context: Context, actor: Actor) -> None:
     except ServiceError as err:
         await answer_button(update, err.message)
         return
-    await update.callback_query.answer()
+    await query_of(update).answer()
 
 
 # --- /deliveries ---------------------------------------------------------------------------

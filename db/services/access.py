@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, exists, or_, select
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, exists, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import ApprovalKind, Borrower, Loan, Role, Staff, StaffState
@@ -39,6 +40,10 @@ class Actor:
         return _RANK[self.role] >= _RANK[role]
 
 
+# A SELECT of any columns: scoping keeps its type.
+SelectT = TypeVar("SelectT", bound=Select[Any])
+
+
 def require_role(actor: Actor, role: Role, what: str) -> None:
     """Refuse unless actor has at least role."""
     if not actor.at_least(role):
@@ -46,14 +51,14 @@ def require_role(actor: Actor, role: Role, what: str) -> None:
         raise AccessDenied(f"Only {who} may {what}.", code="role", role=role)
 
 
-def scope_loans(stmt: Select, actor: Actor) -> Select:
+def scope_loans(stmt: SelectT, actor: Actor) -> SelectT:
     """Restrict a SELECT over Loan to the loans actor may see."""
     if actor.sees_all_loans:
         return stmt
     return stmt.where(Loan.agent_id == actor.staff_id)
 
 
-def scope_live_loans(stmt: Select, actor: Actor) -> Select:
+def scope_live_loans(stmt: SelectT, actor: Actor) -> SelectT:
     """scope_loans, and archived loans left out (the lists and searches of every role)."""
     return scope_loans(stmt, actor).where(LIVE_LOAN)
 
@@ -78,7 +83,7 @@ def check_loan(actor: Actor, loan: Loan | None, number: str = "") -> Loan:
 PHONE_UNAVAILABLE = "This phone number cannot be used here; ask your manager."
 
 
-def _foreign_loan(borrower_id: ColumnElement[int] | int, actor: Actor) -> ColumnElement[bool]:
+def _foreign_loan(borrower_id: SQLColumnExpression[int] | int, actor: Actor) -> ColumnElement[bool]:
     """EXISTS a loan of the borrower that is not actor's (or held by nobody)."""
     return exists().where(
         Loan.borrower_id == borrower_id,
@@ -86,7 +91,7 @@ def _foreign_loan(borrower_id: ColumnElement[int] | int, actor: Actor) -> Column
     )
 
 
-def scope_borrowers(stmt: Select, actor: Actor) -> Select:
+def scope_borrowers(stmt: SelectT, actor: Actor) -> SelectT:
     """Restrict a SELECT over Borrower to the borrowers actor may see and change."""
     if actor.sees_all_loans:
         return stmt

@@ -23,6 +23,7 @@ from db.services.approvals.kinds import HANDLERS
 from db.services.approvals.requests import ApprovalView, already_decided, get_request
 from db.services.audit.write import AuditAction, audit
 from db.services.errors import Conflict, InvalidInput, NotFound
+from db.session import rows_matched
 from db.validation import clean_text
 
 
@@ -66,12 +67,18 @@ def decide(
     check_approver(actor, least=row.approver_role, requested_by_id=row.requested_by_id)
     why = _reason(reason, approve)
     state = ApprovalState.APPROVED if approve else ApprovalState.REJECTED
-    won = session.execute(
-        update(ApprovalRequest)
-        .where(ApprovalRequest.id == approval_id, ApprovalRequest.state == ApprovalState.PENDING)
-        .values(state=state, decided_by_id=actor.staff_id, decided_at=clock.utcnow(), reason=why)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    won = rows_matched(
+        session.execute(
+            update(ApprovalRequest)
+            .where(
+                ApprovalRequest.id == approval_id, ApprovalRequest.state == ApprovalState.PENDING
+            )
+            .values(
+                state=state, decided_by_id=actor.staff_id, decided_at=clock.utcnow(), reason=why
+            )
+            .execution_options(synchronize_session=False)
+        )
+    )
     if not won:
         raise already_decided(session, approval_id)
     session.refresh(row)

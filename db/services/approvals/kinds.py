@@ -92,6 +92,8 @@ def request_reversal(
     if payment is None:
         raise NotFound(f"No payment {payment_id} found.", code="payment_not_found")
     loan = session.get(Loan, payment.loan_id)  # the dry run checked actor may see it
+    if loan is None:
+        raise NotFound(f"No payment {payment_id} found.", code="payment_not_found")
     payload = {"payment_id": payment.id, "amount": payment.amount, "loan_number": loan.loan_number}
     return submit(
         session,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session, aliased
 
 from db import clock
@@ -29,6 +29,7 @@ from db.services.access import Actor
 from db.services.audit.write import AuditAction, audit
 from db.services.errors import AccessDenied, Conflict, NotFound
 from db.services.paging import check_page
+from db.session import rows_matched
 
 _RANKED = {Role.MANAGER: (Role.MANAGER, Role.ADMIN), Role.ADMIN: (Role.ADMIN,)}
 
@@ -119,12 +120,16 @@ def withdraw(session: Session, *, actor: Actor, approval_id: int) -> ApprovalVie
         raise NotFound(f"No request #{approval_id} found.", code="approval_not_found")
     if row.requested_by_id != actor.staff_id:
         raise AccessDenied("Only the person who asked may withdraw a request.", code="not_yours")
-    done = session.execute(
-        update(ApprovalRequest)
-        .where(ApprovalRequest.id == approval_id, ApprovalRequest.state == ApprovalState.PENDING)
-        .values(state=ApprovalState.WITHDRAWN, decided_at=clock.utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    done = rows_matched(
+        session.execute(
+            update(ApprovalRequest)
+            .where(
+                ApprovalRequest.id == approval_id, ApprovalRequest.state == ApprovalState.PENDING
+            )
+            .values(state=ApprovalState.WITHDRAWN, decided_at=clock.utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    )
     if not done:
         raise already_decided(session, approval_id)
     audit(
@@ -149,7 +154,7 @@ def already_decided(session: Session, approval_id: int) -> Conflict:
     return Conflict(text, code="approval_decided", state=view.state)
 
 
-def _views(session: Session, stmt) -> list[ApprovalView]:
+def _views(session: Session, stmt: Select[tuple[ApprovalRequest]]) -> list[ApprovalView]:
     asker, decider = aliased(Staff), aliased(Staff)
     stmt = (
         stmt.add_columns(Loan.loan_number, Borrower.name, asker.name, decider.name)

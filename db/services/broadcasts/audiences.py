@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Date, case, exists, func, literal, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import SQLCoreOperations
 
 from db.models import Borrower, BorrowerTag, Installment, Loan, LoanState, Suppression
 from db.services.access import LIVE_LOAN
@@ -114,6 +115,8 @@ def _conditions(audience: Audience, today: date) -> list[ColumnElement[bool]]:
     if audience.kind is AudienceKind.OVERDUE:
         conds.append(Loan.next_due_date < today)
     elif audience.kind is AudienceKind.BUCKET:
+        if audience.bucket is None:  # refused when made: never widen it to everyone
+            raise InvalidInput("Choose a days-past-due bucket.", code="audience_bucket")
         earliest, latest = bucket_dates(audience.bucket, today)
         conds.append(Loan.next_due_date <= latest)
         if earliest is not None:
@@ -126,7 +129,7 @@ def _conditions(audience: Audience, today: date) -> list[ColumnElement[bool]]:
     return conds
 
 
-def _row_columns(today: date) -> tuple:
+def _row_columns(today: date) -> tuple[SQLCoreOperations[Any], ...]:
     """A loan's placeholder values, its borrower, and why the borrower may not be texted."""
     cutoff = case((Loan.next_due_date > today, Loan.next_due_date), else_=literal(today, Date))
     owed = (

@@ -29,6 +29,7 @@ from db.services.broadcasts.tracking import (
     finish_done_broadcasts,
 )
 from db.services.errors import InvalidInput, NotFound
+from db.session import rows_matched
 
 MAX_TELEGRAM_ID = 2**63 - 1
 TRACKED_BATCH = 20  # progress messages read per run of the bot's job
@@ -67,7 +68,7 @@ def set_progress_message(
         .values(**values)
         .execution_options(synchronize_session="fetch")
     )
-    if not result.rowcount:
+    if not rows_matched(result):
         raise NotFound(f"No broadcast #{broadcast_id}.", code="broadcast_not_found")
 
 
@@ -79,7 +80,7 @@ def clear_progress_message(session: Session, *, broadcast_id: int) -> bool:
         .values(progress_chat_id=None, progress_message_id=None)
         .execution_options(synchronize_session="fetch")
     )
-    return bool(result.rowcount)
+    return bool(rows_matched(result))
 
 
 def tracked_broadcasts(
@@ -93,18 +94,16 @@ def tracked_broadcasts(
     )
     if broadcast_id is not None:
         stmt = stmt.where(Broadcast.id == broadcast_id)
-    rows = session.scalars(stmt.order_by(Broadcast.id).limit(limit))
-    return [
-        Tracked(
-            b.id,
-            b.progress_chat_id,
-            b.progress_message_id,
-            BroadcastState(b.state),
-            audience_words(session, Audience.from_json(b.audience)),
-            b.created_at,
+    tracked = []
+    for b in session.scalars(stmt.order_by(Broadcast.id).limit(limit)):
+        chat_id, message_id = b.progress_chat_id, b.progress_message_id
+        if chat_id is None or message_id is None:  # left out by the WHERE above
+            continue
+        words = audience_words(session, Audience.from_json(b.audience))
+        tracked.append(
+            Tracked(b.id, chat_id, message_id, BroadcastState(b.state), words, b.created_at)
         )
-        for b in rows
-    ]
+    return tracked
 
 
 @dataclass(frozen=True)

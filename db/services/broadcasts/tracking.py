@@ -17,6 +17,7 @@ from db.services.broadcasts.audiences import Audience, audience_words
 from db.services.errors import Conflict, NotFound
 from db.services.sms.deliveries import FailureLine, failure_counts
 from db.services.sms.outbox import cancel_broadcast_messages
+from db.session import rows_matched
 
 # A SENT message with no carrier report for this long no longer keeps a broadcast open.
 SENT_SETTLES = timedelta(hours=24)
@@ -146,7 +147,7 @@ def finish_done_broadcasts(session: Session) -> int:
         .values(state=BroadcastState.DONE, finished_at=clock.utcnow())
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return rows_matched(result)
 
 
 @dataclass(frozen=True)

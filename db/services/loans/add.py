@@ -11,6 +11,7 @@ import logging
 import secrets
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -210,7 +211,7 @@ def _new_loan(
     borrower: Borrower,
     holder: int | None,
     schedule: list[ScheduledInstallment],
-    terms: dict,
+    terms: dict[str, Any],
 ) -> Loan:
     loan = Loan(
         borrower=borrower,

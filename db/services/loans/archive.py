@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -50,7 +51,7 @@ def _record(
     kind: LoanEventKind,
     action: AuditAction,
     why: str,
-    details: dict,
+    details: dict[str, Any],
 ) -> None:
     loan_event(session, loan_id=loan.id, actor=actor, kind=kind, note=why, after=details)
     audit(

@@ -24,8 +24,8 @@ def _card(
     # The installments load lazily: a plain lazy load costs less than selectinload here.
     stmt = card_select(Loan).where(found).options(NO_TAGS)
     row = session.execute(stmt).first()
-    loan = check_loan(actor, row[0] if row else None, number)
-    return loan_view(session, loan, today=today, extras=row[1:])
+    loan = check_loan(actor, row[0] if row else None, number)  # NotFound when no row
+    return loan_view(session, loan, today=today, extras=row[1:] if row else None)
 
 
 def get_loan(session: Session, *, actor: Actor, loan_number: str, today: date) -> LoanView:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -158,7 +159,8 @@ def _set_principal(session: Session, loan: Loan, amount: Decimal, agency: Agency
         inst.principal_due, inst.interest_due = new.principal, new.interest
 
 
-def _apply(session: Session, loan: Loan, field: EditableField, new, agency: Agency) -> None:
+def _apply(session: Session, loan: Loan, field: EditableField, new: Any, agency: Agency) -> None:
+    # new is what _parse read for field: its type follows the field.
     borrower = loan.borrower
     if field is EditableField.BORROWER_NAME:
         borrower.name, borrower.name_key = new, name_key(new)
@@ -177,7 +179,8 @@ def _long_agent_shift(actor: Actor, field: EditableField, old: object, new: obje
     return not (
         field is not EditableField.NEXT_DUE_DATE
         or actor.at_least(Role.MANAGER)
-        or old is None
+        or not isinstance(old, date)  # no due date yet
+        or not isinstance(new, date)
         or abs((new - old).days) <= MAX_AGENT_DUE_SHIFT_DAYS
     )
 
@@ -259,7 +262,13 @@ def edit_loan(
 
 
 def _ask_due_date_move(
-    session: Session, actor: Actor, loan: Loan, old, new, why: str | None, today: date
+    session: Session,
+    actor: Actor,
+    loan: Loan,
+    old: object,
+    new: object,
+    why: str | None,
+    today: date,
 ) -> EditResult:
     """The long move as an approval request; the loan itself is unchanged for now."""
     if loan.next_due_date is None:
@@ -376,8 +385,8 @@ def _record(
     kind: LoanEventKind,
     action: AuditAction,
     *,
-    before: dict,
-    after: dict,
+    before: dict[str, Any],
+    after: dict[str, Any],
     note: str | None = None,
 ) -> None:
     """The loan_event and audit rows of one change, flushed with it."""

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, defaultload, selectinload
 
 from db import agency as agencies
 from db.agency import Agency
 from db.models import Borrower, Loan, LoanState, Payment
 from db.money import format_money, q
-from db.services.access import Actor, check_loan
+from db.services.access import Actor, SelectT, check_loan
 from db.services.errors import Conflict, InvalidInput, NotFound
 from db.validation import above_limit, parse_loan_number
 
@@ -25,7 +25,7 @@ from db.validation import above_limit, parse_loan_number
 NO_TAGS = defaultload(Loan.borrower).lazyload(Borrower.tags)
 
 
-def _for_change(stmt: Select) -> Select:
+def _for_change(stmt: SelectT) -> SelectT:
     # Every change to a loan locks its row first, so two agents paying at once allocate
     # one after the other; populate_existing drops what the session had cached.
     return (

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db import clock
@@ -134,7 +134,7 @@ def deliverable_relays(
     if not live or (staff_id is not None and staff_id not in live):
         return []
     agent = aliased(Staff)
-    reachable = [Loan.agent_id.in_(list(live))]
+    reachable: list[ColumnElement[bool]] = [Loan.agent_id.in_(list(live))]
     if bosses:  # the agent is gone, or has been away too long: a manager answers
         reachable.append(
             or_(

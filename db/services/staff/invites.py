@@ -20,6 +20,7 @@ from db.services.access import Actor, require_role
 from db.services.audit.write import AuditAction, audit
 from db.services.errors import AccessDenied, AuthError, Conflict, InvalidInput
 from db.services.staff.sessions import LoginResult, load_staff, open_audited_session
+from db.session import rows_matched
 
 MAX_INVITE_HOURS = 24 * 30
 _CODE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -154,7 +155,7 @@ def _claim(session: Session, invite: Invite) -> None:
         .values(used_at=now)
         .execution_options(synchronize_session="fetch")
     )
-    if result.rowcount != 1:
+    if rows_matched(result) != 1:
         raise AuthError("That invite code has already been used.", code="invite_used")
 
 

@@ -33,6 +33,7 @@ from db.security import (
 from db.services.access import Actor
 from db.services.audit.write import AuditAction, audit
 from db.services.errors import AuthError, Conflict
+from db.session import rows_matched
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def end_sessions(session: Session, staff_id: int) -> int:
         .values(ended_at=clock.utcnow())
         .execution_options(synchronize_session="fetch")
     )
-    return result.rowcount or 0
+    return rows_matched(result)
 
 
 def open_session(session: Session, staff: Staff) -> LoginResult:
