@@ -89,7 +89,7 @@ def test_0009_adds_the_approval_tables_and_keeps_requests_on_downgrade(tmp_path)
     with _fresh_engine(tmp_path) as eng:
         upgrade(eng, "0009")
         assert {"approval_request", "approval_card"} <= set(inspect(eng).get_table_names())
-        _downgrade(eng, "0006")
+        _downgrade(eng, "0010")
         assert "approval_request" not in set(inspect(eng).get_table_names())
         upgrade(eng, "0009")
         with eng.begin() as conn:
@@ -108,4 +108,4 @@ def test_0009_adds_the_approval_tables_and_keeps_requests_on_downgrade(tmp_path)
                 )
             )
         with pytest.raises(RuntimeError, match="approval requests are kept"):
-            _downgrade(eng, "0006")
+            _downgrade(eng, "0010")

@@ -6,7 +6,7 @@ applies it when approved. Each approver's card in Telegram is a row, so the othe
 be edited once someone decides. New tables only: nothing existing changes.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0010
 Create Date: 2026-12-08 00:00:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 import db.models
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0010"  # 0010 (disputes) reached main first: chained after it
 branch_labels = None
 depends_on = None
 

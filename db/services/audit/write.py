@@ -46,6 +46,10 @@ class AuditAction(StrEnum):
     APPROVAL_APPROVED = "approval_approved"
     APPROVAL_REJECTED = "approval_rejected"
     APPROVAL_WITHDRAWN = "approval_withdrawn"
+    LOAN_DISPUTED = "loan_disputed"
+    LOAN_PAUSED = "loan_paused"  # hardship, until a date
+    HOLD_RESOLVED = "hold_resolved"
+    PAYMENT_DENIED = "payment_denied"  # the borrower replied NO to a receipt
     # Not staff actions, but changes all the same: a borrower's SMS, the sample-data seeder.
     BORROWER_OPTED_OUT = "borrower_opted_out"
     BORROWER_OPTED_IN = "borrower_opted_in"
