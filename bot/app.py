@@ -46,9 +46,11 @@ from bot.conversations import (
     payment,
     promise,
     register,
+    reject_approval,
 )
 from bot.handlers import (
     admin,
+    approvals,
     assign,
     common,
     exports,
@@ -99,11 +101,13 @@ def handler_list() -> list[tuple[int, BaseHandler]]:
         (0, close_loan.build_handler()),
         (0, holds.build_handler()),
         (0, broadcast.build_handler()),
+        (0, reject_approval.build_handler()),
         # --- simple commands and buttons (add yours here) -------------------------------
         (0, CommandHandler("help", common.help_command)),
         (0, CommandHandler("cancel", common.cancel_command)),
         (0, login.logout_handler()),
         *((0, handler) for handler in admin.handlers()),
+        *((0, handler) for handler in approvals.handlers()),
         *((0, handler) for handler in loans.handlers()),
         *((0, handler) for handler in lists.handlers()),
         *((0, handler) for handler in assign.handlers()),

@@ -1,4 +1,5 @@
-"""The bot's repeating jobs: borrowers' SMS passed to their agents, broadcast progress edits.
+"""The bot's repeating jobs: borrowers' SMS passed to their agents, broadcast progress edits,
+and the approval cards (bot/approval_jobs.py).
 
 The worker and the web app write the database; these jobs read it (the bot and the worker
 never call each other). Choices:
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import Application
 
-from bot import keyboards, texts
+from bot import approval_jobs, keyboards, texts
 from bot.context import Context, agency_of, db, settings_of
 from db.models import BroadcastState
 from db.money import format_money
@@ -62,6 +63,13 @@ def schedule(app: Application) -> None:
         return
     app.job_queue.run_repeating(
         relay_job, interval=RELAY_EVERY, first=1.0, name="sms_relay", job_kwargs=_JOB_KWARGS
+    )
+    app.job_queue.run_repeating(
+        approval_jobs.approvals_job,
+        interval=approval_jobs.APPROVALS_EVERY,
+        first=1.0,
+        name="approvals",
+        job_kwargs=_JOB_KWARGS,
     )
     app.job_queue.run_repeating(
         progress_job,

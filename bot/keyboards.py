@@ -91,6 +91,12 @@ class CB(StrEnum):
     EXPORT_RUN = "exp:f:"
     # /statement and the card's Statement button (handlers/statements.py): <loan id>
     STATEMENT = "stm:"
+    # approvals (handlers/approvals.py): <approval id>; the page button: <page>
+    APPROVAL_OK = "apv:ok:"
+    APPROVAL_NO = "apv:no:"
+    APPROVAL_SHOW = "apv:show:"
+    APPROVAL_WITHDRAW = "apv:wd:"
+    APPROVAL_PAGE = "apv:pg:"
 
 
 def pattern(prefix: CB) -> str:
@@ -445,3 +451,34 @@ def export_formats(kind: str, period: str, formats: list[tuple[str, str]]) -> In
     return InlineKeyboardMarkup(
         [[_button(label, CB.EXPORT_RUN, kind, period, fmt) for fmt, label in formats]]
     )
+
+
+# --- approvals (four eyes) ------------------------------------------------------------------
+
+
+def approval_decision(approval_id: int) -> InlineKeyboardMarkup:
+    """Approve / Reject under an approval card."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                _button("✅ Approve", CB.APPROVAL_OK, approval_id),
+                _button("❌ Reject", CB.APPROVAL_NO, approval_id),
+            ]
+        ]
+    )
+
+
+def approval_withdraw(approval_id: int) -> InlineKeyboardMarkup:
+    """Withdraw under the requester's own request."""
+    return InlineKeyboardMarkup([[_button("↩️ Withdraw", CB.APPROVAL_WITHDRAW, approval_id)]])
+
+
+def approvals_page(ids: list[int], page: int, has_more: bool) -> InlineKeyboardMarkup:
+    """One button per request on the page (its card), then Back / More (pages count from 1)."""
+    rows = [
+        [_button(f"#{i}", CB.APPROVAL_SHOW, i) for i in ids[k : k + 4]]
+        for k in range(0, len(ids), 4)
+    ]
+    back = _button("« Back", CB.APPROVAL_PAGE, page - 1) if page > 1 else None
+    more = _button("More »", CB.APPROVAL_PAGE, page + 1) if has_more else None
+    return InlineKeyboardMarkup(rows + _nav(back, more))

@@ -75,6 +75,7 @@ COMMANDS: list[Command] = [
         reads=True,
     ),
     Command("statement", "A loan's account statement (PDF): /statement LN-10234", reads=True),
+    Command("approvals", "Requests waiting for a second person's approval"),
     Command("assign", "Give a loan to someone else: /assign LN-10234 Ravi", min_role=Role.MANAGER),
     Command(
         "delete", "Archive a loan (loans are never deleted): /delete LN-10234", min_role=Role.ADMIN
@@ -498,6 +499,10 @@ EDIT_ASK_VALUE = "{field} now: {current}\nSend the new value{hint}. (/cancel to 
 EDIT_CONFIRM = "<b>Please check the change</b> on loan {number}\n{field}: {before} → {after}"
 EDIT_DONE = "✏️ Changed {field}: {before} → {after}"
 EDIT_EMPTY = "—"
+EDIT_REQUESTED = (
+    "📨 Request #{id} sent: moving the next due date to {after} needs a manager's approval. "
+    "You will be told the outcome."
+)
 EDIT_FIELDS = {
     "borrower_name": "Borrower name",
     "borrower_phone": "Phone",
@@ -518,8 +523,14 @@ WRITE_OFF_ASK = (
     "Write off loan <b>{number}</b> ({name}) with {outstanding} outstanding?\n"
     "Send the reason. (/cancel to stop)"
 )
-WRITE_OFF_CONFIRM = "<b>Write off loan {number}?</b>\nOutstanding: {outstanding}\nReason: {reason}"
-WRITE_OFF_DONE = "Loan {number} is written off."
+WRITE_OFF_CONFIRM = (
+    "<b>Write off loan {number}?</b>\nOutstanding: {outstanding}\nReason: {reason}\n"
+    "A write-off needs another manager's or admin's approval: this sends them the request."
+)
+WRITE_OFF_REQUESTED = (
+    "📨 Request #{id} sent: writing off loan {number} waits for another manager's or "
+    "admin's approval. You will be told the outcome."
+)
 ASSIGN_USAGE = (
     "Send /assign with the loan number and the agent (name, @username or staff number), "
     "e.g. /assign LN-10234 Ravi, or tap Reassign on a loan card."
@@ -709,6 +720,16 @@ def edit_confirm(number: str, field: str, before: str, after: str) -> str:
     )
 
 
+def write_off_requested(approval_id: int, number: str) -> str:
+    """A write-off sent for approval."""
+    return WRITE_OFF_REQUESTED.format(id=approval_id, number=esc(number))
+
+
+def edit_requested(approval_id: int, after: str) -> str:
+    """An agent's long due-date move, sent for approval instead of made."""
+    return EDIT_REQUESTED.format(id=approval_id, after=esc(after))
+
+
 def edit_done(field: str, before: str, after: str) -> str:
     """After an edit was saved."""
     return EDIT_DONE.format(
@@ -789,7 +810,7 @@ def risk_line(score: int, parts: dict[str, int], eligible: bool) -> str:
 
 
 def loan_done(template: str, number: str) -> str:
-    """A one-value result line: CLOSE_DONE, WRITE_OFF_DONE, ARCHIVE_DONE or RESTORE_DONE."""
+    """A one-value result line: CLOSE_DONE, ARCHIVE_DONE or RESTORE_DONE."""
     return template.format(number=esc(number))
 
 
@@ -1153,3 +1174,122 @@ STATEMENT_USAGE = "Say which loan: /statement LN-10234"
 
 def statement_caption(number: str, generated: str) -> str:
     return f"🧾 Statement of loan {esc(number)}, generated on {esc(generated)}."
+
+
+# --- approvals (four eyes, issue 11: bot/handlers/approvals.py, bot/approval_jobs.py) --------
+
+APPROVAL_KINDS = {
+    "new_loan": "new loan",
+    "write_off": "write-off",
+    "reversal": "payment reversal",
+    "due_date_move": "due-date move",
+}
+APPROVAL_CARD = (
+    "🗳 <b>Approval #{id}: {kind}</b>\n"
+    "Loan {number} · {borrower}\n"
+    "{change}\n"
+    "Asked by {asker}: {note}\n"
+    "{record}"
+)
+APPROVAL_CHANGE = {
+    "write_off": "Write off {outstanding} outstanding",
+    "reversal": "Reverse a payment of {amount}",
+    "due_date_move": "Move the next due date {from_} → {to}",
+    "new_loan": "A new loan of {amount}",
+}
+APPROVAL_RECORD = (
+    "Agent {agent}: {loans} loans, {on_time} of installments paid on time, {broken} broken promises"
+)
+APPROVAL_ON_TIME_NONE = "none due yet"
+APPROVAL_DECIDED = {
+    "approved": "✅ Approved by {who}.",
+    "rejected": "❌ Rejected by {who}: {reason}",
+    "withdrawn": "↩️ Withdrawn by {who}.",
+}
+APPROVAL_OUTCOME = {
+    "approved": "✅ Your request #{id} ({kind}, loan {number}) was approved by {who}.",
+    "rejected": "❌ Your request #{id} ({kind}, loan {number}) was rejected by {who}: {reason}",
+}
+APPROVAL_REMINDER = "⏰ Request #{id} ({kind}, loan {number}) has waited since {since}."
+APPROVAL_REJECT_ASK = "Why reject request #{id}? Send the reason. (/cancel to stop)"
+APPROVAL_REJECT_AGAIN = "Send the reason again, or /cancel."
+APPROVALS_NONE = "Nothing is waiting for approval."
+APPROVALS_HEAD = "<b>Waiting for approval</b>"
+APPROVAL_LINE = "#{id} {kind} · {number} · {borrower} · asked by {asker}, {since}"
+APPROVAL_REJECTED_DONE = "❌ Request #{id} rejected; the requester is told why."
+APPROVAL_WITHDRAWN_DONE = "↩️ Request #{id} withdrawn."
+
+
+def approval_kind(kind: str) -> str:
+    return APPROVAL_KINDS.get(kind, kind)
+
+
+def approval_card(
+    approval_id: int,
+    kind: str,
+    number: str,
+    borrower: str,
+    change: dict[str, str],
+    asker: str,
+    note: str | None,
+    record: tuple[str, int, int | None, int] | None,
+) -> str:
+    """An approver's card: what is asked, by whom and why, and the agent's track record."""
+    facts = {k: esc(v) for k, v in change.items()}
+    line = APPROVAL_CHANGE[kind].format(**facts)
+    shown = ""
+    if record is not None:
+        agent, loans, percent, broken = record
+        on_time = APPROVAL_ON_TIME_NONE if percent is None else f"{percent}%"
+        shown = APPROVAL_RECORD.format(
+            agent=esc(agent), loans=loans, on_time=on_time, broken=broken
+        )
+    return APPROVAL_CARD.format(
+        id=approval_id,
+        kind=esc(approval_kind(kind)),
+        number=esc(number),
+        borrower=esc(borrower),
+        change=line,
+        asker=esc(asker),
+        note=esc(note or EDIT_EMPTY),
+        record=shown,
+    ).rstrip()
+
+
+def approval_decided(card: str, state: str, who: str, reason: str | None) -> str:
+    """A card brought up to date once somebody decided (or the requester withdrew)."""
+    done = APPROVAL_DECIDED[state].format(who=esc(who), reason=esc(reason or EDIT_EMPTY))
+    return f"{card}\n\n{done}"
+
+
+def approval_outcome(
+    approval_id: int, kind: str, number: str, state: str, who: str, reason: str | None
+) -> str:
+    """The requester told what became of their request."""
+    return APPROVAL_OUTCOME[state].format(
+        id=approval_id,
+        kind=esc(approval_kind(kind)),
+        number=esc(number),
+        who=esc(who),
+        reason=esc(reason or EDIT_EMPTY),
+    )
+
+
+def approval_reminder(approval_id: int, kind: str, number: str, since: str) -> str:
+    return APPROVAL_REMINDER.format(
+        id=approval_id, kind=esc(approval_kind(kind)), number=esc(number), since=since
+    )
+
+
+def approval_line(
+    approval_id: int, kind: str, number: str, borrower: str, asker: str, since: str
+) -> str:
+    """One pending request in /approvals."""
+    return APPROVAL_LINE.format(
+        id=approval_id,
+        kind=esc(approval_kind(kind)),
+        number=esc(number),
+        borrower=esc(borrower),
+        asker=esc(asker),
+        since=since,
+    )

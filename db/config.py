@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     late_fee_percent: Decimal = Field(default=Decimal("0"), ge=0, le=100)
     late_fee_grace_days: int = Field(default=3, ge=0)
 
+    # Four eyes (issue 11): a write-off of more than this is decided by an admin only; a
+    # pending request older than APPROVAL_REMIND_HOURS is reminded once to its approvers.
+    approval_write_off_admin_above: Decimal = Field(default=Decimal("100000"), ge=0)
+    approval_remind_hours: int = Field(default=4, ge=1, le=720)
+
     # The worker: reminder rules are days relative to a due date (-3 = three days before).
     reminder_rules: str = "-3,0,1,7,14,30"
     sms_allowed_hours: str = "08:00-19:00"

@@ -637,6 +637,69 @@ class InboundMessage(Base):
     reply_state: Mapped[str | None] = mapped_column(String(16))
 
 
+class ApprovalKind(StrEnum):
+    """An action that needs a second person (db/services/approvals/: one handler per kind)."""
+
+    NEW_LOAN = "new_loan"
+    WRITE_OFF = "write_off"
+    REVERSAL = "reversal"
+    DUE_DATE_MOVE = "due_date_move"
+
+
+class ApprovalState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+class ApprovalRequest(Base):
+    """A change asked for by one person and decided by another (four eyes)."""
+
+    __tablename__ = "approval_request"
+    __table_args__ = (Index("ix_approval_state_created", "state", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[ApprovalKind] = mapped_column(_enum(ApprovalKind))
+    state: Mapped[ApprovalState] = mapped_column(
+        _enum(ApprovalState), default=ApprovalState.PENDING
+    )
+    loan_id: Mapped[int | None] = mapped_column(
+        ForeignKey("loan.id", ondelete="RESTRICT"), index=True
+    )
+    # The requested change, as its kind's handler reads it (strings: Decimals, dates).
+    payload: Mapped[dict[str, Any]]
+    # The least role that may decide it, fixed when it is requested.
+    approver_role: Mapped[Role] = mapped_column(_enum(Role))
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    note: Mapped[str | None] = mapped_column(String(300))
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    reason: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    decided_at: Mapped[datetime | None]
+    reminded_at: Mapped[datetime | None]
+    # When the requester was told the outcome in Telegram (the bot's job sets it).
+    outcome_told_at: Mapped[datetime | None]
+
+
+class ApprovalCard(Base):
+    """One approver's card for a request: queued by the service, sent and edited by the bot."""
+
+    __tablename__ = "approval_card"
+    __table_args__ = (UniqueConstraint("approval_id", "staff_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    approval_id: Mapped[int] = mapped_column(
+        ForeignKey("approval_request.id", ondelete="CASCADE"), index=True
+    )
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    sent_at: Mapped[datetime | None]
+    # When the card was brought up to date after the decision (or dropped unsent).
+    settled_at: Mapped[datetime | None]
+
+
 class BotState(Base):
     """python-telegram-bot persistence (conversations, user/chat/bot data) in the database."""
 

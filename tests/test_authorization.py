@@ -43,6 +43,9 @@ from db.models import (
     StaffState,
 )
 from db.services import reports
+from db.services.access import Actor
+from db.services.approvals import kinds as approval_kinds
+from db.services.approvals.decide import decide
 from db.services.audit import read as auditlog
 from db.services.broadcasts import compose as broadcasts
 from db.services.broadcasts.audiences import Audience, AudienceKind
@@ -89,6 +92,9 @@ MATRIX: dict[str, list[str]] = {
     "edit borrower": _LOAN,
     "close": _LOAN,
     "write-off": _MANAGERS,
+    "reverse payment": _MANAGERS,
+    "approve": _MANAGERS,
+    "reject": _MANAGERS,
     "reassign": _MANAGERS,
     "delete (archives)": _ADMINS,
     "restore": _ADMINS,
@@ -206,6 +212,30 @@ def _restore(w: World, actor) -> None:
     )
 
 
+def _paid(w: World) -> int:
+    """A payment on the world's loan, recorded by its agent."""
+    return payments.record_payment(
+        w.session,
+        actor=Actor(w.owner.id, w.owner.role, w.owner.name),
+        loan_number=w.number,
+        amount=Decimal(100),
+        today=w.today,
+    ).payment_id
+
+
+def _asked(w: World) -> int:
+    """A write-off of the world's loan asked for by a third person (a manager)."""
+    asker = make_staff(w.session, role=Role.MANAGER)
+    return approval_kinds.request_write_off(
+        w.session,
+        actor=Actor(asker.id, asker.role, asker.name),
+        loan_number=w.number,
+        reason="moved away",
+        expected_version=None,
+        today=w.today,
+    ).id
+
+
 def _resolve(w: World, actor) -> None:
     """Resolve a dispute the world's agent opened beforehand."""
     w.session.add(
@@ -283,8 +313,16 @@ def _act(w: World, action: str, actor) -> None:
             w.paid_off(),
             loans.close_loan(s, actor=actor, loan_number=n, expected_version=None, today=t),
         ),
-        "write-off": lambda: loans.write_off_loan(
+        # A write-off is a request (issue 11); approve and reject decide another's request.
+        "write-off": lambda: approval_kinds.request_write_off(
             s, actor=actor, loan_number=n, reason="moved away", expected_version=None, today=t
+        ),
+        "reverse payment": lambda: approval_kinds.request_reversal(
+            s, actor=actor, payment_id=_paid(w), reason="bounced cheque", today=t
+        ),
+        "approve": lambda: decide(s, actor=actor, approval_id=_asked(w), approve=True, today=t),
+        "reject": lambda: decide(
+            s, actor=actor, approval_id=_asked(w), approve=False, reason="not yet", today=t
         ),
         "reassign": lambda: loans.reassign_loan(
             s, actor=actor, loan_number=n, agent_id=w.other.id, today=t
@@ -363,7 +401,7 @@ def test_matrix_cell_against_the_services(session, settings, action, role, expec
 
 
 def test_every_action_and_role_has_a_cell() -> None:
-    assert len(MATRIX) == 25 and all(len(row) == len(ROLES) for row in MATRIX.values())
+    assert len(MATRIX) == 28 and all(len(row) == len(ROLES) for row in MATRIX.values())
     assert set(MATRIX) == {
         "card",
         "find",
@@ -376,6 +414,9 @@ def test_every_action_and_role_has_a_cell() -> None:
         "edit borrower",
         "close",
         "write-off",
+        "reverse payment",
+        "approve",
+        "reject",
         "reassign",
         "delete (archives)",
         "restore",

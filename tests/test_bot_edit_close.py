@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
 
 from bot.keyboards import CB, data
-from db.models import AuditEvent, Loan, LoanEvent, LoanEventKind, LoanState, Payment, Role
+from db.models import (
+    ApprovalRequest,
+    AuditEvent,
+    Loan,
+    LoanEvent,
+    LoanEventKind,
+    LoanState,
+    Payment,
+    Role,
+)
+from db.services.access import Actor
+from db.services.approvals.decide import decide
 from db.services.audit.write import AuditAction
 from tests.bot_harness import BotHarness
 from tests.bot_helpers import (
@@ -114,6 +126,7 @@ async def test_close_a_loan_with_nothing_owed_after_confirmation(settings, commi
 async def test_manager_writes_off_with_a_reason(settings, committed):
     async with BotHarness(settings, committed) as h:
         agent, manager = h.make_staff(Role.AGENT), h.make_staff(Role.MANAGER)
+        admin = h.make_staff(Role.ADMIN)
         loan = new_loan(h, agent)
         card = await open_card(h, manager, loan)
         await tap(h, manager, card, "Write off", contains="Send the reason")
@@ -121,8 +134,21 @@ async def test_manager_writes_off_with_a_reason(settings, committed):
         summary = await h.say(manager, "Borrower moved <abroad>", contains="Write off loan")
         assert "Reason: Borrower moved <abroad>" in summary["text"]
         assert "Outstanding: ₹10,000.00" in summary["text"]
-        done = await tap(h, manager, summary, "Write off", contains="written off")
-        assert done["buttons"] == []
+        assert "needs another manager's or admin's approval" in summary["text"]
+        done = await tap(h, manager, summary, "Write off", contains="Request #")
+        assert done["buttons"] == [] and "waits for another manager's" in done["text"]
+        # Issue 11: the write-off is a request until another person approves it.
+        assert h.db(lambda s: s.get(Loan, loan.id).state) == LoanState.ACTIVE
+        approval_id = h.db(lambda s: s.scalars(select(ApprovalRequest.id)).one())
+        h.db(
+            lambda s: decide(
+                s,
+                actor=Actor(admin.staff_id, Role.ADMIN),
+                approval_id=approval_id,
+                approve=True,
+                today=date.today(),
+            )
+        )
         row = h.db(lambda s: s.get(Loan, loan.id))
         assert (row.state, row.state_reason) == (LoanState.WRITTEN_OFF, "Borrower moved <abroad>")
 

@@ -22,14 +22,16 @@ from db.models import (
     MessageEvent,
     MessageKind,
     MessageStatus,
+    Role,
 )
+from db.services.approvals.decide import decide
 from db.services.collection import fees, ledger, payments, promises
 from db.services.loans import add as loans
 from db.services.loans import archive as loan_archive
 from db.services.loans.add import EditableField
 from db.services.sms import inbound, outbox
 from scheduler import jobs
-from tests.factories import actor, make_borrower, make_loan
+from tests.factories import actor, make_borrower, make_loan, make_staff
 
 S = MessageStatus
 TODAY = date(2030, 1, 15)
@@ -238,7 +240,7 @@ def test_archiving_withdraws_everything_of_the_loan(session, loan, admin):
 )
 def test_editing_what_a_reminder_states_withdraws_it(session, loan, agent, field, value, reason):
     reminder = _queue(session, loan)
-    loans.edit_loan(
+    done = loans.edit_loan(
         session,
         actor=actor(agent),
         loan_number=loan.loan_number,
@@ -248,6 +250,9 @@ def test_editing_what_a_reminder_states_withdraws_it(session, loan, agent, field
         today=TODAY,
         reason="borrower's salary date moved",
     )
+    if done.approval_id is not None:  # an agent's long move waits for approval (issue 11)
+        boss = make_staff(session, role=Role.MANAGER)
+        decide(session, actor=actor(boss), approval_id=done.approval_id, approve=True, today=TODAY)
     _withdrawn(session, reminder, reason)
 
 

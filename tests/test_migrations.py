@@ -4,6 +4,7 @@ import os
 import uuid
 from contextlib import contextmanager
 
+import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
@@ -79,3 +80,32 @@ def test_0005_lifts_single_30003_suppressions_and_downgrades(tmp_path):
         assert not {"suppression_lift", "unreachable_streak"} & tables
         assert "kind" not in {c["name"] for c in inspect(eng).get_columns("suppression")}
         upgrade(eng, "0005")
+
+
+# --- 0009: approvals (new tables; a downgrade never drops a request) -----------------------
+
+
+def test_0009_adds_the_approval_tables_and_keeps_requests_on_downgrade(tmp_path):
+    with _fresh_engine(tmp_path) as eng:
+        upgrade(eng, "0009")
+        assert {"approval_request", "approval_card"} <= set(inspect(eng).get_table_names())
+        _downgrade(eng, "0008")
+        assert "approval_request" not in set(inspect(eng).get_table_names())
+        upgrade(eng, "0009")
+        with eng.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO staff (telegram_user_id, name, role, state, failed_logins, "
+                    "created_at, updated_at) VALUES (1, 'M', 'manager', 'active', 0, "
+                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO approval_request (kind, state, payload, approver_role, "
+                    "requested_by_id, created_at) VALUES ('write_off', 'pending', '{}', "
+                    "'manager', (SELECT id FROM staff), CURRENT_TIMESTAMP)"
+                )
+            )
+        with pytest.raises(RuntimeError, match="approval requests are kept"):
+            _downgrade(eng, "0008")

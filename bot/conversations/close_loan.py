@@ -1,11 +1,12 @@
 """Ending a loan's life: /close, write-off (managers), /archive or /delete and /restore (admins).
 
 Each is a loan action (loan_action.py): close asks a confirmation; write-off, archive and
-restore ask a reason first. Close and write-off are previewed with the service itself
-(actions.dry_run), so a loan with money owed, or a reason too short, is refused before
-anything is asked to be confirmed. Nothing is ever deleted: /delete archives, asking a
-reason and a confirmation, as /restore does. Reassigning is in bot/handlers/assign.py (it
-needs no conversation).
+restore ask a reason first. A write-off is never made at once: its confirmation sends an
+approval request (db/services/approvals/), decided by another manager or admin. Close and
+write-off are previewed with the service itself (actions.dry_run), so a loan with money
+owed, or a reason too short, is refused before anything is asked to be confirmed. Nothing
+is ever deleted: /delete archives, asking a reason and a confirmation, as /restore does.
+Reassigning is in bot/handlers/assign.py (it needs no conversation).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from telegram import Update
 from telegram.ext import ConversationHandler, MessageHandler
 
 from bot import texts
-from bot.context import Context, agency_of, require_staff
+from bot.context import Context, agency_of, require_staff, settings_of
 from bot.conversations import TEXT_INPUT, actions, loan_action
 from bot.conversations.actions import NUMBER, VERSION
 from bot.conversations.loan_action import Ask, Change, Confirm, Entry
@@ -26,6 +27,8 @@ from bot.keyboards import CB
 from bot.updates import text_of, user_data
 from db.models import Role
 from db.services.access import Actor
+from db.services.approvals.kinds import request_write_off
+from db.services.approvals.requests import ApprovalView
 from db.services.errors import Conflict
 from db.services.loans import add as loan_service
 from db.services.loans.snapshots import LoanView
@@ -127,16 +130,22 @@ def _write_off_arguments(context: Context, actor: Actor, version: int) -> dict[s
     }
 
 
-def _written_off(context: Context, view: LoanView) -> tuple[str, int]:
-    return texts.loan_done(texts.WRITE_OFF_DONE, view.loan_number), view.id
+def _request_arguments(context: Context, actor: Actor, version: int) -> dict[str, Any]:
+    limit = settings_of(context).approval_write_off_admin_above
+    return {**_write_off_arguments(context, actor, version), "admin_above": limit}
+
+
+def _written_off(context: Context, asked: ApprovalView) -> tuple[str, int]:
+    # A write-off is always a request (issue 11): another manager or admin decides it.
+    return texts.write_off_requested(asked.id, asked.loan_number or ""), asked.loan_id or 0
 
 
 WRITE_OFF_ENTRY = Entry(button=CB.LOAN_WRITE_OFF, role=Role.MANAGER, what="write off loans")
 WRITE_OFF = Confirm(
     CB.WRITE_OFF_CONFIRM,
     texts.BTN_WRITE_OFF,
-    Change(loan_service.write_off_loan, _written_off),
-    _write_off_arguments,
+    Change(request_write_off, _written_off),
+    _request_arguments,
 )
 WRITE_OFF_AGAIN = Ask(texts.WRITE_OFF_ASK_AGAIN, State.WRITE_OFF_REASON)
 

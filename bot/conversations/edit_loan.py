@@ -137,6 +137,9 @@ def _edit(context: Context, actor: Actor, version: int) -> dict[str, Any]:
 
 def _edited(context: Context, done: EditResult) -> tuple[str, int]:
     agency = agency_of(context)
+    if done.approval_id is not None:
+        after = shown(done.field, done.after, agency)
+        return texts.edit_requested(done.approval_id, after), done.loan.id
     text = texts.edit_done(
         done.field.value,
         shown(done.field, done.before, agency),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, ScalarSelect, Select, SQLColumnExpression, exists, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import Borrower, HoldKind, Loan, LoanHold, Role, Staff, StaffState
+from db.models import ApprovalKind, Borrower, HoldKind, Loan, LoanHold, Role, Staff, StaffState
 from db.services.errors import AccessDenied, NotFound
 
 _RANK = {Role.AGENT: 0, Role.MANAGER: 1, Role.ADMIN: 2}
@@ -184,3 +185,33 @@ def check_borrower_editable(session: Session, *, actor: Actor, borrower_id: int)
         raise AccessDenied(
             "Only a manager can change this borrower's details.", code="borrower_shared"
         )
+
+
+# --- approvals: who may decide a request (four eyes) -------------------------------------
+# Managers and admins decide every kind; a write-off of more than the agency's limit
+# (APPROVAL_WRITE_OFF_ADMIN_ABOVE) is the admins' alone. Nobody decides their own request,
+# whatever their role: an admin's write-off waits for another manager or admin.
+
+DEFAULT_WRITE_OFF_ADMIN_ABOVE = Decimal("100000")
+
+
+def approver_role(
+    kind: ApprovalKind,
+    *,
+    amount: Decimal = Decimal("0"),
+    write_off_admin_above: Decimal = DEFAULT_WRITE_OFF_ADMIN_ABOVE,
+) -> Role:
+    """The least role that may decide a request of this kind for this amount."""
+    if kind is ApprovalKind.WRITE_OFF and amount > write_off_admin_above:
+        return Role.ADMIN
+    return Role.MANAGER
+
+
+def check_approver(actor: Actor, *, least: Role, requested_by_id: int) -> None:
+    """Refuse a decision by the requester themself or by a role below least."""
+    if actor.staff_id == requested_by_id:
+        raise AccessDenied(
+            "You cannot decide your own request; another manager or admin must.",
+            code="own_request",
+        )
+    require_role(actor, least, "decide this request")

@@ -45,6 +45,10 @@ class AuditAction(StrEnum):
     EXPORT_MADE = "export_made"
     STATEMENT_MADE = "statement_made"
     STATEMENT_LINK_SENT = "statement_link_sent"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_APPROVED = "approval_approved"
+    APPROVAL_REJECTED = "approval_rejected"
+    APPROVAL_WITHDRAWN = "approval_withdrawn"
     LOAN_DISPUTED = "loan_disputed"
     LOAN_PAUSED = "loan_paused"  # hardship, until a date
     HOLD_RESOLVED = "hold_resolved"

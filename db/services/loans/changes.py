@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 from db import agency as agencies
 from db import clock
 from db.agency import Agency
-from db.models import Borrower, Loan, LoanEventKind, LoanState, Payment, Role
+from db.models import ApprovalKind, Borrower, Loan, LoanEventKind, LoanState, Payment, Role
 from db.money import format_money
-from db.services.access import Actor, check_borrower_editable, require_role
+from db.services.access import Actor, approver_role, check_borrower_editable, require_role
+from db.services.approvals.requests import submit
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.collection import ledger
 from db.services.errors import Conflict, InvalidInput
@@ -46,8 +47,9 @@ from db.validation import (
 log = logging.getLogger(__name__)
 
 
-# An agent moving a due date further than this (either way) must say why (issue 9 item 13);
-# the reason is kept in the history and the audit row. Managers and admins need none.
+# An agent moving a due date further than this (either way) must say why (issue 9 item 13),
+# and the move waits for a manager's or admin's approval (issue 11): it becomes an approval
+# request, applied when approved. Managers and admins need neither.
 MAX_AGENT_DUE_SHIFT_DAYS = 30
 
 
@@ -70,6 +72,8 @@ class EditResult:
     field: EditableField
     before: str
     after: str
+    # Set when the change was not made but sent for approval (an agent's long due-date move).
+    approval_id: int | None = None
 
 
 def _changeable(
@@ -170,18 +174,23 @@ def _apply(session: Session, loan: Loan, field: EditableField, new: Any, agency:
         _set_principal(session, loan, new, agency)
 
 
-def _shift_reason(
-    actor: Actor, field: EditableField, old: object, new: object, reason: str | None
-) -> str | None:
-    """The reason an agent must give for a long due-date move (cleaned), else reason as is."""
-    why = clean_text(reason, field="reason", max_len=300, required=False)
-    if (
+def _long_agent_shift(actor: Actor, field: EditableField, old: object, new: object) -> bool:
+    """An agent's due-date move of more than MAX_AGENT_DUE_SHIFT_DAYS (needs approval)."""
+    return not (
         field is not EditableField.NEXT_DUE_DATE
         or actor.at_least(Role.MANAGER)
         or not isinstance(old, date)  # no due date yet
         or not isinstance(new, date)
         or abs((new - old).days) <= MAX_AGENT_DUE_SHIFT_DAYS
-    ):
+    )
+
+
+def _shift_reason(
+    actor: Actor, field: EditableField, old: object, new: object, reason: str | None
+) -> str | None:
+    """The reason an agent must give for a long due-date move (cleaned), else reason as is."""
+    why = clean_text(reason, field="reason", max_len=300, required=False)
+    if not _long_agent_shift(actor, field, old, new):
         return why
     if why is None:
         raise InvalidInput(
@@ -232,6 +241,8 @@ def edit_loan(
     if new == old:
         raise InvalidInput("That is the same as before: nothing to change.", code="unchanged")
     why = _shift_reason(actor, field, old, new, reason)
+    if _long_agent_shift(actor, field, old, new):
+        return _ask_due_date_move(session, actor, loan, old, new, why, today)
     _apply(session, loan, field, new, agency)
     ledger.refresh(loan)
     ledger.touch(loan, actor)
@@ -248,6 +259,32 @@ def edit_loan(
         note=why,
     )
     return EditResult(loan_view(session, loan, today=today), field, before, after)
+
+
+def _ask_due_date_move(
+    session: Session,
+    actor: Actor,
+    loan: Loan,
+    old: object,
+    new: object,
+    why: str | None,
+    today: date,
+) -> EditResult:
+    """The long move as an approval request; the loan itself is unchanged for now."""
+    if loan.next_due_date is None:
+        raise Conflict("Nothing is due on this loan.", code="nothing_due")
+    asked = submit(
+        session,
+        actor=actor,
+        kind=ApprovalKind.DUE_DATE_MOVE,
+        loan=loan,
+        payload={"loan_number": loan.loan_number, "from": old, "to": new},
+        least=approver_role(ApprovalKind.DUE_DATE_MOVE),
+        note=why,
+    )
+    view = loan_view(session, loan, today=today)
+    field = EditableField.NEXT_DUE_DATE
+    return EditResult(view, field, str(old), str(new), approval_id=asked.id)
 
 
 def reassign_loan(
