@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     miniapp_auth_max_age_seconds: int = Field(default=300, ge=10, le=86400)
     miniapp_session_minutes: int = Field(default=30, ge=1, le=24 * 60)
 
+    # The JSON API (api/): calls one API key may make in a minute before a 429.
+    api_rate_per_minute: int = Field(default=120, ge=1, le=100_000)
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:

@@ -42,6 +42,10 @@ class AuditAction(StrEnum):
     BROADCAST_CREATED = "broadcast_created"
     BROADCAST_CANCELED = "broadcast_canceled"
     SUPPRESSION_LIFTED = "suppression_lifted"
+    API_KEY_CREATED = "api_key_created"
+    API_KEY_REVOKED = "api_key_revoked"
+    API_CALL = "api_call"  # a write through the JSON API (reads are counted per day instead)
+    API_READS = "api_reads"  # one key's reads on one finished day
     # Not staff actions, but changes all the same: a borrower's SMS, the sample-data seeder.
     BORROWER_OPTED_OUT = "borrower_opted_out"
     BORROWER_OPTED_IN = "borrower_opted_in"
