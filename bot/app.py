@@ -48,6 +48,7 @@ from bot.conversations import (
 )
 from bot.handlers import (
     admin,
+    api_keys,
     assign,
     common,
     lists,
@@ -100,6 +101,7 @@ def handler_list() -> list[tuple[int, BaseHandler]]:
         (0, CommandHandler("cancel", common.cancel_command)),
         (0, login.logout_handler()),
         *((0, handler) for handler in admin.handlers()),
+        *((0, handler) for handler in api_keys.handlers()),
         *((0, handler) for handler in loans.handlers()),
         *((0, handler) for handler in lists.handlers()),
         *((0, handler) for handler in assign.handlers()),

@@ -80,6 +80,9 @@ class CB(StrEnum):
     SUP_LIFT = "sup:lift:"
     SUP_YES = "sup:yes:"
     SUP_NO = "sup:no:"
+    # API keys (handlers/api_keys.py): <key id>
+    API_KEY_REVOKE = "key:rv:"
+    API_KEY_KEEP = "key:keep:"
 
 
 def pattern(prefix: CB) -> str:
@@ -397,3 +400,13 @@ def lift_confirm(phone: str, yes: str, no: str) -> InlineKeyboardMarkup:
     """Yes, lift it / Cancel under the confirmation."""
     field = phone_field(phone)
     return InlineKeyboardMarkup([[_button(yes, CB.SUP_YES, field), _button(no, CB.SUP_NO, field)]])
+
+
+# --- API keys (handlers/api_keys.py) -----------------------------------------------------
+
+
+def api_key_revoke_confirm(key_id: int, yes: str, no: str) -> InlineKeyboardMarkup:
+    """Revoke / Keep it under /apikey revoke's question."""
+    return InlineKeyboardMarkup(
+        [[_button(yes, CB.API_KEY_REVOKE, key_id), _button(no, CB.API_KEY_KEEP, key_id)]]
+    )
