@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from db.models import Borrower, Loan
 from db.services.access import Actor, scope_borrowers
@@ -23,11 +23,10 @@ class BorrowerPage:
 
 
 def _views(session: Session, stmt: Select) -> list[BorrowerView]:
-    counted = (
-        stmt.add_columns(func.count(Loan.id))
-        .outerjoin(Loan, Loan.borrower_id == Borrower.id)
-        .group_by(Borrower.id)
-    )
+    # A correlated count (not a join): the scope's EXISTS over Loan must stay correlated.
+    held = aliased(Loan)
+    loans = select(func.count(held.id)).where(held.borrower_id == Borrower.id).scalar_subquery()
+    counted = stmt.add_columns(loans)
     return [
         BorrowerView(b.id, b.name, b.phone, b.address, b.opted_out_at is not None, loans)
         for b, loans in session.execute(counted)
