@@ -113,7 +113,7 @@ def pay(
     who: PaymentWriter,
     session: Db,
     wired: Wired,
-    idempotency_key: Annotated[str, Header(min_length=1, max_length=200)],
+    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)],
 ) -> Response:
     """A retry with the same Idempotency-Key and body gets the first answer again and
     records nothing; the same key with another body is refused (422)."""

@@ -187,7 +187,7 @@ def test_a_payment_needs_an_idempotency_key_and_a_sane_amount(api, committed, ag
     key = _key(committed, agency, "agent_a", ApiScope.PAYMENTS_WRITE)
     url = f"/api/v1/loans/{agency.loan_a}/payments"
     missing = _is_problem(api.post(url, headers=key, json={"amount": "10.00"}), 422, "validation")
-    assert missing["errors"] == [{"field": "header.idempotency-key", "message": "Field required"}]
+    assert missing["errors"] == [{"field": "header.Idempotency-Key", "message": "Field required"}]
     over = api.post(url, headers=key | {"Idempotency-Key": "o1"}, json={"amount": "9999.00"})
     assert _is_problem(over, 400, "overpay")["detail"].startswith("That is more than")
     # A refusal stores no answer: the same key works once the amount is right.
