@@ -177,3 +177,10 @@ def test_the_openapi_document_lists_every_path(committed, database_url):
     amount = schema["components"]["schemas"]["PaymentCreate"]["properties"]["amount"]
     assert amount["type"] == "string"  # money is a decimal string, never a float
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+def test_an_api_key_never_reaches_a_log_line(committed, agency):
+    from db import redact
+
+    _, token = new_key(committed, agency.admin_id)
+    assert redact.redact(f"Authorization: Bearer {token}") == "Authorization: Bearer ***"
