@@ -126,9 +126,8 @@ def install(app: FastAPI) -> None:
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {
-        "model": Problem,
-        "content": {MEDIA_TYPE: {}},
         "description": HTTPStatus(status).phrase,
+        "content": {MEDIA_TYPE: {"schema": Problem.model_json_schema()}},
     }
     for status in (400, 401, 403, 404, 409, 422, 429, 500)
 }
