@@ -117,7 +117,8 @@ def write_json(path: Path, args: argparse.Namespace, figures: list[Figure], seco
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    started, figures, crashed = time.perf_counter(), [], []
+    started, figures = time.perf_counter(), []
+    crashed: list[str] = []
     for backend in backends(args):
         try:
             figures += run_backend(backend, args, crashed)

@@ -103,12 +103,15 @@ async def _drive(
         }
     )
     app = build_application(settings, ctx.factory, rate_limiter=rate_limited)
+    updater = app.updater
+    if updater is None:  # build_application always gives one: the bot polls
+        raise RuntimeError("the application has no updater")
     try:
         await app.initialize()
         if app.post_init:
             await app.post_init(app)
         await app.start()
-        await app.updater.start_polling(poll_interval=0.0, timeout=1)
+        await updater.start_polling(poll_interval=0.0, timeout=1)
         users = await asyncio.to_thread(_make_staff, ctx, sandbox, _agents(ctx))
         warm = time.perf_counter() + (0.2 if ctx.smoke else 1.0)
         await asyncio.gather(*(_agent(ctx, sandbox, u, warm, []) for u in users))
@@ -117,8 +120,8 @@ async def _drive(
         runs = await asyncio.gather(*(_agent(ctx, sandbox, u, until, errors) for u in users))
         return time.perf_counter() - started, [t for run in runs for t in run]
     finally:
-        if app.updater.running:
-            await app.updater.stop()
+        if updater.running:
+            await updater.stop()
         if app.running:
             await app.stop()
         await app.shutdown()

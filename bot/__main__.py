@@ -15,7 +15,7 @@ from bot.app import build_application
 from bot.serve import running_bot
 from bot.webhook import _webhook_path, check_settings
 from db import process
-from db.config import Settings, load_settings
+from db.config import Settings, load_settings, required_secret
 from db.session import make_engine, make_session_factory
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,9 @@ def webhook_options(settings: Settings) -> dict[str, Any]:
         "port": settings.port,
         "url_path": _webhook_path(url),
         "webhook_url": url,
-        "secret_token": settings.telegram_webhook_secret.get_secret_value(),
+        "secret_token": required_secret(
+            settings.telegram_webhook_secret, "telegram_webhook_secret"
+        ),
     }
 
 

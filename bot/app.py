@@ -60,7 +60,7 @@ from bot.handlers import (
 )
 from bot.persistence import DbPersistence
 from db import redact
-from db.config import Settings, require
+from db.config import Settings, require, required_secret
 
 __all__ = ["build_application", "handler_list", "register_handlers", "set_menu_for"]
 
@@ -199,9 +199,10 @@ def build_application(
         else DictPersistence(store_data=PersistenceInput(bot_data=False, callback_data=False))
     )
     base_url = settings.telegram_api_base_url
-    builder = (
+    # Any: rate_limiter() below changes the builder's bot type (ExtBot[None] to ExtBot[dict]).
+    builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = (
         ApplicationBuilder()
-        .token(settings.telegram_bot_token.get_secret_value())
+        .token(required_secret(settings.telegram_bot_token, "telegram_bot_token"))
         .base_url(base_url)
         .base_file_url(file_url(base_url))
         .defaults(Defaults(parse_mode=ParseMode.HTML, tzinfo=settings.tz))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -146,7 +146,7 @@ async def staff_actor(update: Update, context: Context) -> Actor | None:
 StaffCallback = Callable[[Update, Context, Actor], Awaitable[Any]]
 
 
-def require_staff(callback: StaffCallback) -> Callable[[Update, Context], Awaitable[Any]]:
+def require_staff(callback: StaffCallback) -> Callable[[Update, Context], Coroutine[Any, Any, Any]]:
     """Run callback(update, context, actor) for logged-in active staff only.
 
     Anyone else gets one sentence (not staff / waiting / disabled / please /login) and the

@@ -22,24 +22,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import Application
 
 from bot import keyboards, texts
 from bot.context import Context, db, settings_of
 from db.models import BroadcastState
-from db.services.broadcasts import compose as bc
 from db.services.broadcasts.progress_message import (
+    ProgressReport,
     Tracked,
     clear_progress_message,
-    inbound_loan_ids,
-    tracked_broadcasts,
+    progress_reports,
 )
 from db.services.sms import inbound
-from db.services.sms.relays import deliverable_relays
+from db.services.sms.relays import RelayInfo, relay_batch
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +45,6 @@ RELAY_EVERY = 5.0  # seconds
 PROGRESS_EVERY = 3.0
 EDIT_GAP = 3.0  # at most one edit of a message in this many seconds
 RELAY_BATCH = 100
-TRACKED_BATCH = 20
 MAX_RELAY_FAILURES = 8
 EDIT_GIVE_UP = 600.0  # seconds of refused edits before a message is dropped
 RELAYS = "jobs.relays"  # bot_data (never persisted): inbound id -> _Tries
@@ -82,16 +79,6 @@ class _Tries:
     next_at: float = 0.0
 
 
-def _pending(
-    session: Session, *, limit: int, idle_minutes: int, max_hours: int, staff_id: int | None = None
-) -> tuple[list[inbound.RelayInfo], dict[int, int]]:
-    # Only replies whose recipient is logged in: the others are held (db/services/sms/relays.py).
-    relays = deliverable_relays(
-        session, limit=limit, idle_minutes=idle_minutes, max_hours=max_hours, staff_id=staff_id
-    )
-    return relays, inbound_loan_ids(session, inbound_ids=[r.inbound_id for r in relays])
-
-
 def _relay_lock(context: Context) -> asyncio.Lock:
     # The job and a login's deliver_held must not both send the same reply.
     return context.bot_data.setdefault(RELAY_LOCK, asyncio.Lock())
@@ -111,14 +98,16 @@ async def deliver_held(context: Context, staff_id: int) -> None:
 
 async def _relay_batch(context: Context, staff_id: int | None) -> None:
     settings = settings_of(context)
-    relays, loans = await db(
+    # Only replies whose recipient is logged in: the others are held (db/services/sms/relays.py).
+    waiting = await db(
         context,
-        _pending,
+        relay_batch,
         limit=RELAY_BATCH,
         staff_id=staff_id,
         idle_minutes=settings.session_idle_minutes,
         max_hours=settings.session_max_hours,
     )
+    relays, loans = waiting.relays, waiting.loan_ids
     tries: dict[int, _Tries] = context.bot_data.setdefault(RELAYS, {})
     refused_chats: set[int] = set()
     now = time.monotonic()
@@ -149,7 +138,7 @@ async def _relay_batch(context: Context, staff_id: int | None) -> None:
 
 
 async def _relay_one(
-    context: Context, relay: inbound.RelayInfo, loan_id: int | None, state: _Tries
+    context: Context, relay: RelayInfo, loan_id: int | None, state: _Tries
 ) -> bool:
     """Send one SMS to its agent; True when sent. A refusal counts towards giving up."""
     markup = keyboards.relay_card(loan_id, texts.RELAY_BTN_CARD) if loan_id else None
@@ -176,15 +165,6 @@ async def _relay_one(
 # --- broadcast progress -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Report:
-    """What a progress message shows: the broadcast, its counts, and failures once done."""
-
-    tracked: Tracked
-    progress: bc.Progress
-    failures: list[tuple[str, int, str]] = field(default_factory=list)
-
-
 @dataclass
 class _Edit:
     text: str = ""
@@ -192,20 +172,7 @@ class _Edit:
     failing_since: float | None = None
 
 
-def reports(session: Session, *, broadcast_id: int | None = None) -> list[Report]:
-    """Finish the done broadcasts, then each tracked one's counts (failures when done)."""
-    bc.finish_done_broadcasts(session)
-    found = []
-    for t in tracked_broadcasts(session, limit=TRACKED_BATCH, broadcast_id=broadcast_id):
-        progress = bc.broadcast_progress(session, broadcast_id=t.broadcast_id)
-        failures = []
-        if progress.done:
-            failures = bc.failures_by_code(session, broadcast_id=t.broadcast_id)
-        found.append(Report(t, progress, failures))
-    return found
-
-
-def render(report: Report) -> str:
+def render(report: ProgressReport) -> str:
     """The progress message's text, or the final report once the broadcast is done."""
     t, p = report.tracked, report.progress
     canceled = t.state is BroadcastState.CANCELED
@@ -228,7 +195,7 @@ def note_edit(context: Context, broadcast_id: int, text: str) -> None:
 async def progress_job(context: Context) -> None:
     """Edit each tracked broadcast's progress message; the final report ends the tracking."""
     edits: dict[int, _Edit] = context.bot_data.setdefault(EDITS, {})
-    found = await db(context, reports)
+    found = await db(context, progress_reports)
     for gone in set(edits) - {r.tracked.broadcast_id for r in found}:
         edits.pop(gone)  # no longer tracked (reported, or cleared elsewhere)
     for report in found:

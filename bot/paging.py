@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from telegram import Update
 
 from bot.context import reply
+from bot.updates import chat_of
 
 # Telegram's limit for a message's text; a little room is kept for what a caller appends.
 LIMIT = 4096
@@ -80,4 +81,4 @@ async def reply_pages(
         return
     await reply(update, chunks[0])  # answers a pressed button's query, once
     for n, chunk in enumerate(chunks[1:], 2):
-        await update.effective_chat.send_message(chunk, **(kwargs if n == len(chunks) else {}))
+        await chat_of(update).send_message(chunk, **(kwargs if n == len(chunks) else {}))

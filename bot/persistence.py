@@ -19,11 +19,10 @@ import json
 import logging
 from typing import Any
 
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 from telegram.ext import BasePersistence, PersistenceInput
 
-from db.models import BotState
+from db.services import bot_state
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +66,10 @@ class DbPersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[str, An
 
     def _load(self, namespace: str) -> dict[str, Any]:
         with self._factory() as session:
-            rows = session.execute(
-                select(BotState.key, BotState.data).where(BotState.namespace == namespace)
-            ).all()
-        for key, data in rows:
+            rows = bot_state.read_state(session, namespace=namespace)
+        for key, data in rows.items():
             self._written[(namespace, key)] = _dumps(data, f"{namespace}/{key}")
-        return {key: data for key, data in rows}
+        return rows
 
     async def get_user_data(self) -> dict[int, dict[str, Any]]:
         """Every stored user_data, by user id."""
@@ -105,13 +102,8 @@ class DbPersistence(BasePersistence[dict[str, Any], dict[str, Any], dict[str, An
         if self._written.get((namespace, key)) == text:
             return
         with self._factory() as session, session.begin():
-            if data is None:
-                session.execute(
-                    delete(BotState).where(BotState.namespace == namespace, BotState.key == key)
-                )
-            else:
-                # merge(): one row per (namespace, key); a single bot process writes them.
-                session.merge(BotState(namespace=namespace, key=key, data=json.loads(text)))
+            stored = None if text is None else json.loads(text)
+            bot_state.write_state(session, namespace=namespace, key=key, data=stored)
         if text is None:
             self._written.pop((namespace, key), None)
         else:

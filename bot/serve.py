@@ -58,6 +58,7 @@ async def _receive(app: Application, settings: Settings, poll_timeout: int) -> N
         )
         log.info("bot: webhook set")
     else:
+        assert app.updater is not None  # build_application gives every Application one
         await app.updater.start_polling(
             poll_interval=0.0, timeout=poll_timeout, allowed_updates=Update.ALL_TYPES
         )
@@ -65,7 +66,7 @@ async def _receive(app: Application, settings: Settings, poll_timeout: int) -> N
 
 
 async def _stop(app: Application) -> None:
-    if app.updater.running:
+    if app.updater is not None and app.updater.running:
         await app.updater.stop()
     if app.running:
         await app.stop()

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from datetime import datetime, tzinfo
 
 from db.models import Role
 from db.services.access import Actor
@@ -26,7 +25,7 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=False)
 
 
-def local_time(moment: datetime, tz: ZoneInfo) -> str:
+def local_time(moment: datetime, tz: tzinfo) -> str:
     """A UTC moment shown in the agency's time zone, e.g. 2025-03-01 14:05."""
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 

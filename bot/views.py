@@ -15,7 +15,7 @@ from bot.texts import esc
 from db.agency import Agency
 from db.models import Frequency, InterestMethod, LoanState
 from db.money import build_schedule, format_money
-from db.services.loans.search import HistoryItem
+from db.services.loans.history import HistoryItem
 from db.services.loans.snapshots import LoanSummary, LoanView
 from db.services.reports import WorkItem
 

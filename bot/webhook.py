@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from db.config import Settings, SettingsError, require
+from db.config import Settings, SettingsError, require, required_secret
 
 OFFICIAL_API = "https://api.telegram.org/"
 # What Telegram accepts as a webhook secret_token.
@@ -22,7 +22,9 @@ def check_settings(settings: Settings) -> None:
         official = settings.telegram_api_base_url.startswith(OFFICIAL_API)
         if not url.startswith("https://") and (official or not url.startswith("http://")):
             raise SettingsError("setting TELEGRAM_WEBHOOK_URL is invalid: must start with https://")
-        if not _SECRET.match(settings.telegram_webhook_secret.get_secret_value()):
+        if not _SECRET.match(
+            required_secret(settings.telegram_webhook_secret, "telegram_webhook_secret")
+        ):
             raise SettingsError(
                 "setting TELEGRAM_WEBHOOK_SECRET is invalid: use 1-256 of A-Z a-z 0-9 _ -"
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
@@ -24,7 +25,7 @@ MAX_SEED = 5_000_000
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         # One line instead of argparse's usage block: scripts and people both read it.
         self.exit(USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import time
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -194,7 +196,7 @@ class Settings(BaseSettings):
             self.sms_backend = SmsBackend.TWILIO if has_twilio else SmsBackend.CONSOLE
         return self
 
-    def __repr_args__(self):
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # repr() and str() show the database URL without its password.
         for name, value in super().__repr_args__():
             yield name, redact.mask_url(value) if name == "database_url" else value
@@ -250,7 +252,7 @@ def settings_problems(exc: ValidationError) -> tuple[str, ...]:
     return tuple(dict.fromkeys(lines))  # in order, each once
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read the settings now; raise SettingsError with a line for each bad one.
 
     From then on the settings' secrets are masked in every log line (db/redact.py).
@@ -267,6 +269,13 @@ def load_settings(**overrides: object) -> Settings:
 def get_settings() -> Settings:
     """The process's settings, read once on first use."""
     return load_settings()
+
+
+def required_secret(secret: SecretStr | None, name: str) -> str:
+    """The value of a secret setting this command needs; SettingsError when it is not set."""
+    if secret is None or not secret.get_secret_value():
+        raise SettingsError(f"setting {name.upper()} is required for this command")
+    return secret.get_secret_value()
 
 
 def require(settings: Settings, *names: str) -> None:

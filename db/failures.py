@@ -2,7 +2,7 @@
 
 The worker sorts the provider's codes into these classes at its boundary
 (scheduler/twilio_codes.py) and hands the outbox a Failure; the outbox and
-services/suppressions act on the class alone.
+db/services/sms/suppressions.py act on the class alone.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -32,8 +33,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
-def drift(engine: Engine) -> list:
+def drift(engine: Engine) -> list[Any]:
     """Differences between the models and the migrated database (empty when in step)."""
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        return compare_metadata(ctx, Base.metadata)
+        # alembic types the differences as Any: tuples of several shapes.
+        diffs: list[Any] = compare_metadata(ctx, Base.metadata)
+        return diffs

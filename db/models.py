@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -18,36 +18,46 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
     event,
 )
 from sqlalchemy import Enum as SAEnum
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    ORMExecuteState,
+    Session,
+    mapped_column,
+    relationship,
+)
 
 from db import clock
 
 # Money: fixed point, two minor units is the widest any supported currency needs here.
-Money = Numeric(14, 2)
+MONEY_SCALE = 2
+Money = Numeric(14, MONEY_SCALE)
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         return value.astimezone(UTC)
 
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -178,6 +188,9 @@ def _now() -> datetime:
 
 
 class Base(DeclarativeBase):
+    # Every model is mapped to a Table (DeclarativeBase says FromClause, which has no insert()).
+    __table__: ClassVar[Table]
+
     type_annotation_map = {datetime: UTCDateTime, Decimal: Money, dict[str, Any]: JSON}
 
 
@@ -556,7 +569,7 @@ class MessageEvent(Base):
 
 
 class SuppressionKind(StrEnum):
-    """Why a number is suppressed, which decides who may lift it (services/suppressions)."""
+    """Why a number is suppressed, which decides who may lift it (db/services/sms/suppressions)."""
 
     PERMANENT = "permanent"  # the number is wrong, a landline, or blocked: an admin lifts it
     UNREACHABLE = "unreachable"  # too many temporary failures in a row: START or an admin
@@ -645,7 +658,7 @@ FINANCIAL_RECORDS = (Loan, Installment, Payment, PaymentAllocation, Promise, Con
 
 
 @event.listens_for(Session, "before_flush")
-def _refuse_financial_deletes(session: Session, _context, _instances) -> None:
+def _refuse_financial_deletes(session: Session, _context: object, _instances: object) -> None:
     for obj in session.deleted:
         if isinstance(obj, FINANCIAL_RECORDS):
             raise FinancialRecordDeleted(
@@ -654,7 +667,7 @@ def _refuse_financial_deletes(session: Session, _context, _instances) -> None:
 
 
 @event.listens_for(Session, "do_orm_execute")
-def _refuse_bulk_financial_deletes(state) -> None:
+def _refuse_bulk_financial_deletes(state: ORMExecuteState) -> None:
     # session.execute(delete(Payment)...) bypasses the flush; refuse it too.
     if state.is_delete:
         mapper = state.bind_arguments.get("mapper")

@@ -15,7 +15,8 @@ import logging
 import re
 import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 MASK = "***"
 # scheme://user:password@host -> scheme://user:***@host
@@ -55,8 +56,8 @@ def add_secrets(values: Iterable[str | None]) -> None:
         _secrets.update(v for v in values if v and len(v) >= _MIN_SECRET)
 
 
-def _masked_record(factory):
-    def make(*args, **kwargs) -> logging.LogRecord:
+def _masked_record(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = factory(*args, **kwargs)
         try:
             record.msg, record.args = redact(record.getMessage()), None
@@ -70,6 +71,7 @@ def _masked_record(factory):
             record.stack_info = redact(record.stack_info)
         return record
 
+    # A mark on the function object: a Callable type has no attributes to declare it with.
     make.vasooli_redact = True  # type: ignore[attr-defined]
     return make
 

@@ -9,6 +9,7 @@ import re
 import unicodedata
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Literal, overload
 
 import phonenumbers
 from babel.numbers import (
@@ -58,7 +59,9 @@ def parse_amount(text: str, *, max_amount: Decimal, agency: Agency = agencies.DE
         raise InvalidInput("The amount must be more than zero.", code="amount_not_positive")
     minor_units = agency.minor_units
     value = _locale_number(_CURRENCY_PREFIX.sub("", raw, count=1), agency.locale)
-    if -value.as_tuple().exponent > minor_units:
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int), "digits only: never NaN or infinite"
+    if -exponent > minor_units:
         raise InvalidInput(
             f"Use at most {minor_units} decimal places.", code="amount_decimals", places=minor_units
         )
@@ -115,6 +118,12 @@ def parse_phone(text: str, *, region: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+@overload
+def clean_text(
+    text: str | None, *, field: str, max_len: int, required: Literal[True] = True
+) -> str: ...
+@overload
+def clean_text(text: str | None, *, field: str, max_len: int, required: bool) -> str | None: ...
 def clean_text(text: str | None, *, field: str, max_len: int, required: bool = True) -> str | None:
     """Trimmed, single-spaced text without control characters, at most max_len long."""
     raw = " ".join((text or "").split())

@@ -293,6 +293,7 @@ class Dispatcher:
                 return
             if await self._settled_by_earlier_attempt(m):
                 return
+            result: SendResult | SmsError
             try:
                 result = await self.sender.send(to=m.to, body=m.body, status_callback=self.callback)
             except (PermanentSmsError, RetryableSmsError, AccountSmsError) as exc:

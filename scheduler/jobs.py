@@ -16,8 +16,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import reduce
+from typing import Any
 
-from sqlalchemy import Integer, Select, String, case, cast, exists, func, literal, or_, select
+from sqlalchemy import (
+    Integer,
+    Select,
+    SQLColumnExpression,
+    String,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -25,6 +38,7 @@ from db import clock, sms_text
 from db.agency import Agency, agency_of
 from db.config import LateFeeKind, Settings
 from db.models import (
+    MONEY_SCALE,
     Borrower,
     Installment,
     Loan,
@@ -33,7 +47,6 @@ from db.models import (
     MessageEvent,
     MessageKind,
     MessageStatus,
-    Money,
     Suppression,
 )
 from db.services.access import LIVE_LOAN
@@ -100,7 +113,7 @@ def _key_sql(rule: str, dues: Sequence[date]) -> ColumnElement[str]:
     return literal("rem:") + cast(Installment.loan_id, String) + suffix
 
 
-def _sign(value: ColumnElement) -> ColumnElement[str]:
+def _sign(value: SQLColumnExpression[Any]) -> ColumnElement[str]:
     return case((value < 0, literal("-")), else_=literal(""))
 
 
@@ -113,17 +126,18 @@ def _digits(units: ColumnElement[int], minor_units: int) -> ColumnElement[str]:
 
 
 def _signed_sum(
-    terms: Sequence[tuple[int, ColumnElement]], each: Callable[[ColumnElement], ColumnElement]
-) -> ColumnElement:
+    terms: Sequence[tuple[int, SQLColumnExpression[Any]]],
+    each: Callable[[SQLColumnExpression[Any]], SQLColumnExpression[Any]],
+) -> SQLColumnExpression[Any]:
     return reduce(operator.add, (each(c) if sign > 0 else -each(c) for sign, c in terms))
 
 
-def _cents(column: ColumnElement) -> ColumnElement[int]:
-    return cast(func.round(column * 10**Money.scale), Integer)
+def _cents(column: SQLColumnExpression[Any]) -> ColumnElement[int]:
+    return cast(func.round(column * 10**MONEY_SCALE), Integer)
 
 
 def amount_sql(
-    terms: Sequence[tuple[int, ColumnElement]], dialect: str, agency: Agency
+    terms: Sequence[tuple[int, SQLColumnExpression[Any]]], dialect: str, agency: Agency
 ) -> ColumnElement[str]:
     """format_money(..., plain=True) of a sum of money columns, in SQL, to the same character.
 
@@ -131,12 +145,12 @@ def amount_sql(
     minor = agency.minor_units
     if dialect == "postgresql":
         total = _signed_sum(terms, lambda c: c)
-        text = cast(func.round(func.abs(total), minor), String)
+        text: ColumnElement[str] = cast(func.round(func.abs(total), minor), String)
     else:
         # SQLite keeps Numeric as REAL: add whole cents, which are exact, then round half up.
         total = _signed_sum(terms, _cents)
-        shift = Money.scale - minor
-        units = func.abs(total) * 10**-shift if shift < 0 else func.abs(total)
+        shift = MONEY_SCALE - minor
+        units: ColumnElement[Any] = func.abs(total) * 10**-shift if shift < 0 else func.abs(total)
         if shift > 0:
             units = (units + 10**shift // 2) // 10**shift
         text = _digits(units, minor)
@@ -145,9 +159,9 @@ def amount_sql(
 
 def body_sql(
     template: str, *, dues: Sequence[date], dialect: str, agency: Agency
-) -> ColumnElement[str]:
+) -> SQLColumnExpression[str]:
     """The template as rendered by sms_text.render, with each row's values filled in SQL."""
-    per_row = {
+    per_row: dict[str, SQLColumnExpression[str]] = {
         "name": Borrower.name,
         "loan_number": Loan.loan_number,
         "amount_due": amount_sql(_OWED, dialect, agency),
@@ -161,7 +175,9 @@ def body_sql(
         # render strips the whole text, which SQL could not do to a borrower's value.
         raise ValueError("a reminder template must start and end with fixed text")
     parts = rendered.split(_MARK)  # text, field, text, field, ..., text
-    pieces = [literal(p) if i % 2 == 0 else per_row[p] for i, p in enumerate(parts) if p]
+    pieces: list[SQLColumnExpression[str]] = [
+        literal(p) if i % 2 == 0 else per_row[p] for i, p in enumerate(parts) if p
+    ]
     return reduce(operator.add, pieces)
 
 
@@ -200,7 +216,7 @@ def send_after_sql(
     window start; policy still holds the message until the borrower's own hours.
     """
     stmt = select(Borrower.timezone).distinct().where(Borrower.timezone.is_not(None))
-    zones = list(session.scalars(stmt))
+    zones = [zone for zone in session.scalars(stmt) if zone is not None]  # as the WHERE says
     expiry = timedelta(hours=settings.sms_expiry_hours)
     first, *rest = dues
 
@@ -284,9 +300,8 @@ def plan_rule(session: Session, *, days: int, today: date, settings: Settings) -
     names, rows = _due_select(session, days=days, dues=dues, settings=settings, now=now)
     # One INSERT ... SELECT: the database renders every body, nothing is streamed through us.
     # Another planner (a second worker, a restart) may have queued some meanwhile.
-    insert = dialect_insert(session, Message.__table__).from_select(names, rows)
-    insert = insert.on_conflict_do_nothing(index_elements=["idempotency_key"])
-    insert = insert.returning(_T.id)
+    plain = dialect_insert(session, Message.__table__).from_select(names, rows)
+    insert = plain.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(_T.id)
     if session.get_bind().dialect.name != "postgresql":
         # SQLite has no INSERT inside WITH: the new ids come back, their events follow.
         ids = list(session.scalars(insert))
@@ -304,7 +319,9 @@ def plan_rule(session: Session, *, days: int, today: date, settings: Settings) -
         ),
     )
     # PostgreSQL: both INSERTs in one statement, which answers how many were queued.
-    return session.scalar(select(func.count()).select_from(queued).add_cte(events.cte()))
+    return session.execute(
+        select(func.count()).select_from(queued).add_cte(events.cte())
+    ).scalar_one()
 
 
 def plan_reminders(session: Session, *, today: date, settings: Settings) -> int:

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -51,7 +52,7 @@ def in_tx(factory: Factory, fn: Callable[..., T], **kwargs: Any) -> T:
 
 async def db_call(factory: Factory, fn: Callable[..., T], **kwargs: Any) -> T:
     """The same, on a thread, so sends carry on while the database is written."""
-    return await asyncio.to_thread(in_tx, factory, fn, **kwargs)
+    return await asyncio.to_thread(partial(in_tx, factory, fn, **kwargs))
 
 
 def stuck_after(settings: Settings) -> timedelta:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,6 +54,11 @@ def listen_socket(host: str, port: int) -> socket.socket:
         ) from None
 
 
+@contextlib.contextmanager
+def _leave_signals() -> Iterator[None]:
+    yield
+
+
 @contextlib.asynccontextmanager
 async def running_web(
     app: ASGIApp,
@@ -68,9 +73,10 @@ async def running_web(
     `stopped` is set if the server ends by itself, so the caller can stop the rest.
     """
     sock = sock or listen_socket(host, settings.port)
-    server = make_server(app, settings, host)  # type: ignore[arg-type]
-    # uvicorn would take SIGINT/SIGTERM from the caller and raise them again on exit.
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    server = make_server(app, settings, host)
+    # uvicorn would take SIGINT/SIGTERM from the caller and raise them again on exit; it has
+    # no setting for that, so its method is replaced.
+    server.capture_signals = _leave_signals  # type: ignore[method-assign]
     task = asyncio.create_task(_serve(server, sock), name="web")
     if stopped is not None:
         task.add_done_callback(lambda _: stopped.set())

@@ -189,6 +189,8 @@ class AsyncBaseUrlHttpClient(AsyncTwilioHttpClient):
     which means no timeout at all) and opens its session lazily inside the running loop.
     """
 
+    session: aiohttp.ClientSession | None
+
     def __init__(
         self,
         api_base_url: str = DEFAULT_API_BASE_URL,
@@ -439,9 +441,11 @@ def _within(message: ProviderMessage, since: datetime, until: datetime | None) -
 
 
 def _int_or_none(value: object) -> int | None:
+    if not isinstance(value, str | int | float):
+        return None
     try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+        return int(value)
+    except ValueError:
         return None
 
 

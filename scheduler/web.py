@@ -26,6 +26,7 @@ from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 from twilio.request_validator import RequestValidator
 
 from db import clock, process
@@ -216,7 +217,7 @@ def build_web_app(
     )
 
 
-def make_server(app: Starlette, settings: Settings, host: str = "0.0.0.0") -> uvicorn.Server:
+def make_server(app: ASGIApp, settings: Settings, host: str = "0.0.0.0") -> uvicorn.Server:
     """A uvicorn server for app on settings.port; `await server.serve()` in a shared loop."""
     config = uvicorn.Config(
         app, host=host, port=settings.port, log_config=None, lifespan="off", proxy_headers=True

@@ -36,9 +36,9 @@ from db.services.loans import archive as loan_archive
 from db.services.loans.add import get_loan
 from db.services.loans.history import loan_history
 from db.services.loans.search import LoanFilter, list_loans, search_loans
-from db.services.sms.deliveries import queue_reminder_now
 from db.services.sms.inbound import handle_inbound
 from db.services.sms.outbox import queue_message
+from db.services.sms.reminders import queue_reminder_now
 from scheduler import jobs
 from tests.factories import actor, make_borrower, make_loan
 

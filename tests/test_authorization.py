@@ -46,7 +46,7 @@ from db.services.errors import AccessDenied, AuthError, NotFound, ServiceError
 from db.services.loans import add as loans
 from db.services.loans import archive as loan_archive
 from db.services.loans.add import EditableField
-from db.services.sms import deliveries
+from db.services.sms import deliveries, reminders
 from db.services.staff import invites
 from db.services.staff import members as staff_service
 from db.services.staff.sessions import current_actor, open_session
@@ -256,7 +256,7 @@ def _act(w: World, action: str, actor) -> None:
             s, actor=actor, loan_number=n, reason="entered twice"
         ),
         "restore": lambda: _restore(w, actor),
-        "remind": lambda: deliveries.queue_reminder_now(
+        "remind": lambda: reminders.queue_reminder_now(
             s, actor=actor, loan_number=n, today=t, settings=cfg
         ),
         "broadcast": lambda: broadcasts.preview_broadcast(

@@ -32,7 +32,12 @@ from db.services.errors import AccessDenied
 from db.services.loans import add as loans
 from db.services.loans.add import EditableField
 from db.services.sms import inbound
-from db.services.sms.relays import HOLD_HOURS, REPLY_WINDOW_DAYS, deliverable_relays
+from db.services.sms.relays import (
+    HOLD_HOURS,
+    REPLY_WINDOW_DAYS,
+    deliverable_relays,
+    relay_batch,
+)
 from db.services.staff.sessions import open_session
 from tests.bot_harness import BotHarness
 from tests.bot_helpers import actor_of, until
@@ -375,3 +380,17 @@ async def test_edit_of_a_shared_borrowers_phone_is_refused_in_the_bot(settings, 
         answer = await h.say(agent, _phone())
         assert answer["text"] == "Only a manager can change this borrower's details."
         assert h.db(lambda s: s.get(Loan, mine.id).borrower.phone) == old
+
+
+_BATCH = {"limit": 500, "idle_minutes": 120, "max_hours": 168}
+
+
+def test_relay_batch_gives_each_deliverable_reply_its_loan(session, agent_a):
+    borrower = _borrower(session)
+    loan = _loan(session, agent_a, borrower)
+    inbound_id = _reply(session, borrower).inbound_id
+    assert inbound_id not in {r.inbound_id for r in relay_batch(session, **_BATCH).relays}
+    open_session(session, agent_a)
+    batch = relay_batch(session, staff_id=agent_a.id, **_BATCH)
+    assert [r.inbound_id for r in batch.relays] == [inbound_id]
+    assert batch.loan_ids == {inbound_id: loan.id}

@@ -28,14 +28,18 @@ from db.models import MessageStatus as S
 from db.money import format_money
 from db.services.access import Actor
 from db.services.broadcasts import compose as bc
+from db.services.broadcasts import tracking
+from db.services.broadcasts.audiences import audience_words_if_anyone
 from db.services.broadcasts.compose import Audience, AudienceKind
 from db.services.broadcasts.progress_message import (
     clear_progress_message,
-    inbound_loan_ids,
+    progress_reports,
     set_progress_message,
+    start_broadcast,
     tracked_broadcasts,
 )
-from db.services.errors import InvalidInput, NotFound
+from db.services.errors import AccessDenied, InvalidInput, NotFound
+from db.services.sms.relays import inbound_loan_ids
 from tests.bot_harness import BotHarness, Person
 from tests.bot_helpers import button, until
 from tests.factories import actor, make_borrower, make_loan, make_staff
@@ -383,3 +387,53 @@ def test_inbound_loan_ids_maps_stored_messages(session):
     session.flush()
     assert inbound_loan_ids(session, inbound_ids=[row.id, loose.id]) == {row.id: loan.id}
     assert inbound_loan_ids(session, inbound_ids=[]) == {}
+
+
+def test_start_broadcast_points_it_at_its_message_and_reports_progress(session):
+    admin = actor(make_staff(session, role=Role.ADMIN))
+    agent = make_staff(session, role=Role.AGENT, name="Lata")
+    make_loan(session, agent=agent)
+    report = start_broadcast(
+        session,
+        actor=admin,
+        audience=Audience(AudienceKind.AGENT, agent_id=agent.id),
+        template="Hi {name}",
+        today=clock.utcnow().date(),
+        settings=_wide_settings(),
+        chat_id=-1001,
+        message_id=7,
+    )
+    bid = report.tracked.broadcast_id
+    assert (report.tracked.chat_id, report.tracked.message_id) == (-1001, 7)
+    assert report.tracked.audience == "borrowers of Lata"
+    assert (report.progress.total, report.progress.counts["queued"], report.failures) == (1, 1, [])
+    [again] = progress_reports(session, broadcast_id=bid)
+    assert again == report
+
+
+def test_broadcast_lines_and_cancel_and_count(session):
+    admin = actor(make_staff(session, role=Role.ADMIN))
+    agent = make_staff(session, role=Role.AGENT, name="Lata")
+    make_loan(session, agent=agent)
+    make_loan(session, agent=agent)
+    bid = _broadcast(session, admin, agent)
+    line = next(
+        x for x in tracking.broadcast_lines(session, actor=admin, limit=50) if x.info.id == bid
+    )
+    assert (line.audience, line.progress.counts["queued"]) == ("borrowers of Lata", 2)
+    assert tracking.cancel_and_count(session, actor=admin, broadcast_id=bid) == 2
+    with pytest.raises(AccessDenied):
+        tracking.broadcast_lines(session, actor=actor(agent), limit=10)
+
+
+def test_audience_words_if_anyone(session):
+    agent = make_staff(session, role=Role.AGENT, name="Lata")
+    nobody = make_staff(session, role=Role.AGENT, name="Ravi")
+    make_loan(session, agent=agent)
+    today = clock.utcnow().date()
+    words = audience_words_if_anyone(
+        session, audience=Audience(AudienceKind.AGENT, agent_id=agent.id), today=today
+    )
+    assert words == "borrowers of Lata"
+    empty = Audience(AudienceKind.AGENT, agent_id=nobody.id)
+    assert audience_words_if_anyone(session, audience=empty, today=today) is None

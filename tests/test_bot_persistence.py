@@ -13,6 +13,7 @@ from sqlalchemy import select
 from bot.persistence import CONV, USER, DbPersistence
 from db import clock
 from db.models import BotState
+from db.services import bot_state
 
 # Ids of this module only, so rows of other tests on a shared database never interfere.
 U1, U2, CHAT = 9_100_000_001, 9_100_000_002, -9_100_000_003
@@ -107,3 +108,15 @@ async def test_flush_and_refresh_change_nothing(committed):
     await store.flush()
     assert data == {"k": "v"}
     assert (await DbPersistence(committed).get_user_data())[U1] == {"k": "v"}
+
+
+def test_bot_state_service_reads_writes_and_deletes_documents(session):
+    namespace = "test:bot_state"
+    bot_state.write_state(session, namespace=namespace, key="1", data={"a": 1})
+    bot_state.write_state(session, namespace=namespace, key="2", data={"b": [2]})
+    bot_state.write_state(session, namespace=namespace, key="1", data={"a": 3})
+    session.flush()
+    assert bot_state.read_state(session, namespace=namespace) == {"1": {"a": 3}, "2": {"b": [2]}}
+    bot_state.write_state(session, namespace=namespace, key="2", data=None)
+    assert bot_state.read_state(session, namespace=namespace) == {"1": {"a": 3}}
+    assert bot_state.read_state(session, namespace="test:none") == {}

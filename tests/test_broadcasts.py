@@ -34,7 +34,7 @@ from db.services.broadcasts.compose import Audience, AudienceKind
 from db.services.collection import ledger
 from db.services.collection.ledger import Bucket
 from db.services.errors import AccessDenied, Conflict, InvalidInput, NotFound
-from db.services.sms.deliveries import _amount_due, next_window_open
+from db.services.sms.reminders import _amount_due, next_window_open
 from tests.factories import actor, make_borrower, make_loan, make_staff
 
 _tags = itertools.count(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -22,10 +23,11 @@ from db.models import (
     MessageKind,
     Role,
     Suppression,
+    SuppressionKind,
 )
 from db.models import MessageStatus as S
 from db.services.errors import AccessDenied, Conflict, NotFound
-from db.services.sms import deliveries
+from db.services.sms import deliveries, reminders, suppressions
 from tests.factories import actor, make_borrower, make_loan, make_staff
 
 _keys = itertools.count(1)
@@ -143,7 +145,7 @@ def test_delivery_report_of_an_empty_period_and_for_admins_only(session):
 
 
 def _remind(session, who, loan, cfg, today: date = TODAY):
-    return deliveries.queue_reminder_now(
+    return reminders.queue_reminder_now(
         session, actor=who, loan_number=loan.loan_number, today=today, settings=cfg
     )
 
@@ -239,8 +241,9 @@ def test_reminder_refused_when_opted_out_suppressed_or_closed(session, cfg):
     closed = make_loan(session, agent=agent)
     closed.state = LoanState.CLOSED
     session.flush()
-    with pytest.raises(Conflict, match="not active"):
+    with pytest.raises(Conflict, match="is closed") as err:
         _remind(session, actor(agent), closed, cfg)
+    assert err.value.code == "loan_not_active"
     assert sum(_count(session, loan) for loan in (out, blocked, closed)) == 0
 
 
@@ -254,3 +257,19 @@ def test_reminder_outside_the_allowed_hours_waits(session, cfg):
     start = time(13) if now.hour < 12 else time(1)
     day = now.date() if now.hour < 12 else now.date() + timedelta(days=1)
     assert info.waits_until == datetime.combine(day, start, tzinfo=UTC) == info.send_after
+
+
+def test_deliveries_overview_is_the_report_and_the_newest_suppressed(session):
+    admin = actor(make_staff(session, role=Role.ADMIN))
+    phones = [f"+9197{random.randrange(10**8):08d}" for _ in range(3)]
+    for phone in phones:
+        suppressions.suppress(
+            session, phone=phone, kind=SuppressionKind.PERMANENT, reason="x", error_code=None
+        )
+    overview = deliveries.deliveries_overview(session, actor=admin, now=NOW, suppressed_limit=2)
+    assert overview.report == deliveries.delivery_report(session, actor=admin, now=NOW)
+    listed = suppressions.list_suppressed(session, actor=admin, limit=2)
+    assert overview.suppressed == listed and len(listed) == 2
+    with pytest.raises(AccessDenied):
+        agent = actor(make_staff(session, role=Role.AGENT))
+        deliveries.deliveries_overview(session, actor=agent, now=NOW, suppressed_limit=2)

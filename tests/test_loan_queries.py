@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import event
 
 from db import clock
+from db.agency import Agency
 from db.models import (
     Contact,
     ContactChannel,
@@ -27,7 +28,9 @@ from db.models import (
 from db.services.collection import ledger
 from db.services.errors import AccessDenied, InvalidInput, NotFound
 from db.services.loans.add import EditableField, add_loan, edit_loan, reassign_loan
-from db.services.loans.search import LoanFilter, list_loans, loan_history, search_loans
+from db.services.loans.cards import loan_with_history
+from db.services.loans.history import loan_history
+from db.services.loans.search import LoanFilter, list_loans, search_loans
 from tests.factories import actor, make_borrower, make_loan
 
 
@@ -412,3 +415,18 @@ def test_history_of_another_agents_loan_is_not_found(session, agent_a, agent_b):
     make_loan(session, agent=agent_a, loan_number="T-HIST-3")
     with pytest.raises(NotFound):
         loan_history(session, actor=actor(agent_b), loan_number="T-HIST-3")
+
+
+def test_loan_with_history_is_the_card_and_a_page_of_its_history(session, agent, agent_b):
+    loan = make_loan(session, agent=agent)
+    today = clock.utcnow().date()
+    kw = {"today": today, "agency": Agency(), "limit": 5}
+    by_id = loan_with_history(session, actor=actor(agent), loan_id=loan.id, **kw)
+    by_number = loan_with_history(session, actor=actor(agent), loan_number=loan.loan_number, **kw)
+    assert by_id == by_number and by_id.loan.loan_number == loan.loan_number
+    assert by_id.history == loan_history(
+        session, actor=actor(agent), loan_number=loan.loan_number, limit=5, agency=Agency()
+    )
+    for who in ({"loan_id": loan.id}, {"loan_number": loan.loan_number}):
+        with pytest.raises(NotFound):
+            loan_with_history(session, actor=actor(agent_b), **who, **kw)

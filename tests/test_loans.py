@@ -396,7 +396,7 @@ def test_edit_refusals(session, agent_a, today):
     session.flush()
     with pytest.raises(Conflict) as err:
         edit(session, agent_a, "T-ED-6", EditableField.BORROWER_NAME, "Other Name", today)
-    assert err.value.code == "loan_inactive"
+    assert err.value.code == "loan_not_active"
     assert len(events(session, loan.id, LoanEventKind.EDITED)) == 1
 
 

@@ -16,8 +16,8 @@ from db import clock
 from db.agency import Agency
 from db.models import Message, MessageKind, MessageStatus, PaymentMethod
 from db.money import format_money
-from db.services.collection.payments import record_payment
-from db.services.errors import InvalidInput, NotFound
+from db.services.collection.payments import pay_and_notify, record_payment
+from db.services.errors import Conflict, InvalidInput, NotFound
 from db.services.sms.notices import notice_text, payment_notice
 from db.sms_text import Encoding, encoding, segments
 from tests.factories import actor, make_borrower, make_loan
@@ -154,3 +154,37 @@ def test_notice_text_is_gsm7_with_exact_amounts(
     assert f"Payment of {format_money(amount, Agency(), plain=True)} received" in body
     assert (f"balance {format_money(outstanding, Agency(), plain=True)}." in body) is not closed
     assert segments(body) == 1
+
+
+def test_pay_and_notify_records_the_payment_and_queues_its_notice(
+    session: Session, agent, loan, settings
+) -> None:
+    cfg = settings.model_copy(update={"agency_name": AGENCY, "notify_payment_received": True})
+    paid = pay_and_notify(
+        session,
+        actor=actor(agent),
+        loan_number=loan.loan_number,
+        amount=Decimal("1000.00"),
+        expected_version=loan.version,
+        today=TODAY,
+        settings=cfg,
+    )
+    assert (paid.amount, paid.outstanding, paid.closed) == (
+        Decimal("1000.00"),
+        Decimal("4000.00"),
+        False,
+    )
+    [notice] = session.scalars(select(Message).where(Message.loan_id == loan.id))
+    assert notice.kind is MessageKind.NOTICE and AGENCY in notice.body
+    off = cfg.model_copy(update={"notify_payment_received": False})
+    with pytest.raises(Conflict):  # the version it was shown at is gone: nothing is paid
+        pay_and_notify(
+            session,
+            actor=actor(agent),
+            loan_number=loan.loan_number,
+            amount=Decimal("1.00"),
+            expected_version=1,
+            today=TODAY,
+            settings=off,
+        )
+    assert _count(session, loan) == 1

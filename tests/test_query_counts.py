@@ -20,7 +20,8 @@ from db.models import ContactChannel, ContactOutcome, Frequency, Role
 from db.services import reports
 from db.services.collection import payments, promises
 from db.services.loans.add import get_loan
-from db.services.loans.search import LoanFilter, list_loans, loan_history, search_loans
+from db.services.loans.history import loan_history
+from db.services.loans.search import LoanFilter, list_loans, search_loans
 from tests.factories import actor, make_borrower, make_loan, make_staff
 
 TZ = ZoneInfo("Asia/Kolkata")

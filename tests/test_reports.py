@@ -220,3 +220,13 @@ def test_work_list_order_reasons_and_scope(session, team):
     everyone = reports.work_list(session, actor=actor(team["m"]), today=TODAY, limit=10_000)
     assert others.id in {i.loan.id for i in everyone}
     assert superseded.id not in {i.loan.id for i in everyone}
+
+
+def test_portfolio_figures_are_the_portfolio_and_its_collections(session, team, book):
+    who = actor(team["m"])
+    figures = reports.portfolio_figures(session, actor=who, today=TODAY, tz=IST, days=7)
+    assert figures.book == reports.portfolio(session, actor=who, today=TODAY, tz=IST)
+    assert figures.days == reports.collections_by_day(
+        session, actor=who, today=TODAY, tz=IST, days=7
+    )
+    assert len(figures.days) == 7

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from db.services.broadcasts import compose as broadcasts
-from db.services.sms import deliveries
+from db.services.sms import reminders
 from db.sms_window import next_window, next_window_open, window_start, zone
 from scheduler import policy
 
@@ -50,9 +50,9 @@ def test_next_window_open_is_the_same_moment_in_utc():
 
 
 def test_the_old_homes_still_offer_the_same_functions():
-    assert policy.zone is deliveries.zone is broadcasts.zone is zone
+    assert policy.zone is reminders.zone is broadcasts.zone is zone
     assert policy.next_window is next_window and policy.window_start is window_start
-    assert deliveries.next_window_open is broadcasts.next_window_open is next_window_open
+    assert reminders.next_window_open is broadcasts.next_window_open is next_window_open
 
 
 @given(

@@ -16,6 +16,7 @@ from telegram.ext import CommandHandler, ConversationHandler, filters
 
 from bot import texts
 from bot.context import Context, reply
+from bot.updates import user_data
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ async def delete_quietly(message: Message | None) -> bool:
 
 async def cancel_conversation(update: Update, context: Context) -> int:
     """/cancel inside a conversation: forget its scratch values and end it."""
-    context.user_data.clear()
+    user_data(context).clear()
     await reply(update, texts.CANCELLED)
     return ConversationHandler.END
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import warnings
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -25,15 +25,14 @@ from bot import keyboards, texts
 from bot.context import Context, agency_of, answer_button, db, require_staff, settings_of
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
-from db import agency as agencies
+from bot.updates import chat_of, query_of, user_data
 from db import clock
-from db.agency import Agency
 from db.models import Role
 from db.money import format_money
 from db.services.access import Actor, require_role
-from db.services.collection.promises import find_loan, refuse_above_owed, require_active
 from db.services.errors import Conflict, InvalidInput, ServiceError
 from db.services.loans import add as loan_service
+from db.services.loans.guards import check_owed
 from db.services.loans.snapshots import LoanView
 from db.validation import parse_amount
 
@@ -60,8 +59,8 @@ def conversation(**kwargs: Any) -> ConversationHandler:
 
 def begin(context: Context, name: str, view: LoanView) -> None:
     """Start conversation name on the loan of view: fresh scratch values."""
-    context.user_data.clear()
-    context.user_data.update(
+    user_data(context).clear()
+    user_data(context).update(
         {
             ACTIVE: name,
             LOAN_ID: view.id,
@@ -74,17 +73,17 @@ def begin(context: Context, name: str, view: LoanView) -> None:
 
 def finish(context: Context) -> int:
     """End the conversation and forget its scratch values."""
-    context.user_data.clear()
+    user_data(context).clear()
     return END
 
 
-def step(name: str) -> Callable[[Step], Callable[[Update, Context], Awaitable[Any]]]:
+def step(name: str) -> Callable[[Step], Callable[[Update, Context], Coroutine[Any, Any, Any]]]:
     """A step of conversation name, for logged-in staff, refused once it was superseded."""
 
-    def wrap(callback: Step) -> Callable[[Update, Context], Awaitable[Any]]:
+    def wrap(callback: Step) -> Callable[[Update, Context], Coroutine[Any, Any, Any]]:
         @functools.wraps(callback)
         async def run(update: Update, context: Context, actor: Actor) -> Any:
-            if context.user_data.get(ACTIVE) != name:
+            if user_data(context).get(ACTIVE) != name:
                 return await _superseded(update)
             return await callback(update, context, actor)
 
@@ -104,7 +103,7 @@ async def _superseded(update: Update) -> int:
 
 async def say(update: Update, text: str, **kwargs: Any) -> None:
     """Send text to the chat (a pressed button must have been answered already)."""
-    await update.effective_chat.send_message(text, **kwargs)
+    await chat_of(update).send_message(text, **kwargs)
 
 
 def today_of(context: Context) -> date:
@@ -119,8 +118,8 @@ def money(context: Context, amount: Decimal) -> str:
 
 def my_button(update: Update, context: Context, prefix: CB, count: int = 2) -> list[int] | None:
     """The ids of a step's button when it is about this conversation's loan, else None."""
-    ids = keyboards.parse_ids(update.callback_query.data, prefix, count)
-    if ids is None or ids[0] != context.user_data.get(LOAN_ID):
+    ids = keyboards.parse_ids(query_of(update).data, prefix, count)
+    if ids is None or ids[0] != user_data(context).get(LOAN_ID):
         return None
     return ids
 
@@ -131,7 +130,7 @@ async def pressed(update: Update, context: Context, prefix: CB, count: int = 2) 
     if ids is None:
         await answer_button(update, texts.BAD_BUTTON)
         return None
-    await update.callback_query.answer()
+    await query_of(update).answer()
     return ids
 
 
@@ -139,11 +138,11 @@ async def chosen(
     update: Update, context: Context, prefix: CB, allowed: Collection[str]
 ) -> str | None:
     """The value of a pressed choice of this conversation's loan (answered), else None."""
-    parts = keyboards.parse_fields(update.callback_query.data, prefix, 2)
-    if parts is None or parts[0] != str(context.user_data.get(LOAN_ID)) or parts[1] not in allowed:
+    parts = keyboards.parse_fields(query_of(update).data, prefix, 2)
+    if parts is None or parts[0] != str(user_data(context).get(LOAN_ID)) or parts[1] not in allowed:
         await answer_button(update, texts.BAD_BUTTON)
         return None
-    await update.callback_query.answer()
+    await query_of(update).answer()
     return parts[1]
 
 
@@ -164,7 +163,7 @@ async def loan_of_button(
     update: Update, context: Context, actor: Actor, prefix: CB
 ) -> LoanView | None:
     """The loan a card button names, as shown; otherwise answer (or show the card) and None."""
-    ids = keyboards.parse_ids(update.callback_query.data, prefix, 2)
+    ids = keyboards.parse_ids(query_of(update).data, prefix, 2)
     if ids is None:
         await answer_button(update, texts.BAD_BUTTON)
         return None
@@ -179,10 +178,10 @@ async def loan_of_button(
     except ServiceError as err:
         await answer_button(update, err.message)
         return None
-    await update.callback_query.answer()
+    await query_of(update).answer()
     if view.version != ids[1]:
         await show_card(
-            update.callback_query, context, actor, view.id, note=texts.LOAN_CHANGED, edit=True
+            query_of(update), context, actor, view.id, note=texts.LOAN_CHANGED, edit=True
         )
         return None
     return view
@@ -212,7 +211,7 @@ async def amount_owed(
             context,
             check_owed,
             actor=actor,
-            loan_number=context.user_data[NUMBER],
+            loan_number=user_data(context)[NUMBER],
             amount=amount,
             code=code,
             agency=agency,
@@ -228,9 +227,9 @@ async def amount_owed(
 
 async def refused(update: Update, context: Context, actor: Actor, err: ServiceError) -> int:
     """A service refused the final step: a stale loan shows its fresh card, else the reason."""
-    loan_id = context.user_data.get(LOAN_ID)
+    loan_id = user_data(context).get(LOAN_ID)
     if isinstance(err, Conflict) and err.code == "stale" and loan_id:
-        query = update.callback_query
+        query = query_of(update)
         await show_card(
             query or update,
             context,
@@ -245,7 +244,7 @@ async def refused(update: Update, context: Context, actor: Actor, err: ServiceEr
 
 
 async def _cancel(update: Update, context: Context, actor: Actor) -> int:
-    query = update.callback_query
+    query = query_of(update)
     await query.answer()
     await query.edit_message_text(texts.CANCELLED)
     return finish(context)
@@ -255,30 +254,14 @@ async def _use_buttons(update: Update, context: Context, actor: Actor) -> None:
     await say(update, texts.USE_BUTTONS)  # None: the conversation stays in its step
 
 
-def cancel_step(name: str) -> Callable[[Update, Context], Awaitable[Any]]:
+def cancel_step(name: str) -> Callable[[Update, Context], Coroutine[Any, Any, Any]]:
     """The Cancel button of conversation name: nothing changes and the buttons go."""
     return step(name)(_cancel)
 
 
-def buttons_only(name: str) -> Callable[[Update, Context], Awaitable[Any]]:
+def buttons_only(name: str) -> Callable[[Update, Context], Coroutine[Any, Any, Any]]:
     """Text typed where conversation name expects a button: say so, stay in the step."""
     return step(name)(_use_buttons)
-
-
-def check_owed(
-    session: Session,
-    *,
-    actor: Actor,
-    loan_number: str,
-    amount: Decimal,
-    code: str,
-    agency: Agency = agencies.DEFAULT,
-) -> Decimal:
-    """What would be left owing after amount, refused as the services refuse it (no writes)."""
-    loan = find_loan(session, actor=actor, loan_number=loan_number)
-    require_active(loan)
-    refuse_above_owed(loan, amount, code=code, agency=agency)
-    return loan.outstanding - amount
 
 
 def dry_run(session: Session, fn: Callable[..., Any], **kwargs: Any) -> Any:

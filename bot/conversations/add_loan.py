@@ -12,10 +12,17 @@ import logging
 import secrets
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 from telegram import Update
 from telegram.error import TelegramError
-from telegram.ext import CallbackQueryHandler, CommandHandler, ConversationHandler, MessageHandler
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+)
 from telegram.warnings import PTBUserWarning
 
 from bot import keyboards, texts
@@ -25,6 +32,7 @@ from bot.conversations import add_loan_steps as steps
 from bot.conversations.add_loan_steps import STEPS, State
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
+from bot.updates import chat_of, message_of, query_of, text_of, user_data
 from db.services.access import Actor
 from db.services.errors import AccessDenied, InvalidInput, ServiceError
 from db.services.loans import add as loan_service
@@ -44,7 +52,7 @@ def build_handler() -> ConversationHandler:
     def press(state: State, callback):
         return CallbackQueryHandler(callback, pattern=f"^{CB.NEW_LOAN.value}{STEPS[state][0]}:")
 
-    states = {
+    states: dict[object, list[BaseHandler[Update, Any, object]]] = {
         State.PHONE: [text(phone)],
         State.EXISTING: [press(State.EXISTING, _chosen(State.EXISTING, steps.use_borrower))],
         State.NAME: [text(_typed(State.NAME, steps.name))],
@@ -85,7 +93,7 @@ def build_handler() -> ConversationHandler:
 
 
 def _form(context: Context) -> dict:
-    return context.user_data.setdefault(FORM, {})
+    return user_data(context).setdefault(FORM, {})
 
 
 async def _ask(update: Update, context: Context, state: State, reason: str | None = None) -> int:
@@ -94,7 +102,7 @@ async def _ask(update: Update, context: Context, state: State, reason: str | Non
     form["at"] = int(state)
     text, markup = steps.question(form, state, agency_of(context))
     # A pressed button was answered already: send, don't reply() (it answers again).
-    await update.effective_chat.send_message(
+    await chat_of(update).send_message(
         texts.new_again(reason, text) if reason else text, reply_markup=markup
     )
     return state
@@ -102,13 +110,13 @@ async def _ask(update: Update, context: Context, state: State, reason: str | Non
 
 async def _pressed(update: Update, context: Context, state: State) -> str | None:
     """The value of a pressed button of this form's current step, else None (answered)."""
-    query = update.callback_query
+    query = query_of(update)
     fields = keyboards.parse_fields(query.data, CB.NEW_LOAN, 3)
     step, choices = STEPS[state]
     if fields is None or fields[0] != step or fields[1] not in dict(choices):
         await answer_button(update, texts.BAD_BUTTON)
         return None
-    if fields[2] != context.user_data.get(FORM, {}).get("tok"):
+    if fields[2] != user_data(context).get(FORM, {}).get("tok"):
         await answer_button(update, texts.OLD_BUTTON)
         return None
     await query.answer()
@@ -125,8 +133,8 @@ async def _pressed(update: Update, context: Context, state: State) -> str | None
 @require_staff
 async def start(update: Update, context: Context, actor: Actor) -> int:
     """/new: a fresh form, then the borrower's phone."""
-    context.user_data.clear()
-    context.user_data[FORM] = {"tok": secrets.token_hex(4)}
+    user_data(context).clear()
+    user_data(context)[FORM] = {"tok": secrets.token_hex(4)}
     return await _ask(update, context, State.PHONE)
 
 
@@ -135,7 +143,7 @@ async def phone(update: Update, context: Context, actor: Actor) -> int:
     """The phone: a known borrower is offered, otherwise their name is asked."""
     region = settings_of(context).default_phone_region
     try:
-        e164 = parse_phone(update.message.text, region=region)
+        e164 = parse_phone(text_of(update), region=region)
         found = await db(
             context, loan_service.find_borrower, phone=e164, region=region, actor=actor
         )
@@ -158,7 +166,7 @@ def _typed(state: State, parse: Callable[[Context, str], tuple[dict, State]]):
     @require_staff
     async def typed(update: Update, context: Context, actor: Actor) -> int:
         try:
-            values, then = parse(context, update.message.text or "")
+            values, then = parse(context, message_of(update).text or "")
         except InvalidInput as err:
             return await _ask(update, context, state, err.message)
         _form(context).update(values)
@@ -189,8 +197,8 @@ async def use_buttons(update: Update, context: Context, actor: Actor) -> None:
 
 
 async def _cancel(update: Update, context: Context) -> int:
-    context.user_data.clear()
-    await update.effective_chat.send_message(texts.CANCELLED)
+    user_data(context).clear()
+    await chat_of(update).send_message(texts.CANCELLED)
     return ConversationHandler.END
 
 
@@ -202,18 +210,18 @@ async def confirm(update: Update, context: Context, actor: Actor) -> int | None:
         return None
     if choice == "no":
         return await _cancel(update, context)
-    form = context.user_data.pop(FORM)  # a second Confirm finds no form: nothing twice
+    form = user_data(context).pop(FORM)  # a second Confirm finds no form: nothing twice
     try:
         args = steps.loan_args(context, form)
         view = await db(context, loan_service.add_loan, actor=actor, **args)
     except ServiceError as err:
         back = steps.BACK_TO.get(err.code)
         if back is None:
-            context.user_data.clear()
-            await update.effective_chat.send_message(texts.service_error(err))
+            user_data(context).clear()
+            await chat_of(update).send_message(texts.service_error(err))
             return ConversationHandler.END
-        context.user_data[FORM] = form
+        user_data(context)[FORM] = form
         return await _ask(update, context, back, err.message)
-    context.user_data.clear()
+    user_data(context).clear()
     await show_card(update, context, actor, view.id, note=texts.new_added(view.loan_number))
     return ConversationHandler.END

@@ -13,7 +13,6 @@ import logging
 import secrets
 from enum import IntEnum
 
-from sqlalchemy.orm import Session
 from telegram import InlineKeyboardMarkup, Update
 from telegram.error import TelegramError
 from telegram.ext import (
@@ -28,12 +27,12 @@ from bot import jobs, keyboards, texts
 from bot.context import Context, answer_button, db, require_staff, settings_of
 from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.keyboards import CB
-from db.config import Settings
+from bot.updates import query_of, text_of, user_data
 from db.models import Role, StaffState
 from db.services.access import Actor
 from db.services.broadcasts import compose as bc
-from db.services.broadcasts.audiences import Audience, AudienceKind, audience_is_empty
-from db.services.broadcasts.progress_message import audience_words, set_progress_message
+from db.services.broadcasts.audiences import Audience, AudienceKind, audience_words_if_anyone
+from db.services.broadcasts.progress_message import start_broadcast
 from db.services.collection.ledger import Bucket
 from db.services.errors import InvalidInput, ServiceError
 from db.services.staff import members as staff_service
@@ -96,8 +95,8 @@ def build_handler() -> ConversationHandler:
 
 def _fields(update: Update, context: Context, prefix: CB, count: int) -> list[str] | None:
     """The button's fields when it belongs to this form (its token matches), else None."""
-    fields = keyboards.parse_fields(update.callback_query.data, prefix, count + 1)
-    if fields is None or fields[-1] != context.user_data.get(TOKEN):
+    fields = keyboards.parse_fields(query_of(update).data, prefix, count + 1)
+    if fields is None or fields[-1] != user_data(context).get(TOKEN):
         return None
     return fields[:-1]
 
@@ -111,27 +110,20 @@ async def _show(update: Update, text: str, markup: InlineKeyboardMarkup | None =
 
 
 def _audiences(context: Context) -> InlineKeyboardMarkup:
-    return keyboards.broadcast_audiences(context.user_data[TOKEN], texts.BC_AUDIENCES)
+    return keyboards.broadcast_audiences(user_data(context)[TOKEN], texts.BC_AUDIENCES)
 
 
 def _today(context: Context):
     return actions.today_of(context)
 
 
-def _words_if_anyone(session: Session, *, audience: Audience, today) -> str | None:
-    """The audience in words, or None when nobody is in it."""
-    if audience_is_empty(session, audience=audience, today=today):
-        return None
-    return audience_words(session, audience)
-
-
 async def _chosen(update: Update, context: Context, audience: Audience) -> int:
     """An audience was chosen: ask for the text, or choose again when nobody is in it."""
-    words = await db(context, _words_if_anyone, audience=audience, today=_today(context))
+    words = await db(context, audience_words_if_anyone, audience=audience, today=_today(context))
     if words is None:
         await _show(update, texts.BC_NOBODY, _audiences(context))
         return State.AUDIENCE
-    context.user_data.update({AUDIENCE: audience.to_json(), WHO: words})
+    user_data(context).update({AUDIENCE: audience.to_json(), WHO: words})
     await _show(update, texts.bc_ask_text(words))
     return State.TEXT
 
@@ -144,8 +136,8 @@ async def broadcast_command(update: Update, context: Context, actor: Actor) -> i
     """/broadcast: admins choose the audience first."""
     if not await actions.allowed(update, actor, Role.ADMIN, "broadcast"):
         return actions.END
-    context.user_data.clear()
-    context.user_data.update({actions.ACTIVE: NAME, TOKEN: secrets.token_hex(4)})
+    user_data(context).clear()
+    user_data(context).update({actions.ACTIVE: NAME, TOKEN: secrets.token_hex(4)})
     await actions.say(update, texts.BC_ASK_AUDIENCE, reply_markup=_audiences(context))
     return State.AUDIENCE
 
@@ -157,9 +149,9 @@ async def audience_button(update: Update, context: Context, actor: Actor) -> int
     if fields is None or fields[0] not in {k.value for k in AudienceKind}:
         await answer_button(update, texts.OLD_BUTTON)
         return None
-    await update.callback_query.answer()
+    await query_of(update).answer()
     kind = AudienceKind(fields[0])
-    token = context.user_data[TOKEN]
+    token = user_data(context)[TOKEN]
     if kind is AudienceKind.BUCKET:
         labels = [f"{b.value} days" for b in BUCKETS]
         await _show(update, texts.BC_ASK_BUCKET, keyboards.broadcast_buckets(token, labels))
@@ -182,7 +174,7 @@ async def _ask_agent(update: Update, context: Context, actor: Actor) -> int:
     if not holders:
         await _show(update, texts.BC_NO_AGENTS, _audiences(context))
         return State.AUDIENCE
-    markup = keyboards.broadcast_agents(context.user_data[TOKEN], holders[:MAX_AGENTS])
+    markup = keyboards.broadcast_agents(user_data(context)[TOKEN], holders[:MAX_AGENTS])
     await _show(update, texts.BC_ASK_AGENT, markup)
     return State.AGENT
 
@@ -194,7 +186,7 @@ async def bucket_button(update: Update, context: Context, actor: Actor) -> int |
     if fields is None or fields[0] not in {str(i) for i in range(len(BUCKETS))}:
         await answer_button(update, texts.OLD_BUTTON)
         return None
-    await update.callback_query.answer()
+    await query_of(update).answer()
     return await _chosen(
         update, context, Audience(AudienceKind.BUCKET, bucket=BUCKETS[int(fields[0])])
     )
@@ -207,7 +199,7 @@ async def agent_button(update: Update, context: Context, actor: Actor) -> int | 
     if fields is None or not (fields[0].isdigit() and 0 < len(fields[0]) <= 18):
         await answer_button(update, texts.OLD_BUTTON)
         return None
-    await update.callback_query.answer()
+    await query_of(update).answer()
     return await _chosen(update, context, Audience(AudienceKind.AGENT, agent_id=int(fields[0])))
 
 
@@ -215,7 +207,7 @@ async def agent_button(update: Update, context: Context, actor: Actor) -> int | 
 async def tag_text(update: Update, context: Context, actor: Actor) -> int | None:
     """The tag typed."""
     try:
-        audience = Audience(AudienceKind.TAG, tag=update.message.text)
+        audience = Audience(AudienceKind.TAG, tag=text_of(update))
     except InvalidInput as err:
         await actions.say(update, texts.bc_again(err.message, texts.BC_TAG_AGAIN))
         return None
@@ -235,9 +227,9 @@ async def not_text(update: Update, context: Context, actor: Actor) -> None:
 async def template_text(update: Update, context: Context, actor: Actor) -> int | None:
     """The text: checked and previewed by the service, or refused with why."""
     settings = settings_of(context)
-    audience = Audience.from_json(context.user_data[AUDIENCE])
+    audience = Audience.from_json(user_data(context)[AUDIENCE])
     try:
-        text = bc.clean_template(update.message.text)
+        text = bc.clean_template(text_of(update))
         preview = await db(
             context,
             bc.preview_broadcast,
@@ -256,12 +248,12 @@ async def template_text(update: Update, context: Context, actor: Actor) -> int |
     except ServiceError as err:
         await actions.say(update, texts.service_error(err))
         return actions.finish(context)
-    context.user_data[TEMPLATE] = text
+    user_data(context)[TEMPLATE] = text
     await actions.say(
         update,
-        _preview_text(context.user_data[WHO], preview),
+        _preview_text(user_data(context)[WHO], preview),
         reply_markup=keyboards.broadcast_confirm(
-            context.user_data[TOKEN],
+            user_data(context)[TOKEN],
             texts.BC_BTN_SEND.format(count=preview.sendable),
             texts.BC_BTN_EDIT,
         ),
@@ -288,9 +280,9 @@ async def edit_button(update: Update, context: Context, actor: Actor) -> int | N
     if _fields(update, context, CB.BC_EDIT, 0) is None:
         await answer_button(update, texts.OLD_BUTTON)
         return None
-    await update.callback_query.answer()
-    await update.callback_query.edit_message_reply_markup(None)
-    await actions.say(update, texts.bc_ask_text(context.user_data[WHO]))
+    await query_of(update).answer()
+    await query_of(update).edit_message_reply_markup(None)
+    await actions.say(update, texts.bc_ask_text(user_data(context)[WHO]))
     return State.TEXT
 
 
@@ -300,42 +292,18 @@ async def abort_button(update: Update, context: Context, actor: Actor) -> int | 
     if _fields(update, context, CB.BC_ABORT, 0) is None:
         await answer_button(update, texts.OLD_BUTTON)
         return None
-    await update.callback_query.answer()
-    await update.callback_query.edit_message_text(texts.BC_CANCELLED)
+    await query_of(update).answer()
+    await query_of(update).edit_message_text(texts.BC_CANCELLED)
     return actions.finish(context)
 
 
 # --- send ----------------------------------------------------------------------------------
 
 
-def _create(
-    session: Session,
-    *,
-    actor: Actor,
-    audience: dict,
-    template: str,
-    today,
-    settings: Settings,
-    chat_id: int,
-    message_id: int,
-) -> jobs.Report:
-    """Queue the broadcast and point it at its progress message, in one transaction."""
-    info = bc.create_broadcast(
-        session,
-        actor=actor,
-        audience=Audience.from_json(audience),
-        template=template,
-        today=today,
-        settings=settings,
-    )
-    set_progress_message(session, broadcast_id=info.id, chat_id=chat_id, message_id=message_id)
-    return jobs.reports(session, broadcast_id=info.id)[0]
-
-
 @actions.step(NAME)
 async def send_button(update: Update, context: Context, actor: Actor) -> int | None:
     """Send: queue every message; the preview turns into the progress message."""
-    query = update.callback_query
+    query = query_of(update)
     if _fields(update, context, CB.BC_SEND, 0) is None or query.message is None:
         await answer_button(update, texts.OLD_BUTTON)
         return None
@@ -343,10 +311,10 @@ async def send_button(update: Update, context: Context, actor: Actor) -> int | N
     try:
         report = await db(
             context,
-            _create,
+            start_broadcast,
             actor=actor,
-            audience=context.user_data[AUDIENCE],
-            template=context.user_data[TEMPLATE],
+            audience=Audience.from_json(user_data(context)[AUDIENCE]),
+            template=user_data(context)[TEMPLATE],
             today=_today(context),
             settings=settings_of(context),
             chat_id=query.message.chat.id,

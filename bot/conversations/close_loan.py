@@ -23,6 +23,7 @@ from bot.conversations import TEXT_INPUT, actions, loan_action
 from bot.conversations.actions import NUMBER, VERSION
 from bot.conversations.loan_action import Ask, Change, Confirm, Entry
 from bot.keyboards import CB
+from bot.updates import text_of, user_data
 from db.models import Role
 from db.services.access import Actor
 from db.services.errors import Conflict
@@ -74,7 +75,7 @@ def build_handler() -> ConversationHandler:
 def _close_arguments(context: Context, actor: Actor, version: int) -> dict[str, Any]:
     return {
         "actor": actor,
-        "loan_number": context.user_data[NUMBER],
+        "loan_number": user_data(context)[NUMBER],
         "expected_version": version,
         "today": actions.today_of(context),
         "agency": agency_of(context),
@@ -119,8 +120,8 @@ async def close_confirmed(update: Update, context: Context, actor: Actor) -> int
 def _write_off_arguments(context: Context, actor: Actor, version: int) -> dict[str, Any]:
     return {
         "actor": actor,
-        "loan_number": context.user_data[NUMBER],
-        "reason": context.user_data[REASON],
+        "loan_number": user_data(context)[NUMBER],
+        "reason": user_data(context)[REASON],
         "expected_version": version,
         "today": actions.today_of(context),
     }
@@ -154,8 +155,8 @@ async def write_off_entry(update: Update, context: Context, actor: Actor) -> int
 @actions.step(NAME)
 async def write_off_reason(update: Update, context: Context, actor: Actor) -> int:
     """The reason typed: check it with the service (nothing written), then confirm."""
-    data = context.user_data
-    reason = data[REASON] = update.message.text
+    data = user_data(context)
+    reason = data[REASON] = text_of(update)
     arguments = _write_off_arguments(context, actor, data[VERSION])
     view = await loan_action.preview(
         update, context, actor, loan_service.write_off_loan, arguments, (WRITE_OFF_AGAIN,)
@@ -179,7 +180,7 @@ async def write_off_confirmed(update: Update, context: Context, actor: Actor) ->
 
 
 def _reasoned(context: Context, actor: Actor) -> dict[str, Any]:
-    data = context.user_data
+    data = user_data(context)
     return {"actor": actor, "loan_number": data[NUMBER], "reason": data[REASON]}
 
 
@@ -285,8 +286,8 @@ async def _reason_step(
     template: str,
 ) -> int:
     """A reason for archive or restore: dry-run the service with it; ask again or confirm."""
-    data = context.user_data
-    data[REASON] = update.message.text
+    data = user_data(context)
+    data[REASON] = text_of(update)
     arguments = _reasoned(context, actor)
     got = await loan_action.preview(
         update, context, actor, confirm.change.service, arguments, (ask,)

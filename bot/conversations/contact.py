@@ -15,6 +15,7 @@ from bot.conversations import TEXT_INPUT, actions, loan_action
 from bot.conversations.actions import BORROWER, LOAN_ID, NUMBER
 from bot.conversations.loan_action import Ask, Callback, Change, Entry
 from bot.keyboards import CB
+from bot.updates import query_of, text_of, user_data
 from db.models import ContactChannel, ContactOutcome
 from db.services.access import Actor
 from db.services.collection import promises
@@ -56,7 +57,7 @@ def _choices(kind: type[StrEnum], labels: dict[str, str]) -> list[tuple[str, str
 
 def _recorded(context: Context, made: Any) -> tuple[str, int]:
     text = texts.contact_done(made.channel.value, made.outcome.value)
-    return text, context.user_data[LOAN_ID]
+    return text, user_data(context)[LOAN_ID]
 
 
 CONTACT_ENTRY = Entry(button=CB.LOAN_CONTACT, usage=texts.CONTACT_USAGE)
@@ -82,13 +83,13 @@ async def contact_entry(update: Update, context: Context, actor: Actor) -> int:
 @actions.step(NAME)
 async def channel(update: Update, context: Context, actor: Actor) -> int | None:
     """A channel pressed: ask the outcome in the same message."""
-    data = context.user_data
+    data = user_data(context)
     value = await actions.chosen(update, context, CB.CONTACT_CHANNEL, set(ContactChannel))
     if value is None:
         return None
     data[CHANNEL] = value
     choices = _choices(ContactOutcome, texts.CONTACT_OUTCOMES)
-    await update.callback_query.edit_message_text(
+    await query_of(update).edit_message_text(
         texts.contact_ask_outcome(data[BORROWER], value),
         reply_markup=keyboards.action_choices(CB.CONTACT_OUTCOME, data[LOAN_ID], choices),
     )
@@ -98,12 +99,12 @@ async def channel(update: Update, context: Context, actor: Actor) -> int | None:
 @actions.step(NAME)
 async def outcome(update: Update, context: Context, actor: Actor) -> int | None:
     """An outcome pressed: ask for a note (or Skip)."""
-    data = context.user_data
+    data = user_data(context)
     value = await actions.chosen(update, context, CB.CONTACT_OUTCOME, set(ContactOutcome))
     if value is None:
         return None
     data[OUTCOME] = value
-    await update.callback_query.edit_message_text(
+    await query_of(update).edit_message_text(
         texts.contact_ask_note(data[BORROWER], data[CHANNEL], value),
         reply_markup=keyboards.action_skip(data[LOAN_ID], texts.BTN_SKIP),
     )
@@ -115,20 +116,20 @@ async def skip_note(update: Update, context: Context, actor: Actor) -> int | Non
     """Skip pressed: record the contact without a note."""
     if await actions.pressed(update, context, CB.CONTACT_SKIP, 1) is None:
         return None
-    await update.callback_query.edit_message_reply_markup(None)
+    await query_of(update).edit_message_reply_markup(None)
     return await _record(update, context, actor, None)
 
 
 @actions.step(NAME)
 async def note_text(update: Update, context: Context, actor: Actor) -> int:
     """The note typed ("skip" means none): record the contact."""
-    text = update.message.text.strip()
+    text = text_of(update).strip()
     return await _record(update, context, actor, None if text.lower() in texts.SKIP_WORDS else text)
 
 
 async def _record(update: Update, context: Context, actor: Actor, note: str | None) -> int:
     """Record the contact; its result follows as a new message (the question stays)."""
-    data = context.user_data
+    data = user_data(context)
     arguments = {
         "actor": actor,
         "loan_number": data[NUMBER],

@@ -21,6 +21,7 @@ from bot.conversations import TEXT_INPUT, actions, loan_action
 from bot.conversations.actions import NUMBER, VERSION
 from bot.conversations.loan_action import Ask, Change, Confirm, Entry
 from bot.keyboards import CB
+from bot.updates import query_of, text_of, user_data
 from db.agency import Agency
 from db.money import format_money
 from db.services.access import Actor
@@ -101,26 +102,26 @@ async def edit_entry(update: Update, context: Context, actor: Actor) -> int:
     state = await loan_action.start(
         update, context, NAME, view, text, State.FIELD, reply_markup=markup
     )
-    context.user_data[CURRENT] = _current(view)
+    user_data(context)[CURRENT] = _current(view)
     return state
 
 
 @actions.step(NAME)
 async def field_button(update: Update, context: Context, actor: Actor) -> int | None:
     """A field pressed: ask its new value, showing the current one."""
-    data = context.user_data
+    data = user_data(context)
     field = await actions.chosen(update, context, CB.EDIT_FIELD, data[CURRENT])
     if field is None:
         return None
     data[FIELD] = field
     current = shown(field, data[CURRENT][field], agency_of(context))
-    await update.callback_query.edit_message_text(texts.edit_ask_value(field, current))
+    await query_of(update).edit_message_text(texts.edit_ask_value(field, current))
     return State.VALUE
 
 
 def _edit(context: Context, actor: Actor, version: int) -> dict[str, Any]:
     """edit_loan's arguments for this conversation's field and value."""
-    settings, data = settings_of(context), context.user_data
+    settings, data = settings_of(context), user_data(context)
     return {
         "actor": actor,
         "loan_number": data[NUMBER],
@@ -162,8 +163,8 @@ REASON_AGAIN = Ask(
 @actions.step(NAME)
 async def value_text(update: Update, context: Context, actor: Actor) -> int:
     """The new value typed: preview the change (nothing written) and ask to confirm."""
-    data = context.user_data
-    data[VALUE] = update.message.text
+    data = user_data(context)
+    data[VALUE] = text_of(update)
     data.pop(REASON, None)
     arguments = _edit(context, actor, data[VERSION])
     preview = await loan_action.preview(
@@ -175,8 +176,8 @@ async def value_text(update: Update, context: Context, actor: Actor) -> int:
 @actions.step(NAME)
 async def reason_text(update: Update, context: Context, actor: Actor) -> int:
     """The reason for a long due-date move: preview again with it, then confirm."""
-    data = context.user_data
-    data[REASON] = update.message.text
+    data = user_data(context)
+    data[REASON] = text_of(update)
     arguments = _edit(context, actor, data[VERSION])
     preview = await loan_action.preview(
         update, context, actor, loan_service.edit_loan, arguments, (REASON_AGAIN,)
@@ -186,7 +187,7 @@ async def reason_text(update: Update, context: Context, actor: Actor) -> int:
 
 async def _ask_confirm(update: Update, context: Context, preview: EditResult) -> int:
     """before → after (and the reason, if one was asked), with Confirm / Cancel."""
-    data = context.user_data
+    data = user_data(context)
     agency = agency_of(context)
     field = data[FIELD]
     text = texts.edit_confirm(

@@ -15,6 +15,7 @@ from telegram import Update
 from telegram.ext import Application, ConversationHandler
 
 from bot.context import Context
+from bot.updates import user_of
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ async def end_other_conversations(update: Update, context: Context) -> None:
             log.info(
                 "conversation %s ended: user %s started %s",
                 conv.name,
-                update.effective_user.id,
+                user_of(update).id,
                 starting[0].name,
             )
             conv._update_state(ConversationHandler.END, key)

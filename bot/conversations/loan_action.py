@@ -37,6 +37,7 @@ from bot.conversations import TEXT_INPUT, actions, cancel_fallback
 from bot.conversations.actions import LOAN_ID, VERSION
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
+from bot.updates import user_data
 from db.models import Role
 from db.services.access import Actor
 from db.services.errors import InvalidInput, ServiceError
@@ -194,7 +195,7 @@ async def refusal(
 
 async def ask_confirm(update: Update, context: Context, confirm: Confirm, text: str) -> None:
     """Send text with the Confirm / Cancel buttons of this conversation's loan."""
-    data = context.user_data
+    data = user_data(context)
     markup = keyboards.action_confirm(
         confirm.prefix, data[LOAN_ID], data[VERSION], confirm.label, texts.BTN_CANCEL
     )

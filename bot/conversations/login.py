@@ -26,6 +26,7 @@ from bot.context import (
 )
 from bot.conversations import TEXT_INPUT, cancel_fallback, delete_quietly
 from bot.conversations.register import save_first_password
+from bot.updates import chat_of, message_of, user_data, user_of
 from db.models import StaffState
 from db.services.errors import AuthError, ServiceError
 from db.services.staff import members as staff_service
@@ -55,8 +56,8 @@ def build_handler() -> ConversationHandler:
 
 async def login(update: Update, context: Context) -> int:
     """/login: ask for the password (approved staff without one choose it now)."""
-    context.user_data.clear()
-    user_id = update.effective_user.id
+    user_data(context).clear()
+    user_id = user_of(update).id
     info = await db(context, staff_service.get_staff, telegram_user_id=user_id)
     if info is None or info.state != StaffState.ACTIVE:
         await reply(update, refusal_text(info.state.value if info else "not_staff"))
@@ -82,7 +83,7 @@ async def login(update: Update, context: Context) -> int:
 
 async def password(update: Update, context: Context) -> int:
     """The password message: delete it, then check it (wrong: ask again; locked: stop)."""
-    message = update.message
+    message = message_of(update)
     text = message.text or ""
     await delete_quietly(message)
     settings = settings_of(context)
@@ -90,14 +91,14 @@ async def password(update: Update, context: Context) -> int:
         result = await db(
             context,
             staff_service.login,
-            telegram_user_id=update.effective_user.id,
+            telegram_user_id=user_of(update).id,
             password=text,
             max_failures=settings.login_max_failures,
             lockout_minutes=settings.login_lockout_minutes,
         )
     except AuthError as err:
         return await _refused(update, err)
-    context.user_data.clear()
+    user_data(context).clear()
     await set_menu_for(context.bot, result.staff, app_url=dashboards_url(context))
     await reply(update, texts.logged_in(result.staff.name))
     try:
@@ -121,7 +122,7 @@ async def _refused(update: Update, err: AuthError) -> int:
 async def first_password(update: Update, context: Context) -> int:
     """The first password of approved staff (asked on /login)."""
     if await save_first_password(update, context):
-        context.user_data.clear()
+        user_data(context).clear()
         return ConversationHandler.END
     return State.FIRST_PASSWORD
 
@@ -129,12 +130,12 @@ async def first_password(update: Update, context: Context) -> int:
 async def logout(update: Update, context: Context) -> None:
     """/logout: end the session and go back to the public menu."""
     try:
-        await db(context, staff_service.logout, telegram_user_id=update.effective_user.id)
+        await db(context, staff_service.logout, telegram_user_id=user_of(update).id)
     except ServiceError:
         await reply(update, texts.NOT_STAFF)
         return
-    context.user_data.clear()
-    await reset_menu(context.bot, update.effective_chat.id, app_url=dashboards_url(context))
+    user_data(context).clear()
+    await reset_menu(context.bot, chat_of(update).id, app_url=dashboards_url(context))
     await reply(update, texts.LOGGED_OUT)
 
 

@@ -1,6 +1,6 @@
 """/pay and the card's Pay button: amount, a summary to confirm, then the payment.
 
-The payment and the borrower's notice are written in one transaction (pay_and_notify).
+The payment and the borrower's notice are written in one transaction (payments.pay_and_notify).
 Confirm carries the loan's version: a loan that changed since the summary is not paid but
 shown afresh, and a second press finds the conversation over (one payment).
 """
@@ -8,12 +8,10 @@ shown afresh, and a second press finds the conversation over (one payment).
 from __future__ import annotations
 
 import logging
-from datetime import date
 from decimal import Decimal
 from enum import IntEnum
 from typing import Any
 
-from sqlalchemy.orm import Session
 from telegram import Update
 from telegram.ext import ConversationHandler, MessageHandler
 
@@ -23,13 +21,11 @@ from bot.conversations import TEXT_INPUT, actions, loan_action
 from bot.conversations.actions import NUMBER
 from bot.conversations.loan_action import Change, Confirm, Entry
 from bot.keyboards import CB
-from db.agency import agency_of
-from db.config import Settings
+from bot.updates import text_of, user_data
 from db.services.access import Actor
 from db.services.collection import payments
 from db.services.collection.payments import PaymentResult
 from db.services.loans.snapshots import LoanView
-from db.services.sms import notices
 
 log = logging.getLogger(__name__)
 
@@ -54,44 +50,8 @@ def build_handler() -> ConversationHandler:
     )
 
 
-def pay_and_notify(
-    session: Session,
-    *,
-    actor: Actor,
-    loan_number: str,
-    amount: Decimal,
-    expected_version: int,
-    today: date,
-    settings: Settings,
-) -> PaymentResult:
-    """Record the payment and queue the borrower's notice, in the caller's one transaction."""
-    agency = agency_of(settings)
-    result = payments.record_payment(
-        session,
-        actor=actor,
-        loan_number=loan_number,
-        amount=amount,
-        today=today,
-        expected_version=expected_version,
-        max_amount=settings.max_amount,
-        agency=agency,
-    )
-    notices.payment_notice(
-        session,
-        loan_id=result.loan.id,
-        payment_id=result.payment_id,
-        amount=result.amount,
-        outstanding=result.outstanding,
-        closed=result.closed,
-        agency=agency,
-        notify_payment=settings.notify_payment_received,
-        notify_closed=settings.notify_loan_closed,
-    )
-    return result
-
-
 def _pay_arguments(context: Context, actor: Actor, version: int) -> dict[str, Any]:
-    data = context.user_data
+    data = user_data(context)
     return {
         "actor": actor,
         "loan_number": data[NUMBER],
@@ -113,7 +73,9 @@ def _paid(context: Context, result: PaymentResult) -> tuple[str, int]:
 
 
 PAY_ENTRY = Entry(button=CB.LOAN_PAY, usage=texts.PAY_USAGE, most=None)
-PAY = Confirm(CB.PAY_CONFIRM, texts.BTN_CONFIRM, Change(pay_and_notify, _paid), _pay_arguments)
+PAY = Confirm(
+    CB.PAY_CONFIRM, texts.BTN_CONFIRM, Change(payments.pay_and_notify, _paid), _pay_arguments
+)
 
 
 @require_staff
@@ -138,7 +100,7 @@ async def _ask_amount(update: Update, context: Context, view: LoanView) -> int:
 @actions.step(NAME)
 async def amount_text(update: Update, context: Context, actor: Actor) -> int:
     """The amount typed: check it against what is owed, then the summary."""
-    return await _take_amount(update, context, actor, update.message.text)
+    return await _take_amount(update, context, actor, text_of(update))
 
 
 async def _take_amount(update: Update, context: Context, actor: Actor, text: str) -> int:
@@ -148,7 +110,7 @@ async def _take_amount(update: Update, context: Context, actor: Actor, text: str
     if isinstance(got, int):
         return got
     amount, balance = got
-    data = context.user_data
+    data = user_data(context)
     data[AMOUNT] = str(amount)
     text = texts.pay_confirm(
         actions.money(context, amount),

@@ -16,6 +16,7 @@ from bot.conversations import TEXT_INPUT, actions, loan_action
 from bot.conversations.actions import LOAN_ID, NUMBER
 from bot.conversations.loan_action import Ask, Change, Entry
 from bot.keyboards import CB
+from bot.updates import text_of, user_data
 from db.services.access import Actor
 from db.services.collection import promises
 from db.services.errors import InvalidInput
@@ -47,7 +48,7 @@ def build_handler() -> ConversationHandler:
 
 def _promised(context: Context, made: Any) -> tuple[str, int]:
     note = texts.promise_done(actions.money(context, made.amount), views.day(made.promised_date))
-    return note, context.user_data[LOAN_ID]
+    return note, user_data(context)[LOAN_ID]
 
 
 PROMISE_ENTRY = Entry(button=CB.LOAN_PROMISE, usage=texts.PROMISE_USAGE, most=3)
@@ -80,7 +81,7 @@ async def _ask_amount(update: Update, context: Context, view: LoanView) -> int:
 @actions.step(NAME)
 async def amount_text(update: Update, context: Context, actor: Actor) -> int:
     """The promised amount typed."""
-    return await _take_amount(update, context, actor, update.message.text, ask_date=True)
+    return await _take_amount(update, context, actor, text_of(update), ask_date=True)
 
 
 async def _take_amount(
@@ -97,7 +98,7 @@ async def _take_amount(
     )
     if isinstance(got, int):
         return got
-    context.user_data[AMOUNT] = str(got[0])
+    user_data(context)[AMOUNT] = str(got[0])
     if ask_date:
         await actions.say(update, texts.PROMISE_ASK_DATE)
     return State.DATE
@@ -106,7 +107,7 @@ async def _take_amount(
 @actions.step(NAME)
 async def date_text(update: Update, context: Context, actor: Actor) -> int:
     """The promised date typed: record the promise."""
-    return await _take_date(update, context, actor, update.message.text)
+    return await _take_date(update, context, actor, text_of(update))
 
 
 async def _take_date(update: Update, context: Context, actor: Actor, text: str) -> int:
@@ -117,8 +118,8 @@ async def _take_date(update: Update, context: Context, actor: Actor, text: str) 
         return await loan_action.refusal(update, context, actor, err, (DATE_AGAIN,))
     arguments = {
         "actor": actor,
-        "loan_number": context.user_data[NUMBER],
-        "amount": Decimal(context.user_data[AMOUNT]),
+        "loan_number": user_data(context)[NUMBER],
+        "amount": Decimal(user_data(context)[AMOUNT]),
         "promised_date": when,
         "today": today,
         "agency": agency_of(context),

@@ -17,6 +17,7 @@ from telegram.ext import CommandHandler, ConversationHandler, MessageHandler
 from bot import keyboards, texts
 from bot.context import Context, dashboards_url, db, reply, set_menu_for, staff_actor
 from bot.conversations import TEXT_INPUT, cancel_fallback, delete_quietly
+from bot.updates import chat_of, message_of, user_data, user_of
 from db.models import StaffState
 from db.security import hash_code
 from db.services.errors import InvalidInput, ServiceError
@@ -52,12 +53,12 @@ def build_handler() -> ConversationHandler:
 
 async def start(update: Update, context: Context) -> int:
     """/start: with a code (t.me deep link) redeem an invite, without one find out who this is."""
-    context.user_data.clear()
+    user_data(context).clear()
     if context.args:
         code = context.args[0]
         await delete_quietly(update.message)  # the code is single-use: not left in the chat
         return await _start_with_code(update, context, code)
-    info = await db(context, staff_service.get_staff, telegram_user_id=update.effective_user.id)
+    info = await db(context, staff_service.get_staff, telegram_user_id=user_of(update).id)
     if info is None:
         return await _ask_access(update, context)
     if info.state == StaffState.ACTIVE and not info.has_password:
@@ -80,7 +81,7 @@ def _state_text(state: StaffState) -> str:
 
 
 async def _start_with_code(update: Update, context: Context, code: str) -> int:
-    info = await db(context, staff_service.get_staff, telegram_user_id=update.effective_user.id)
+    info = await db(context, staff_service.get_staff, telegram_user_id=user_of(update).id)
     if info is not None and info.state == StaffState.ACTIVE:
         await reply(update, texts.ALREADY_STAFF)
         return ConversationHandler.END
@@ -89,15 +90,15 @@ async def _start_with_code(update: Update, context: Context, code: str) -> int:
     except ServiceError as err:
         await reply(update, texts.service_error(err))
         return ConversationHandler.END
-    context.user_data[INVITE_HASH] = hash_code(code)
+    user_data(context)[INVITE_HASH] = hash_code(code)
     await reply(update, texts.invite_ask_password(role))
     return State.INVITE_PASSWORD
 
 
 async def request(update: Update, context: Context) -> int:
     """/request: ask for access (someone known gets told where they stand instead)."""
-    context.user_data.clear()
-    info = await db(context, staff_service.get_staff, telegram_user_id=update.effective_user.id)
+    user_data(context).clear()
+    info = await db(context, staff_service.get_staff, telegram_user_id=user_of(update).id)
     if info is None:
         return await _ask_access(update, context)
     await reply(
@@ -107,7 +108,7 @@ async def request(update: Update, context: Context) -> int:
 
 
 async def _ask_access(update: Update, context: Context) -> int:
-    user, chat = update.effective_user, update.effective_chat
+    user, chat = user_of(update), chat_of(update)
     try:
         info = await db(
             context,
@@ -149,22 +150,22 @@ async def notify_admins(bot: Bot, info: StaffInfo, admins: list[StaffInfo]) -> i
 
 async def invite_password(update: Update, context: Context) -> int:
     """The password after an invite: delete the message, then redeem the invite with it."""
-    message = update.message
+    message = message_of(update)
     password = message.text or ""
     await delete_quietly(message)
-    old_code = context.user_data.get(INVITE_CODE)
-    code_hash = context.user_data.get(INVITE_HASH) or (hash_code(old_code) if old_code else None)
+    old_code = user_data(context).get(INVITE_CODE)
+    code_hash = user_data(context).get(INVITE_HASH) or (hash_code(old_code) if old_code else None)
     if not code_hash:
         await reply(update, texts.TOO_LATE)
         return ConversationHandler.END
-    user = update.effective_user
+    user = user_of(update)
     try:
         result = await db(
             context,
             staff_service.redeem_invite,
             code_hash=code_hash,
             telegram_user_id=user.id,
-            chat_id=update.effective_chat.id,
+            chat_id=chat_of(update).id,
             name=user.full_name,
             username=user.username,
             password=password,
@@ -173,10 +174,10 @@ async def invite_password(update: Update, context: Context) -> int:
         await reply(update, texts.password_again(err.message))
         return State.INVITE_PASSWORD
     except ServiceError as err:
-        context.user_data.clear()
+        user_data(context).clear()
         await reply(update, texts.service_error(err))
         return ConversationHandler.END
-    context.user_data.clear()
+    user_data(context).clear()
     await set_menu_for(context.bot, result.staff, app_url=dashboards_url(context))
     await reply(update, texts.welcome(result.staff.name, result.staff.role))
     return ConversationHandler.END
@@ -188,14 +189,14 @@ async def save_first_password(update: Update, context: Context) -> bool:
     True when done (logged in, or refused for good); False to ask for another password.
     Shared with /login, which asks approved staff without a password the same way.
     """
-    message = update.message
+    message = message_of(update)
     password = message.text or ""
     await delete_quietly(message)
     try:
         result = await db(
             context,
             staff_service.set_password,
-            telegram_user_id=update.effective_user.id,
+            telegram_user_id=user_of(update).id,
             password=password,
         )
     except InvalidInput as err:
@@ -212,6 +213,6 @@ async def save_first_password(update: Update, context: Context) -> bool:
 async def first_password(update: Update, context: Context) -> int:
     """The first password of approved staff (asked on /start)."""
     if await save_first_password(update, context):
-        context.user_data.clear()
+        user_data(context).clear()
         return ConversationHandler.END
     return State.FIRST_PASSWORD

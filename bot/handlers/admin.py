@@ -24,6 +24,7 @@ from bot.context import (
     settings_of,
 )
 from bot.keyboards import CB
+from bot.updates import query_of
 from db.models import Role, StaffState
 from db.services.access import Actor
 from db.services.audit import read as auditlog
@@ -97,9 +98,10 @@ async def requests(update: Update, context: Context, actor: Actor) -> None:
 @require_staff
 async def decide_button(update: Update, context: Context, actor: Actor) -> None:
     """Approve/Reject pressed: decide once, tell the requester; a second press is refused."""
-    query = update.callback_query
-    approve = query.data.startswith(CB.ACCESS_APPROVE)
-    ids = keyboards.parse_ids(query.data, CB.ACCESS_APPROVE if approve else CB.ACCESS_REJECT)
+    query = query_of(update)
+    data = query.data or ""  # no data: not one of our buttons, refused below
+    approve = data.startswith(CB.ACCESS_APPROVE)
+    ids = keyboards.parse_ids(data, CB.ACCESS_APPROVE if approve else CB.ACCESS_REJECT)
     if ids is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
@@ -156,8 +158,8 @@ def _list_keyboard(people: list[StaffInfo]):
 
 async def _show_list(update: Update, context: Context, actor: Actor) -> None:
     people = await db(context, staff_service.list_staff, actor=actor)
-    await update.callback_query.answer()
-    await update.callback_query.edit_message_text(
+    await query_of(update).answer()
+    await query_of(update).edit_message_text(
         texts.STAFF_LIST_HEADER, reply_markup=_list_keyboard(people)
     )
 
@@ -170,8 +172,8 @@ async def _show_card(update: Update, context: Context, actor: Actor, staff_id: i
         return
     tz = settings_of(context).tz
     last = texts.local_time(info.last_login_at, tz) if info.last_login_at else "never"
-    await update.callback_query.answer()
-    await update.callback_query.edit_message_text(
+    await query_of(update).answer()
+    await query_of(update).edit_message_text(
         texts.staff_card(info.name, info.username, info.role, info.state.value, last),
         reply_markup=keyboards.staff_actions(info.id, info.role, info.state == StaffState.ACTIVE),
     )
@@ -180,7 +182,7 @@ async def _show_card(update: Update, context: Context, actor: Actor, staff_id: i
 @require_staff
 async def staff_button(update: Update, context: Context, actor: Actor) -> None:
     """A /staff button: open a card, go back, disable/enable, or change a role."""
-    raw = update.callback_query.data
+    raw = query_of(update).data or ""  # no data: not one of our buttons
     try:
         if raw.startswith(CB.STAFF_LIST):
             await _show_list(update, context, actor)

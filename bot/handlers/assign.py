@@ -15,6 +15,7 @@ from bot.context import Context, answer_button, db, require_staff
 from bot.conversations import actions
 from bot.handlers.loans import show_card
 from bot.keyboards import CB
+from bot.updates import query_of
 from db.models import Role, StaffState
 from db.services.access import Actor
 from db.services.errors import ServiceError
@@ -91,7 +92,7 @@ async def assign_button(update: Update, context: Context, actor: Actor) -> None:
 @require_staff
 async def assign_to_button(update: Update, context: Context, actor: Actor) -> None:
     """A holder pressed: reassign, unless the loan changed since the list was shown."""
-    ids = keyboards.parse_ids(update.callback_query.data, CB.ASSIGN_TO, 3)
+    ids = keyboards.parse_ids(query_of(update).data, CB.ASSIGN_TO, 3)
     if ids is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
@@ -105,9 +106,9 @@ async def assign_to_button(update: Update, context: Context, actor: Actor) -> No
             today=actions.today_of(context),
         )
         if view.version != version:
-            await update.callback_query.answer()
+            await query_of(update).answer()
             await show_card(
-                update.callback_query, context, actor, loan_id, note=texts.LOAN_CHANGED, edit=True
+                query_of(update), context, actor, loan_id, note=texts.LOAN_CHANGED, edit=True
             )
             return
         view = await db(
@@ -121,8 +122,6 @@ async def assign_to_button(update: Update, context: Context, actor: Actor) -> No
     except ServiceError as err:
         await answer_button(update, err.message)
         return
-    await update.callback_query.answer()
-    await update.callback_query.edit_message_text(
-        texts.assign_done(view.loan_number, view.agent_name)
-    )
+    await query_of(update).answer()
+    await query_of(update).edit_message_text(texts.assign_done(view.loan_number, view.agent_name))
     await show_card(update, context, actor, view.id)

@@ -14,6 +14,7 @@ from telegram.ext import ApplicationHandlerStop
 
 from bot import texts
 from bot.context import Context, db, reply, settings_of
+from bot.updates import chat_data, chat_of, query_of, user_of
 from db.models import StaffState
 from db.services.errors import ServiceError
 from db.services.staff import members as staff_service
@@ -33,8 +34,8 @@ async def private_only(update: Update, context: Context) -> None:
         return
     if update.callback_query is not None:
         await update.callback_query.answer(texts.PRIVATE_ONLY)
-    elif chat.type != ChatType.CHANNEL and not context.chat_data.get(TOLD_PRIVATE_ONLY):
-        context.chat_data[TOLD_PRIVATE_ONLY] = True
+    elif chat.type != ChatType.CHANNEL and not chat_data(context).get(TOLD_PRIVATE_ONLY):
+        chat_data(context)[TOLD_PRIVATE_ONLY] = True
         try:
             await chat.send_message(texts.PRIVATE_ONLY)
         except TelegramError as exc:
@@ -91,7 +92,7 @@ async def rate_limit(update: Update, context: Context) -> None:
         await update.callback_query.answer(texts.SLOW_DOWN)
     elif count == limiter.limit + 1:
         # Said once per burst: answering every extra message would be a flood of our own.
-        await update.effective_chat.send_message(texts.SLOW_DOWN)
+        await chat_of(update).send_message(texts.SLOW_DOWN)
     raise ApplicationHandlerStop
 
 
@@ -100,7 +101,7 @@ async def rate_limit(update: Update, context: Context) -> None:
 
 async def help_command(update: Update, context: Context) -> None:
     """/help: what this user's role can do; how to get in for everyone else."""
-    info = await db(context, staff_service.get_staff, telegram_user_id=update.effective_user.id)
+    info = await db(context, staff_service.get_staff, telegram_user_id=user_of(update).id)
     agency = settings_of(context).agency_name
     if info is not None and info.state == StaffState.ACTIVE:
         await reply(update, texts.help_text(info.role, agency))
@@ -127,7 +128,7 @@ async def unknown_text(update: Update, context: Context) -> None:
 
 async def old_button(update: Update, context: Context) -> None:
     """A button no handler took: from an old message or forged."""
-    await update.callback_query.answer(texts.OLD_BUTTON)
+    await query_of(update).answer(texts.OLD_BUTTON)
 
 
 # --- errors --------------------------------------------------------------------------------

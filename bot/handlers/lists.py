@@ -23,6 +23,7 @@ from bot.context import Context, agency_of, answer_button, db, reply, require_st
 from bot.conversations import TEXT_INPUT, cancel_fallback
 from bot.handlers.replies import show, today
 from bot.keyboards import CB
+from bot.updates import message_of, query_of, user_data
 from db.models import Role
 from db.services import reports
 from db.services.access import Actor
@@ -80,19 +81,19 @@ async def find_command(update: Update, context: Context, actor: Actor) -> int:
 @require_staff
 async def find_text(update: Update, context: Context, actor: Actor) -> int:
     """The text to look for, after /find."""
-    await _find_page(update, context, actor, update.message.text or "", page=1, edit=False)
+    await _find_page(update, context, actor, message_of(update).text or "", page=1, edit=False)
     return ConversationHandler.END
 
 
 @require_staff
 async def find_page_button(update: Update, context: Context, actor: Actor) -> None:
     """lnf:<page>: More / Back through the last search, edited in place."""
-    ids = keyboards.parse_ids(update.callback_query.data, CB.LOAN_FIND_PAGE)
-    query = context.user_data.get(FIND_KEY)
+    ids = keyboards.parse_ids(query_of(update).data, CB.LOAN_FIND_PAGE)
+    query = user_data(context).get(FIND_KEY)
     if ids is None or not query:
         await answer_button(update, texts.BAD_BUTTON if ids is None else texts.FIND_OVER)
         return
-    await update.callback_query.answer()
+    await query_of(update).answer()
     await _find_page(update, context, actor, query, page=ids[0], edit=True)
 
 
@@ -114,7 +115,7 @@ async def _find_page(
     except ServiceError as err:
         await show(update, context, texts.service_error(err), None, edit)
         return
-    context.user_data[FIND_KEY] = query
+    user_data(context)[FIND_KEY] = query
     if not found:
         await show(update, context, texts.find_none(query), None, edit)
         return
@@ -129,14 +130,14 @@ async def _find_page(
 @require_staff
 async def list_command(update: Update, context: Context, actor: Actor) -> None:
     """/list: the first page of all the actor's loans, with filter buttons."""
-    context.user_data.pop(LIST_KEY, None)
+    user_data(context).pop(LIST_KEY, None)
     await _list_page(update, context, actor, LoanFilter.ALL, page=1, edit=False)
 
 
 @require_staff
 async def list_page_button(update: Update, context: Context, actor: Actor) -> None:
     """lnl:<filter>:<page>: a filter or Prev / Next, edited in place."""
-    fields = keyboards.parse_fields(update.callback_query.data, CB.LOAN_LIST_PAGE, 2)
+    fields = keyboards.parse_fields(query_of(update).data, CB.LOAN_LIST_PAGE, 2)
     if (
         fields is None
         or fields[0] not in _FILTER_LABELS
@@ -145,7 +146,7 @@ async def list_page_button(update: Update, context: Context, actor: Actor) -> No
     ):
         await answer_button(update, texts.BAD_BUTTON)
         return
-    await update.callback_query.answer()
+    await query_of(update).answer()
     await _list_page(update, context, actor, LoanFilter(fields[0]), int(fields[1]), edit=True)
 
 
@@ -153,7 +154,7 @@ async def _list_page(
     update: Update, context: Context, actor: Actor, filter: LoanFilter, page: int, edit: bool
 ) -> None:
     """Page `page` of a filter, from the after-cursors kept for it (page 1 when gone)."""
-    saved = context.user_data.get(LIST_KEY) or {}
+    saved = user_data(context).get(LIST_KEY) or {}
     cursors = saved.get("c", [None]) if saved.get("f") == filter.value else [None]
     if page > len(cursors):
         page = 1
@@ -171,7 +172,7 @@ async def _list_page(
         await show(update, context, texts.service_error(err), None, edit)
         return
     cursors = cursors[:page] + ([found.next_cursor] if found.next_cursor else [])
-    context.user_data[LIST_KEY] = {"f": filter.value, "c": cursors}
+    user_data(context)[LIST_KEY] = {"f": filter.value, "c": cursors}
     text = views.list_title(_FILTER_LABELS[filter.value], page, actor.sees_all_loans)
     if not found.items:
         text += "\n" + texts.LIST_EMPTY

@@ -14,11 +14,10 @@ from bot import keyboards, texts, views
 from bot.context import Context, agency_of, db, reply, require_staff
 from bot.handlers.replies import command_text, pressed, show, today
 from bot.keyboards import CB
-from db.agency import Agency
+from bot.updates import user_data
 from db.services.access import Actor
 from db.services.errors import NotFound, ServiceError
 from db.services.loans import add as loan_service
-from db.services.loans.add import HistoryPage
 from db.services.loans.snapshots import LoanView
 
 HISTORY_PAGE = 10
@@ -99,32 +98,6 @@ async def card_button(update: Update, context: Context, actor: Actor) -> None:
 # --- history ----------------------------------------------------------------------------------
 
 
-def _history(
-    session,
-    *,
-    actor: Actor,
-    today,
-    agency: Agency,
-    loan_id: int | None = None,
-    number: str | None = None,
-    before: str | None = None,
-) -> tuple[LoanView, HistoryPage]:
-    """The loan (by id or number, access-checked) and one page of its history."""
-    if loan_id is not None:
-        view = loan_service.get_loan_by_id(session, actor=actor, loan_id=loan_id, today=today)
-    else:
-        view = loan_service.get_loan(session, actor=actor, loan_number=number or "", today=today)
-    page = loan_service.loan_history(
-        session,
-        actor=actor,
-        loan_number=view.loan_number,
-        limit=HISTORY_PAGE,
-        before=before,
-        agency=agency,
-    )
-    return view, page
-
-
 async def _history_page(
     update: Update,
     context: Context,
@@ -136,29 +109,31 @@ async def _history_page(
     number: str | None = None,
 ) -> None:
     """Show history page `page` (1 = newest) from the cursors kept for this loan."""
-    saved = context.user_data.get(HISTORY_KEY) or {}
+    saved = user_data(context).get(HISTORY_KEY) or {}
     cursors = saved.get("c", [None]) if loan_id and saved.get("id") == loan_id else [None]
     if page > len(cursors):
         page = 1  # the page's cursor is gone: start from the newest again
     try:
-        view, found = await db(
+        got = await db(
             context,
-            _history,
+            loan_service.loan_with_history,
             actor=actor,
             today=today(context),
             agency=agency_of(context),
+            limit=HISTORY_PAGE,
             loan_id=loan_id,
-            number=number,
+            loan_number=number,
             before=cursors[page - 1],
         )
     except ServiceError as err:
         await show(update, context, texts.service_error(err), None, edit)
         return
+    view, found = got.loan, got.history
     text, shown = views.history_page(view.loan_number, found.items, page, agency_of(context))
     # A page too long for one message shows fewer lines: the next page starts after them.
     after = found.items[shown - 1].cursor if shown < len(found.items) else found.next_cursor
     cursors = cursors[:page] + ([after] if after else [])
-    context.user_data[HISTORY_KEY] = {"id": view.id, "c": cursors}
+    user_data(context)[HISTORY_KEY] = {"id": view.id, "c": cursors}
     markup = keyboards.history_nav(view.id, page, after is not None)
     await show(update, context, text, markup, edit)
 

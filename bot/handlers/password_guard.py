@@ -21,6 +21,7 @@ from bot.context import Context, db, reply
 from bot.conversations import delete_quietly
 from bot.conversations.guard import open_conversations
 from bot.handlers.common import SlidingWindow
+from bot.updates import text_of, user_of
 from db.security import MAX_PASSWORD, MIN_PASSWORD
 from db.services.staff import sessions
 
@@ -48,14 +49,14 @@ async def password_outside_step(update: Update, context: Context) -> None:
         return
     if PASSWORD_CONVERSATIONS & set(open_conversations(context.application, update)):
         return
-    user = update.effective_user
+    user = user_of(update)
     checks = context.bot_data.get(CHECKS)
     if checks is None:
         checks = context.bot_data[CHECKS] = SlidingWindow(CHECKS_PER_MINUTE)
     if checks.hit(user.id) > checks.limit:
         return
     own = await db(
-        context, sessions.is_own_password, telegram_user_id=user.id, text=update.message.text
+        context, sessions.is_own_password, telegram_user_id=user.id, text=text_of(update)
     )
     if not own:
         return

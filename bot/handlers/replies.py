@@ -11,6 +11,7 @@ from telegram.error import BadRequest
 from bot import keyboards, texts
 from bot.context import Context, answer_button, reply, settings_of
 from bot.keyboards import CB
+from bot.updates import WrongUpdate, query_of
 from db import clock
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,10 @@ async def show(
             log.info("could not edit message, sending a new one: %s", exc)
     if isinstance(update_or_query, Update) and update_or_query.effective_chat is not None:
         chat_id = update_or_query.effective_chat.id
-    else:
+    elif query is not None:
         chat_id = query.message.chat.id if query.message else query.from_user.id
+    else:
+        raise WrongUpdate("an update with neither a chat nor a callback query: nowhere to show")
     await context.bot.send_message(chat_id, text, reply_markup=markup)
 
 
@@ -58,9 +61,9 @@ async def command_text(update: Update, context: Context, usage: str) -> str | No
 
 async def pressed(update: Update, prefix: CB, count: int = 1) -> list[int] | None:
     """The ids of the pressed button (answered); a forged one is answered so and None."""
-    ids = keyboards.parse_ids(update.callback_query.data, prefix, count)
+    ids = keyboards.parse_ids(query_of(update).data, prefix, count)
     if ids is None:
         await answer_button(update, texts.BAD_BUTTON)
         return None
-    await update.callback_query.answer()
+    await query_of(update).answer()
     return ids

@@ -10,7 +10,6 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.orm import Session
 from telegram import Update
 from telegram.error import BadRequest
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
@@ -20,13 +19,13 @@ from bot.context import Context, answer_button, db, reply, require_staff, settin
 from bot.conversations import actions
 from bot.handlers.replies import command_text
 from bot.keyboards import CB
+from bot.updates import query_of
 from db import clock
 from db.models import BroadcastState, SuppressionKind
 from db.services.access import Actor
-from db.services.broadcasts import compose as bc
-from db.services.broadcasts.progress_message import audience_words
+from db.services.broadcasts import tracking as bc
 from db.services.errors import Conflict, NotFound, ServiceError
-from db.services.sms import deliveries, suppressions
+from db.services.sms import deliveries, reminders, suppressions
 from db.validation import parse_loan_number
 
 log = logging.getLogger(__name__)
@@ -52,39 +51,27 @@ def handlers() -> list[BaseHandler]:
 # --- /broadcasts ---------------------------------------------------------------------------
 
 
-def _listing(session: Session, *, actor: Actor, limit: int) -> list[tuple]:
-    """(info, progress, audience in words) of the latest broadcasts, newest first."""
-    return [
-        (
-            info,
-            bc.broadcast_progress(session, broadcast_id=info.id),
-            audience_words(session, info.audience),
-        )
-        for info in bc.list_broadcasts(session, actor=actor, limit=limit)
-    ]
-
-
-def _list_view(rows: list[tuple], tz: ZoneInfo, note: str | None = None):
+def _list_view(rows: list[bc.BroadcastLine], tz: ZoneInfo, note: str | None = None):
     """The /broadcasts text and its Cancel buttons (running broadcasts only)."""
     if not rows:
         return texts.BC_LIST_EMPTY, None
     lines = [note] if note else []
     lines.append(texts.BC_LIST_TITLE)
-    for info, progress, words in rows:
+    for row in rows:
         lines.append(
             texts.bc_list_line(
-                info.id,
-                texts.BC_STATES[info.state.value],
-                texts.local_time(info.created_at, tz),
-                words,
-                progress.counts,
-                progress.total,
+                row.info.id,
+                texts.BC_STATES[row.info.state.value],
+                texts.local_time(row.info.created_at, tz),
+                row.audience,
+                row.progress.counts,
+                row.progress.total,
             )
         )
     running = [
-        (info.id, texts.BC_BTN_CANCEL.format(id=info.id))
-        for info, _, _ in rows
-        if info.state is BroadcastState.QUEUED
+        (row.info.id, texts.BC_BTN_CANCEL.format(id=row.info.id))
+        for row in rows
+        if row.info.state is BroadcastState.QUEUED
     ]
     return "\n".join(lines), keyboards.broadcast_list(running)
 
@@ -93,7 +80,7 @@ def _list_view(rows: list[tuple], tz: ZoneInfo, note: str | None = None):
 async def broadcasts_command(update: Update, context: Context, actor: Actor) -> None:
     """/broadcasts: the latest broadcasts with their counts; Cancel on running ones."""
     try:
-        rows = await db(context, _listing, actor=actor, limit=LIST_LIMIT)
+        rows = await db(context, bc.broadcast_lines, actor=actor, limit=LIST_LIMIT)
     except ServiceError as err:
         await reply(update, texts.service_error(err))
         return
@@ -105,10 +92,10 @@ async def broadcasts_command(update: Update, context: Context, actor: Actor) -> 
 async def _edit_list(
     update: Update, context: Context, actor: Actor, note: str | None = None
 ) -> None:
-    rows = await db(context, _listing, actor=actor, limit=LIST_LIMIT)
+    rows = await db(context, bc.broadcast_lines, actor=actor, limit=LIST_LIMIT)
     text, markup = _list_view(rows, settings_of(context).tz, note)
     try:
-        await update.callback_query.edit_message_text(text, reply_markup=markup)
+        await query_of(update).edit_message_text(text, reply_markup=markup)
     except BadRequest as exc:
         if "not modified" not in exc.message.lower():
             raise
@@ -117,45 +104,38 @@ async def _edit_list(
 @require_staff
 async def cancel_button(update: Update, context: Context, actor: Actor) -> None:
     """bc:cancel:<id>: ask to confirm, in place of the list."""
-    ids = keyboards.parse_ids(update.callback_query.data, CB.BC_CANCEL)
+    ids = keyboards.parse_ids(query_of(update).data, CB.BC_CANCEL)
     if ids is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
     try:
-        rows = await db(context, _listing, actor=actor, limit=FIND_LIMIT)
+        rows = await db(context, bc.broadcast_lines, actor=actor, limit=FIND_LIMIT)
     except ServiceError as err:
         await answer_button(update, err.message)
         return
-    found = next((row for row in rows if row[0].id == ids[0]), None)
-    if found is None or found[0].state is not BroadcastState.QUEUED:
+    found = next((row for row in rows if row.info.id == ids[0]), None)
+    if found is None or found.info.state is not BroadcastState.QUEUED:
         await answer_button(update, texts.OLD_BUTTON)
         await _edit_list(update, context, actor)
         return
-    info, progress, words = found
-    await update.callback_query.answer()
-    await update.callback_query.edit_message_text(
-        texts.bc_cancel_confirm(info.id, words, progress.counts["queued"]),
+    await query_of(update).answer()
+    await query_of(update).edit_message_text(
+        texts.bc_cancel_confirm(found.info.id, found.audience, found.progress.counts["queued"]),
         reply_markup=keyboards.broadcast_cancel(
-            info.id, texts.BC_BTN_CANCEL_YES, texts.BC_BTN_BACK
+            found.info.id, texts.BC_BTN_CANCEL_YES, texts.BC_BTN_BACK
         ),
     )
-
-
-def _cancel(session: Session, *, actor: Actor, broadcast_id: int) -> int:
-    """Cancel the broadcast; how many of its messages are canceled now."""
-    bc.cancel_broadcast(session, actor=actor, broadcast_id=broadcast_id)
-    return bc.broadcast_progress(session, broadcast_id=broadcast_id).counts["canceled"]
 
 
 @require_staff
 async def cancel_yes_button(update: Update, context: Context, actor: Actor) -> None:
     """bc:cxl:<id>: cancel the queued messages, then show the list again."""
-    ids = keyboards.parse_ids(update.callback_query.data, CB.BC_CANCEL_YES)
+    ids = keyboards.parse_ids(query_of(update).data, CB.BC_CANCEL_YES)
     if ids is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
     try:
-        count = await db(context, _cancel, actor=actor, broadcast_id=ids[0])
+        count = await db(context, bc.cancel_and_count, actor=actor, broadcast_id=ids[0])
     except (Conflict, NotFound) as err:  # done or gone meanwhile: show the list as it is
         await answer_button(update, err.message)
         await _edit_list(update, context, actor)
@@ -164,14 +144,14 @@ async def cancel_yes_button(update: Update, context: Context, actor: Actor) -> N
         await answer_button(update, err.message)
         return
     log.info("broadcast %s canceled by staff %s", ids[0], actor.staff_id)
-    await update.callback_query.answer()
+    await query_of(update).answer()
     await _edit_list(update, context, actor, note=texts.bc_canceled(ids[0], count))
 
 
 @require_staff
 async def list_button(update: Update, context: Context, actor: Actor) -> None:
     """bc:list:0: back to the list (fresh counts)."""
-    if keyboards.parse_fields(update.callback_query.data, CB.BC_LIST, 1) is None:
+    if keyboards.parse_fields(query_of(update).data, CB.BC_LIST, 1) is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
     try:
@@ -179,7 +159,7 @@ async def list_button(update: Update, context: Context, actor: Actor) -> None:
     except ServiceError as err:
         await answer_button(update, err.message)
         return
-    await update.callback_query.answer()
+    await query_of(update).answer()
 
 
 # --- /deliveries ---------------------------------------------------------------------------
@@ -188,12 +168,6 @@ async def list_button(update: Update, context: Context, actor: Actor) -> None:
 def _period(title: str, period: deliveries.PeriodCounts) -> str:
     rate = None if period.delivery_rate is None else str(period.delivery_rate)
     return texts.dlv_period(title, sum(period.totals.values()), period.totals, rate, period.by_kind)
-
-
-def _report(session: Session, *, actor: Actor):
-    """The delivery report and the latest suppressed numbers (one more than shown)."""
-    report = deliveries.delivery_report(session, actor=actor, now=clock.utcnow())
-    return report, suppressions.list_suppressed(session, actor=actor, limit=SUPPRESSED_SHOWN + 1)
 
 
 def _suppressed(rows: list[suppressions.SuppressionInfo], tz: ZoneInfo):
@@ -216,12 +190,19 @@ async def deliveries_command(update: Update, context: Context, actor: Actor) -> 
     """/deliveries: the last day and week by status and kind, the top errors, and the
     suppressed numbers with a Lift button each."""
     try:
-        report, suppressed = await db(context, _report, actor=actor)
+        overview = await db(
+            context,
+            deliveries.deliveries_overview,
+            actor=actor,
+            now=clock.utcnow(),
+            suppressed_limit=SUPPRESSED_SHOWN + 1,  # one more than shown: "more" is said
+        )
     except ServiceError as err:
         await reply(update, texts.service_error(err))
         return
+    report = overview.report
     errors = [(e.code, e.count, e.words) for e in report.top_errors]
-    listing, markup = _suppressed(suppressed, settings_of(context).tz)
+    listing, markup = _suppressed(overview.suppressed, settings_of(context).tz)
     blocks = [
         _period("Last 24 hours", report.day),
         _period("Last 7 days", report.week),
@@ -249,7 +230,7 @@ async def _remind(update: Update, context: Context, actor: Actor, number: str) -
     try:
         info = await db(
             context,
-            deliveries.queue_reminder_now,
+            reminders.queue_reminder_now,
             actor=actor,
             loan_number=number,
             today=actions.today_of(context),

@@ -16,6 +16,7 @@ from bot import keyboards, texts
 from bot.context import Context, answer_button, db, reply, require_staff, settings_of
 from bot.handlers.replies import command_text
 from bot.keyboards import CB
+from bot.updates import query_of, user_data
 from db.services.access import Actor
 from db.services.errors import InvalidInput, ServiceError
 from db.services.sms import suppressions
@@ -86,11 +87,11 @@ async def unsuppress_command(update: Update, context: Context, actor: Actor) -> 
         await reply(update, texts.service_error(err))
         return
     if await _confirm(update, context, actor, phone):
-        context.user_data.setdefault(REASONS, {})[phone] = reason
+        user_data(context).setdefault(REASONS, {})[phone] = reason
 
 
 def _phone_of(update: Update, prefix: CB) -> str | None:
-    fields = keyboards.parse_fields(update.callback_query.data, prefix, 1)
+    fields = keyboards.parse_fields(query_of(update).data, prefix, 1)
     if fields is None or not (fields[0].isdigit() and len(fields[0]) <= 15):
         return None
     return "+" + fields[0]
@@ -103,7 +104,7 @@ async def lift_button(update: Update, context: Context, actor: Actor) -> None:
     if phone is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
-    context.user_data.get(REASONS, {}).pop(phone, None)
+    user_data(context).get(REASONS, {}).pop(phone, None)
     await _confirm(update, context, actor, phone)
 
 
@@ -114,16 +115,16 @@ async def yes_button(update: Update, context: Context, actor: Actor) -> None:
     if phone is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
-    reason = context.user_data.get(REASONS, {}).get(phone)
+    reason = user_data(context).get(REASONS, {}).get(phone)
     try:
         await db(context, suppressions.lift, actor=actor, phone=phone, reason=reason)
     except ServiceError as err:
         await answer_button(update, err.message)
         return
-    context.user_data.get(REASONS, {}).pop(phone, None)
+    user_data(context).get(REASONS, {}).pop(phone, None)
     log.info("suppression of a number lifted by staff %s", actor.staff_id)
-    await update.callback_query.answer()
-    await update.callback_query.edit_message_text(texts.sup_lifted(phone))
+    await query_of(update).answer()
+    await query_of(update).edit_message_text(texts.sup_lifted(phone))
 
 
 @require_staff
@@ -133,6 +134,6 @@ async def no_button(update: Update, context: Context, actor: Actor) -> None:
     if phone is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
-    context.user_data.get(REASONS, {}).pop(phone, None)
-    await update.callback_query.answer()
-    await update.callback_query.edit_message_text(texts.sup_lift_canceled(phone))
+    user_data(context).get(REASONS, {}).pop(phone, None)
+    await query_of(update).answer()
+    await query_of(update).edit_message_text(texts.sup_lift_canceled(phone))

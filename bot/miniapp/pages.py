@@ -133,7 +133,12 @@ def loans_page(session, actor, settings, query):
         tz=settings.tz,
     )
     names = {s.id: s.name for s in agents}
-    context = {"page": page, "filter": filter_.value, "filters": LOAN_FILTERS, "agents": agents}
+    context: dict[str, Any] = {
+        "page": page,
+        "filter": filter_.value,
+        "filters": LOAN_FILTERS,
+        "agents": agents,
+    }
     context |= {"agent_id": agent_id, "names": names}
     return "loans.html", {**context, "tab": "loans"}
 

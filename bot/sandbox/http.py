@@ -52,17 +52,18 @@ _METHODS: dict[str, Method] = {
     "getWebhookInfo": settings.get_webhook_info,
     "setChatMenuButton": settings.set_chat_menu_button,
     "getChatMenuButton": settings.get_chat_menu_button,
-} | dict.fromkeys(
-    (
-        "close",
-        "logOut",
-        "setMyDescription",
-        "setMyShortDescription",
-        "setMyName",
-        "setMyDefaultAdministratorRights",
+    **dict.fromkeys(
+        (
+            "close",
+            "logOut",
+            "setMyDescription",
+            "setMyShortDescription",
+            "setMyName",
+            "setMyDefaultAdministratorRights",
+        ),
+        msg.succeed,
     ),
-    msg.succeed,
-)
+}
 # Telegram method names are case-insensitive; calls are recorded under their proper name.
 # getUpdates waits on the event loop, so BotApiServer serves it itself (the entry only
 # makes the name known).

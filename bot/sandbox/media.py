@@ -25,8 +25,9 @@ def _store_upload(world: World, upload: Upload, folder: str) -> dict:
         path = Path(world.files_dir) / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(upload.data)
+        file_id = f"SBX{folder[:3].upper()}{number:08d}"
         record = {
-            "file_id": f"SBX{folder[:3].upper()}{number:08d}",
+            "file_id": file_id,
             "file_unique_id": f"U{number:08d}",
             "file_size": len(upload.data),
             "file_path": relative,
@@ -34,7 +35,7 @@ def _store_upload(world: World, upload: Upload, folder: str) -> dict:
             "file_name": upload.filename,
             "mime_type": upload.content_type,
         }
-        world.files[record["file_id"]] = record
+        world.files[file_id] = record
         return record
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import Any
 
 from bot.sandbox.html import HtmlError, parse_html, utf16_len
 from bot.sandbox.params import Params
@@ -216,13 +217,14 @@ def edit_message_text(world: World, p: Params) -> dict:
     chat_id, message_id = _edit_target(world, p)
     text, entities = _checked_text(p)
     # Without reply_markup Telegram removes the keyboard, so None is a change too.
-    changes = {"text": text, "entities": entities, "reply_markup": _inline_only(p)}
+    markup = _inline_only(p)
+    changes = {"text": text, "entities": entities, "reply_markup": markup}
 
     def edit(stored: Stored) -> str:
         if "text" not in stored.message:
             raise bad_request("there is no text in the message to edit")
         action = _apply_edit(stored, changes)
-        stored.source, stored.markup = p.text("text"), changes["reply_markup"]
+        stored.source, stored.markup = p.text("text"), markup
         return action
 
     return world.change(chat_id, message_id, edit, missing="message to edit not found")
@@ -281,7 +283,7 @@ def answer_callback_query(world: World, p: Params) -> bool:
     text = p.text("text")
     if text and len(text) > 200:
         raise bad_request("MESSAGE_TOO_LONG")
-    answer = {
+    answer: dict[str, Any] = {
         "text": text,
         "show_alert": p.flag("show_alert"),
         "url": p.text("url"),

@@ -51,7 +51,7 @@ class Params:
         if value is None or value == "":
             return None
         try:
-            return int(value)  # type: ignore[call-overload]
+            return int(_scalar(value))
         except (TypeError, ValueError):
             raise bad_request(f"invalid {name} specified") from None
 
@@ -61,7 +61,7 @@ class Params:
         if value is None or value == "":
             return None
         try:
-            return float(value)  # type: ignore[arg-type]
+            return float(_scalar(value))
         except (TypeError, ValueError):
             raise bad_request(f"invalid {name} specified") from None
 
@@ -87,7 +87,7 @@ class Params:
         if value is None or value == "":
             raise bad_request(f"{name} is empty")
         try:
-            return int(value)  # type: ignore[call-overload]
+            return int(_scalar(value))
         except (TypeError, ValueError):
             raise bad_request("chat not found") from None  # e.g. an @username nobody has
 
@@ -102,6 +102,13 @@ class Params:
         if name in self.uploads:
             return self.uploads[name]
         return value if isinstance(value, str) and value else None
+
+
+def _scalar(value: object) -> str | float:
+    """A JSON or form value that int() and float() may read; TypeError for a list or object."""
+    if isinstance(value, str | int | float):
+        return value
+    raise TypeError(f"not a number: {type(value).__name__}")
 
 
 def parse_body(content_type: str, body: bytes, query: dict[str, str]) -> Params:

@@ -131,7 +131,7 @@ class TerminalChat:
             self.activity.set()
             self._show(message, edited=action == "edit")
 
-    def _elsewhere(self, chat: int, action: str) -> None:
+    def _elsewhere(self, chat: int | None, action: str) -> None:
         other = next((p for p in self.people.values() if p.telegram_user_id == chat), None)
         if other is not None and action == "send":
             self.view.note(f"   (a new message for {label(other)}: `:as {other.key}` to read it)")

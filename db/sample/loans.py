@@ -23,8 +23,8 @@ from db.models import (
     Promise,
     PromiseState,
 )
-from db.money import build_schedule, q
-from db.sample.rows import RowWriter
+from db.money import ScheduledInstallment, build_schedule, q
+from db.sample.rows import Row, RowWriter
 from db.sample.shapes import OVERDUE, SHAPES, Shape
 
 ZERO = Decimal("0")
@@ -46,7 +46,7 @@ class LoanRows(RowWriter):
         super().__init__(*args, **kwargs)
         self.shapes: Counter[Shape] = Counter()
 
-    def plan(self) -> dict:
+    def plan(self) -> Row:
         rng, kind = self.rng, self.rng.random()
         if kind < 0.35:
             count, freq = 1, Frequency.MONTHLY
@@ -113,9 +113,12 @@ class LoanRows(RowWriter):
         if promise is not None:
             self.promise(loan, promise, paid, schedule)
 
-    def pay(self, schedule: list, unpaid: int, partial: bool, created: date) -> list[_Paid]:
+    def pay(
+        self, schedule: list[ScheduledInstallment], unpaid: int, partial: bool, created: date
+    ) -> list[_Paid]:
         """What was paid on each installment before `unpaid` (and part of it), oldest first."""
-        rng, last, paid = self.rng, created, []
+        rng, last = self.rng, created
+        paid: list[_Paid] = []
         yesterday = self.today - timedelta(days=1)
         for inst in schedule[: unpaid + 1]:
             amount = inst.amount
@@ -130,7 +133,9 @@ class LoanRows(RowWriter):
             paid.append(_Paid(amount, at))
         return paid
 
-    def finish(self, loan: dict, shape: Shape, schedule: list, paid: list[_Paid]) -> None:
+    def finish(
+        self, loan: Row, shape: Shape, schedule: list[ScheduledInstallment], paid: list[_Paid]
+    ) -> None:
         """The loan row (summary columns as ledger.refresh computes them) and its children."""
         created_at, agent_id = loan["created_at"], loan["agent_id"]
         closed_at, state, reason = None, LoanState.ACTIVE, None
@@ -164,7 +169,9 @@ class LoanRows(RowWriter):
             kind = LoanEventKind.CLOSED if state is LoanState.CLOSED else LoanEventKind.WRITTEN_OFF
             self.event(loan["id"], agent_id, kind, closed_at, {"state": state.value}, reason)
 
-    def installments(self, loan_id: int, schedule: list, paid: list[_Paid], agent_id: int) -> None:
+    def installments(
+        self, loan_id: int, schedule: list[ScheduledInstallment], paid: list[_Paid], agent_id: int
+    ) -> None:
         for inst, p in zip_longest(schedule, paid):
             settled = p is not None and p.amount == inst.amount
             row = self.add(
@@ -208,7 +215,7 @@ class LoanRows(RowWriter):
         staff_id: int,
         kind: LoanEventKind,
         at: datetime,
-        after: dict,
+        after: dict[str, Any],
         note: str | None = None,
     ) -> None:
         self.add(
@@ -229,7 +236,13 @@ class LoanRows(RowWriter):
             return PromiseState.BROKEN if x < 0.12 else PromiseState.OPEN
         return PromiseState.KEPT if has_paid and x > 0.93 else None
 
-    def promise(self, loan: dict, state: PromiseState, paid: list[_Paid], schedule: list) -> None:
+    def promise(
+        self,
+        loan: Row,
+        state: PromiseState,
+        paid: list[_Paid],
+        schedule: list[ScheduledInstallment],
+    ) -> None:
         """A promise whose state agrees with the payments made after it (paid_baseline)."""
         rng, total = self.rng, sum((p.amount for p in paid), ZERO)
         outstanding = sum((s.amount for s in schedule), ZERO) - total

@@ -6,6 +6,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, func, insert, select, text
@@ -16,6 +17,10 @@ from db.models import Base
 CHUNK = 5_000
 
 _RESERVE = text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)")
+
+
+# One row to insert: column name -> value.
+Row = dict[str, Any]
 
 
 class _Ids:
@@ -56,13 +61,13 @@ class RowWriter:
         self.session, self.rng, self.today, self.tz = session, rng, today, tz
         self.minor_units = minor_units
         self.ids = _Ids(session)
-        self.rows: dict[Table, list[dict]] = {}
+        self.rows: dict[Table, list[Row]] = {}
         self.counts: Counter[str] = Counter()
 
     def at(self, day: date, hour: int) -> datetime:
         return datetime.combine(day, time(hour, self.rng.randrange(60)), self.tz).astimezone(UTC)
 
-    def add(self, model: type, **row: object) -> dict:
+    def add(self, model: type[Base], **row: Any) -> Row:
         table = model.__table__
         if "id" in table.c and "id" not in row:
             row = {"id": self.ids.next(table), **row}
@@ -81,12 +86,14 @@ class RowWriter:
         self.rows = {}
 
 
-def _copy(session: Session, table: Table, rows: list[dict]) -> None:
+def _copy(session: Session, table: Table, rows: list[Row]) -> None:
     """PostgreSQL's COPY: several times faster than executemany for bulk rows."""
     from psycopg.types.json import JsonDumper
 
     names = list(rows[0])
-    cursor = session.connection().connection.driver_connection.cursor()
+    driver = session.connection().connection.driver_connection
+    assert driver is not None, "a live connection has its psycopg connection"
+    cursor = driver.cursor()
     # StrEnums are str first in their MRO, so psycopg writes their values; dicts are JSON.
     cursor.adapters.register_dumper(dict, JsonDumper)
     with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:

@@ -93,11 +93,12 @@ class _Builder(LoanRows):
     def staff(self, agents: int) -> tuple[int, list[int]]:
         wanted = [(Role.ADMIN, 1), (Role.MANAGER, 2)] + [(Role.AGENT, 3 + i) for i in range(agents)]
         tg_ids = [STAFF_TELEGRAM_BASE + n for _, n in wanted]
-        found = dict(
-            self.session.execute(
+        found = {
+            tg_id: staff_id
+            for tg_id, staff_id in self.session.execute(
                 select(Staff.telegram_user_id, Staff.id).where(Staff.telegram_user_id.in_(tg_ids))
-            ).all()
-        )
+            )
+        }
         created, now = 0, self.at(self.today - timedelta(days=HISTORY_DAYS + 30), 9)
         for role, n in wanted:
             if STAFF_TELEGRAM_BASE + n not in found:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, exists, or_, select
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, exists, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import Borrower, Loan, Role, Staff, StaffState
-from db.services.errors import AccessDenied, Conflict, NotFound
+from db.services.errors import AccessDenied, NotFound
 
 _RANK = {Role.AGENT: 0, Role.MANAGER: 1, Role.ADMIN: 2}
 
@@ -38,6 +39,10 @@ class Actor:
         return _RANK[self.role] >= _RANK[role]
 
 
+# A SELECT of any columns: scoping keeps its type.
+SelectT = TypeVar("SelectT", bound=Select[Any])
+
+
 def require_role(actor: Actor, role: Role, what: str) -> None:
     """Refuse unless actor has at least role."""
     if not actor.at_least(role):
@@ -45,14 +50,14 @@ def require_role(actor: Actor, role: Role, what: str) -> None:
         raise AccessDenied(f"Only {who} may {what}.", code="role", role=role)
 
 
-def scope_loans(stmt: Select, actor: Actor) -> Select:
+def scope_loans(stmt: SelectT, actor: Actor) -> SelectT:
     """Restrict a SELECT over Loan to the loans actor may see."""
     if actor.sees_all_loans:
         return stmt
     return stmt.where(Loan.agent_id == actor.staff_id)
 
 
-def scope_live_loans(stmt: Select, actor: Actor) -> Select:
+def scope_live_loans(stmt: SelectT, actor: Actor) -> SelectT:
     """scope_loans, and archived loans left out (the lists and searches of every role)."""
     return scope_loans(stmt, actor).where(LIVE_LOAN)
 
@@ -77,7 +82,7 @@ def check_loan(actor: Actor, loan: Loan | None, number: str = "") -> Loan:
 PHONE_UNAVAILABLE = "This phone number cannot be used here; ask your manager."
 
 
-def _foreign_loan(borrower_id: ColumnElement[int] | int, actor: Actor) -> ColumnElement[bool]:
+def _foreign_loan(borrower_id: SQLColumnExpression[int] | int, actor: Actor) -> ColumnElement[bool]:
     """EXISTS a loan of the borrower that is not actor's (or held by nobody)."""
     return exists().where(
         Loan.borrower_id == borrower_id,
@@ -85,7 +90,7 @@ def _foreign_loan(borrower_id: ColumnElement[int] | int, actor: Actor) -> Column
     )
 
 
-def scope_borrowers(stmt: Select, actor: Actor) -> Select:
+def scope_borrowers(stmt: SelectT, actor: Actor) -> SelectT:
     """Restrict a SELECT over Borrower to the borrowers actor may see and change."""
     if actor.sees_all_loans:
         return stmt
@@ -111,14 +116,4 @@ def check_borrower_editable(session: Session, *, actor: Actor, borrower_id: int)
     if not borrower_in_scope(session, actor=actor, borrower_id=borrower_id):
         raise AccessDenied(
             "Only a manager can change this borrower's details.", code="borrower_shared"
-        )
-
-
-def refuse_archived(loan: Loan) -> None:
-    """No change to an archived loan (payments, edits, promises...) until it is restored."""
-    if loan.archived_at is not None:
-        raise Conflict(
-            f"Loan {loan.loan_number} is archived; an admin can restore it with "
-            f"/restore {loan.loan_number}.",
-            code="loan_archived",
         )

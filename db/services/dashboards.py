@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, case, func, select
 from sqlalchemy.orm import Session
 
 from db import clock
@@ -30,11 +31,11 @@ FINISHED = (S.DELIVERED, S.UNDELIVERED, S.FAILED)
 SENT_ON = (S.SENT, S.DELIVERED, S.UNDELIVERED, S.FAILED)
 
 
-def _cents(expr: ColumnElement) -> ColumnElement:
+def _cents(expr: SQLColumnExpression[Any]) -> ColumnElement[Any]:
     return func.coalesce(func.sum(func.round(expr * 100)), 0)
 
 
-def _money(cents: object) -> Decimal:
+def _money(cents: Decimal | int | None) -> Decimal:
     return q(Decimal(int(cents or 0)).scaleb(-2))
 
 
@@ -134,7 +135,7 @@ class AgentScore:
     contacts: int
 
 
-def _counts_by_agent(session: Session, stmt) -> dict[int | None, tuple[int, ...]]:
+def _counts_by_agent(session: Session, stmt: Select[Any]) -> dict[int | None, tuple[int, ...]]:
     return {row[0]: tuple(int(v or 0) for v in row[1:]) for row in session.execute(stmt)}
 
 
@@ -206,7 +207,7 @@ class DeliveryOverview:
     failures: tuple[FailureLine, ...]
 
 
-def _kind_line(kind: str, rows: list) -> KindLine:
+def _kind_line(kind: str, rows: list[tuple[MessageKind, S, int, int]]) -> KindLine:
     own = [r for r in rows if r[0] == kind]
     return KindLine(
         kind,
@@ -230,7 +231,9 @@ def delivery_overview(
         .where(Message.created_at >= since, Message.created_at <= now)
         .group_by(Message.kind, Message.status)
     )
-    rows = [(k, s, int(n), int(seg or 0)) for k, s, n, seg in session.execute(stmt)]
+    rows: list[tuple[MessageKind, S, int, int]] = [
+        (k, s, int(n), int(seg or 0)) for k, s, n, seg in session.execute(stmt)
+    ]
     delivered = sum(r[2] for r in rows if r[1] == S.DELIVERED)
     finished = sum(r[2] for r in rows if r[1] in FINISHED)
     pending = sum(r[2] for r in rows if r[1] in (S.QUEUED, S.SENDING, S.SENT))

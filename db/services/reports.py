@@ -10,15 +10,16 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, select
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, case, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from db import clock
 from db.models import Loan, LoanState, Payment, Promise, PromiseState, Staff
 from db.money import q
-from db.services.access import LIVE_LOAN, Actor
+from db.services.access import LIVE_LOAN, Actor, SelectT
 from db.services.collection.ledger import Bucket, bucket_dates
 from db.services.loans.snapshots import LoanSummary, loan_summary
 
@@ -77,22 +78,22 @@ class _Cell:
     paid: Decimal
 
 
-def _cents(expr: ColumnElement) -> ColumnElement:
+def _cents(expr: SQLColumnExpression[Any]) -> ColumnElement[Any]:
     return func.coalesce(func.sum(func.round(expr * 100)), 0)
 
 
-def _money(cents: object) -> Decimal:
+def _money(cents: Decimal | int | None) -> Decimal:
     return q(Decimal(int(cents or 0)).scaleb(-2))
 
 
-def _scoped(stmt: Select, actor: Actor, agent_id: int | None) -> Select:
+def _scoped(stmt: SelectT, actor: Actor, agent_id: int | None) -> SelectT:
     """Agents see their own loans whatever agent_id says; managers all, or one agent's."""
     if not actor.sees_all_loans:
         return stmt.where(Loan.agent_id == actor.staff_id)
     return stmt if agent_id is None else stmt.where(Loan.agent_id == agent_id)
 
 
-def _bucket_cond(bucket: Bucket, today: date) -> ColumnElement:
+def _bucket_cond(bucket: Bucket, today: date) -> ColumnElement[bool]:
     earliest, latest = bucket_dates(bucket, today)
     cond = Loan.next_due_date <= latest
     return cond if earliest is None else and_(cond, Loan.next_due_date >= earliest)
@@ -230,7 +231,7 @@ def collections_by_day(
     return [(first + timedelta(days=i), totals.get(i, q(ZERO))) for i in range(days)]
 
 
-def _latest_promise_is(state: PromiseState, *conds: ColumnElement) -> ColumnElement:
+def _latest_promise_is(state: PromiseState, *conds: ColumnElement[bool]) -> ColumnElement[bool]:
     """The loan's newest promise is in state and meets conds (superseded ones never count)."""
     newer = aliased(Promise)
     return exists(
@@ -245,7 +246,7 @@ def _latest_promise_is(state: PromiseState, *conds: ColumnElement) -> ColumnElem
     )
 
 
-def _work_queries(today: date) -> list[tuple[WorkReason, Select]]:
+def _work_queries(today: date) -> list[tuple[WorkReason, Select[tuple[Loan]]]]:
     active = select(Loan).where(Loan.state == LoanState.ACTIVE, LIVE_LOAN)
     lookback = today - timedelta(days=BROKEN_LOOKBACK_DAYS)
     broken = _latest_promise_is(
@@ -289,3 +290,19 @@ def work_list(session: Session, *, actor: Actor, today: date, limit: int = 30) -
             summary = loan_summary(loan, today=today)
             items.append(WorkItem(summary, _reason(kind, summary), kind))
     return items
+
+
+@dataclass(frozen=True)
+class Figures:
+    """/stats: the portfolio and the collections per day, read in one transaction."""
+
+    book: Portfolio
+    days: list[tuple[date, Decimal]]
+
+
+def portfolio_figures(
+    session: Session, *, actor: Actor, today: date, tz: ZoneInfo, days: int
+) -> Figures:
+    """The portfolio and the last `days` days of collections, consistent with each other."""
+    book = portfolio(session, actor=actor, today=today, tz=tz)
+    return Figures(book, collections_by_day(session, actor=actor, today=today, tz=tz, days=days))

@@ -111,7 +111,7 @@ class SmsFeed:
         return self._lines(found)
 
     def _lines(self, changes: list[tuple[Any, list[str]]]) -> list[tuple[str, str]]:
-        lines = []
+        lines: list[tuple[str, str]] = []
         for row, statuses in changes:
             self.shown[row.message_id] = statuses[-1]
             if len(lines) < FEED_LINES:

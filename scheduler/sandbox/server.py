@@ -31,6 +31,7 @@ def connection_tracking_protocol(registry: dict[tuple[str, int], asyncio.Transpo
     """
 
     class _TrackingProtocol(H11Protocol):
+        # H11Protocol itself narrows asyncio's BaseTransport to Transport (and ignores it too).
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if self.client:

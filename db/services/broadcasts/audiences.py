@@ -20,11 +20,13 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Date, case, exists, func, literal, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import SQLCoreOperations
 
 from db.models import Borrower, BorrowerTag, Installment, Loan, LoanState, Suppression
 from db.services.access import LIVE_LOAN
 from db.services.collection.ledger import Bucket, bucket_dates
 from db.services.errors import InvalidInput
+from db.services.staff.members import get_staff_by_id
 
 CHUNK = 500  # rows read per round trip
 MAX_TAG = 40
@@ -113,6 +115,8 @@ def _conditions(audience: Audience, today: date) -> list[ColumnElement[bool]]:
     if audience.kind is AudienceKind.OVERDUE:
         conds.append(Loan.next_due_date < today)
     elif audience.kind is AudienceKind.BUCKET:
+        if audience.bucket is None:  # refused when made: never widen it to everyone
+            raise InvalidInput("Choose a days-past-due bucket.", code="audience_bucket")
         earliest, latest = bucket_dates(audience.bucket, today)
         conds.append(Loan.next_due_date <= latest)
         if earliest is not None:
@@ -125,7 +129,7 @@ def _conditions(audience: Audience, today: date) -> list[ColumnElement[bool]]:
     return conds
 
 
-def _row_columns(today: date) -> tuple:
+def _row_columns(today: date) -> tuple[SQLCoreOperations[Any], ...]:
     """A loan's placeholder values, its borrower, and why the borrower may not be texted."""
     cutoff = case((Loan.next_due_date > today, Loan.next_due_date), else_=literal(today, Date))
     owed = (
@@ -229,3 +233,19 @@ def audience_is_empty(session: Session, *, audience: Audience, today: date) -> b
     """True when no loan matches the audience."""
     found = select(Loan.id).where(*_conditions(audience, today)).limit(1)
     return session.scalars(found).first() is None
+
+
+def audience_words(session: Session, audience: Audience) -> str:
+    """Who a broadcast goes to, in words; an agent by name rather than by number."""
+    if audience.kind is AudienceKind.AGENT and audience.agent_id:
+        agent = get_staff_by_id(session, staff_id=audience.agent_id)
+        if agent is not None:
+            return f"borrowers of {agent.name}"
+    return audience.describe()
+
+
+def audience_words_if_anyone(session: Session, *, audience: Audience, today: date) -> str | None:
+    """The audience in words, or None when nobody is in it (a broadcast is not composed)."""
+    if audience_is_empty(session, audience=audience, today=today):
+        return None
+    return audience_words(session, audience)

@@ -1,4 +1,7 @@
-"""Broadcasts: one SMS to every borrower of an audience, previewed, queued, canceled, tracked.
+"""Composing a broadcast: one SMS to every borrower of an audience, previewed, then queued.
+
+What follows once it is queued (progress, cancel, list, finish) is in
+db/services/broadcasts/tracking.py, re-exported here.
 
 Choices:
 - Whom it goes to is an Audience (db.services.broadcasts.audiences, re-exported here): one
@@ -17,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import case, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
@@ -160,8 +164,9 @@ def preview_broadcast(
 ) -> Preview:
     """Counts, reasons, SMS parts, and the first sendable message exactly as it will go."""
     text = _check(session, actor, audience, template, "broadcast")
-    total, reasons, segs, sendable = 0, Counter(), 0, 0
-    first = first_sendable = None
+    total, reasons, segs, sendable = 0, Counter[str](), 0, 0
+    first: str | None = None
+    first_sendable: str | None = None
     for chunk in _rendered(session, audience, text, today, settings):
         for r, body in chunk:
             total, first = total + 1, first or body
@@ -170,7 +175,7 @@ def preview_broadcast(
                 continue
             sendable, segs = sendable + 1, segs + sms_text.segments(body)
             first_sendable = first_sendable or body
-    if not total:
+    if first is None:  # nobody at all
         raise _nobody()
     sample = first_sendable or first
     return Preview(
@@ -185,9 +190,11 @@ def preview_broadcast(
     )
 
 
-def _row(b: Broadcast, r: Recipient, body: str, now: datetime, settings: Settings) -> dict:
+def _row(
+    b: Broadcast, r: Recipient, body: str, now: datetime, settings: Settings
+) -> dict[str, Any]:
     """One message row: queued for the borrower's allowed hours, or suppressed with why."""
-    row = {
+    row: dict[str, Any] = {
         "to_phone": r.phone,
         "body": body,
         "kind": MessageKind.BROADCAST,
@@ -215,13 +222,13 @@ def _row(b: Broadcast, r: Recipient, body: str, now: datetime, settings: Setting
     return row
 
 
-def _insert(session: Session, rows: list[dict]) -> None:
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert rows as one executemany; a row whose key exists is skipped."""
     stmt = dialect_insert(session, Message.__table__)
     session.execute(stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]), rows)
 
 
-def _record_events(session: Session, broadcast_id: int, now: datetime) -> Counter:
+def _record_events(session: Session, broadcast_id: int, now: datetime) -> Counter[S]:
     """A message_event for each of the broadcast's messages without one; counts by status."""
     fresh = [
         Message.broadcast_id == broadcast_id,
@@ -244,7 +251,7 @@ def _record_events(session: Session, broadcast_id: int, now: datetime) -> Counte
 
 def fill_broadcast(
     session: Session, *, broadcast: Broadcast, today: date, settings: Settings
-) -> Counter:
+) -> Counter[S]:
     """Queue the broadcast's messages; a key already present is skipped, so re-running is safe."""
     audience, now = Audience.from_json(broadcast.audience), clock.utcnow()
     for chunk in _rendered(session, audience, broadcast.template, today, settings):

@@ -1,5 +1,5 @@
-"""The bot's bookkeeping around SMS: where a broadcast's progress message is, and which loan
-a borrower's relayed SMS is about.
+"""A broadcast's progress message: the admin's Telegram message the bot edits while the
+broadcast goes, and what it shows (counts, then the final report with the failures).
 
 Choices:
 - progress_chat_id / progress_message_id name the admin's Telegram message the bot edits
@@ -11,18 +11,28 @@ Choices:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.models import Broadcast, BroadcastState, InboundMessage
-from db.services.broadcasts.audiences import Audience, AudienceKind
+from db.config import Settings
+from db.models import Broadcast, BroadcastState
+from db.services.access import Actor
+from db.services.broadcasts.audiences import Audience, audience_words
+from db.services.broadcasts.compose import create_broadcast
+from db.services.broadcasts.tracking import (
+    Progress,
+    broadcast_progress,
+    failures_by_code,
+    finish_done_broadcasts,
+)
 from db.services.errors import InvalidInput, NotFound
-from db.services.staff.members import get_staff_by_id
+from db.session import rows_matched
 
 MAX_TELEGRAM_ID = 2**63 - 1
+TRACKED_BATCH = 20  # progress messages read per run of the bot's job
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,7 @@ def set_progress_message(
         .values(**values)
         .execution_options(synchronize_session="fetch")
     )
-    if not result.rowcount:
+    if not rows_matched(result):
         raise NotFound(f"No broadcast #{broadcast_id}.", code="broadcast_not_found")
 
 
@@ -70,16 +80,7 @@ def clear_progress_message(session: Session, *, broadcast_id: int) -> bool:
         .values(progress_chat_id=None, progress_message_id=None)
         .execution_options(synchronize_session="fetch")
     )
-    return bool(result.rowcount)
-
-
-def audience_words(session: Session, audience: Audience) -> str:
-    """Who a broadcast goes to, in words; an agent by name rather than by number."""
-    if audience.kind is AudienceKind.AGENT and audience.agent_id:
-        agent = get_staff_by_id(session, staff_id=audience.agent_id)
-        if agent is not None:
-            return f"borrowers of {agent.name}"
-    return audience.describe()
+    return bool(rows_matched(result))
 
 
 def tracked_broadcasts(
@@ -93,27 +94,61 @@ def tracked_broadcasts(
     )
     if broadcast_id is not None:
         stmt = stmt.where(Broadcast.id == broadcast_id)
-    rows = session.scalars(stmt.order_by(Broadcast.id).limit(limit))
-    return [
-        Tracked(
-            b.id,
-            b.progress_chat_id,
-            b.progress_message_id,
-            BroadcastState(b.state),
-            audience_words(session, Audience.from_json(b.audience)),
-            b.created_at,
+    tracked = []
+    for b in session.scalars(stmt.order_by(Broadcast.id).limit(limit)):
+        chat_id, message_id = b.progress_chat_id, b.progress_message_id
+        if chat_id is None or message_id is None:  # left out by the WHERE above
+            continue
+        words = audience_words(session, Audience.from_json(b.audience))
+        tracked.append(
+            Tracked(b.id, chat_id, message_id, BroadcastState(b.state), words, b.created_at)
         )
-        for b in rows
-    ]
+    return tracked
 
 
-def inbound_loan_ids(session: Session, *, inbound_ids: list[int]) -> dict[int, int]:
-    """inbound message id -> the loan it is stored on (for the relay's card button)."""
-    if not inbound_ids:
-        return {}
-    rows = session.execute(
-        select(InboundMessage.id, InboundMessage.loan_id).where(
-            InboundMessage.id.in_(inbound_ids), InboundMessage.loan_id.is_not(None)
-        )
+@dataclass(frozen=True)
+class ProgressReport:
+    """What a progress message shows: the broadcast, its counts, and failures once done."""
+
+    tracked: Tracked
+    progress: Progress
+    failures: list[tuple[str, int, str]] = field(default_factory=list)
+
+
+def progress_reports(
+    session: Session, *, broadcast_id: int | None = None, limit: int = TRACKED_BATCH
+) -> list[ProgressReport]:
+    """Finish the done broadcasts, then each tracked one's counts (failures when done)."""
+    finish_done_broadcasts(session)
+    found = []
+    for t in tracked_broadcasts(session, limit=limit, broadcast_id=broadcast_id):
+        progress = broadcast_progress(session, broadcast_id=t.broadcast_id)
+        failures = []
+        if progress.done:
+            failures = failures_by_code(session, broadcast_id=t.broadcast_id)
+        found.append(ProgressReport(t, progress, failures))
+    return found
+
+
+def start_broadcast(
+    session: Session,
+    *,
+    actor: Actor,
+    audience: Audience,
+    template: str,
+    today: date,
+    settings: Settings,
+    chat_id: int,
+    message_id: int,
+) -> ProgressReport:
+    """Queue the broadcast and point it at its progress message, in the caller's transaction."""
+    info = create_broadcast(
+        session,
+        actor=actor,
+        audience=audience,
+        template=template,
+        today=today,
+        settings=settings,
     )
-    return {inbound_id: loan_id for inbound_id, loan_id in rows}
+    set_progress_message(session, broadcast_id=info.id, chat_id=chat_id, message_id=message_id)
+    return progress_reports(session, broadcast_id=info.id)[0]

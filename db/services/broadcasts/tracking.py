@@ -13,10 +13,11 @@ from db.models import Broadcast, BroadcastState, Message, Role
 from db.models import MessageStatus as S
 from db.services.access import Actor, require_role
 from db.services.audit.write import AuditAction, audit
-from db.services.broadcasts.audiences import Audience
+from db.services.broadcasts.audiences import Audience, audience_words
 from db.services.errors import Conflict, NotFound
 from db.services.sms.deliveries import FailureLine, failure_counts
 from db.services.sms.outbox import cancel_broadcast_messages
+from db.session import rows_matched
 
 # A SENT message with no carrier report for this long no longer keeps a broadcast open.
 SENT_SETTLES = timedelta(hours=24)
@@ -146,4 +147,31 @@ def finish_done_broadcasts(session: Session) -> int:
         .values(state=BroadcastState.DONE, finished_at=clock.utcnow())
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return rows_matched(result)
+
+
+@dataclass(frozen=True)
+class BroadcastLine:
+    """One line of the broadcasts list: the broadcast, its counts, its audience in words."""
+
+    info: BroadcastInfo
+    progress: Progress
+    audience: str
+
+
+def broadcast_lines(session: Session, *, actor: Actor, limit: int = 10) -> list[BroadcastLine]:
+    """The latest broadcasts with their counts and audiences in words, newest first."""
+    return [
+        BroadcastLine(
+            info,
+            broadcast_progress(session, broadcast_id=info.id),
+            audience_words(session, info.audience),
+        )
+        for info in list_broadcasts(session, actor=actor, limit=limit)
+    ]
+
+
+def cancel_and_count(session: Session, *, actor: Actor, broadcast_id: int) -> int:
+    """Cancel the broadcast; how many of its messages are canceled now."""
+    cancel_broadcast(session, actor=actor, broadcast_id=broadcast_id)
+    return broadcast_progress(session, broadcast_id=broadcast_id).counts["canceled"]

@@ -1,4 +1,6 @@
-"""Recording and reversing payments: allocation to installments, closing and reopening loans."""
+"""Recording and reversing payments: a payment closes the loan it settles, a reversal reopens
+it; promises it covers are kept. How the money spreads over installments is allocation.py.
+"""
 
 from __future__ import annotations
 
@@ -8,42 +10,42 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from db import agency as agencies
 from db import clock
-from db.agency import Agency
+from db.agency import Agency, agency_of
+from db.config import Settings
 from db.models import (
-    Installment,
     Loan,
     LoanEventKind,
     LoanState,
     Payment,
-    PaymentAllocation,
     PaymentMethod,
     Role,
     Staff,
 )
-from db.money import Due, allocate
 from db.services import access
 from db.services.access import Actor
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.collection import ledger
-from db.services.collection.promises import (
+from db.services.collection.allocation import Allocations, allocate_payment, undo_allocations
+from db.services.collection.promises import settle_promises
+from db.services.errors import Conflict
+from db.services.loans.guards import (
     check_amount,
     find_loan,
+    find_payment_and_loan,
     refuse_above_owed,
+    refuse_stale,
     require_active,
-    settle_promises,
 )
-from db.services.errors import Conflict, NotFound
 from db.services.loans.snapshots import LoanView, loan_view
+from db.services.sms import notices
 from db.services.sms.truth import WithdrawReason, withdraw_for_loan
 from db.validation import clean_text
 
 log = logging.getLogger(__name__)
-
-Allocations = tuple[tuple[int, Decimal, Decimal], ...]
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,6 @@ class PaymentView:
     reverses_id: int | None
 
 
-def _locked_loan(session: Session, actor: Actor, loan_number: str) -> Loan:
-    """The loan actor may see, its row locked until the transaction ends."""
-    return find_loan(session, actor=actor, loan_number=loan_number, lock=True)
-
-
 def _balances(loan: Loan) -> dict[str, object]:
     return {
         "amount_paid": loan.amount_paid,
@@ -83,36 +80,42 @@ def _balances(loan: Loan) -> dict[str, object]:
     }
 
 
-def _check_version(loan: Loan, expected_version: int | None) -> None:
-    if expected_version is not None and expected_version != loan.version:
-        raise Conflict(
-            f"Loan {loan.loan_number} changed since it was shown; open it again.",
-            code="stale",
-            version=loan.version,
-        )
+def _booked(
+    session: Session,
+    loan: Loan,
+    actor: Actor,
+    what: tuple[LoanEventKind, AuditAction],
+    *,
+    before: dict[str, object],
+    details: dict[str, object],
+    note: str | None,
+    target: tuple[str, object, dict[str, object]],
+) -> None:
+    """After a payment or reversal moved money: the loan's balances, its event and audit row.
 
-
-def _allocate(session: Session, loan: Loan, payment: Payment) -> Allocations:
-    """Spread payment over the installments, oldest first and fee first; write the rows."""
-    insts = loan.installments
-    dues = [Due(i.fee_due - i.fee_paid, i.amount_due - i.amount_paid) for i in insts]
-    now, rows = clock.utcnow(), []
-    for part in allocate(payment.amount, dues):
-        inst = insts[part.index]
-        inst.fee_paid += part.fee
-        inst.amount_paid += part.amount
-        if inst.paid_at is None and ledger.is_settled(inst):
-            inst.paid_at = now
-        session.add(
-            PaymentAllocation(
-                payment_id=payment.id,
-                installment_id=inst.id,
-                fee_amount=part.fee,
-                amount=part.amount,
-            )
-        )
-        rows.append((inst.seq, part.fee, part.amount))
-    return tuple(rows)
+    target is the audit row's (target type, target id, details).
+    """
+    ledger.refresh(loan)
+    ledger.touch(loan, actor)
+    kind, action = what
+    loan_event(
+        session,
+        loan_id=loan.id,
+        actor=actor,
+        kind=kind,
+        before=before,
+        after={**_balances(loan), **details},
+        note=note,
+    )
+    target_type, target_id, audited = target
+    audit(
+        session,
+        actor=actor,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        details=audited,
+    )
 
 
 def _close_if_paid(session: Session, loan: Loan, actor: Actor) -> bool:
@@ -161,8 +164,8 @@ def record_payment(
     """Record money received on a loan; it closes the loan when nothing is left owing."""
     amount = check_amount(amount, max_amount=max_amount, agency=agency)
     note = clean_text(note, field="note", max_len=500, required=False)
-    loan = _locked_loan(session, actor, loan_number)
-    _check_version(loan, expected_version)
+    loan = find_loan(session, actor=actor, loan_number=loan_number, lock=True)
+    refuse_stale(loan, expected_version)
     require_active(loan)
     refuse_above_owed(loan, amount, code="overpay", agency=agency)
     before = _balances(loan)
@@ -175,26 +178,17 @@ def record_payment(
     )
     session.add(payment)
     session.flush()
-    allocations = _allocate(session, loan, payment)
-    ledger.refresh(loan)
-    ledger.touch(loan, actor)
+    allocations = allocate_payment(session, loan=loan, payment=payment)
     details = {"payment_id": payment.id, "amount": amount, "method": payment.method}
-    loan_event(
+    _booked(
         session,
-        loan_id=loan.id,
-        actor=actor,
-        kind=LoanEventKind.PAYMENT,
+        loan,
+        actor,
+        (LoanEventKind.PAYMENT, AuditAction.PAYMENT_RECORDED),
         before=before,
-        after={**_balances(loan), **details},
-        note=note,
-    )
-    audit(
-        session,
-        actor=actor,
-        action=AuditAction.PAYMENT_RECORDED,
-        target_type="loan",
-        target_id=loan.loan_number,
         details=details,
+        note=note,
+        target=("loan", loan.loan_number, details),
     )
     closed = _close_if_paid(session, loan, actor)
     settle_promises(session, loan=loan, actor=actor)
@@ -209,51 +203,40 @@ def record_payment(
     return _result(session, loan, payment, allocations, today)
 
 
-def _payment_and_loan(session: Session, actor: Actor, payment_id: int) -> tuple[Payment, Loan]:
-    """The payment and its loan, the loan row locked first (as record_payment does)."""
-    loan_id = select(Payment.loan_id).where(Payment.id == payment_id).scalar_subquery()
-    stmt = (
-        select(Loan)
-        .where(Loan.id == loan_id)
-        .with_for_update(of=Loan)
-        .options(selectinload(Loan.installments))
-        .execution_options(populate_existing=True)
+def pay_and_notify(
+    session: Session,
+    *,
+    actor: Actor,
+    loan_number: str,
+    amount: Decimal,
+    expected_version: int,
+    today: date,
+    settings: Settings,
+) -> PaymentResult:
+    """record_payment and the borrower's notice of it, in the caller's one transaction."""
+    agency = agency_of(settings)
+    result = record_payment(
+        session,
+        actor=actor,
+        loan_number=loan_number,
+        amount=amount,
+        today=today,
+        expected_version=expected_version,
+        max_amount=settings.max_amount,
+        agency=agency,
     )
-    loan = session.scalars(stmt).one_or_none()
-    if loan is None:
-        raise NotFound(f"No payment {payment_id} found.", code="payment_not_found")
-    access.check_loan(actor, loan, loan.loan_number)
-    access.refuse_archived(loan)
-    payment = session.scalars(
-        select(Payment).where(Payment.id == payment_id).execution_options(populate_existing=True)
-    ).one()
-    return payment, loan
-
-
-def _undo_allocations(session: Session, original: Payment, reversal: Payment) -> Allocations:
-    """Take back exactly what original put on each installment; mirror rows on reversal."""
-    stmt = (
-        select(PaymentAllocation, Installment)
-        .join(Installment, Installment.id == PaymentAllocation.installment_id)
-        .where(PaymentAllocation.payment_id == original.id)
-        .order_by(Installment.seq)
+    notices.payment_notice(
+        session,
+        loan_id=result.loan.id,
+        payment_id=result.payment_id,
+        amount=result.amount,
+        outstanding=result.outstanding,
+        closed=result.closed,
+        agency=agency,
+        notify_payment=settings.notify_payment_received,
+        notify_closed=settings.notify_loan_closed,
     )
-    rows = []
-    for alloc, inst in session.execute(stmt):
-        inst.fee_paid -= alloc.fee_amount
-        inst.amount_paid -= alloc.amount
-        if not ledger.is_settled(inst):
-            inst.paid_at = None
-        session.add(
-            PaymentAllocation(
-                payment_id=reversal.id,
-                installment_id=inst.id,
-                fee_amount=-alloc.fee_amount,
-                amount=-alloc.amount,
-            )
-        )
-        rows.append((inst.seq, -alloc.fee_amount, -alloc.amount))
-    return tuple(rows)
+    return result
 
 
 def _check_reversible(payment: Payment, loan: Loan) -> None:
@@ -286,7 +269,7 @@ def reverse_payment(
     """Undo a payment with a negative payment row; both rows stay (managers and above)."""
     access.require_role(actor, Role.MANAGER, "reverse a payment")
     reason = clean_text(reason, field="reason", max_len=500)
-    original, loan = _payment_and_loan(session, actor, payment_id)
+    original, loan = find_payment_and_loan(session, actor=actor, payment_id=payment_id)
     _check_reversible(original, loan)
     before, now = _balances(loan), clock.utcnow()
     reversal = Payment(
@@ -301,26 +284,21 @@ def reverse_payment(
     original.reversed_at = now
     session.add(reversal)
     session.flush()
-    allocations = _undo_allocations(session, original, reversal)
-    ledger.refresh(loan)
-    ledger.touch(loan, actor)
+    allocations = undo_allocations(session, original=original, reversal=reversal)
     details = {"payment_id": original.id, "reversal_id": reversal.id, "amount": original.amount}
-    loan_event(
+    _booked(
         session,
-        loan_id=loan.id,
-        actor=actor,
-        kind=LoanEventKind.PAYMENT_REVERSED,
+        loan,
+        actor,
+        (LoanEventKind.PAYMENT_REVERSED, AuditAction.PAYMENT_REVERSED),
         before=before,
-        after={**_balances(loan), **details},
+        details=details,
         note=reason,
-    )
-    audit(
-        session,
-        actor=actor,
-        action=AuditAction.PAYMENT_REVERSED,
-        target_type="payment",
-        target_id=original.id,
-        details={**details, "loan_number": loan.loan_number, "reason": reason},
+        target=(
+            "payment",
+            original.id,
+            {**details, "loan_number": loan.loan_number, "reason": reason},
+        ),
     )
     _reopen_if_owing(session, loan, actor)
     withdraw_for_loan(session, loan=loan, reason=WithdrawReason.PAYMENT_REVERSED)

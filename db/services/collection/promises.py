@@ -1,4 +1,4 @@
-"""Promises to pay and contacts with borrowers; also the loan lookup the payment services share.
+"""Promises to pay and contacts with borrowers.
 
 One open promise per loan: recording a new one supersedes the open one, which becomes
 BROKEN at once with a PROMISE_BROKEN event noted "replaced by a new promise" and made by the
@@ -24,18 +24,22 @@ from db.models import (
     ContactOutcome,
     Loan,
     LoanEventKind,
-    LoanState,
     Promise,
     PromiseState,
     Staff,
 )
-from db.money import format_money, q
-from db.services.access import LIVE_LOAN, Actor, refuse_archived
+from db.services.access import LIVE_LOAN, Actor
 from db.services.audit.write import AuditAction, audit, loan_event
-from db.services.errors import Conflict, InvalidInput
-from db.services.loans.lookup import load_loan
+from db.services.errors import InvalidInput
+from db.services.loans.guards import (
+    check_amount,
+    find_loan,
+    refuse_above_owed,
+    refuse_archived,
+    require_active,
+)
 from db.services.loans.snapshots import ContactView, PromiseView
-from db.validation import above_limit, clean_text
+from db.validation import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -43,52 +47,6 @@ PROMISE_MAX_DAYS = 90
 BATCH = 500
 NOTE_REPLACED = "replaced by a new promise"
 NOTE_DATE_PASSED = "date passed"
-
-
-def find_loan(session: Session, *, actor: Actor, loan_number: str, lock: bool = False) -> Loan:
-    """The loan actor may see by number; lock=True holds its row until the transaction ends."""
-    return load_loan(session, actor, loan_number, lock=lock)
-
-
-def check_amount(
-    amount: Decimal, *, max_amount: Decimal, agency: Agency = agencies.DEFAULT
-) -> Decimal:
-    """A positive money amount with at most the currency's decimals, at most max_amount."""
-    places = agency.minor_units
-    if not isinstance(amount, Decimal) or not amount.is_finite():
-        raise InvalidInput("That is not an amount.", code="amount_format")
-    if amount <= 0:
-        raise InvalidInput("The amount must be more than zero.", code="amount_not_positive")
-    if amount != q(amount, places):
-        raise InvalidInput(
-            f"Use at most {places} decimal places.", code="amount_decimals", places=places
-        )
-    if amount > max_amount:
-        raise above_limit(max_amount, agency)
-    return q(amount, places)
-
-
-def require_active(loan: Loan) -> None:
-    """Refuse money changes on a loan that is closed or written off."""
-    if loan.state != LoanState.ACTIVE:
-        raise Conflict(
-            f"Loan {loan.loan_number} is {loan.state.value.replace('_', ' ')}.",
-            code="loan_not_active",
-            state=loan.state,
-        )
-
-
-def refuse_above_owed(
-    loan: Loan, amount: Decimal, *, code: str, agency: Agency = agencies.DEFAULT
-) -> None:
-    """Refuse an amount above what the loan still owes, saying how much that is."""
-    owed = loan.outstanding
-    if amount > owed:
-        raise InvalidInput(
-            f"That is more than the {format_money(owed, agency)} owed on {loan.loan_number}.",
-            code=code,
-            owed=owed,
-        )
 
 
 def _promise_view(p: Promise, made_by: str | None) -> PromiseView:

@@ -1,7 +1,8 @@
-"""Loans: add a loan, find its borrower, show its card.
+"""Adding a loan, and finding the borrower it is for.
 
-Changing loans (loan_changes), reading them (loan_queries) and their history (loan_history)
-are re-exported: callers import everything loan-related from this module.
+A loan's card (loans/cards.py), changing loans (loans/changes.py), archiving them
+(loans/archive.py), searching and listing them (loans/search.py) and their history
+(loans/history.py) are re-exported: the bot imports everything loan-related from here.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import logging
 import secrets
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,11 +30,12 @@ from db.models import (
     Role,
 )
 from db.money import ScheduledInstallment
-from db.services.access import Actor, check_borrower, check_loan
+from db.services.access import Actor, check_borrower
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.collection import ledger
 from db.services.errors import AccessDenied, Conflict
 from db.services.loans.archive import ArchiveResult, archive_loan, restore_loan
+from db.services.loans.cards import LoanWithHistory, get_loan, get_loan_by_id, loan_with_history
 from db.services.loans.changes import (
     EditableField,
     EditResult,
@@ -42,9 +45,8 @@ from db.services.loans.changes import (
     write_off_loan,
 )
 from db.services.loans.history import HistoryItem, HistoryPage, loan_history
-from db.services.loans.lookup import NO_TAGS
 from db.services.loans.search import LoanFilter, LoanPage, list_loans, search_loans
-from db.services.loans.snapshots import BorrowerView, LoanView, card_select, loan_view
+from db.services.loans.snapshots import BorrowerView, LoanView, loan_view
 from db.services.loans.terms import DEFAULT_MAX_AMOUNT, active_holder, check_terms, checked_schedule
 from db.services.loans.terms import MAX_DAYS_AHEAD as MAX_DAYS_AHEAD
 from db.services.loans.terms import MAX_INSTALLMENTS as MAX_INSTALLMENTS
@@ -58,6 +60,7 @@ __all__ = [
     "HistoryPage",
     "LoanFilter",
     "LoanPage",
+    "LoanWithHistory",
     "add_loan",
     "archive_loan",
     "close_loan",
@@ -67,6 +70,7 @@ __all__ = [
     "get_loan_by_id",
     "list_loans",
     "loan_history",
+    "loan_with_history",
     "reassign_loan",
     "restore_loan",
     "search_loans",
@@ -207,7 +211,7 @@ def _new_loan(
     borrower: Borrower,
     holder: int | None,
     schedule: list[ScheduledInstallment],
-    terms: dict,
+    terms: dict[str, Any],
 ) -> Loan:
     loan = Loan(
         borrower=borrower,
@@ -262,25 +266,3 @@ def find_borrower(
     if actor is not None:
         check_borrower(session, actor=actor, borrower_id=b.id)
     return BorrowerView(b.id, b.name, b.phone, b.address, b.opted_out_at is not None, loans)
-
-
-def _card(
-    session: Session, actor: Actor, found: ColumnElement[bool], today: date, number: str = ""
-) -> LoanView:
-    """The card of the loan found if actor may see it: loan and extras, then installments."""
-    # The installments load lazily: a plain lazy load costs less than selectinload here.
-    stmt = card_select(Loan).where(found).options(NO_TAGS)
-    row = session.execute(stmt).first()
-    loan = check_loan(actor, row[0] if row else None, number)
-    return loan_view(session, loan, today=today, extras=row[1:])
-
-
-def get_loan(session: Session, *, actor: Actor, loan_number: str, today: date) -> LoanView:
-    """The card of a loan actor may see; NotFound otherwise."""
-    number = parse_loan_number(loan_number)
-    return _card(session, actor, Loan.loan_number == number, today, number)
-
-
-def get_loan_by_id(session: Session, *, actor: Actor, loan_id: int, today: date) -> LoanView:
-    """The card of a loan by its id (from a button), if actor may see it."""
-    return _card(session, actor, Loan.id == loan_id, today)

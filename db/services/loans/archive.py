@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -20,7 +21,7 @@ from db.services.access import Actor, require_role
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.collection import ledger
 from db.services.errors import Conflict, InvalidInput
-from db.services.loans.lookup import load_loan
+from db.services.loans.guards import find_loan, refuse_stale
 from db.services.sms.truth import WithdrawReason, withdraw_for_loan
 from db.validation import clean_text
 
@@ -50,7 +51,7 @@ def _record(
     kind: LoanEventKind,
     action: AuditAction,
     why: str,
-    details: dict,
+    details: dict[str, Any],
 ) -> None:
     loan_event(session, loan_id=loan.id, actor=actor, kind=kind, note=why, after=details)
     audit(
@@ -75,13 +76,8 @@ def archive_loan(
     """Archive a loan (admins, as deleting was): hidden everywhere, every row kept."""
     require_role(actor, Role.ADMIN, "archive loans")
     why = _reason(reason)
-    loan = load_loan(session, actor, loan_number, lock=True)  # refuses an archived one
-    if expected_version is not None and expected_version != loan.version:
-        raise Conflict(
-            "This loan changed since you opened it; here is the current card.",
-            code="stale",
-            version=loan.version,
-        )
+    loan = find_loan(session, actor=actor, loan_number=loan_number, lock=True)  # not archived
+    refuse_stale(loan, expected_version)
     loan.archived_at, loan.archived_by_id, loan.archive_reason = clock.utcnow(), actor.staff_id, why
     ledger.touch(loan, actor)
     withdrawn = len(withdraw_for_loan(session, loan=loan, reason=WithdrawReason.ARCHIVED))
@@ -113,7 +109,7 @@ def restore_loan(
     """Bring an archived loan back into the book (admins only)."""
     require_role(actor, Role.ADMIN, "restore loans")
     why = _reason(reason)
-    loan = load_loan(session, actor, loan_number, lock=True, archived=True)
+    loan = find_loan(session, actor=actor, loan_number=loan_number, lock=True, archived=True)
     if loan.archived_at is None:
         raise Conflict(f"Loan {loan.loan_number} is not archived.", code="not_archived")
     before = {"archived_at": loan.archived_at, "archive_reason": loan.archive_reason}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -24,7 +25,7 @@ from db.services.access import Actor, check_borrower_editable, require_role
 from db.services.audit.write import AuditAction, audit, loan_event
 from db.services.collection import ledger
 from db.services.errors import Conflict, InvalidInput
-from db.services.loans.lookup import load_loan
+from db.services.loans.guards import find_loan, refuse_stale, require_active
 from db.services.loans.snapshots import LoanView, loan_view
 from db.services.loans.terms import DEFAULT_MAX_AMOUNT, active_holder, checked_schedule
 from db.services.sms.truth import (
@@ -75,20 +76,9 @@ def _changeable(
     session: Session, actor: Actor, loan_number: str, expected_version: int | None
 ) -> Loan:
     """The loan locked for a change; refused when stale, closed or written off."""
-    loan = load_loan(session, actor, loan_number, lock=True)
-    if expected_version is not None and expected_version != loan.version:
-        raise Conflict(
-            "This loan changed since you opened it; here is the current card.",
-            code="stale",
-            version=loan.version,
-        )
-    if loan.state is not LoanState.ACTIVE:
-        raise Conflict(
-            f"Loan {loan.loan_number} is {loan.state.value.replace('_', ' ')}; "
-            "it cannot be changed.",
-            code="loan_inactive",
-            state=loan.state,
-        )
+    loan = find_loan(session, actor=actor, loan_number=loan_number, lock=True)
+    refuse_stale(loan, expected_version)
+    require_active(loan)
     return loan
 
 
@@ -165,7 +155,8 @@ def _set_principal(session: Session, loan: Loan, amount: Decimal, agency: Agency
         inst.principal_due, inst.interest_due = new.principal, new.interest
 
 
-def _apply(session: Session, loan: Loan, field: EditableField, new, agency: Agency) -> None:
+def _apply(session: Session, loan: Loan, field: EditableField, new: Any, agency: Agency) -> None:
+    # new is what _parse read for field: its type follows the field.
     borrower = loan.borrower
     if field is EditableField.BORROWER_NAME:
         borrower.name, borrower.name_key = new, name_key(new)
@@ -187,7 +178,8 @@ def _shift_reason(
     if (
         field is not EditableField.NEXT_DUE_DATE
         or actor.at_least(Role.MANAGER)
-        or old is None
+        or not isinstance(old, date)  # no due date yet
+        or not isinstance(new, date)
         or abs((new - old).days) <= MAX_AGENT_DUE_SHIFT_DAYS
     ):
         return why
@@ -263,7 +255,7 @@ def reassign_loan(
 ) -> LoanView:
     """Give a loan to another active agent or manager (managers and admins only)."""
     require_role(actor, Role.MANAGER, "reassign loans")
-    loan = load_loan(session, actor, loan_number, lock=True)
+    loan = find_loan(session, actor=actor, loan_number=loan_number, lock=True)
     target = active_holder(session, agent_id)
     if loan.agent_id == target.id:
         raise InvalidInput(
@@ -356,8 +348,8 @@ def _record(
     kind: LoanEventKind,
     action: AuditAction,
     *,
-    before: dict,
-    after: dict,
+    before: dict[str, Any],
+    after: dict[str, Any],
     note: str | None = None,
 ) -> None:
     """The loan_event and audit rows of one change, flushed with it."""

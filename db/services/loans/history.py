@@ -11,11 +11,12 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, null, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from db import agency as agencies
 from db.agency import Agency
 from db.models import (
+    Base,
     Contact,
     InboundMessage,
     LoanEvent,
@@ -29,13 +30,8 @@ from db.models import (
 )
 from db.money import format_money
 from db.services.access import Actor
-from db.services.loans.lookup import (
-    bad_cursor,
-    check_page,
-    decode_cursor,
-    encode_cursor,
-    load_loan,
-)
+from db.services.loans.guards import find_loan
+from db.services.paging import bad_cursor, check_page, decode_cursor, encode_cursor
 
 
 class _Source(StrEnum):
@@ -78,7 +74,12 @@ class HistoryPage:
     next_cursor: str | None
 
 
-def _older(at_col, id_col, source: _Source, cursor) -> ColumnElement[bool]:
+def _older(
+    at_col: InstrumentedAttribute[datetime],
+    id_col: InstrumentedAttribute[int],
+    source: _Source,
+    cursor: tuple[datetime, _Source, int] | None,
+) -> ColumnElement[bool]:
     """Rows after the cursor in the order (at, source, id) descending."""
     if cursor is None:
         return true()
@@ -90,18 +91,21 @@ def _older(at_col, id_col, source: _Source, cursor) -> ColumnElement[bool]:
     return at_col < at
 
 
+_Money = Callable[[Decimal], str]
+
+
 @dataclass(frozen=True)
 class _Feed:
     """One table's contribution: its statement selects (row, staff name, extra)."""
 
     source: _Source
-    stmt: Select
-    at: Any
-    id: Any
-    line: Callable[[Any, Any, Callable[[Decimal], str]], tuple[str, str]]
+    stmt: Select[Any]
+    at: InstrumentedAttribute[datetime]
+    id: InstrumentedAttribute[int]
+    line: Callable[[Any, Any, _Money], tuple[str, str]]
 
 
-def _event_line(e: LoanEvent, _extra, _money) -> tuple[str, str]:
+def _event_line(e: LoanEvent, _extra: None, _money: _Money) -> tuple[str, str]:
     text = e.kind.value.replace("_", " ").capitalize()
     if e.kind is LoanEventKind.EDITED and e.after:
         before = e.before or {}
@@ -113,32 +117,32 @@ def _event_line(e: LoanEvent, _extra, _money) -> tuple[str, str]:
     return e.kind.value, text + (f" ({e.note})" if e.note else "")
 
 
-def _payment_line(p: Payment, _extra, money) -> tuple[str, str]:
+def _payment_line(p: Payment, _extra: None, money: _Money) -> tuple[str, str]:
     if p.amount < 0:
         return "payment_reversed", f"Payment reversed: {money(-p.amount)}"
     return "payment", f"Payment {money(p.amount)} ({p.method.value})"
 
 
-def _promise_line(p: Promise, _extra, money) -> tuple[str, str]:
+def _promise_line(p: Promise, _extra: None, money: _Money) -> tuple[str, str]:
     return "promise", f"Promise of {money(p.amount)} by {p.promised_date:%d %b %Y} ({p.state})"
 
 
-def _contact_line(c: Contact, _extra, _money) -> tuple[str, str]:
+def _contact_line(c: Contact, _extra: None, _money: _Money) -> tuple[str, str]:
     text = f"{c.channel.value.capitalize()}: {c.outcome.value.replace('_', ' ')}"
     return "contact", text + (f" ({c.note})" if c.note else "")
 
 
-def _message_line(m: MessageEvent, kind: MessageKind, _money) -> tuple[str, str]:
+def _message_line(m: MessageEvent, kind: MessageKind, _money: _Money) -> tuple[str, str]:
     code = f" (error {m.error_code})" if m.error_code else ""
     return "sms", f"SMS {kind.value} {m.status}{code}"
 
 
-def _inbound_line(i: InboundMessage, _extra, _money) -> tuple[str, str]:
+def _inbound_line(i: InboundMessage, _extra: None, _money: _Money) -> tuple[str, str]:
     return "inbound_sms", f"Borrower wrote: {i.body[:200]}"
 
 
 def _feeds(loan_id: int) -> list[_Feed]:
-    def by_staff(model, staff_col):
+    def by_staff(model: type[Base], staff_col: InstrumentedAttribute[int | None]) -> Select[Any]:
         return select(model, Staff.name, null()).outerjoin(Staff, Staff.id == staff_col)
 
     events = by_staff(LoanEvent, LoanEvent.staff_id).where(
@@ -199,7 +203,7 @@ def loan_history(
 ) -> HistoryPage:
     """Everything that happened to a loan, newest first, one keyset page at a time."""
     check_page(limit)
-    loan = load_loan(session, actor, loan_number)
+    loan = find_loan(session, actor=actor, loan_number=loan_number)
     cursor = _decode_history(before) if before else None
     money = partial(format_money, agency=agency)
     rows = []

@@ -1,30 +1,23 @@
-"""Reading loans: search and keyset-paged lists (a loan's history is in loan_history).
-
-load_loan, the cursors and the history are re-exported: callers keep importing them here.
-"""
+"""Reading loans: search and keyset-paged lists (a loan's history is in loans/history.py)."""
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy import ColumnElement, SQLColumnExpression, func, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, contains_eager
 
 from db import clock
 from db.models import Borrower, Loan, LoanState, Role
 from db.services.access import LIVE_LOAN, Actor, require_role, scope_live_loans
 from db.services.collection import ledger
 from db.services.errors import AccessDenied, InvalidInput
-from db.services.loans.history import HistoryItem as HistoryItem
-from db.services.loans.history import HistoryPage as HistoryPage
-from db.services.loans.history import loan_history as loan_history
-from db.services.loans.lookup import MAX_PAGE as MAX_PAGE
-from db.services.loans.lookup import NO_TAGS, bad_cursor, check_page, decode_cursor, encode_cursor
-from db.services.loans.lookup import load_loan as load_loan
+from db.services.loans.guards import NO_TAGS
 from db.services.loans.snapshots import LoanSummary, loan_summary
+from db.services.paging import bad_cursor, check_page, decode_cursor, encode_cursor
 from db.validation import clean_text, name_key, parse_loan_number, parse_phone
 
 
@@ -69,7 +62,7 @@ def _name_prefix(session: Session, prefix: str) -> ColumnElement[bool]:
     return (Borrower.name_key >= prefix) & (Borrower.name_key < prefix + "\U0010ffff")
 
 
-def _name_order(session: Session):
+def _name_order(session: Session) -> SQLColumnExpression[str]:
     # Byte order on both databases, so the per-branch top rows merge in Python's str order.
     if session.get_bind().dialect.name == "postgresql":
         return Borrower.name_key.collate("C")
@@ -146,8 +139,10 @@ def _live_conditions(filter: LoanFilter, today: date) -> list[ColumnElement[bool
     return [active]
 
 
-def _period_conditions(column, start: date | None, end: date | None, tz: tzinfo) -> list:
-    out = []
+def _period_conditions(
+    column: InstrumentedAttribute[datetime], start: date | None, end: date | None, tz: tzinfo
+) -> list[ColumnElement[bool]]:
+    out: list[ColumnElement[bool]] = []
     if start is not None:
         out.append(column >= clock.day_start(start, tz))
     if end is not None:
@@ -232,8 +227,15 @@ def list_loans(
     return _page_forward(session, where, after, limit, today, total)
 
 
-def _page_forward(session, where, after, limit, today, total) -> LoanPage:
-    stmt: Select = select(Loan).where(*where).options(NO_TAGS)
+def _page_forward(
+    session: Session,
+    where: list[ColumnElement[bool]],
+    after: str | None,
+    limit: int,
+    today: date,
+    total: int | None,
+) -> LoanPage:
+    stmt = select(Loan).where(*where).options(NO_TAGS)
     if after:
         stmt = stmt.where(_after(*_decode_key(after)))
     stmt = stmt.order_by(Loan.next_due_date.asc().nulls_last(), Loan.id.asc()).limit(limit + 1)
@@ -244,7 +246,14 @@ def _page_forward(session, where, after, limit, today, total) -> LoanPage:
     return LoanPage(items, next_cursor, prev_cursor, total)
 
 
-def _page_backward(session, where, key, limit, today, total) -> LoanPage:
+def _page_backward(
+    session: Session,
+    where: list[ColumnElement[bool]],
+    key: tuple[date | None, int],
+    limit: int,
+    today: date,
+    total: int | None,
+) -> LoanPage:
     stmt = (
         select(Loan)
         .options(NO_TAGS)

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db.models import (
+    Base,
     Contact,
     ContactChannel,
     ContactOutcome,
@@ -129,7 +130,11 @@ def loan_summary(loan: Loan, *, today: date) -> LoanSummary:
     )
 
 
-def _is_newest(row: type, later: type, *conds: ColumnElement[bool]) -> ColumnElement[bool]:
+def _is_newest(
+    row: type[Promise] | type[Contact],
+    later: type[Promise] | type[Contact],
+    *conds: ColumnElement[bool],
+) -> ColumnElement[bool]:
     """No row of the same loan meeting conds comes after row in (created_at, id) order."""
     after = or_(
         later.created_at > row.created_at,
@@ -139,7 +144,7 @@ def _is_newest(row: type, later: type, *conds: ColumnElement[bool]) -> ColumnEle
 
 
 @cache
-def card_select(*entities: object) -> Select:
+def card_select(*entities: type[Base]) -> Select[Any]:
     """entities, then the card's agent name, open promise, its maker, last contact, its writer.
 
     Outer joins on the newest matching row (at most one each), so a card is one round trip.

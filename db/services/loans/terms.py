@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -57,7 +58,9 @@ def check_terms(
         raise InvalidInput("Choose flat or reducing interest to set a rate.", code="rate_method")
 
 
-def checked_schedule(terms: dict, agency: Agency = agencies.DEFAULT) -> list[ScheduledInstallment]:
+def checked_schedule(
+    terms: dict[str, Any], agency: Agency = agencies.DEFAULT
+) -> list[ScheduledInstallment]:
     """The repayment schedule, refused when some installment would be 0.00."""
     schedule = build_schedule(**terms, minor_units=agency.minor_units)
     if any(s.amount <= 0 for s in schedule):

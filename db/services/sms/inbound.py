@@ -19,6 +19,7 @@ Choices:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -46,6 +47,7 @@ from db.services.errors import InvalidInput
 from db.services.sms import outbox, reply_limit, suppressions
 from db.services.sms.relays import RelayInfo, reply_loan
 from db.services.sms.truth import WithdrawReason, withdraw_for_borrower
+from db.session import rows_matched
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +186,7 @@ def _opt_in(session: Session, borrower: Borrower) -> bool:
         .values(opted_out_at=None, updated_at=clock.utcnow())
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount > 0
+    return rows_matched(result) > 0
 
 
 def _audit_opt(session: Session, borrower: Borrower, action: AuditAction) -> None:
@@ -205,7 +207,7 @@ def _act(
     borrower: Borrower | None,
     phone: str,
     agency: Agency,
-) -> tuple[str | None, dict[str, object]]:
+) -> tuple[str | None, Mapping[str, object]]:
     """Do what the keyword asks; return the reply text (or None) and what changed."""
     if keyword is Keyword.STOP:
         # Read from the database: opt_out() updates in SQL, so the object may be stale.
@@ -375,4 +377,4 @@ def mark_relayed(session: Session, *, inbound_ids: list[int]) -> int:
         .values(relayed_at=clock.utcnow())
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return rows_matched(result)

@@ -7,17 +7,19 @@ Functions take a Session and never commit; the dispatcher commits around the sen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from db import clock
 from db.failures import Failure, FailureClass, StreakRule
 from db.models import (
+    Base,
     Borrower,
     Broadcast,
     BroadcastState,
@@ -83,7 +85,9 @@ class MessageInfo:
 ClaimedMessage = MessageInfo
 
 
-def dialect_insert(session: Session, table):
+def dialect_insert(
+    session: Session, table: type[Base] | Table
+) -> postgresql.Insert | sqlite.Insert:
     """INSERT for the session's dialect, so on_conflict_do_nothing is available."""
     name = session.get_bind().dialect.name
     return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
@@ -105,7 +109,7 @@ def event(
 
 
 def record_events(
-    session: Session, ids: list[int], status: str, source: str, detail: str | None = None
+    session: Session, ids: Sequence[int], status: str, source: str, detail: str | None = None
 ) -> None:
     """The same event for many messages, in one INSERT."""
     if ids:
@@ -158,7 +162,7 @@ def queue_message(
     if new_id is None:
         return None
     event(session, new_id, S.QUEUED, EventSource.OUTBOX, str(kind))
-    return MessageInfo.of(session.get(Message, new_id))
+    return MessageInfo.of(session.get_one(Message, new_id))
 
 
 def _locked(session: Session, message_id: int) -> Message | None:
@@ -178,7 +182,7 @@ def claim_due(
 
     sending_at is the claim time (claimed_at, else now): the start of the worker's lease.
     """
-    stmt: Select = (
+    stmt = (
         select(Message)
         .where(Message.status == S.QUEUED, Message.send_after <= now)
         .order_by(Message.send_after, Message.id)

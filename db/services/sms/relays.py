@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db import clock
@@ -134,7 +134,7 @@ def deliverable_relays(
     if not live or (staff_id is not None and staff_id not in live):
         return []
     agent = aliased(Staff)
-    reachable = [Loan.agent_id.in_(list(live))]
+    reachable: list[ColumnElement[bool]] = [Loan.agent_id.in_(list(live))]
     if bosses:  # the agent is gone, or has been away too long: a manager answers
         reachable.append(
             or_(
@@ -171,3 +171,38 @@ def deliverable_relays(
                 )
             )
     return out
+
+
+def inbound_loan_ids(session: Session, *, inbound_ids: list[int]) -> dict[int, int]:
+    """inbound message id -> the loan it is stored on (for the relay's card button)."""
+    if not inbound_ids:
+        return {}
+    rows = session.execute(
+        select(InboundMessage.id, InboundMessage.loan_id).where(
+            InboundMessage.id.in_(inbound_ids), InboundMessage.loan_id.is_not(None)
+        )
+    )
+    return {inbound_id: loan_id for inbound_id, loan_id in rows}
+
+
+@dataclass(frozen=True)
+class RelayBatch:
+    """The replies to relay now, and the loan each is stored on (for its card button)."""
+
+    relays: list[RelayInfo]
+    loan_ids: dict[int, int]  # inbound message id -> loan id
+
+
+def relay_batch(
+    session: Session,
+    *,
+    limit: int,
+    idle_minutes: int,
+    max_hours: int,
+    staff_id: int | None = None,
+) -> RelayBatch:
+    """deliverable_relays (only replies whose recipient is logged in) with their loans."""
+    relays = deliverable_relays(
+        session, limit=limit, idle_minutes=idle_minutes, max_hours=max_hours, staff_id=staff_id
+    )
+    return RelayBatch(relays, inbound_loan_ids(session, inbound_ids=[r.inbound_id for r in relays]))

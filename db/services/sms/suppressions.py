@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from db import clock
 from db.failures import Failure, FailureClass, StreakRule
-from db.models import Borrower, Role, Suppression, SuppressionKind, SuppressionLift
+from db.models import Base, Borrower, Role, Suppression, SuppressionKind, SuppressionLift
 from db.models import UnreachableStreak as Streak
 from db.services.access import Actor, require_role
 from db.services.audit.write import AuditAction, audit
@@ -59,7 +59,7 @@ class LiftInfo:
     lifted_at: datetime
 
 
-def _insert(session: Session, table):
+def _insert(session: Session, table: type[Base]) -> postgresql.Insert | sqlite.Insert:
     name = session.get_bind().dialect.name
     return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
 

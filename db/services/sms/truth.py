@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from db import clock
@@ -37,6 +38,7 @@ from db.models import (
     MessageStatus,
 )
 from db.services.sms.outbox import EventSource, event, record_events
+from db.session import rows_matched
 
 S = MessageStatus
 K = MessageKind
@@ -125,7 +127,7 @@ def restamp_for_loan(session: Session, *, loan: Loan) -> int:
         .values(loan_version=loan.version)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return rows_matched(result)
 
 
 def withdraw_for_loan(session: Session, *, loan: Loan, reason: WithdrawReason) -> list[int]:
@@ -150,7 +152,7 @@ def withdraw_for_borrower(
 # --- at send time ---------------------------------------------------------------------
 
 
-def _reason(row) -> WithdrawReason | None:
+def _reason(row: Row[Any]) -> WithdrawReason | None:
     """Why a claimed message would be untrue now (row: message, loan, borrower, broadcast)."""
     kind, to, loan_id, stamped, state, current, phone, b_state, archived = row[1:]
     if b_state == BroadcastState.CANCELED:

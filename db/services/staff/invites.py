@@ -19,7 +19,8 @@ from db.security import MAX_CODE, check_password_rules, hash_code, hash_password
 from db.services.access import Actor, require_role
 from db.services.audit.write import AuditAction, audit
 from db.services.errors import AccessDenied, AuthError, Conflict, InvalidInput
-from db.services.staff.sessions import LoginResult, as_actor, load_staff, open_session
+from db.services.staff.sessions import LoginResult, load_staff, open_audited_session
+from db.session import rows_matched
 
 MAX_INVITE_HOURS = 24 * 30
 _CODE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -134,18 +135,14 @@ def redeem_invite(
     staff.decided_by_id = invite.created_by_id
     session.flush()
     invite.used_by_id = staff.id
-    result = open_session(session, staff)
-    audit(
+    return open_audited_session(
         session,
-        actor=as_actor(staff),
+        staff,
         action=AuditAction.INVITE_REDEEMED,
-        target_type="invite",
-        target_id=invite.id,
         telegram_user_id=telegram_user_id,
+        target=("invite", invite.id),
         details={"role": invite.role.value},
     )
-    session.flush()
-    return result
 
 
 def _claim(session: Session, invite: Invite) -> None:
@@ -158,7 +155,7 @@ def _claim(session: Session, invite: Invite) -> None:
         .values(used_at=now)
         .execution_options(synchronize_session="fetch")
     )
-    if result.rowcount != 1:
+    if rows_matched(result) != 1:
         raise AuthError("That invite code has already been used.", code="invite_used")
 
 

@@ -33,6 +33,7 @@ from db.security import (
 from db.services.access import Actor
 from db.services.audit.write import AuditAction, audit
 from db.services.errors import AuthError, Conflict
+from db.session import rows_matched
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def end_sessions(session: Session, staff_id: int) -> int:
         .values(ended_at=clock.utcnow())
         .execution_options(synchronize_session="fetch")
     )
-    return result.rowcount or 0
+    return rows_matched(result)
 
 
 def open_session(session: Session, staff: Staff) -> LoginResult:
@@ -115,6 +116,34 @@ def open_session(session: Session, staff: Staff) -> LoginResult:
     staff.locked_until = None
     session.flush()
     return LoginResult(staff=staff_info(staff), session_id=row.id)
+
+
+def open_audited_session(
+    session: Session,
+    staff: Staff,
+    *,
+    action: AuditAction,
+    telegram_user_id: int,
+    target: tuple[str, object] | None = None,
+    details: dict[str, object] | None = None,
+) -> LoginResult:
+    """open_session, audited as action on target (by default the session it opened).
+
+    A login, a first password and a redeemed invite each log the user in this way.
+    """
+    result = open_session(session, staff)
+    target_type, target_id = target or ("staff_session", result.session_id)
+    audit(
+        session,
+        actor=as_actor(staff),
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        telegram_user_id=telegram_user_id,
+        details=details,
+    )
+    session.flush()
+    return result
 
 
 def refuse_state(staff: Staff | None, *, need_password: bool = True) -> AuthError | None:
@@ -181,9 +210,7 @@ def login(
         _wrong_password(session, staff, now, max_failures, lockout_minutes)
     if needs_rehash(staff.password_hash or ""):
         staff.password_hash = hash_password(password)
-    result = start_session(session, staff)
-    session.flush()
-    return result
+    return start_session(session, staff)
 
 
 def start_session(
@@ -193,17 +220,13 @@ def start_session(
 
     login() calls it once the password is right; the demo (db.sample.demo) for its staff.
     """
-    result = open_session(session, staff)
-    audit(
+    return open_audited_session(
         session,
-        actor=as_actor(staff),
+        staff,
         action=AuditAction.LOGIN,
-        target_type="staff_session",
-        target_id=result.session_id,
         telegram_user_id=staff.telegram_user_id,
         details=details,
     )
-    return result
 
 
 def _wrong_password(
@@ -282,17 +305,13 @@ def set_password(session: Session, *, telegram_user_id: int, password: str) -> L
         raise Conflict("You already have a password; log in with it.", code="has_password")
     check_password_rules(password)
     staff.password_hash = hash_password(password)
-    result = open_session(session, staff)
-    audit(
+    return open_audited_session(
         session,
-        actor=as_actor(staff),
+        staff,
         action=AuditAction.PASSWORD_SET,
-        target_type="staff",
-        target_id=staff.id,
         telegram_user_id=telegram_user_id,
+        target=("staff", staff.id),
     )
-    session.flush()
-    return result
 
 
 def current_actor(
