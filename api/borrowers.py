@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from api.deps import Db, Reader, Wired
 from api.schemas import BorrowerOut, BorrowerPageOut
 from db.services.loans.borrowers import get_borrower, list_borrowers
-from db.services.loans.lookup import MAX_PAGE
+from db.services.paging import MAX_PAGE
 
 router = APIRouter(prefix="/borrowers", tags=["borrowers"])
 

@@ -6,7 +6,7 @@ its own, committed before the endpoint's work starts (a refused call changes not
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
@@ -45,7 +45,8 @@ class Wiring:
 
 
 def wiring(request: Request) -> Wiring:
-    return request.app.state.wiring
+    wired: Wiring = request.app.state.wiring
+    return wired
 
 
 def db_session(wired: Annotated[Wiring, Depends(wiring)]) -> Iterator[Session]:
@@ -76,7 +77,7 @@ def caller(
     return found
 
 
-def scoped(scope: ApiScope):
+def scoped(scope: ApiScope) -> Callable[[ApiCaller], ApiCaller]:
     """A dependency: the caller, refused (403) unless their key has scope."""
 
     def check(who: Annotated[ApiCaller, Depends(caller)]) -> ApiCaller:

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from api import idempotency
 from api.deps import Db, LoanWriter, PaymentWriter, PromiseWriter, Reader, Wired
 from api.schemas import (
+    AllocationOut,
     LoanCreate,
     LoanOut,
     LoanPageOut,
@@ -23,9 +24,10 @@ from api.schemas import (
 )
 from db.services.collection.payments import list_payments, record_payment
 from db.services.collection.promises import list_promises, record_promise
-from db.services.loans.add import add_loan, get_loan
-from db.services.loans.lookup import MAX_PAGE
+from db.services.loans.add import add_loan
+from db.services.loans.cards import get_loan
 from db.services.loans.search import LoanFilter, list_loans
+from db.services.paging import MAX_PAGE
 from db.services.sms.loan_messages import loan_messages
 
 router = APIRouter(prefix="/loans", tags=["loans"])
@@ -137,7 +139,7 @@ def pay(
         outstanding=result.outstanding,
         closed=result.closed,
         allocations=[
-            {"installment": seq, "fee": fee, "amount": amount}
+            AllocationOut(installment=seq, fee=fee, amount=amount)
             for seq, fee, amount in result.allocations
         ],
         loan=LoanOut.model_validate(result.loan),

@@ -14,6 +14,7 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 from bot import keyboards, texts
 from bot.context import Context, answer_button, db, reply, require_staff, settings_of
 from bot.keyboards import CB
+from bot.updates import query_of
 from db.services.access import Actor
 from db.services.errors import ServiceError
 from db.services.staff import api_keys
@@ -109,7 +110,7 @@ async def _ask_revoke(update: Update, context: Context, actor: Actor, key_id: in
 @require_staff
 async def revoke_button(update: Update, context: Context, actor: Actor) -> None:
     """key:rv:<id>: revoke it (audited by the service), then say so in place."""
-    ids = keyboards.parse_ids(update.callback_query.data, CB.API_KEY_REVOKE)
+    ids = keyboards.parse_ids(query_of(update).data, CB.API_KEY_REVOKE)
     if ids is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
@@ -119,16 +120,16 @@ async def revoke_button(update: Update, context: Context, actor: Actor) -> None:
         await answer_button(update, err.message)
         return
     log.info("API key %s revoked by staff %s", info.id, actor.staff_id)
-    await update.callback_query.answer()
-    await update.callback_query.edit_message_text(texts.apikey_revoked(info.id, info.name))
+    await query_of(update).answer()
+    await query_of(update).edit_message_text(texts.apikey_revoked(info.id, info.name))
 
 
 @require_staff
 async def keep_button(update: Update, context: Context, actor: Actor) -> None:
     """key:keep:<id>: nothing changes."""
-    ids = keyboards.parse_ids(update.callback_query.data, CB.API_KEY_KEEP)
+    ids = keyboards.parse_ids(query_of(update).data, CB.API_KEY_KEEP)
     if ids is None:
         await answer_button(update, texts.BAD_BUTTON)
         return
-    await update.callback_query.answer()
-    await update.callback_query.edit_message_text(texts.apikey_kept(ids[0]))
+    await query_of(update).answer()
+    await query_of(update).edit_message_text(texts.apikey_kept(ids[0]))

@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session, aliased
 
 from db.models import Borrower, Loan
 from db.services.access import Actor, scope_borrowers
 from db.services.errors import InvalidInput, NotFound
-from db.services.loans.lookup import check_page
 from db.services.loans.snapshots import BorrowerView
+from db.services.paging import check_page
 from db.validation import clean_text, name_key, parse_phone
 
 
@@ -22,7 +22,7 @@ class BorrowerPage:
     next_after: int | None  # the id to pass as after_id for the next page
 
 
-def _views(session: Session, stmt: Select) -> list[BorrowerView]:
+def _views(session: Session, stmt: Select[tuple[Borrower]]) -> list[BorrowerView]:
     # A correlated count (not a join): the scope's EXISTS over Loan must stay correlated.
     held = aliased(Loan)
     loans = select(func.count(held.id)).where(held.borrower_id == Borrower.id).scalar_subquery()
@@ -42,7 +42,7 @@ def get_borrower(session: Session, *, actor: Actor, borrower_id: int) -> Borrowe
     return found[0]
 
 
-def _matching(text: str, region: str) -> list:
+def _matching(text: str, region: str) -> list[ColumnElement[bool]]:
     cleaned = clean_text(text, field="search", max_len=120)
     assert cleaned is not None
     with contextlib.suppress(InvalidInput):

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from db.models import Message, MessageKind, MessageStatus
 from db.services.access import Actor
-from db.services.loans.lookup import check_page, load_loan
+from db.services.loans.guards import find_loan
+from db.services.paging import check_page
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def loan_messages(
 ) -> list[LoanMessage]:
     """The loan's messages, newest first, if actor may see the loan (NotFound otherwise)."""
     check_page(limit)
-    loan = load_loan(session, actor, loan_number)
+    loan = find_loan(session, actor=actor, loan_number=loan_number)
     stmt = (
         select(Message)
         .where(Message.loan_id == loan.id)
