@@ -41,6 +41,7 @@ from bot.conversations import (
     contact,
     edit_loan,
     guard,
+    holds,
     login,
     payment,
     promise,
@@ -95,6 +96,7 @@ def handler_list() -> list[tuple[int, BaseHandler]]:
         (0, contact.build_handler()),
         (0, edit_loan.build_handler()),
         (0, close_loan.build_handler()),
+        (0, holds.build_handler()),
         (0, broadcast.build_handler()),
         # --- simple commands and buttons (add yours here) -------------------------------
         (0, CommandHandler("help", common.help_command)),

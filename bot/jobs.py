@@ -28,14 +28,16 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import Application
 
 from bot import keyboards, texts
-from bot.context import Context, db, settings_of
+from bot.context import Context, agency_of, db, settings_of
 from db.models import BroadcastState
+from db.money import format_money
 from db.services.broadcasts.progress_message import (
     ProgressReport,
     Tracked,
     clear_progress_message,
     progress_reports,
 )
+from db.services.collection.receipts import DeniedPayment
 from db.services.sms import inbound
 from db.services.sms.relays import RelayInfo, relay_batch
 
@@ -115,7 +117,8 @@ async def _relay_batch(context: Context, staff_id: int | None) -> None:
         state = tries.setdefault(relay.inbound_id, _Tries())
         if relay.agent_chat_id in refused_chats or state.next_at > now:
             continue
-        if await _relay_one(context, relay, loans.get(relay.inbound_id), state):
+        text = _relay_text(context, relay, waiting.denied.get(relay.inbound_id))
+        if await _relay_one(context, relay, loans.get(relay.inbound_id), state, text):
             tries.pop(relay.inbound_id, None)
             await db(context, inbound.mark_relayed, inbound_ids=[relay.inbound_id])
         elif state.failures >= MAX_RELAY_FAILURES:
@@ -137,12 +140,28 @@ async def _relay_batch(context: Context, staff_id: int | None) -> None:
         tries.pop(inbound_id)
 
 
+def _relay_text(context: Context, relay: RelayInfo, denied: DeniedPayment | None) -> str:
+    """The borrower's SMS as relayed; a NO to a receipt with the payment it denies."""
+    if not relay.denied or denied is None:
+        return texts.relay_text(relay.borrower_name, relay.loan_number, relay.body)
+    agency = agency_of(context)
+    return texts.denial_text(
+        relay.borrower_name,
+        relay.loan_number,
+        relay.body,
+        receipt=denied.receipt,
+        amount=format_money(denied.amount, agency),
+        paid_at=texts.local_time(denied.paid_at, agency.zone),
+        recorded_by=denied.recorded_by,
+        agent=denied.agent,
+    )
+
+
 async def _relay_one(
-    context: Context, relay: RelayInfo, loan_id: int | None, state: _Tries
+    context: Context, relay: RelayInfo, loan_id: int | None, state: _Tries, text: str
 ) -> bool:
-    """Send one SMS to its agent; True when sent. A refusal counts towards giving up."""
+    """Send one SMS to its recipient; True when sent. A refusal counts towards giving up."""
     markup = keyboards.relay_card(loan_id, texts.RELAY_BTN_CARD) if loan_id else None
-    text = texts.relay_text(relay.borrower_name, relay.loan_number, relay.body)
     try:
         await context.bot.send_message(relay.agent_chat_id, text, reply_markup=markup)
         return True

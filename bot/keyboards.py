@@ -47,6 +47,9 @@ class CB(StrEnum):
     LOAN_ASSIGN = "ln:asg:"
     LOAN_DELETE = "ln:del:"  # archives (issue 9: loans are never deleted)
     LOAN_RESTORE = "ln:rst:"
+    LOAN_DISPUTE = "ln:dsp:"
+    LOAN_HARDSHIP = "ln:hrd:"
+    LOAN_RESOLVE = "ln:rsv:"
     # loan lookup pages (handlers/loans.py): search results, history pages, /list pages
     LOAN_FIND_PAGE = "lnf:"
     LOAN_HISTORY_PAGE = "lnh:"
@@ -65,6 +68,8 @@ class CB(StrEnum):
     ASSIGN_TO = "asg:to:"
     ARCHIVE_CONFIRM = "arc:ok:"
     RESTORE_CONFIRM = "rst:ok:"
+    HOLD_CONFIRM = "hold:ok:"
+    RESOLVE_OUTCOME = "rsv:out:"
     ACTION_CANCEL = "act:no:"
     # SMS (conversations/broadcast.py: <field>:<form token>; handlers/sms.py: <broadcast id>)
     BC_AUDIENCE = "bc:aud:"
@@ -203,7 +208,7 @@ def loan_card(view: LoanView, role: Role) -> InlineKeyboardMarkup:
                 _button("📜 History", CB.LOAN_HISTORY, *ids),
                 _button("🔔 Remind now", CB.LOAN_REMIND, *ids),
             ],
-            [_button("✅ Close", CB.LOAN_CLOSE, *ids)],
+            [_button("✅ Close", CB.LOAN_CLOSE, *ids), *_hold_row(view, role)],
         ]
         if role in (Role.MANAGER, Role.ADMIN):
             rows.append(
@@ -217,6 +222,19 @@ def loan_card(view: LoanView, role: Role) -> InlineKeyboardMarkup:
     if role is Role.ADMIN:
         rows.append([_button("🗄 Archive", CB.LOAN_DELETE, *ids)])
     return InlineKeyboardMarkup(rows)
+
+
+def _hold_row(view: LoanView, role: Role) -> list[InlineKeyboardButton]:
+    """Dispute / Hardship on a loan without an open hold; Resolve (managers) on one with."""
+    ids = _loan_ids(view)
+    if view.hold is None:
+        return [
+            _button("⚖️ Dispute", CB.LOAN_DISPUTE, *ids),
+            _button("⏸ Hardship", CB.LOAN_HARDSHIP, *ids),
+        ]
+    if role in (Role.MANAGER, Role.ADMIN):
+        return [_button("⚖️ Resolve", CB.LOAN_RESOLVE, *ids)]
+    return []
 
 
 def _card_rows(loans: list[tuple[int, str]]) -> list[list[InlineKeyboardButton]]:

@@ -72,6 +72,13 @@ COMMANDS: list[Command] = [
     ),
     Command("archive", "Archive a loan: /archive LN-10234", min_role=Role.ADMIN),
     Command("restore", "Bring an archived loan back: /restore LN-10234", min_role=Role.ADMIN),
+    Command("dispute", "Stop collection while a loan is disputed: /dispute LN-10234"),
+    Command("hardship", "Pause collection until a date: /hardship LN-10234"),
+    Command(
+        "resolve",
+        "Resolve a dispute, hardship or denied payment: /resolve LN-10234",
+        min_role=Role.MANAGER,
+    ),
     # staff admin
     Command("invite", "Make an invite: /invite agent|manager|admin", min_role=Role.ADMIN),
     Command("requests", "Pending access requests", min_role=Role.ADMIN),
@@ -526,6 +533,52 @@ RESTORE_DONE = "♻️ Loan {number} is back in the book."
 RESTORE_NOT_ARCHIVED = "Loan {number} is not archived."
 CARD_ARCHIVED = "🗄 <b>Archived</b> {at}: {reason}"
 BTN_ARCHIVE = "🗄 Archive"
+
+# --- disputes, hardship pauses, denied payments (issue 11; conversations/holds.py) ---
+DISPUTE_USAGE = "Send /dispute with the loan number, e.g. /dispute LN-10234."
+DISPUTE_ASK = (
+    "⚖️ Dispute loan <b>{number}</b> ({name})?\nNo reminder or late fee goes to the borrower "
+    "until a manager resolves it.\n\nWhat does the borrower dispute? (/cancel to stop)"
+)
+DISPUTE_ASK_AGAIN = "What does the borrower dispute? (/cancel to stop)"
+DISPUTE_CONFIRM = "<b>Dispute loan {number}?</b>\nNote: {note}"
+DISPUTE_DONE = "⚖️ Loan {number} is disputed: reminders and late fees stop until it is resolved."
+HARDSHIP_USAGE = "Send /hardship with the loan number, e.g. /hardship LN-10234."
+HARDSHIP_ASK = (
+    "⏸ Pause collection on loan <b>{number}</b> ({name}) for hardship?\n"
+    "Until which day? (DD/MM/YYYY, YYYY-MM-DD or +N days; /cancel to stop)"
+)
+HARDSHIP_ASK_UNTIL_AGAIN = "Until which day? (DD/MM/YYYY, YYYY-MM-DD or +N days)"
+HARDSHIP_ASK_NOTE = "Why? Send a short note. (/cancel to stop)"
+HARDSHIP_CONFIRM = "<b>Pause loan {number} until {until}?</b>\nNote: {note}"
+HARDSHIP_DONE = "⏸ Loan {number} is paused: reminders and late fees resume on their own at the end."
+HOLD_WITHDRAWN = " {count} queued SMS withdrawn."
+HOLD_ALREADY = "Loan {number} is already disputed or paused; a manager can /resolve it."
+RESOLVE_USAGE = "Send /resolve with the loan number, e.g. /resolve LN-10234."
+RESOLVE_NOTHING = "Loan {number} has no open dispute, hardship pause or denied payment."
+RESOLVE_ASK = "⚖️ Loan <b>{number}</b>: {kind}.\nNote: {note}\n\nHow is it resolved?"
+RESOLVE_ASK_REASON = "Why? Send the reason; it is kept in the audit. (/cancel to stop)"
+RESOLVE_DONE = "✅ Loan {number}: resolved ({outcome})."
+RESOLVE_UPHELD_NEXT = " Adjust the loan (/edit) or write it off as needed."
+RESOLVE_PAYMENT_NEXT = " Reverse the payment from the loan's history if it never reached you."
+HOLD_NAMES = {
+    "dispute": "disputed",
+    "hardship": "paused for hardship",
+    "payment": "the borrower says a payment was not made",
+}
+RESOLVE_OUTCOMES = {
+    "dispute": {"upheld": "👍 Upheld", "rejected": "👎 Rejected: collect"},
+    "hardship": {"ended": "▶️ End the pause now"},
+    "payment": {"upheld": "↩️ Not paid", "rejected": "✅ Confirmed paid"},
+}
+CARD_HOLDS = {
+    "dispute": "⚖️ <b>Disputed</b> {at}: {note}",
+    "hardship": "⏸ <b>Hardship pause</b> until {until}: {note}",
+    "payment": "❗ <b>Payment denied</b> by the borrower {at}: {note}",
+}
+BTN_DISPUTE = "⚖️ Dispute"
+BTN_HARDSHIP = "⏸ Hardship"
+BTN_RESOLVE = "⚖️ Resolve"
 BTN_RESTORE = "♻️ Restore"
 BTN_WRITE_OFF = "✖️ Write off"
 
@@ -682,6 +735,40 @@ def archive_ask(template: str, number: str, name: str, reason: str = "") -> str:
 def archive_confirm(template: str, number: str, reason: str) -> str:
     """ARCHIVE_CONFIRM or RESTORE_CONFIRM."""
     return template.format(number=esc(number), reason=esc(reason))
+
+
+def hold_confirm(template: str, number: str, note: str, until: str = "") -> str:
+    """DISPUTE_CONFIRM or HARDSHIP_CONFIRM."""
+    return template.format(number=esc(number), note=esc(note), until=esc(until))
+
+
+def hold_line(kind: str, note: str, at: str, until: str | None) -> str:
+    """The card's line for an open dispute, hardship pause or denied payment."""
+    text = CARD_HOLDS[kind].format(note=esc(note), at=at, until=esc(until or ""))
+    return text
+
+
+def resolve_ask(number: str, kind: str, note: str) -> str:
+    """/resolve: what is open, and the outcomes as buttons."""
+    return RESOLVE_ASK.format(number=esc(number), kind=HOLD_NAMES[kind], note=esc(note))
+
+
+RISK_PARTS = {
+    "overdue": "days late",
+    "late": "late installments",
+    "promises": "broken promises",
+    "contacts": "unanswered contacts",
+    "stake": "amount at stake",
+}
+RISK_LINE = "📊 Risk {score}/100: {parts}"
+RISK_ELIGIBLE = " · ✅ repaid earlier loans on time: eligible for a new one"
+
+
+def risk_line(score: int, parts: dict[str, int], eligible: bool) -> str:
+    """The card's risk score with its parts (db/services/risk.py says how each is counted)."""
+    named = [f"{RISK_PARTS[name]} {points}" for name, points in parts.items() if points]
+    text = RISK_LINE.format(score=score, parts=", ".join(named) or "nothing against it")
+    return text + (RISK_ELIGIBLE if eligible else "")
 
 
 def loan_done(template: str, number: str) -> str:
@@ -959,6 +1046,37 @@ def remind_queued(number: str, waits_until: str | None) -> str:
         f"🔔 Reminder for loan {esc(number)} queued; it will go out at {esc(waits_until)} "
         "(SMS go out only in the allowed hours)."
     )
+
+
+def denial_text(
+    borrower: str,
+    number: str,
+    body: str,
+    *,
+    receipt: str,
+    amount: str,
+    paid_at: str,
+    recorded_by: str | None,
+    agent: str | None,
+) -> str:
+    """A borrower's NO to a receipt, for a manager: the payment they say they did not make."""
+    return DENIAL_TEXT.format(
+        borrower=esc(borrower),
+        number=esc(number),
+        body=esc(body),
+        receipt=esc(receipt),
+        amount=amount,
+        paid_at=paid_at,
+        recorded_by=esc(recorded_by or "-"),
+        agent=esc(agent or "-"),
+    )
+
+
+DENIAL_TEXT = (
+    '❗ <b>Payment denied</b>: {borrower} ({number}) replied "{body}" to receipt '
+    "<b>{receipt}</b>.\nPayment: {amount} on {paid_at}, recorded by {recorded_by} "
+    "(agent: {agent}).\nCheck that the money reached you, then /resolve {number}."
+)
 
 
 def relay_text(borrower: str, number: str, body: str) -> str:

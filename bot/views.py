@@ -18,6 +18,7 @@ from db.money import build_schedule, format_money
 from db.services.loans.history import HistoryItem
 from db.services.loans.snapshots import LoanSummary, LoanView
 from db.services.reports import WorkItem
+from db.services.risk import Risk
 
 LABEL_MAX = 60  # button labels: plain text, kept short enough for a phone screen
 NOTE_MAX = 200  # a contact note or history line shown in full would crowd the card out
@@ -114,6 +115,10 @@ def _activity_lines(view: LoanView, agency: Agency) -> list[str]:
         at = texts.local_time(c.created_at, agency.zone)
         lines.append(texts.CARD_CONTACT.format(what=esc(what), at=at, by=esc(c.staff_name or "-")))
     lines.append(texts.CARD_AGENT.format(agent=esc(view.agent_name or texts.CARD_UNASSIGNED)))
+    if (h := view.hold) is not None:
+        at = texts.local_time(h.opened_at, agency.zone)
+        until = day(h.until) if h.until else None
+        lines.append(texts.hold_line(h.kind.value, _cut(h.note, NOTE_MAX), at, until))
     if view.state_reason:
         lines.append(texts.CARD_REASON.format(reason=esc(view.state_reason)))
     if view.archived_at is not None:
@@ -126,8 +131,10 @@ def _activity_lines(view: LoanView, agency: Agency) -> list[str]:
     return lines
 
 
-def card(view: LoanView, agency: Agency, note: str | None = None) -> str:
-    """A loan's card; note (plain text) goes on top, in italics."""
+def card(
+    view: LoanView, agency: Agency, note: str | None = None, scored: Risk | None = None
+) -> str:
+    """A loan's card; note (plain text) goes on top, in italics; scored: its risk line."""
     head = [f"<i>{esc(note)}</i>", ""] if note else []
     title = texts.CARD_TITLE.format(
         number=esc(view.loan_number), state=texts.CARD_STATES[view.state.value]
@@ -139,6 +146,7 @@ def card(view: LoanView, agency: Agency, note: str | None = None) -> str:
         *_money_lines(view, agency),
         *state_lines,
         *_activity_lines(view, agency),
+        *([texts.risk_line(scored.score, scored.parts, scored.eligible)] if scored else []),
     ]
     return "\n".join([*head, title, *body])
 

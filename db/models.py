@@ -136,6 +136,20 @@ class ContactOutcome(StrEnum):
     DISPUTED = "disputed"
 
 
+class HoldKind(StrEnum):
+    """Why collection on a loan is paused (issue 11): a dispute, or hardship until a date."""
+
+    DISPUTE = "dispute"
+    HARDSHIP = "hardship"
+    PAYMENT = "payment"  # the borrower says a recorded payment was never made (reply NO)
+
+
+class HoldOutcome(StrEnum):
+    UPHELD = "upheld"  # the dispute is right: the manager adjusts or writes off
+    REJECTED = "rejected"  # collection resumes
+    ENDED = "ended"  # a hardship pause ended early
+
+
 class MessageKind(StrEnum):
     REMINDER = "reminder"
     BROADCAST = "broadcast"
@@ -357,6 +371,7 @@ class Installment(Base):
 
 class Payment(Base):
     __tablename__ = "payment"
+    __table_args__ = (Index("uq_payment_receipt_number", "receipt_number", unique=True),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     loan_id: Mapped[int] = mapped_column(ForeignKey("loan.id", ondelete="RESTRICT"), index=True)
@@ -368,7 +383,32 @@ class Payment(Base):
     note: Mapped[str | None] = mapped_column(String(500))
     reverses_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"), unique=True)
     reversed_at: Mapped[datetime | None]
+    # R-<year>-<id>: told to the borrower, who replies NO if they did not pay (issue 11).
+    receipt_number: Mapped[str | None] = mapped_column(String(24))
     created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class LoanHold(Base):
+    """A dispute or a hardship pause on a loan: reminders and late fees stop while it is open
+    (resolved_at NULL and, for hardship, until the day `until`). Rows are kept as history."""
+
+    __tablename__ = "loan_hold"
+    __table_args__ = (Index("ix_loan_hold_loan_resolved", "loan_id", "resolved_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    loan_id: Mapped[int] = mapped_column(ForeignKey("loan.id", ondelete="RESTRICT"))
+    kind: Mapped[HoldKind] = mapped_column(_enum(HoldKind))
+    note: Mapped[str] = mapped_column(String(500))
+    # NULL when the borrower opened it (a DISPUTE by SMS).
+    opened_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    opened_at: Mapped[datetime] = mapped_column(default=_now)
+    until: Mapped[date | None] = mapped_column(Date)  # hardship: collection resumes on it
+    # PAYMENT holds: the payment the borrower denies (collection goes on meanwhile).
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id", ondelete="RESTRICT"))
+    resolved_at: Mapped[datetime | None]
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    outcome: Mapped[HoldOutcome | None] = mapped_column(_enum(HoldOutcome))
+    resolution_note: Mapped[str | None] = mapped_column(String(500))
 
 
 class PaymentAllocation(Base):
@@ -654,7 +694,16 @@ class FinancialRecordDeleted(RuntimeError):
 
 
 # Nothing in the product ever deletes a financial record (issue 9 item 8); a loan is archived.
-FINANCIAL_RECORDS = (Loan, Installment, Payment, PaymentAllocation, Promise, Contact, LoanEvent)
+FINANCIAL_RECORDS = (
+    Loan,
+    Installment,
+    Payment,
+    PaymentAllocation,
+    Promise,
+    Contact,
+    LoanEvent,
+    LoanHold,
+)
 
 
 @event.listens_for(Session, "before_flush")

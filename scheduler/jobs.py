@@ -49,7 +49,7 @@ from db.models import (
     MessageStatus,
     Suppression,
 )
-from db.services.access import LIVE_LOAN
+from db.services.access import LIVE_LOAN, on_hold
 from db.services.collection import fees, promises
 from db.services.sms.outbox import EventSource, dialect_insert, record_events
 from scheduler.dispatch import DispatchReport, dispatch_due
@@ -234,12 +234,16 @@ def send_after_sql(
     return pick(timedelta(0)), pick(expiry)
 
 
-def _unreminded(dues: Sequence[date], key: ColumnElement[str]) -> list[ColumnElement[bool]]:
+def _unreminded(
+    dues: Sequence[date], key: ColumnElement[str], today: date
+) -> list[ColumnElement[bool]]:
     """Unsettled installments of active loans due on one of dues, not yet reminded."""
     return [
         Installment.due_date.between(min(dues), max(dues)),
         Loan.state == LoanState.ACTIVE,
         LIVE_LOAN,
+        # Disputed, or paused for hardship: no reminder until it is resolved or ends.
+        ~on_hold(today),
         or_(
             Installment.amount_paid < Installment.principal_due + Installment.interest_due,
             Installment.fee_paid < Installment.fee_due,
@@ -253,7 +257,13 @@ def _unreminded(dues: Sequence[date], key: ColumnElement[str]) -> list[ColumnEle
 
 
 def _due_select(
-    session: Session, *, days: int, dues: Sequence[date], settings: Settings, now: datetime
+    session: Session,
+    *,
+    days: int,
+    dues: Sequence[date],
+    settings: Settings,
+    now: datetime,
+    today: date,
 ) -> tuple[list[str], Select]:
     """The message columns, and the SELECT making one reminder row per due installment."""
     rule = sms_text.rule_name(days)
@@ -283,7 +293,7 @@ def _due_select(
         select(*values.values())
         .join(Loan, Loan.id == Installment.loan_id)
         .join(Borrower, Borrower.id == Loan.borrower_id)
-        .where(*_unreminded(dues, key))
+        .where(*_unreminded(dues, key, today))
         # Planned late and already past its expiry: policy would only suppress it.
         .where(expires_at > created)
         .order_by(Installment.loan_id)
@@ -297,7 +307,9 @@ def plan_rule(session: Session, *, days: int, today: date, settings: Settings) -
     rule, now = sms_text.rule_name(days), clock.utcnow()
     late = range(late_days(days, settings) + 1)
     dues = [today - timedelta(days=days + k) for k in late]  # today's first
-    names, rows = _due_select(session, days=days, dues=dues, settings=settings, now=now)
+    names, rows = _due_select(
+        session, days=days, dues=dues, settings=settings, now=now, today=today
+    )
     # One INSERT ... SELECT: the database renders every body, nothing is streamed through us.
     # Another planner (a second worker, a restart) may have queued some meanwhile.
     plain = dialect_insert(session, Message.__table__).from_select(names, rows)
@@ -400,7 +412,7 @@ def daily_in_batches(
         charged = _in_batches(
             factory,
             lambda s, after: fees.charge_batch(
-                s, cutoff=cutoff, rule=rule, after_id=after, limit=batch_size
+                s, cutoff=cutoff, rule=rule, after_id=after, limit=batch_size, today=today
             ),
             after_batch,
         )

@@ -31,7 +31,10 @@ from db.config import Settings
 from db.models import (
     ContactChannel,
     ContactOutcome,
+    HoldKind,
+    HoldOutcome,
     Loan,
+    LoanHold,
     Role,
     Staff,
     StaffSession,
@@ -45,6 +48,7 @@ from db.services.collection import payments, promises
 from db.services.errors import AccessDenied, AuthError, NotFound, ServiceError
 from db.services.loans import add as loans
 from db.services.loans import archive as loan_archive
+from db.services.loans import holds
 from db.services.loans.add import EditableField
 from db.services.sms import deliveries, reminders
 from db.services.staff import invites
@@ -82,6 +86,9 @@ MATRIX: dict[str, list[str]] = {
     "reassign": _MANAGERS,
     "delete (archives)": _ADMINS,
     "restore": _ADMINS,
+    "dispute": _LOAN,
+    "hardship": _LOAN,
+    "resolve": _MANAGERS,
     "remind": _LOAN,
     "broadcast": _ADMINS,
     "deliveries": _ADMINS,
@@ -191,6 +198,28 @@ def _restore(w: World, actor) -> None:
     )
 
 
+def _resolve(w: World, actor) -> None:
+    """Resolve a dispute the world's agent opened beforehand."""
+    w.session.add(
+        LoanHold(
+            loan_id=w.loan.id,
+            kind=HoldKind.DISPUTE,
+            note="wrong amount",
+            opened_by_id=w.owner.id,
+            opened_at=clock.utcnow(),
+        )
+    )
+    w.session.flush()
+    holds.resolve_hold(
+        w.session,
+        actor=actor,
+        loan_number=w.number,
+        outcome=HoldOutcome.REJECTED,
+        reason="checked the receipts",
+        today=w.today,
+    )
+
+
 def _act(w: World, action: str, actor) -> None:
     s, n, t, cfg = w.session, w.number, w.today, w.settings
     calls: dict[str, Callable[[], object]] = {
@@ -256,6 +285,19 @@ def _act(w: World, action: str, actor) -> None:
             s, actor=actor, loan_number=n, reason="entered twice"
         ),
         "restore": lambda: _restore(w, actor),
+        "dispute": lambda: holds.open_hold(
+            s, actor=actor, loan_number=n, kind=HoldKind.DISPUTE, note="wrong amount", today=t
+        ),
+        "hardship": lambda: holds.open_hold(
+            s,
+            actor=actor,
+            loan_number=n,
+            kind=HoldKind.HARDSHIP,
+            note="lost his job",
+            today=t,
+            until=t + timedelta(days=30),
+        ),
+        "resolve": lambda: _resolve(w, actor),
         "remind": lambda: reminders.queue_reminder_now(
             s, actor=actor, loan_number=n, today=t, settings=cfg
         ),
@@ -313,7 +355,7 @@ def test_matrix_cell_against_the_services(session, settings, action, role, expec
 
 
 def test_every_action_and_role_has_a_cell() -> None:
-    assert len(MATRIX) == 22 and all(len(row) == len(ROLES) for row in MATRIX.values())
+    assert len(MATRIX) == 25 and all(len(row) == len(ROLES) for row in MATRIX.values())
     assert set(MATRIX) == {
         "card",
         "find",
@@ -329,6 +371,9 @@ def test_every_action_and_role_has_a_cell() -> None:
         "reassign",
         "delete (archives)",
         "restore",
+        "dispute",
+        "hardship",
+        "resolve",
         "remind",
         "broadcast",
         "deliveries",

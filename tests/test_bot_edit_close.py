@@ -221,3 +221,53 @@ async def test_delete_archives_with_a_reason_and_admin_restores(settings, commit
         )
         assert actions[-2:] == [AuditAction.LOAN_ARCHIVED, AuditAction.LOAN_RESTORED]
         assert count(h, Loan, Loan.id == plain.id) == 1
+
+
+async def test_dispute_from_the_card_then_a_manager_rejects_it(settings, committed):
+    async with BotHarness(settings, committed) as h:
+        agent, loan, card = await agent_card(h)
+        manager = h.make_staff(Role.MANAGER)
+        await tap(h, agent, card, "Dispute", contains="What does the borrower dispute")
+        assert (await h.say(agent, "no"))["text"].startswith("Give a note of at least 3")
+        summary = await h.say(agent, "Says <he> repaid in March", contains="Dispute loan")
+        assert "Note: Says <he> repaid in March" in summary["text"]
+        done = await tap(h, agent, summary, "Confirm", contains="disputed")
+        assert done["text"].startswith(f"⚖️ Loan {loan.number} is disputed")
+        held = await h.wait(agent, predicate=is_card)
+        assert "Disputed" in held["text"] and "Says <he> repaid in March" in held["text"]
+        assert "⚖️ Dispute" not in [b["text"] for b in held["buttons"]]
+        assert "📊 Risk " in held["text"] and "/100" in held["text"]
+        assert (await h.say(agent, f"/resolve {loan.number}"))["text"] == (
+            "Only managers and admins may resolve disputes."
+        )
+        today = await h.say(manager, "/today")
+        assert loan.number in today["text"] and "disputed" in today["text"]
+
+        mcard = await open_card(h, manager, loan)
+        choices = await tap(h, manager, mcard, "Resolve", contains="How is it resolved")
+        why = await tap(h, manager, choices, "Rejected", contains="Send the reason")
+        assert "Send the reason" in why["text"]
+        await h.say(manager, "the receipt book shows it unpaid", contains="resolved (")
+        back = await h.wait(manager, predicate=is_card)
+        assert "Disputed" not in back["text"]
+        row = h.db(
+            lambda s: s.scalars(
+                select(AuditEvent).where(AuditEvent.action == AuditAction.HOLD_RESOLVED)
+            ).one()
+        )
+        assert row.details["outcome"] == "rejected" and row.staff_id == manager.staff_id
+
+
+async def test_hardship_by_command_pauses_until_a_date(settings, committed):
+    async with BotHarness(settings, committed) as h:
+        agent = h.make_staff(Role.AGENT)
+        loan = new_loan(h, agent)
+        await h.say(agent, f"/hardship {loan.number}", contains="Until which day")
+        assert "That date has passed" in (await h.say(agent, "01/01/2020"))["text"]
+        await h.say(agent, "+10", contains="Why?")
+        summary = await h.say(agent, "lost his job", contains="Pause loan")
+        await tap(h, agent, summary, "Confirm", contains="paused")
+        card = await h.wait(agent, predicate=is_card)
+        assert "Hardship pause" in card["text"] and "lost his job" in card["text"]
+        again = await h.say(agent, f"/dispute {loan.number}")
+        assert "already disputed or paused" in again["text"]

@@ -142,6 +142,8 @@ async def test_the_card_shows_the_loan_escaped(settings, committed):
             "📜 History",
             "🔔 Remind now",
             "✅ Close",
+            "⚖️ Dispute",
+            "⏸ Hardship",
         ]
         version = h.db(loan_service.get_loan_by_id, actor=who, loan_id=loan_id, today=today).version
         assert card["buttons"][0]["callback_data"] == data(CB.LOAN_PAY, loan_id, version)

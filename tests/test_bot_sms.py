@@ -14,9 +14,10 @@ from bot import texts
 from bot.keyboards import CB, data
 from db import clock
 from db.agency import Agency
-from db.models import InboundMessage, Loan, Message, MessageKind, Role
+from db.models import InboundMessage, Loan, Message, MessageKind, Payment, Role, Staff
 from db.models import MessageStatus as S
 from db.services.access import Actor
+from db.services.collection import payments
 from db.services.sms import deliveries, inbound
 from tests.bot_harness import BotHarness
 from tests.bot_helpers import button, until
@@ -237,3 +238,50 @@ async def test_deliveries_counts_rate_and_errors_in_words(settings, committed):
         assert "filtered by the carrier as spam: 2 (code 30007)" in text
         assert "invalid phone number: 1 (code 21211)" in text
         assert text.index("code 30007") < text.index("code 21211")  # most common first
+
+
+# --- a NO to a payment receipt (issue 11) ----------------------------------------------------
+
+
+async def test_a_no_to_a_receipt_reaches_the_agents_manager_who_reverses_it(settings, committed):
+    async with BotHarness(settings, committed) as h:
+        agent, manager = h.make_staff(Role.AGENT), h.make_staff(Role.MANAGER)
+        h.db(lambda s: setattr(s.get(Staff, agent.staff_id), "decided_by_id", manager.staff_id))
+        loan = _loan(h, agent, days_late=3, name="Meera <Sharma>")
+        cfg = h.settings.model_copy(update={"notify_payment_received": True})
+        paid = h.db(
+            payments.pay_and_notify,
+            actor=Actor(staff_id=agent.staff_id, role=Role.AGENT, name=agent.name),
+            loan_number=loan["number"],
+            amount=Decimal("400.00"),
+            expected_version=h.db(lambda s: s.get(Loan, loan["loan_id"]).version),
+            today=clock.utcnow().date(),
+            settings=cfg,
+        )
+        notice = h.db(
+            lambda s: s.scalars(
+                select(Message).where(
+                    Message.loan_id == loan["loan_id"], Message.kind == MessageKind.NOTICE
+                )
+            ).one()
+        )
+        assert f"receipt {paid.receipt_number}" in notice.body and "reply NO" in notice.body
+        h.db(  # the worker sent it (its own tests drive Twilio's sandbox)
+            lambda s: s.execute(
+                update(Message).where(Message.id == notice.id).values(sent_at=clock.utcnow())
+            )
+        )
+        inbound_id = _sms_from(h, _phone_of(h, loan), "NO")
+
+        alert = await h.wait(manager, contains="Payment denied", timeout=10)
+        assert paid.receipt_number in alert["text"] and "Meera <Sharma>" in alert["text"]
+        assert "₹400.00" in alert["text"] and f"recorded by {agent.name}" in alert["text"]
+        assert await until(lambda: _relayed_at(h, inbound_id))
+        await h.silence(agent, 1.0)  # never to the agent who recorded it
+
+        choices = await h.say(manager, f"/resolve {loan['number']}", contains="How is it resolved")
+        await h.press(manager, choices, button(choices, "Not paid"))
+        await h.wait(manager, contains="Send the reason")
+        await h.say(manager, "cash never reached the office", contains="resolved (")
+        reversed_at = h.db(lambda s: s.get(Payment, paid.payment_id).reversed_at)
+        assert reversed_at is not None

@@ -23,7 +23,9 @@ from db.models import (
     Borrower,
     Broadcast,
     BroadcastState,
+    HoldKind,
     Loan,
+    LoanHold,
     LoanState,
     Message,
     MessageEvent,
@@ -152,6 +154,30 @@ async def test_a_message_of_an_archived_loan_is_canceled_not_sent(
     report = await _dispatch(committed, sender, cfg)
     assert report.canceled == 1 and sb.created_count(phone) == 0
     assert _fate(committed, message_id) == (S.CANCELED, "withdrawn: archived")
+
+
+async def test_a_reminder_of_a_loan_disputed_meanwhile_is_canceled_at_send_time(
+    committed, sb, sender, cfg, at_now
+):
+    loan_id, message_id, phone = _loan_with_reminder(committed)
+    with committed.begin() as s:  # disputed behind the services' back: nothing withdrawn
+        s.add(LoanHold(loan_id=loan_id, kind=HoldKind.DISPUTE, note="not mine", opened_at=NOW))
+    report = await _dispatch(committed, sender, cfg)
+    assert report.canceled == 1 and sb.created_count(phone) == 0
+    assert _fate(committed, message_id) == (S.CANCELED, "withdrawn: disputed")
+
+
+async def test_a_reminder_after_a_hardship_pause_ended_is_sent(committed, sb, sender, cfg, at_now):
+    loan_id, _message_id, phone = _loan_with_reminder(committed)
+    with committed.begin() as s:  # a pause whose day has come holds nothing back
+        until = NOW.date()
+        s.add(
+            LoanHold(
+                loan_id=loan_id, kind=HoldKind.HARDSHIP, note="ill", opened_at=NOW, until=until
+            )
+        )
+    report = await _dispatch(committed, sender, cfg)
+    assert report.sent == 1 and sb.created_count(phone) == 1
 
 
 async def test_a_change_that_keeps_the_text_true_still_sends(committed, sb, sender, cfg, at_now):

@@ -15,9 +15,11 @@ from db import clock
 from db.agency import Agency
 from db.models import (
     Borrower,
+    HoldKind,
     InboundMessage,
     LoanEvent,
     LoanEventKind,
+    LoanHold,
     LoanState,
     Message,
     MessageKind,
@@ -27,7 +29,7 @@ from db.models import (
 )
 from db.services.collection.payments import record_payment
 from db.services.errors import InvalidInput
-from db.services.sms import inbound
+from db.services.sms import inbound, outbox
 from db.services.sms.inbound import (
     Keyword,
     handle_inbound,
@@ -100,6 +102,8 @@ def borrower(session: Session) -> Borrower:
         ("help", Keyword.HELP),
         ("Help?", Keyword.HELP),
         ("bal", Keyword.BAL),
+        ("dispute", Keyword.DISPUTE),
+        ("Dispute: I repaid in March", Keyword.DISPUTE),
         ("Balance", Keyword.BAL),
         ("End of the month I will pay", None),
         ("Cancel the visit please", None),
@@ -356,3 +360,37 @@ def test_stop_and_start_each_write_one_audit_row(session: Session, agent, borrow
     assert audits(AuditAction.BORROWER_OPTED_OUT) == 1
     _sms(session, borrower.phone, "START")
     assert audits(AuditAction.BORROWER_OPTED_IN) == 1
+
+
+# --- DISPUTE (issue 11) -------------------------------------------------------------------
+
+
+def test_dispute_by_sms_stops_reminders_answers_and_reaches_the_agent(
+    session: Session, agent, borrower
+) -> None:
+    loan = make_loan(session, agent=agent, borrower=borrower, loan_number=_number())
+    queued = outbox.queue_message(
+        session,
+        to=borrower.phone,
+        body="due",
+        kind=MessageKind.REMINDER,
+        idempotency_key=f"dispute:{loan.id}",
+        borrower_id=borrower.id,
+        loan_id=loan.id,
+    )
+    sid = f"SM{uuid.uuid4().hex}"
+    result = _sms(session, borrower.phone, "Dispute: I repaid in March", sid)
+    assert result.keyword is Keyword.DISPUTE and result.reply_queued
+    assert result.relay is not None and result.relay.agent_id == agent.id
+    assert "dispute" in _reply(session, sid).body and loan.loan_number in _reply(session, sid).body
+    assert session.get(Message, queued.id, populate_existing=True).status is MessageStatus.CANCELED
+    hold = session.scalars(select(LoanHold).where(LoanHold.loan_id == loan.id)).one()
+    assert hold.kind is HoldKind.DISPUTE and hold.opened_by_id is None
+    assert "repaid in March" in hold.note
+
+
+def test_dispute_replies_are_rate_limited(session: Session, agent, borrower) -> None:
+    make_loan(session, agent=agent, borrower=borrower, loan_number=_number())
+    results = [_sms(session, borrower.phone, "DISPUTE") for _ in range(5)]
+    assert [r.reply_queued for r in results] == [True, True, True, False, False]
+    assert session.scalar(select(func.count()).select_from(LoanHold)) >= 1

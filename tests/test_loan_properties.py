@@ -8,7 +8,8 @@ every step:
   payments (reversals included) and its allocations;
 - every change has its audit row (staff actions) or loan event (the daily job), and a
   refused action changes nothing;
-- no queued message contradicts its loan: a reminder or broadcast is for an open loan,
+- no queued message contradicts its loan: a reminder or broadcast is for an open loan (and
+  a reminder for one that is not disputed),
   states what it owes, goes to the borrower's current number, at the loan's version;
 - an agent's loan list never holds another agent's loan.
 """
@@ -31,7 +32,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, literal, select
 from sqlalchemy.orm import Session
 
 from db.agency import DEFAULT
@@ -39,6 +40,8 @@ from db.config import LateFeeKind, Settings
 from db.models import (
     AuditEvent,
     Borrower,
+    HoldKind,
+    HoldOutcome,
     Installment,
     Loan,
     LoanEvent,
@@ -52,10 +55,12 @@ from db.models import (
 )
 from db.money import format_money
 from db.services import access
+from db.services.access import on_hold
 from db.services.collection import fees, payments, promises
 from db.services.errors import ServiceError
 from db.services.loans import add as loans
 from db.services.loans import archive as loan_archive
+from db.services.loans import holds
 from db.services.loans.add import EditableField
 from db.services.loans.search import LoanFilter
 from db.services.sms import outbox
@@ -129,6 +134,10 @@ class LoanActions(RuleBasedStateMachine):
             actions = self.s.scalars(select(AuditEvent.action).where(AuditEvent.id > last_audit))
             assert audit_action in set(actions), f"no {audit_action} audit row"
         return result
+
+    def _held(self, loan_id: int) -> bool:
+        """The loan has an open dispute (or hardship pause) on the day the machine runs."""
+        return bool(self.s.scalar(select(on_hold(TODAY, loan_id=literal(loan_id)))))
 
     def _holder(self, number: str):
         """The loan's own agent (an agent acts on their own loans), else the manager."""
@@ -299,6 +308,34 @@ class LoanActions(RuleBasedStateMachine):
             audit_action="loan_restored",
         )
 
+    @rule(number=loans)
+    def dispute(self, number):
+        self._do(
+            lambda: holds.open_hold(
+                self.s,
+                actor=self._holder(number),
+                loan_number=number,
+                kind=HoldKind.DISPUTE,
+                note="says it is paid",
+                today=TODAY,
+            ),
+            audit_action="loan_disputed",
+        )
+
+    @rule(number=loans, upheld=st.booleans())
+    def resolve(self, number, upheld):
+        self._do(
+            lambda: holds.resolve_hold(
+                self.s,
+                actor=self.manager,
+                loan_number=number,
+                outcome=HoldOutcome.UPHELD if upheld else HoldOutcome.REJECTED,
+                reason="checked the ledger",
+                today=TODAY,
+            ),
+            audit_action="hold_resolved",
+        )
+
     @rule(number=loans, agent=st.integers(0, 1))
     def reassign(self, number, agent):
         self._do(
@@ -347,6 +384,8 @@ class LoanActions(RuleBasedStateMachine):
         loan = self.s.scalar(select(Loan).where(Loan.loan_number == number))
         if loan is None or loan.state is not LoanState.ACTIVE or loan.archived_at is not None:
             return  # the planner queues only for live, active loans (access.LIVE_LOAN)
+        if self._held(loan.id):
+            return  # nor for a disputed one (access.on_hold)
         owed = format_money(loan.outstanding, DEFAULT, plain=True)
         outbox.queue_message(
             self.s,
@@ -405,6 +444,8 @@ class LoanActions(RuleBasedStateMachine):
             if m.kind in (MessageKind.REMINDER, MessageKind.BROADCAST):
                 assert loan.state is LoanState.ACTIVE, f"queued for a {loan.state} loan"
                 assert loan.archived_at is None, "queued for an archived loan"
+            if m.kind is MessageKind.REMINDER:
+                assert not self._held(loan.id), "a reminder queued for a disputed loan"
             if m.rule == "prop":
                 assert m.body.endswith(
                     f"you owe {format_money(loan.outstanding, DEFAULT, plain=True)}."

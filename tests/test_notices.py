@@ -176,6 +176,11 @@ def test_pay_and_notify_records_the_payment_and_queues_its_notice(
     )
     [notice] = session.scalars(select(Message).where(Message.loan_id == loan.id))
     assert notice.kind is MessageKind.NOTICE and AGENCY in notice.body
+    assert paid.receipt_number == f"R-{clock.utcnow().year}-{paid.payment_id}"
+    assert f"receipt {paid.receipt_number}" in notice.body
+    assert (
+        "If you did not pay this, reply NO." in notice.body and "balance INR 4000.00" in notice.body
+    )
     off = cfg.model_copy(update={"notify_payment_received": False})
     with pytest.raises(Conflict):  # the version it was shown at is gone: nothing is paid
         pay_and_notify(
@@ -188,3 +193,20 @@ def test_pay_and_notify_records_the_payment_and_queues_its_notice(
             settings=off,
         )
     assert _count(session, loan) == 1
+
+
+@given(amount=_amounts, outstanding=_amounts, closed=st.booleans())
+def test_a_notice_with_its_receipt_fits_one_gsm7_segment(
+    amount: Decimal, outstanding: Decimal, closed: bool
+) -> None:
+    body = notice_text(
+        loan_number="LN-2024-000123",
+        amount=amount,
+        outstanding=outstanding,
+        closed=closed,
+        agency=Agency(name="Sharma Recovery Services"),
+        receipt="R-2030-1234567890",
+    )
+    assert encoding(body) is Encoding.GSM7 and segments(body) == 1
+    assert "receipt R-2030-1234567890" in body and "If you did not pay this, reply NO." in body
+    assert f"{format_money(amount, Agency(), plain=True)} received" in body

@@ -415,3 +415,40 @@ def test_two_agents_paying_in_full_at_once_pay_once(committed):
     with committed() as s:
         paid = select(func.count()).select_from(Payment).join(Loan, Loan.id == Payment.loan_id)
         assert s.scalar(paid.where(Loan.loan_number == number)) == 1
+
+
+def test_receipts_of_payments_recorded_at_once_are_unique(committed):
+    """Eight payments on four loans from four threads at once: eight different receipts."""
+    with committed() as s:
+        staff = make_staff(s, role=Role.MANAGER)
+        numbers = [_loan(s, staff).loan_number for _ in range(4)]
+        s.commit()
+    barrier, receipts, errors = threading.Barrier(4), [], []
+
+    def pay(number: str) -> None:
+        with committed() as s:
+            barrier.wait()
+            try:
+                for _ in range(2):
+                    done = svc.record_payment(
+                        s, actor=actor(staff), loan_number=number, amount=D("10.00"), today=TODAY
+                    )
+                    s.commit()
+                    receipts.append(done.receipt_number)
+            except Exception as exc:  # SQLite has one writer: it may say "locked"
+                errors.append(exc)
+
+    threads = [threading.Thread(target=pay, args=(n,)) for n in numbers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(set(receipts)) == len(receipts) and receipts
+    assert all(r.startswith("R-") for r in receipts)
+    if committed.kw["bind"].dialect.name == "postgresql":
+        assert not errors and len(receipts) == 8
+    with committed() as s:
+        stored = s.scalars(
+            select(Payment.receipt_number).where(Payment.receipt_number.is_not(None))
+        ).all()
+        assert len(set(stored)) == len(stored)

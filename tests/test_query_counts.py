@@ -28,8 +28,9 @@ TZ = ZoneInfo("Asia/Kolkata")
 # The history reads the loan, then one statement per source (events, payments, promises,
 # contacts, SMS, replies).
 HISTORY_STATEMENTS = 7
-# One statement per reason: due today, promise due, promise broken, overdue.
-WORK_LIST_STATEMENTS = 4
+# One statement per reason: disputed, hardship pause, due today, promise due, promise broken,
+# overdue.
+WORK_LIST_STATEMENTS = 6
 
 
 class Counter:

@@ -209,8 +209,9 @@ def test_work_list_order_reasons_and_scope(session, team):
     items = reports.work_list(session, actor=actor(a), today=TODAY)
     assert [(i.loan.loan_number, i.reason) for i in items] == [
         (due_today.loan_number, "due today"),
-        (promised.loan_number, "promise due today"),
+        # Within a reason the riskier loan first (risk.py): the overdue one's promise.
         (late5_promised.loan_number, "promise due today"),
+        (promised.loan_number, "promise due today"),
         (broken.loan_number, "promise broken"),
         (late20.loan_number, "overdue 20 days"),
         (late1.loan_number, "overdue 1 day"),

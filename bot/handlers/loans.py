@@ -15,6 +15,7 @@ from bot.context import Context, agency_of, db, reply, require_staff
 from bot.handlers.replies import command_text, pressed, show, today
 from bot.keyboards import CB
 from bot.updates import user_data
+from db.services import risk
 from db.services.access import Actor
 from db.services.errors import NotFound, ServiceError
 from db.services.loans import add as loan_service
@@ -38,7 +39,8 @@ def handlers() -> list[BaseHandler]:
 async def _card(
     update_or_query, context: Context, actor: Actor, view: LoanView, note: str | None, edit: bool
 ) -> None:
-    text = views.card(view, agency_of(context), note)
+    scored = await db(context, risk.loan_risk, actor=actor, loan_id=view.id, today=today(context))
+    text = views.card(view, agency_of(context), note, scored)
     await show(update_or_query, context, text, keyboards.loan_card(view, actor.role), edit)
 
 

@@ -3,18 +3,47 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, SQLColumnExpression, exists, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, SQLColumnExpression, exists, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import Borrower, Loan, Role, Staff, StaffState
+from db.models import Borrower, HoldKind, Loan, LoanHold, Role, Staff, StaffState
 from db.services.errors import AccessDenied, NotFound
 
 _RANK = {Role.AGENT: 0, Role.MANAGER: 1, Role.ADMIN: 2}
 
 # Loans that are not archived: every list, search, reminder, report and job filters on it.
 LIVE_LOAN = Loan.archived_at.is_(None)
+
+# The holds that pause collection: an open dispute, or hardship until its day.
+PAUSING = (HoldKind.DISPUTE, HoldKind.HARDSHIP)
+
+
+def _open_hold(
+    loan_id: SQLColumnExpression[int | None], today: date, kinds: tuple[HoldKind, ...] = PAUSING
+) -> list[ColumnElement[bool]]:
+    return [
+        LoanHold.loan_id == loan_id,
+        LoanHold.kind.in_(kinds),
+        LoanHold.resolved_at.is_(None),
+        or_(LoanHold.until.is_(None), LoanHold.until > today),
+    ]
+
+
+def on_hold(
+    today: date,
+    loan_id: SQLColumnExpression[int | None] | None = None,
+    kinds: tuple[HoldKind, ...] = PAUSING,
+) -> ColumnElement[bool]:
+    """EXISTS an open dispute or hardship pause on the loan: no reminders, no late fees."""
+    return exists().where(*_open_hold(Loan.id if loan_id is None else loan_id, today, kinds))
+
+
+def hold_kind(loan_id: SQLColumnExpression[int | None], today: date) -> ScalarSelect[Any]:
+    """The kind of the loan's open pausing hold (NULL when none), for a column of a SELECT."""
+    return select(LoanHold.kind).where(*_open_hold(loan_id, today)).limit(1).scalar_subquery()
 
 
 @dataclass(frozen=True)

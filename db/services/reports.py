@@ -17,9 +17,10 @@ from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, case, e
 from sqlalchemy.orm import Session, aliased
 
 from db import clock
-from db.models import Loan, LoanState, Payment, Promise, PromiseState, Staff
+from db.models import HoldKind, Loan, LoanState, Payment, Promise, PromiseState, Staff
 from db.money import q
-from db.services.access import LIVE_LOAN, Actor, SelectT
+from db.services import risk
+from db.services.access import LIVE_LOAN, Actor, SelectT, on_hold
 from db.services.collection.ledger import Bucket, bucket_dates
 from db.services.loans.snapshots import LoanSummary, loan_summary
 
@@ -53,6 +54,9 @@ class Portfolio:
 
 
 class WorkReason(StrEnum):
+    # First: a manager decides these; no reminder goes meanwhile (issue 11).
+    DISPUTED = "disputed"
+    PAUSED = "hardship pause"
     DUE_TODAY = "due today"
     PROMISE_DUE = "promise due today"
     PROMISE_BROKEN = "promise broken"
@@ -246,26 +250,25 @@ def _latest_promise_is(state: PromiseState, *conds: ColumnElement[bool]) -> Colu
     )
 
 
-def _work_queries(today: date) -> list[tuple[WorkReason, Select[tuple[Loan]]]]:
+def _work_queries(today: date, dialect: str) -> list[tuple[WorkReason, Select[tuple[Loan]]]]:
     active = select(Loan).where(Loan.state == LoanState.ACTIVE, LIVE_LOAN)
     lookback = today - timedelta(days=BROKEN_LOOKBACK_DAYS)
     broken = _latest_promise_is(
         PromiseState.BROKEN, Promise.promised_date >= lookback, Promise.promised_date < today
     )
-    return [
-        (WorkReason.DUE_TODAY, active.where(Loan.next_due_date == today).order_by(Loan.id)),
+    held = [(WorkReason.DISPUTED, HoldKind.DISPUTE), (WorkReason.PAUSED, HoldKind.HARDSHIP)]
+    riskiest = (risk.score(dialect, today).desc(), Loan.id)
+    wheres = [
+        *((why, on_hold(today, kinds=(k,))) for why, k in held),
+        (WorkReason.DUE_TODAY, Loan.next_due_date == today),
         (
             WorkReason.PROMISE_DUE,
-            active.where(
-                _latest_promise_is(PromiseState.OPEN, Promise.promised_date == today)
-            ).order_by(Loan.id),
+            _latest_promise_is(PromiseState.OPEN, Promise.promised_date == today),
         ),
-        (WorkReason.PROMISE_BROKEN, active.where(broken).order_by(Loan.next_due_date, Loan.id)),
-        (
-            WorkReason.OVERDUE,
-            active.where(Loan.next_due_date < today).order_by(Loan.next_due_date, Loan.id),
-        ),
+        (WorkReason.PROMISE_BROKEN, broken),
+        (WorkReason.OVERDUE, Loan.next_due_date < today),
     ]
+    return [(why, active.where(cond).order_by(*riskiest)) for why, cond in wheres]
 
 
 def _reason(kind: WorkReason, summary: LoanSummary) -> str:
@@ -276,10 +279,11 @@ def _reason(kind: WorkReason, summary: LoanSummary) -> str:
 
 
 def work_list(session: Session, *, actor: Actor, today: date, limit: int = 30) -> list[WorkItem]:
-    """Today's list: due today, promises due today, recently broken, then most overdue."""
+    """Today's list: disputed, paused, due today, promises due today, recently broken, then
+    overdue; within each, the riskiest loan first (risk.py)."""
     items: list[WorkItem] = []
     seen: set[int] = set()
-    for kind, stmt in _work_queries(today):
+    for kind, stmt in _work_queries(today, session.get_bind().dialect.name):
         if len(items) >= limit:
             break
         stmt = _scoped(stmt, actor, None).limit(limit + len(seen))

@@ -42,6 +42,10 @@ class AuditAction(StrEnum):
     BROADCAST_CREATED = "broadcast_created"
     BROADCAST_CANCELED = "broadcast_canceled"
     SUPPRESSION_LIFTED = "suppression_lifted"
+    LOAN_DISPUTED = "loan_disputed"
+    LOAN_PAUSED = "loan_paused"  # hardship, until a date
+    HOLD_RESOLVED = "hold_resolved"
+    PAYMENT_DENIED = "payment_denied"  # the borrower replied NO to a receipt
     API_KEY_CREATED = "api_key_created"
     API_KEY_REVOKED = "api_key_revoked"
     API_CALL = "api_call"  # a write through the JSON API (reads are counted per day instead)

@@ -14,7 +14,7 @@ from db import clock
 from db.config import LateFeeKind
 from db.models import Installment, Loan, LoanEventKind, LoanState
 from db.money import q
-from db.services.access import LIVE_LOAN
+from db.services.access import LIVE_LOAN, on_hold
 from db.services.audit.write import loan_event
 from db.services.collection import ledger
 from db.services.sms.truth import WithdrawReason, withdraw_for_loan
@@ -54,7 +54,7 @@ def _chargeable(inst: Installment, cutoff: date) -> bool:
 
 
 def _eligible_loan_ids(
-    session: Session, cutoff: date, after_id: int, limit: int = BATCH
+    session: Session, cutoff: date, after_id: int, limit: int = BATCH, today: date | None = None
 ) -> list[int]:
     stmt = (
         select(Installment.loan_id)
@@ -66,6 +66,8 @@ def _eligible_loan_ids(
             Installment.fee_applied_at.is_(None),
             Installment.due_date < cutoff,
             Installment.amount_paid < Installment.principal_due + Installment.interest_due,
+            # No late fee while the loan is disputed or paused for hardship (issue 11).
+            ~on_hold(today if today is not None else clock.utcnow().date()),
         )
         .group_by(Installment.loan_id)
         .order_by(Installment.loan_id)
@@ -125,6 +127,7 @@ def charge_batch(
     rule: FeeRule,
     after_id: int,
     limit: int = BATCH,
+    today: date | None = None,
 ) -> tuple[int, int | None]:
     """Charge the next `limit` loans (by id) after after_id that owe a late fee.
 
@@ -132,7 +135,7 @@ def charge_batch(
     Each installment is marked when charged, so a batch run twice (a restart, a second
     worker) never charges it twice.
     """
-    ids = _eligible_loan_ids(session, cutoff, after_id, limit)
+    ids = _eligible_loan_ids(session, cutoff, after_id, limit, today)
     if not ids:
         return 0, None
     # Loans are locked in id order (no deadlock between two workers); each is re-read
@@ -169,7 +172,7 @@ def apply_late_fees(
     cutoff = fee_cutoff(today, grace_days)
     charged, after_id = 0, 0
     while True:
-        done, last = charge_batch(session, cutoff=cutoff, rule=rule, after_id=after_id)
+        done, last = charge_batch(session, cutoff=cutoff, rule=rule, after_id=after_id, today=today)
         if last is None:
             break
         charged, after_id = charged + done, last

@@ -57,6 +57,7 @@ class PaymentResult:
     closed: bool
     loan: LoanView
     allocations: Allocations  # (installment seq, fee, amount)
+    receipt_number: str | None = None  # None for a reversal
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,13 @@ def _result(
         closed=loan.state == LoanState.CLOSED,
         loan=loan_view(session, loan, today=today),
         allocations=allocations,
+        receipt_number=payment.receipt_number,
     )
+
+
+def receipt_number(paid_at: datetime, payment_id: int) -> str:
+    """R-<year>-<payment id>: what the borrower is told, and quotes back when they deny it."""
+    return f"R-{paid_at.year}-{payment_id}"
 
 
 def record_payment(
@@ -178,8 +185,15 @@ def record_payment(
     )
     session.add(payment)
     session.flush()
+    # From the id: unique however many payments are recorded at once, and never reused.
+    payment.receipt_number = receipt_number(payment.paid_at, payment.id)
     allocations = allocate_payment(session, loan=loan, payment=payment)
-    details = {"payment_id": payment.id, "amount": amount, "method": payment.method}
+    details = {
+        "payment_id": payment.id,
+        "amount": amount,
+        "method": payment.method,
+        "receipt": payment.receipt_number,
+    }
     _booked(
         session,
         loan,
@@ -233,6 +247,7 @@ def pay_and_notify(
         outstanding=result.outstanding,
         closed=result.closed,
         agency=agency,
+        receipt=result.receipt_number,
         notify_payment=settings.notify_payment_received,
         notify_closed=settings.notify_loan_closed,
     )

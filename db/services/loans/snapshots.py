@@ -18,8 +18,10 @@ from db.models import (
     ContactChannel,
     ContactOutcome,
     Frequency,
+    HoldKind,
     InterestMethod,
     Loan,
+    LoanHold,
     LoanState,
     Promise,
     PromiseState,
@@ -112,6 +114,24 @@ class LoanView:
     # Set when the loan is archived (only admins ever see such a card).
     archived_at: datetime | None = None
     archive_reason: str | None = None
+    # The newest open dispute, hardship pause or denied payment (issue 11), if any.
+    hold: HoldSummary | None = None
+
+
+@dataclass(frozen=True)
+class HoldSummary:
+    kind: HoldKind
+    note: str
+    opened_at: datetime
+    until: date | None
+    payment_id: int | None
+
+
+def _hold_view(hold: LoanHold | None, today: date) -> HoldSummary | None:
+    """The card's hold line: a hardship pause whose day has come is over by itself."""
+    if hold is None or (hold.until is not None and hold.until <= today):
+        return None
+    return HoldSummary(HoldKind(hold.kind), hold.note, hold.opened_at, hold.until, hold.payment_id)
 
 
 def loan_summary(loan: Loan, *, today: date) -> LoanSummary:
@@ -152,19 +172,30 @@ def card_select(*entities: type[Base]) -> Select[Any]:
     """
     agent, maker, writer = aliased(Staff), aliased(Staff), aliased(Staff)
     newer_promise, newer_contact = aliased(Promise), aliased(Contact)
+    newer_hold = aliased(LoanHold)
+    open_hold = and_(
+        LoanHold.loan_id == Loan.id,
+        LoanHold.resolved_at.is_(None),
+        ~exists().where(
+            newer_hold.loan_id == Loan.id,
+            newer_hold.resolved_at.is_(None),
+            newer_hold.id > LoanHold.id,
+        ),
+    )
     open_promise = and_(
         Promise.loan_id == Loan.id,
         Promise.state == PromiseState.OPEN,
         _is_newest(Promise, newer_promise, newer_promise.state == PromiseState.OPEN),
     )
     return (
-        select(*entities, agent.name, Promise, maker.name, Contact, writer.name)
+        select(*entities, agent.name, Promise, maker.name, Contact, writer.name, LoanHold)
         .select_from(Loan)
         .outerjoin(agent, agent.id == Loan.agent_id)
         .outerjoin(Promise, open_promise)
         .outerjoin(maker, maker.id == Promise.made_by_id)
         .outerjoin(Contact, and_(Contact.loan_id == Loan.id, _is_newest(Contact, newer_contact)))
         .outerjoin(writer, writer.id == Contact.staff_id)
+        .outerjoin(LoanHold, open_hold)
     )
 
 
@@ -186,7 +217,7 @@ def loan_view(
     """The card for loan; extras are card_select()'s columns after the entities, if fetched."""
     if extras is None:
         extras = session.execute(card_select().where(Loan.id == loan.id)).one()
-    agent_name, promise, made_by, contact, written_by = extras
+    agent_name, promise, made_by, contact, written_by, hold = extras
     borrower = loan.borrower
     next_date, next_amount = ledger.next_due(loan)
     return LoanView(
@@ -223,4 +254,5 @@ def loan_view(
         updated_at=loan.updated_at,
         archived_at=loan.archived_at,
         archive_reason=loan.archive_reason,
+        hold=_hold_view(hold, today),
     )

@@ -43,9 +43,11 @@ from db.models import (
 from db.money import format_money
 from db.services.access import LIVE_LOAN
 from db.services.audit.write import AuditAction, audit, loan_event
+from db.services.collection import receipts
 from db.services.errors import InvalidInput
+from db.services.loans import holds
 from db.services.sms import outbox, reply_limit, suppressions
-from db.services.sms.relays import RelayInfo, reply_loan
+from db.services.sms.relays import NOT_A_DENIAL, RelayInfo, reply_loan
 from db.services.sms.truth import WithdrawReason, withdraw_for_borrower
 from db.session import rows_matched
 
@@ -61,8 +63,13 @@ class Keyword(StrEnum):
     START = "START"
     HELP = "HELP"
     BAL = "BAL"
+    DISPUTE = "DISPUTE"
+    NO = "NO"  # a denial of a payment receipt, only as the whole message (receipts.py)
 
 
+# "No" alone answers many questions: it denies a payment only when a receipt was sent
+# lately (handle_inbound); otherwise it is an ordinary reply for the agent.
+_DENIALS = frozenset({"NO", "NOT PAID", "NOTPAID"})
 _ALIASES = {
     "STOP": Keyword.STOP,
     "STOPALL": Keyword.STOP,
@@ -76,8 +83,10 @@ _ALIASES = {
     "INFO": Keyword.HELP,
     "BAL": Keyword.BAL,
     "BALANCE": Keyword.BAL,
+    "DISPUTE": Keyword.DISPUTE,
 }
-_IN_A_SENTENCE = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE"})
+# DISPUTE leads a sentence too ("DISPUTE I repaid in March"): the rest is its note, relayed.
+_IN_A_SENTENCE = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "DISPUTE"})
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,8 @@ def keyword_of(body: str) -> Keyword | None:
     words = body.split()
     if not words:
         return None
+    if " ".join(w.strip(_PUNCTUATION).upper() for w in words) in _DENIALS:
+        return Keyword.NO
     first = words[0].strip(_PUNCTUATION).upper()
     found = _ALIASES.get(first)
     if found is not None and (len(words) == 1 or first in _IN_A_SENTENCE):
@@ -201,6 +212,30 @@ def _audit_opt(session: Session, borrower: Borrower, action: AuditAction) -> Non
     )
 
 
+def _dispute(
+    session: Session, loan: Loan | None, text: str, agency: Agency, today: date
+) -> tuple[str | None, Mapping[str, object]]:
+    """DISPUTE: the loan the message concerns is disputed; reminders stop until reviewed."""
+    if loan is None:
+        return None, {}
+    held = holds.dispute_by_borrower(session, loan_id=loan.id, note=text, today=today)
+    reply = (
+        f"{agency.signature}: we recorded your dispute about loan {loan.loan_number}. "
+        "Reminders stop until a manager reviews it."
+    )
+    return reply, ({"disputed": True} if held is not None else {})
+
+
+def _deny(
+    session: Session, borrower: Borrower | None, phone: str, text: str
+) -> receipts.Denial | None:
+    if borrower is None:
+        return None
+    return receipts.deny_latest_payment(
+        session, borrower=borrower, phone=phone, text=text, now=clock.utcnow()
+    )
+
+
 def _act(
     session: Session,
     keyword: Keyword | None,
@@ -297,7 +332,14 @@ def handle_inbound(
     keyword = keyword_of(text)
     borrower = session.scalar(select(Borrower).where(Borrower.phone == phone))
     loan = _relevant_loan(session, borrower.id, today) if borrower else None
-    news = keyword is None or len(text.split()) > 1
+    denial = None
+    if keyword is Keyword.NO:
+        denial = _deny(session, borrower, phone, text)
+        if denial is None:
+            keyword = None  # no receipt to deny: an ordinary reply
+        else:
+            loan = session.get(Loan, denial.loan_id)
+    news = keyword in (None, Keyword.DISPUTE, Keyword.NO) or len(text.split()) > 1
     inbound_id = _store(
         session,
         sid=sid,
@@ -310,7 +352,17 @@ def handle_inbound(
     )
     if inbound_id is None:
         return _duplicate(session, sid, keyword)
-    reply, changed = _act(session, keyword, borrower, phone, agency)
+    changed: Mapping[str, object]
+    if keyword is Keyword.DISPUTE:
+        reply, changed = _dispute(session, loan, text, agency, today)
+    elif denial is not None:
+        reply = (
+            f"{agency.signature}: we noted that you did not make payment {denial.receipt}. "
+            "A manager will check it."
+        )
+        changed = {"payment_denied": denial.payment_id}
+    else:
+        reply, changed = _act(session, keyword, borrower, phone, agency)
     if reply and reply_limit.over_limit(session, phone=phone, per_hour=replies_per_hour):
         reply, changed = None, {**changed, "reply": reply_limit.RATE_LIMITED}
         reply_limit.record(session, inbound_id=inbound_id, state=reply_limit.RATE_LIMITED)
@@ -340,7 +392,11 @@ def _relays(session: Session, *, inbound_id: int | None = None, limit: int) -> l
         .join(Loan, Loan.id == InboundMessage.loan_id)
         .join(Borrower, Borrower.id == Loan.borrower_id)
         .join(Staff, Staff.id == Loan.agent_id)
-        .where(InboundMessage.relayed_at.is_(None), Staff.state == StaffState.ACTIVE)
+        .where(
+            InboundMessage.relayed_at.is_(None),
+            Staff.state == StaffState.ACTIVE,
+            NOT_A_DENIAL,
+        )
         .order_by(InboundMessage.received_at, InboundMessage.id)
         .limit(limit)
     )

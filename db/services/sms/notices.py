@@ -17,6 +17,10 @@ from db.money import format_money
 from db.services.errors import InvalidInput, NotFound
 from db.services.sms import outbox
 from db.services.sms.outbox import MessageInfo
+from db.sms_text import segments
+
+# Said after the receipt number: a NO back marks the payment disputed (receipts.py).
+DENY_HINT = "If you did not pay this, reply NO."
 
 
 def notice_text(
@@ -26,8 +30,15 @@ def notice_text(
     outstanding: Decimal,
     closed: bool,
     agency: Agency,
+    receipt: str | None = None,
 ) -> str:
-    """The notice's words: payment received with the balance, or the loan closed."""
+    """The notice's words: payment received with the balance, or the loan closed.
+
+    With a receipt number, the number and DENY_HINT, within one segment: the balance (or
+    the thanks) is left out when the whole would not fit.
+    """
+    if receipt is not None:
+        return _with_receipt(loan_number, amount, outstanding, closed, agency, receipt)
     paid = format_money(amount, agency, plain=True)
     if closed:
         return (
@@ -36,6 +47,28 @@ def notice_text(
         )
     balance = format_money(outstanding, agency, plain=True)
     return f"Payment of {paid} received for loan {loan_number}; balance {balance}. - {agency.name}"
+
+
+def _with_receipt(
+    loan_number: str,
+    amount: Decimal,
+    outstanding: Decimal,
+    closed: bool,
+    agency: Agency,
+    receipt: str,
+) -> str:
+    paid = format_money(amount, agency, plain=True)
+    head = f"{paid} received for loan {loan_number}, receipt {receipt}"
+    tail = f" {DENY_HINT} - {agency.name}"
+    if closed:
+        extra = " Loan fully paid and closed. Thank you."
+    else:
+        extra = f"; balance {format_money(outstanding, agency, plain=True)}."
+    for middle in (extra, "." if not closed else " Loan closed.", "."):
+        text = head + middle + tail
+        if segments(text) == 1:
+            return text
+    return text
 
 
 def payment_notice(
@@ -49,6 +82,7 @@ def payment_notice(
     agency: Agency,
     notify_payment: bool,
     notify_closed: bool,
+    receipt: str | None = None,
 ) -> MessageInfo | None:
     """Queue the payment (or loan closed) notice once; None when off, opted out or queued."""
     if not isinstance(amount, Decimal) or amount <= 0:
@@ -69,6 +103,7 @@ def payment_notice(
         outstanding=outstanding,
         closed=as_closed,
         agency=agency,
+        receipt=receipt,
     )
     key = f"notice:closed:{loan_id}" if as_closed else f"notice:pay:{payment_id}"
     return outbox.queue_message(

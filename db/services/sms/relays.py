@@ -18,10 +18,10 @@ Choices:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db import clock
@@ -37,6 +37,7 @@ from db.models import (
     StaffState,
 )
 from db.services.access import LIVE_LOAN
+from db.services.collection.receipts import DeniedPayment, denied_payment
 from db.services.errors import InvalidInput
 
 REPLY_WINDOW_DAYS = 14
@@ -44,6 +45,10 @@ REPLY_WINDOW_DAYS = 14
 # a borrower's "come today" should not wait for the end of someone's leave.
 HOLD_HOURS = 24
 _BOSSES = (Role.MANAGER, Role.ADMIN)
+# A borrower's NO to a receipt (inbound.Keyword.NO): it goes to a manager, never to the
+# agent who recorded the payment (collection/receipts.py).
+DENIAL = "NO"
+NOT_A_DENIAL = or_(InboundMessage.keyword.is_(None), InboundMessage.keyword != DENIAL)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class RelayInfo:
     loan_number: str
     body: str
     received_at: datetime
+    denied: bool = False  # a NO to a receipt: the text shows the payment (receipts.py)
 
 
 def reply_loan(
@@ -134,13 +140,14 @@ def deliverable_relays(
     if not live or (staff_id is not None and staff_id not in live):
         return []
     agent = aliased(Staff)
-    reachable: list[ColumnElement[bool]] = [Loan.agent_id.in_(list(live))]
+    reachable: list[ColumnElement[bool]] = [and_(Loan.agent_id.in_(list(live)), NOT_A_DENIAL)]
     if bosses:  # the agent is gone, or has been away too long: a manager answers
         reachable.append(
             or_(
                 Loan.agent_id.is_(None),
                 agent.state != StaffState.ACTIVE,
                 InboundMessage.received_at < now - timedelta(hours=HOLD_HOURS),
+                ~NOT_A_DENIAL,
             )
         )
     stmt = (
@@ -153,11 +160,13 @@ def deliverable_relays(
         .limit(limit)
     )
     if staff_id is not None and live[staff_id].role not in _BOSSES:
-        stmt = stmt.where(Loan.agent_id == staff_id)
+        stmt = stmt.where(Loan.agent_id == staff_id, NOT_A_DENIAL)
     out = []
     for msg, number, name, agent_id, approver in session.execute(stmt):
+        denied = msg.keyword == DENIAL
         # live holds active staff only, so a disabled agent is never the recipient.
-        to = live.get(agent_id) or next((b for b in bosses if b.id == approver), bosses[0])
+        to = None if denied else live.get(agent_id)
+        to = to or _boss(bosses, approver)
         if staff_id is None or to.id == staff_id:
             out.append(
                 RelayInfo(
@@ -168,9 +177,18 @@ def deliverable_relays(
                     number,
                     msg.body,
                     msg.received_at,
+                    denied,
                 )
             )
     return out
+
+
+def _boss(bosses: list[Staff], approver: int | None) -> Staff:
+    """The agent's manager (who approved them) when logged in, else a manager, else an admin."""
+    return next(
+        (b for b in bosses if b.id == approver),
+        next((b for b in bosses if b.role is Role.MANAGER), bosses[0]),
+    )
 
 
 def inbound_loan_ids(session: Session, *, inbound_ids: list[int]) -> dict[int, int]:
@@ -191,6 +209,8 @@ class RelayBatch:
 
     relays: list[RelayInfo]
     loan_ids: dict[int, int]  # inbound message id -> loan id
+    # inbound message id -> the payment a NO denies, with who recorded it
+    denied: dict[int, DeniedPayment] = field(default_factory=dict)
 
 
 def relay_batch(
@@ -205,4 +225,11 @@ def relay_batch(
     relays = deliverable_relays(
         session, limit=limit, idle_minutes=idle_minutes, max_hours=max_hours, staff_id=staff_id
     )
-    return RelayBatch(relays, inbound_loan_ids(session, inbound_ids=[r.inbound_id for r in relays]))
+    loans = inbound_loan_ids(session, inbound_ids=[r.inbound_id for r in relays])
+    denied = {}
+    for relay in relays:
+        loan_id = loans.get(relay.inbound_id)
+        found = denied_payment(session, loan_id=loan_id) if relay.denied and loan_id else None
+        if found is not None:
+            denied[relay.inbound_id] = found
+    return RelayBatch(relays, loans, denied)

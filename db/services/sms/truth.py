@@ -13,6 +13,8 @@ What a change makes untrue:
 - reminders state the amount, due date and loan: any withdrawing change cancels them;
 - broadcasts for a loan: cancelled when the loan ends (paid off, closed, written off,
   deleted), else only when their template states something about the loan;
+- a dispute or hardship pause: reminders and loan-fact broadcasts are withdrawn, and a
+  reminder claimed while one is open is canceled at send time;
 - payment notices and keyword replies are receipts of something that happened: kept,
   unless the loan is deleted or (notices) a payment is reversed.
 """
@@ -31,12 +33,14 @@ from db.models import (
     Borrower,
     Broadcast,
     BroadcastState,
+    HoldKind,
     Loan,
     LoanState,
     Message,
     MessageKind,
     MessageStatus,
 )
+from db.services.access import hold_kind
 from db.services.sms.outbox import EventSource, event, record_events
 from db.session import rows_matched
 
@@ -59,6 +63,8 @@ class WithdrawReason(StrEnum):
     OPTED_OUT = "opted_out"
     LOAN_CHANGED = "loan_changed"  # the dispatcher's catch-all: the version moved on
     BROADCAST_CANCELED = "broadcast_canceled"
+    DISPUTED = "disputed"  # a dispute opened: nothing asks for money until it is resolved
+    HARDSHIP = "hardship"  # a hardship pause: nothing asks for money until its end
 
 
 R = WithdrawReason
@@ -69,6 +75,7 @@ _GONE = frozenset({R.DELETED, R.ARCHIVED})
 # Placeholders that put something about the loan into a broadcast's text.
 _LOAN_FIELDS = ("{amount_due}", "{outstanding}", "{due_date}", "{loan_number}")
 _STATE_REASON = {LoanState.CLOSED: R.CLOSED, LoanState.WRITTEN_OFF: R.WRITTEN_OFF}
+_HOLD_REASON = {HoldKind.DISPUTE: R.DISPUTED, HoldKind.HARDSHIP: R.HARDSHIP}
 
 
 def _detail(reason: WithdrawReason) -> str:
@@ -154,7 +161,7 @@ def withdraw_for_borrower(
 
 def _reason(row: Row[Any]) -> WithdrawReason | None:
     """Why a claimed message would be untrue now (row: message, loan, borrower, broadcast)."""
-    kind, to, loan_id, stamped, state, current, phone, b_state, archived = row[1:]
+    kind, to, loan_id, stamped, state, current, phone, b_state, archived, held = row[1:]
     if b_state == BroadcastState.CANCELED:
         return R.BROADCAST_CANCELED
     if phone is not None and phone != to:
@@ -168,6 +175,8 @@ def _reason(row: Row[Any]) -> WithdrawReason | None:
         return R.ARCHIVED
     if state != LoanState.ACTIVE and kind in (K.REMINDER, K.BROADCAST):
         return _STATE_REASON.get(LoanState(state), R.LOAN_CHANGED)
+    if held is not None and kind == K.REMINDER:
+        return _HOLD_REASON[HoldKind(held)]
     if stamped is not None and stamped != current:
         return R.LOAN_CHANGED
     return None
@@ -190,6 +199,7 @@ def untrue_in(session: Session, message_ids: Iterable[int]) -> dict[int, Withdra
             Borrower.phone,
             Broadcast.state,
             Loan.archived_at,
+            hold_kind(Message.loan_id, clock.utcnow().date()),
         )
         .outerjoin(Loan, Loan.id == Message.loan_id)
         .outerjoin(Borrower, Borrower.id == Message.borrower_id)
