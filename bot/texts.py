@@ -905,7 +905,7 @@ def bc_final(
     canceled: bool,
     counts: dict[str, int],
     total: int,
-    failures: list[tuple[str, int, str]],
+    failures: list[tuple[str | None, int, str]],
 ) -> str:
     """The final report that replaces the progress message."""
     c = counts.get
@@ -924,7 +924,7 @@ def bc_final(
         lines.append(f"Sent, no report from the carrier: {c('sent', 0)}")
     if failures:
         lines.append("<b>Why messages failed</b>")
-        lines += [f"• {esc(words)}: {n} (code {esc(code)})" for code, n, words in failures]
+        lines += [_failure_line(code, n, words) for code, n, words in failures]
     else:
         lines.append("No message failed.")
     return "\n".join(lines)
@@ -977,12 +977,18 @@ def dlv_period(
     return "\n".join(lines)
 
 
-def dlv_errors(errors: list[tuple[str, int, str]]) -> str:
+def _failure_line(code: str | None, n: int, words: str) -> str:
+    """One failure reason and its count; the provider's code, when it gave one, as it came."""
+    ref = f" (code {esc(code)})" if code else ""
+    return f"• {esc(words)}: {n}{ref}"
+
+
+def dlv_errors(errors: list[tuple[str | None, int, str]]) -> str:
     """The top error codes of /deliveries, in plain words."""
     if not errors:
         return "<b>Errors (7 days)</b>: none."
     lines = ["<b>Top errors (7 days)</b>"]
-    lines += [f"• {esc(words)}: {n} (code {esc(code)})" for code, n, words in errors]
+    lines += [_failure_line(code, n, words) for code, n, words in errors]
     return "\n".join(lines)
 
 

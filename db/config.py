@@ -100,8 +100,8 @@ class Settings(BaseSettings):
     daily_jobs_at: str = "06:00"
     notify_payment_received: bool = True
     notify_loan_closed: bool = True
-    # A number is suppressed after this many temporary failures (30003...) in a row within
-    # this many days; a delivered SMS resets the count.
+    # A number is suppressed after this many temporary failures (unreachable handset) in a row
+    # within this many days; a delivered SMS resets the count.
     sms_unreachable_limit: int = Field(default=5, ge=1, le=100)
     sms_unreachable_days: int = Field(default=7, ge=1, le=365)
     # Answers to HELP / BAL / START one number gets in an hour; more are recorded, not answered.

@@ -580,6 +580,9 @@ class Message(Base):
     provider_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     error_code: Mapped[str | None] = mapped_column(String(16))
     error_message: Mapped[str | None] = mapped_column(String(500))
+    # Why it failed, in our words, written by the worker at its boundary (error_code is the
+    # provider's reference, kept as it came; db/ never interprets it).
+    failure_reason: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     segments: Mapped[int | None] = mapped_column(Integer)
     send_after: Mapped[datetime] = mapped_column(default=_now)

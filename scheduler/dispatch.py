@@ -170,6 +170,7 @@ def _record_sent(session: Session, *, message: MessageInfo, result: SendResult) 
             status=status,
             reported=result.status,
             error_code=None,
+            reason=twilio_codes.failure(None).words,
             source=EventSource.WORKER,
         )
     return done
@@ -439,7 +440,7 @@ class Dispatcher:
         delay = backoff(m.attempts, self.settings, exc.retry_after)
         status = await self._fenced(
             m,
-            outbox.mark_retry,
+            twilio_codes.mark_retry,
             message_id=m.id,
             error=exc.message,
             error_code=exc.code,

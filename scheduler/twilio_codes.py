@@ -16,13 +16,15 @@ Sources: Twilio's error pages (twilio.com/docs/api/errors/<code>).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.orm import Session
 
 from db.config import Settings, get_settings
-from db.error_codes import describe
 from db.failures import Failure, FailureClass, StreakRule
 from db.models import MessageStatus
 from db.services.sms import outbox
+from scheduler.twilio_words import words
 
 PERMANENT = frozenset({"21211", "21614", "30004", "30005", "30006"})
 TEMPORARY = frozenset({"30003", "30008"})
@@ -60,9 +62,10 @@ def classify(code: str | None) -> FailureClass:
     return FailureClass.MESSAGE
 
 
-def failure(code: str | None) -> Failure:
-    """The Failure the outbox acts on, for a Twilio error code."""
-    return Failure(classify(code), code, describe(code))
+def failure(code: str | None, text: str | None = None) -> Failure:
+    """The Failure the outbox acts on, for a Twilio error code (and the error's text, which
+    names a transient error that came without a code); its words become failure_reason."""
+    return Failure(classify(code), code, words(code, text))
 
 
 def rule(settings: Settings | None = None) -> StreakRule:
@@ -87,6 +90,7 @@ def apply_status(
         reported=status or None,
         error_code=error_code,
         source=source,
+        reason=failure(error_code).words,
         failure=failure(error_code) if error_code else None,
         rule=rule(settings) if error_code else None,
     )
@@ -106,6 +110,28 @@ def mark_failed(
         message_id=message_id,
         code=code,
         text=text,
+        reason=failure(code, text).words,
         failure=failure(code) if code else None,
         rule=rule(settings) if code else None,
+    )
+
+
+def mark_retry(
+    session: Session,
+    *,
+    message_id: int,
+    error: str,
+    error_code: str | None,
+    retry_at: datetime,
+    max_attempts: int,
+) -> MessageStatus | None:
+    """outbox.mark_retry for a transient error, with its words should it be the last try."""
+    return outbox.mark_retry(
+        session,
+        message_id=message_id,
+        error=error,
+        error_code=error_code,
+        reason=failure(error_code, error).words,
+        retry_at=retry_at,
+        max_attempts=max_attempts,
     )

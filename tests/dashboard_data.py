@@ -144,8 +144,19 @@ def _messages(session: Session) -> None:
     R, N, B = MessageKind.REMINDER, MessageKind.NOTICE, MessageKind.BROADCAST
     _sms(session, 1, R, MessageStatus.DELIVERED, segments=1)
     _sms(session, 2, R, MessageStatus.DELIVERED, segments=2)
-    _sms(session, 3, R, MessageStatus.FAILED, error_code="30003")
-    _sms(session, 4, N, MessageStatus.UNDELIVERED, segments=1, error_code="30005")
+    # As the worker records failures: its words, and the provider's code as it came.
+    unreachable = "unreachable handset (switched off or out of coverage)"
+    _sms(session, 3, R, MessageStatus.FAILED, error_code="30003", failure_reason=unreachable)
+    unknown = "unknown number (not in service)"
+    _sms(
+        session,
+        4,
+        N,
+        MessageStatus.UNDELIVERED,
+        segments=1,
+        error_code="30005",
+        failure_reason=unknown,
+    )
     _sms(session, 5, N, MessageStatus.QUEUED)
     _sms(session, 6, B, MessageStatus.SENT, segments=3)
     _sms(session, 7, R, MessageStatus.DELIVERED, segments=1, created_at=NOW - timedelta(days=10))

@@ -97,13 +97,18 @@ def _admin_actor(who: Person) -> Actor:
     return Actor(staff_id=who.staff_id, role=Role.ADMIN, name=who.name)
 
 
-def _set_status(h: BotHarness, borrower_id: int, status: S, code: str | None = None) -> None:
+def _set_status(
+    h: BotHarness, borrower_id: int, status: S, code: str | None = None, reason: str | None = None
+) -> None:
+    """The borrower's message as the worker leaves it (reason: its words for a failure)."""
     now = clock.utcnow()
     h.db(
         lambda s: s.execute(
             update(Message)
             .where(Message.borrower_id == borrower_id)
-            .values(status=status, error_code=code, sent_at=now, updated_at=now)
+            .values(
+                status=status, error_code=code, failure_reason=reason, sent_at=now, updated_at=now
+            )
         )
     )
 
@@ -205,7 +210,13 @@ async def test_overdue_broadcast_preview_send_progress_and_final_report(settings
         assert "Sent 1" in moving["text"] and "Queued 0" in moving["text"]
         await h.silence(admin, 3.5)  # nothing changed: no edit ("message is not modified")
 
-        _set_status(h, ravi["borrower_id"], S.FAILED, "30003")
+        _set_status(
+            h,
+            ravi["borrower_id"],
+            S.FAILED,
+            "30003",
+            "unreachable handset (switched off or out of coverage)",
+        )
         final = await h.wait(admin, after=h.sandbox.mark(), contains="finished", **same)
         assert "Delivered: 1 (50.0% of those with a final report)" in final["text"]
         assert (

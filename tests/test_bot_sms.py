@@ -179,6 +179,10 @@ async def test_remind_outside_allowed_hours_says_when_it_goes(settings, committe
 # --- /deliveries ----------------------------------------------------------------------------
 
 
+# The worker's words for the codes these tests use, as it records them with a failure.
+REASONS = {"30007": "filtered by the carrier as spam", "21211": "invalid phone number"}
+
+
 def _messages(h: BotHarness, rows: list[tuple[MessageKind, S, str | None, int]]) -> None:
     """Outbox rows (kind, status, error code, days ago)."""
 
@@ -192,6 +196,7 @@ def _messages(h: BotHarness, rows: list[tuple[MessageKind, S, str | None, int]])
                     kind=kind,
                     status=status,
                     error_code=code,
+                    failure_reason=REASONS.get(code or ""),
                     idempotency_key=f"t:{uuid.uuid4().hex}",
                     created_at=at,
                     send_after=at,

@@ -1,4 +1,4 @@
-"""Delivery reports, error codes in plain words, and one reminder now."""
+"""Delivery reports, failures by the worker's reasons, and one reminder now."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from db import clock, error_codes
+from db import clock
 from db.config import Settings
 from db.models import (
     AuditEvent,
@@ -28,6 +28,7 @@ from db.models import (
 from db.models import MessageStatus as S
 from db.services.errors import AccessDenied, Conflict, NotFound
 from db.services.sms import deliveries, reminders, suppressions
+from scheduler.twilio_words import words
 from tests.factories import actor, make_borrower, make_loan, make_staff
 
 _keys = itertools.count(1)
@@ -56,22 +57,9 @@ def _msg(session: Session, kind: MessageKind, status: S, age: timedelta, code=No
             send_after=NOW - age,
             error_code=code,
             error_message=text,
+            failure_reason=words(code, text) if status in (S.FAILED, S.UNDELIVERED) else None,
         )
     )
-
-
-def test_error_codes_in_plain_words():
-    assert error_codes.describe("21610") == "the borrower replied STOP (unsubscribed)"
-    assert error_codes.describe("30006") == "landline or unreachable carrier"
-    assert error_codes.describe("12345") == "Twilio error 12345"
-    assert error_codes.describe(None) == "no error code recorded"
-    for code in ("21211", "21408", "21614", "30003", "30004", "30005", "30007", "30008", "20429"):
-        assert not error_codes.describe(code).startswith("Twilio error")
-    assert error_codes.classify("30003", "timeout error: x") == "30003"
-    assert error_codes.classify(None, "timeout error: TimeoutError: ") == "timeout"
-    assert error_codes.classify(None, "network error: ClientOSError: reset") == "network"
-    assert error_codes.classify(None, "Unable to create record") == "http"
-    assert error_codes.classify(None, "worker stopped before the send finished") == "none"
 
 
 def test_delivery_report_matches_a_hand_count(session):
@@ -126,8 +114,28 @@ def test_delivery_report_matches_a_hand_count(session):
     assert report.week.delivery_rate == Decimal("36.4")
     top = [(f.code, f.count) for f in report.top_errors]
     assert top[0] == ("21211", 2) and len(top) == 5
-    assert {c for c, _ in top} < {"21211", "30003", "30004", "30005", "30007", "timeout"}
+    assert {c for c, _ in top} < {"21211", "30003", "30004", "30005", "30007", None}
     assert report.top_errors[0].words == "invalid phone number"
+    late = [f for f in report.top_errors if f.code is None]
+    assert all(f.words.startswith("Twilio did not answer in time") for f in late)
+
+
+def test_failures_without_a_reason_are_said_so(session):
+    """A failure the worker gave no words for is counted, in our words, never dropped."""
+    age = timedelta(days=300)  # a window of its own
+    _msg(session, MessageKind.NOTICE, S.FAILED, age, "30003")
+    _msg(session, MessageKind.NOTICE, S.FAILED, age, "30003")
+    session.flush()
+    session.execute(
+        update(Message).where(Message.created_at == NOW - age).values(failure_reason=None)
+    )
+    _msg(session, MessageKind.NOTICE, S.UNDELIVERED, age, "30003")
+    session.flush()
+    lines = deliveries.failure_counts(session, Message.created_at == NOW - age)
+    assert [(f.code, f.count, f.words) for f in lines] == [
+        ("30003", 2, "no reason recorded"),
+        ("30003", 1, "unreachable handset (switched off or out of coverage)"),
+    ]
 
 
 def test_delivery_report_of_an_empty_period_and_for_admins_only(session):

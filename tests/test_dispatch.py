@@ -132,6 +132,7 @@ async def test_transient_errors_back_off_then_send_once(
     wait = (row.send_after - NOW).total_seconds()
     assert min_wait <= wait <= cfg.sms_retry_base_seconds + min_wait
     assert row.error_message and sb.created_count(info.to) == 0
+    assert row.failure_reason is None  # not failed: it will be tried again
     assert (await _dispatch(committed, sender, cfg)).claimed == 0  # not before its time
     second = await _dispatch(committed, sender, cfg, now=row.send_after + timedelta(seconds=1))
     row = _row(committed, info.id)
@@ -218,16 +219,36 @@ async def test_max_attempts_ends_failed(committed, sb, sender, cfg, at_now):
     row = _row(committed, info.id)
     assert report.failed == 1 and row.status is S.FAILED and row.attempts == 2
     assert row.error_code == "20429" and sb.created_count(info.to) == 0
+    assert row.failure_reason == "too many requests to Twilio (retried, then gave up)"
 
 
-@pytest.mark.parametrize("code", [21211, 21614, 21408])
-async def test_permanent_errors_fail_with_the_code(committed, sb, sender, cfg, at_now, code):
+async def test_a_timeout_given_up_records_the_words_without_a_code(
+    committed, sb, sender, cfg, at_now
+):
+    cfg = cfg.model_copy(update={"sms_max_attempts": 1})
+    [info] = _queue(committed)
+    sb.script("timeout")  # the check right after finds nothing: a plain retry, the last one
+    report = await _dispatch(committed, sender, cfg)
+    row = _row(committed, info.id)
+    assert report.failed == 1 and (row.status, row.error_code) == (S.FAILED, None)
+    assert row.failure_reason == "Twilio did not answer in time (retried, then gave up)"
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (21211, "invalid phone number"),
+        (21614, "not a mobile number"),
+        (21408, "SMS to this country is not enabled on the Twilio account"),
+    ],
+)
+async def test_permanent_errors_fail_with_the_code(committed, sb, sender, cfg, at_now, code, words):
     [info] = _queue(committed)
     sb.fail_number(info.to, code=code)
     report = await _dispatch(committed, sender, cfg)
     row = _row(committed, info.id)
     assert report.failed == 1 and (row.status, row.error_code) == (S.FAILED, str(code))
-    assert row.attempts == 1
+    assert row.attempts == 1 and row.failure_reason == words
 
 
 async def test_a_refused_account_keeps_messages_queued(committed, sb, cfg, at_now):
@@ -536,6 +557,11 @@ async def test_reconcile_settles_a_claim_once_sms_claim_seconds_have_passed(
 async def test_reconcile_asks_about_sent_messages_without_a_final_status(
     committed, sb, sender, cfg, at_now, outcome, code, status
 ):
+    words = {
+        None: None,
+        30006: "landline or unreachable carrier",
+        30005: "unknown number (not in service)",
+    }
     [info] = _queue(committed)
     sb.set_delivery(info.to, outcome, error_code=code)
     await _dispatch(committed, sender, cfg)  # no public URL: no callbacks come back
@@ -545,6 +571,7 @@ async def test_reconcile_asks_about_sent_messages_without_a_final_status(
     report = await reconcile(committed, sender, settings=cfg, now=NOW + timedelta(hours=3))
     row = _row(committed, info.id)
     assert (report.polled, report.updated) == (1, 1) and row.status is status
+    assert row.failure_reason == words[code]
     with committed() as s:
         sources = s.scalars(select(MessageEvent.source).where(MessageEvent.message_id == info.id))
         assert "poll" in list(sources)

@@ -227,6 +227,7 @@ async def test_undelivered_30006_suppresses_the_number(client, committed) -> Non
     await _post(client, web.STATUS_PATH, _status(sid, "undelivered", "30006"))
     m, _ = _message(committed, message_id)
     assert (m.status, m.error_code) == (S.UNDELIVERED, "30006")
+    assert m.failure_reason == "landline or unreachable carrier"
     with committed() as s:
         assert s.get(Suppression, phone).error_code == "30006"
 

@@ -23,13 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import clock
 from db.config import Settings, SmsBackend
-from db.error_codes import describe
 from db.models import Message, MessageEvent, MessageKind, MessageStatus
 from db.services.errors import InvalidInput
 from db.services.sms.outbox import FINAL
 from db.validation import parse_phone
 from scheduler.sandbox import CallbackTiming, FailureProfile, TwilioSandbox
 from scheduler.serve import listen_socket, running_web, running_worker
+from scheduler.twilio_words import describe
 from scheduler.web import INBOUND_PATH, build_web_app
 from scheduler.worker import WorkerScheduler
 

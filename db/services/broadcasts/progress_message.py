@@ -112,7 +112,7 @@ class ProgressReport:
 
     tracked: Tracked
     progress: Progress
-    failures: list[tuple[str, int, str]] = field(default_factory=list)
+    failures: list[tuple[str | None, int, str]] = field(default_factory=list)
 
 
 def progress_reports(

@@ -123,8 +123,9 @@ def broadcast_progress(
     return Progress(broadcast_id, counts, sum(counts.values()), done)
 
 
-def failures_by_code(session: Session, *, broadcast_id: int) -> list[tuple[str, int, str]]:
-    """(code, count, plain words) of the broadcast's failed and undelivered messages."""
+def failures_by_code(session: Session, *, broadcast_id: int) -> list[tuple[str | None, int, str]]:
+    """(provider's code, count, plain words) of the broadcast's failed and undelivered
+    messages, by the worker's reason."""
     lines: list[FailureLine] = failure_counts(session, Message.broadcast_id == broadcast_id)
     return [(f.code, f.count, f.words) for f in lines]
 

@@ -13,7 +13,6 @@ from decimal import Decimal
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
-from db import error_codes
 from db.models import (
     Message,
     MessageKind,
@@ -27,36 +26,33 @@ FAILED = (S.FAILED, S.UNDELIVERED)
 TOP_ERRORS = 5
 
 
-# --- failures by code ---------------------------------------------------------------------
+# --- failures by reason -------------------------------------------------------------------
+
+# A failure the worker gave no words for (e.g. a send abandoned after a worker stopped).
+NO_REASON = "no reason recorded"
 
 
 @dataclass(frozen=True)
 class FailureLine:
-    code: str
+    code: str | None  # the provider's reference, shown as it came (never read here)
     count: int
-    words: str
-
-
-def _code_expr() -> ColumnElement[str]:
-    """error_codes.classify, in SQL: the provider's code, else a kind read from the text."""
-    prefixes = error_codes.PREFIXES.items()
-    whens = [(Message.error_message.like(p + "%"), c.value) for c, p in prefixes]
-    return case(
-        (Message.error_code.is_not(None), Message.error_code),
-        *whens,
-        else_=error_codes.LocalCode.NONE.value,
-    )
+    words: str  # message.failure_reason: the worker's plain words for the failure
 
 
 def failure_counts(
     session: Session, *where: ColumnElement[bool], limit: int | None = None
 ) -> list[FailureLine]:
-    """Failed and undelivered messages matching where, counted by code, most common first."""
-    inner = select(_code_expr().label("code")).where(Message.status.in_(FAILED), *where).subquery()
+    """Failed and undelivered messages matching where, counted by reason, most common first."""
+    reason, code = Message.failure_reason, Message.error_code
     n = func.count().label("n")
-    stmt = select(inner.c.code, n).group_by(inner.c.code).order_by(n.desc(), inner.c.code)
+    stmt = (
+        select(reason, code, n)
+        .where(Message.status.in_(FAILED), *where)
+        .group_by(reason, code)
+        .order_by(n.desc(), reason, code)
+    )
     rows = session.execute(stmt.limit(limit)).all()
-    return [FailureLine(code, int(count), error_codes.describe(code)) for code, count in rows]
+    return [FailureLine(c, int(k), r or NO_REASON) for r, c, k in rows]
 
 
 # --- delivery report ----------------------------------------------------------------------

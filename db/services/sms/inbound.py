@@ -2,7 +2,7 @@
 
 Choices:
 - STOP and its aliases opt the borrower out and get no reply from us: Twilio answers its
-  default opt-out keywords itself and blocks later sends (error 21610).
+  default opt-out keywords itself and refuses later sends (an opt-out failure).
 - Opt-out words that are ordinary words too (END, QUIT, CANCEL), and START, HELP, BAL,
   count only as the whole message: "End of month I will pay" is news for the agent, not
   an opt-out. STOP, STOPALL and UNSUBSCRIBE count as the first word of a sentence too,

@@ -215,7 +215,7 @@ def mark_sent(
         return False
     now = clock.utcnow()
     m.status, m.provider_sid, m.segments, m.sent_at, m.updated_at = S.SENT, sid, segments, now, now
-    m.error_code = m.error_message = None
+    m.error_code = m.error_message = m.failure_reason = None
     event(session, m.id, S.SENT, source, f"sid {sid}")
     return True
 
@@ -228,9 +228,12 @@ def mark_retry(
     retry_at: datetime,
     max_attempts: int,
     error_code: str | None = None,
+    reason: str | None = None,
     source: str = EventSource.WORKER,
 ) -> MessageStatus | None:
-    """After a transient error: QUEUED again at retry_at, or FAILED once attempts reach max."""
+    """After a transient error: QUEUED again at retry_at, or FAILED once attempts reach max.
+
+    reason: the error in plain words (from the worker), kept as failure_reason on giving up."""
     m = _locked(session, message_id)
     if m is None or m.status != S.SENDING:
         return None
@@ -240,6 +243,7 @@ def mark_retry(
     m.updated_at = clock.utcnow()
     if m.attempts >= max_attempts:
         m.status, m.failed_at = S.FAILED, m.updated_at
+        m.failure_reason = reason[:200] if reason else None
         detail = f"gave up after {m.attempts} attempts: {error}"
     else:
         m.status, m.send_after = S.QUEUED, retry_at
@@ -291,16 +295,19 @@ def mark_failed(
     code: str | None,
     text: str,
     source: str = EventSource.WORKER,
+    reason: str | None = None,
     failure: Failure | None = None,
     rule: StreakRule | None = None,
 ) -> bool:
-    """A permanent error: FAILED with the provider's code; failure (sorted by the worker)
-    says what it means for the number (suppressions.record_failure)."""
+    """A permanent error: FAILED with the provider's code and reason (the worker's plain
+    words); failure (sorted by the worker) says what it means for the number
+    (suppressions.record_failure)."""
     m = _locked(session, message_id)
     if m is None or m.status not in (S.SENDING, S.QUEUED):
         return False
     now = clock.utcnow()
     m.status, m.error_code, m.error_message = S.FAILED, code, text[:500]
+    m.failure_reason = reason[:200] if reason else None
     m.failed_at, m.updated_at, m.claimed_by = now, now, None
     event(session, m.id, S.FAILED, source, text, code)
     _consequences(session, m, failure, rule)
@@ -357,6 +364,7 @@ def apply_status(
     error_code: str | None,
     source: str,
     reported: str | None = None,
+    reason: str | None = None,
     failure: Failure | None = None,
     rule: StreakRule | None = None,
 ) -> bool:
@@ -364,8 +372,9 @@ def apply_status(
 
     status: what the report means in our words, translated by the worker at its boundary
     (None: a word we do not know, recorded and ignored); reported: the provider's own word,
-    kept in the event as it came (default: status). failure: what error_code means, also
-    sorted by the worker; without it a failed report changes only the message."""
+    kept in the event as it came (default: status). reason: a failure in plain words, kept
+    as failure_reason. failure: what error_code means, also sorted by the worker; without
+    it a failed report changes only the message."""
     m = session.execute(
         select(Message).where(Message.provider_sid == sid).with_for_update()
     ).scalar_one_or_none()
@@ -384,6 +393,7 @@ def apply_status(
         suppressions.delivered(session, phone=m.to_phone)
     elif new in (S.UNDELIVERED, S.FAILED):
         m.failed_at, m.error_code = now, error_code
+        m.failure_reason = reason[:200] if reason else None
     event(session, m.id, new, source, f"provider: {word}", error_code)
     if new in (S.UNDELIVERED, S.FAILED):
         _consequences(session, m, failure, rule)

@@ -1,4 +1,9 @@
-"""Twilio error codes (and the worker's own failure kinds) in plain words for an agency."""
+"""Twilio error codes (and the worker's own failure kinds) in plain words for an agency.
+
+The worker's boundary: it writes these words into message.failure_reason when it records a
+failure, so db/ reports failures in our words and never reads a provider's code. Migration
+0007 holds a frozen copy of this table for the rows recorded before the column existed.
+"""
 
 from __future__ import annotations
 
@@ -56,10 +61,16 @@ def describe(code: str | None) -> str:
 
 
 def classify(code: str | None, message: str | None) -> str:
-    """The code to report a failure under: the provider's, else a LocalCode from the text."""
+    """The key a failure is described under: the provider's code, else a LocalCode from the
+    text (a transient error recorded without a code, see PREFIXES)."""
     if code:
         return code
     for local, prefix in PREFIXES.items():
         if message and message.startswith(prefix):
             return local.value
     return LocalCode.NONE.value
+
+
+def words(code: str | None, message: str | None = None) -> str:
+    """What the worker records as a failure's reason (message.failure_reason)."""
+    return describe(classify(code, message))
