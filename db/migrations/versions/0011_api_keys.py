@@ -3,8 +3,8 @@
 api_key: a key acts as its staff member, limited by its scopes; only the token's sha256 is
 kept. idempotency_key: the first answer to a write sent with an Idempotency-Key header.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-07 23:50:00
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 import db.models
 
-revision = "0007"
-down_revision = "0006"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
