@@ -50,6 +50,7 @@ from bot.conversations import (
 )
 from bot.handlers import (
     admin,
+    api_keys,
     approvals,
     assign,
     common,
@@ -108,6 +109,7 @@ def handler_list() -> list[tuple[int, BaseHandler]]:
         (0, login.logout_handler()),
         *((0, handler) for handler in admin.handlers()),
         *((0, handler) for handler in approvals.handlers()),
+        *((0, handler) for handler in api_keys.handlers()),
         *((0, handler) for handler in loans.handlers()),
         *((0, handler) for handler in lists.handlers()),
         *((0, handler) for handler in assign.handlers()),

@@ -97,6 +97,9 @@ class CB(StrEnum):
     APPROVAL_SHOW = "apv:show:"
     APPROVAL_WITHDRAW = "apv:wd:"
     APPROVAL_PAGE = "apv:pg:"
+    # API keys (handlers/api_keys.py): <key id>
+    API_KEY_REVOKE = "key:rv:"
+    API_KEY_KEEP = "key:keep:"
 
 
 def pattern(prefix: CB) -> str:
@@ -482,3 +485,13 @@ def approvals_page(ids: list[int], page: int, has_more: bool) -> InlineKeyboardM
     back = _button("« Back", CB.APPROVAL_PAGE, page - 1) if page > 1 else None
     more = _button("More »", CB.APPROVAL_PAGE, page + 1) if has_more else None
     return InlineKeyboardMarkup(rows + _nav(back, more))
+
+
+# --- API keys (handlers/api_keys.py) -----------------------------------------------------
+
+
+def api_key_revoke_confirm(key_id: int, yes: str, no: str) -> InlineKeyboardMarkup:
+    """Revoke / Keep it under /apikey revoke's question."""
+    return InlineKeyboardMarkup(
+        [[_button(yes, CB.API_KEY_REVOKE, key_id), _button(no, CB.API_KEY_KEEP, key_id)]]
+    )

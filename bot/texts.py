@@ -94,6 +94,11 @@ COMMANDS: list[Command] = [
     Command("requests", "Pending access requests", min_role=Role.ADMIN, reads=True),
     Command("staff", "Staff list: disable, enable, change role", min_role=Role.ADMIN, reads=True),
     Command("audit", "Latest audit events: /audit [name]", min_role=Role.ADMIN, reads=True),
+    Command("invite", "Make an invite: /invite agent|manager|admin", min_role=Role.ADMIN),
+    Command("requests", "Pending access requests", min_role=Role.ADMIN),
+    Command("staff", "Staff list: disable, enable, change role", min_role=Role.ADMIN),
+    Command("audit", "Latest audit events: /audit [name]", min_role=Role.ADMIN),
+    Command("apikey", "API keys: /apikey new name [scope…], list, revoke id", min_role=Role.ADMIN),
     # SMS
     Command("remind", "Text a borrower a reminder now: /remind LN-10234"),
     Command("broadcast", "Send an SMS to a group of borrowers", min_role=Role.ADMIN),
@@ -1293,3 +1298,66 @@ def approval_line(
         asker=esc(asker),
         since=since,
     )
+
+
+# --- API keys (/apikey) ----------------------------------------------------------------
+
+APIKEY_USAGE = (
+    "API keys for the JSON API (/api/v1):\n"
+    "/apikey new &lt;name&gt; [scope…] [for:&lt;staff&gt;] — a new key (scopes: {scopes}; "
+    "default read; "
+    "for: a staff number, @username or name, default you)\n"
+    "/apikey list — the keys in use\n"
+    "/apikey revoke &lt;id&gt; — stop a key at once"
+)
+APIKEY_NONE = "No API keys in use. Make one with /apikey new &lt;name&gt; [scope…]."
+APIKEY_BTN_REVOKE = "🛑 Revoke"
+APIKEY_BTN_KEEP = "Keep it"
+
+
+def apikey_usage(scopes: list[str]) -> str:
+    return APIKEY_USAGE.format(scopes=esc(", ".join(scopes)))
+
+
+def apikey_created(
+    key_id: int, name: str, token: str, scopes: list[str], staff_name: str, role: str
+) -> str:
+    """The new key, shown once."""
+    return (
+        f"🔑 API key {key_id} <b>{esc(name)}</b> made. Copy it now: it is shown only this once "
+        "and cannot be shown again.\n\n"
+        f"<code>{esc(token)}</code>\n\n"
+        f"Scopes: {esc(', '.join(scopes))}. It acts as {esc(staff_name)} ({esc(role)}): "
+        "it sees only what they may see.\n"
+        "Send it as the header <code>Authorization: Bearer &lt;key&gt;</code>. "
+        "Delete this message once you have stored the key."
+    )
+
+
+def apikey_line(
+    key_id: int, name: str, prefix: str, scopes: list[str], staff_name: str, last_used: str | None
+) -> str:
+    used = f"last used {esc(last_used)}" if last_used else "never used"
+    return (
+        f"{key_id}. <b>{esc(name)}</b> <code>{esc(prefix)}…</code> — {esc(', '.join(scopes))}; "
+        f"acts as {esc(staff_name)}; {used}"
+    )
+
+
+def apikey_list(lines: list[str]) -> str:
+    return "🔑 API keys in use (revoke with /apikey revoke &lt;id&gt;):\n" + "\n".join(lines)
+
+
+def apikey_confirm(key_id: int, name: str, prefix: str, staff_name: str) -> str:
+    return (
+        f"Revoke API key {key_id} <b>{esc(name)}</b> (<code>{esc(prefix)}…</code>, acts as "
+        f"{esc(staff_name)})? Every system using it is refused from its next call."
+    )
+
+
+def apikey_revoked(key_id: int, name: str) -> str:
+    return f"🛑 API key {key_id} <b>{esc(name)}</b> is revoked."
+
+
+def apikey_kept(key_id: int) -> str:
+    return f"API key {key_id} stays in use."

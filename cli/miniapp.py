@@ -19,14 +19,17 @@ from db.models import Role
 
 log = logging.getLogger(__name__)
 
+API_PATH = "/api/v1"
+
 
 def web_app(settings: Settings, factory: sessionmaker[Session], bot_app: Any = None) -> Any:
     """Telegram's webhook (with bot_app, in webhook mode), the Mini App at /app (when
-    TELEGRAM_BOT_TOKEN is set), borrowers' statement links at /s, Twilio's webhooks and
-    the health check."""
+    TELEGRAM_BOT_TOKEN is set), borrowers' statement links at /s, the JSON API at /api/v1,
+    Twilio's webhooks and the health check."""
     from starlette.applications import Starlette
     from starlette.routing import BaseRoute, Mount
 
+    from api import build_api
     from bot.miniapp import build_app as build_miniapp
     from bot.serve import webhook_route
     from scheduler.statement_web import build_statement_app
@@ -40,19 +43,24 @@ def web_app(settings: Settings, factory: sessionmaker[Session], bot_app: Any = N
     else:
         log.info("the Mini App (/app/) is off: TELEGRAM_BOT_TOKEN is not set")
     routes.append(Mount("/s", build_statement_app(settings, factory)))
+    routes.append(Mount(API_PATH, build_api(settings, factory)))
     routes.append(Mount("/", build_web_app(settings, factory)))
     return Starlette(routes=routes)
 
 
 def with_miniapp(settings: Settings, factory: sessionmaker[Session]) -> Callable[[Any], Any]:
-    """Put the Mini App at /app beside a web app (the demo's, on its own port)."""
+    """Put the Mini App at /app and the JSON API at /api/v1 beside a web app (the demo's,
+    on its own port)."""
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
+    from api import build_api
     from bot.miniapp import build_app as build_miniapp
 
-    miniapp = build_miniapp(settings, factory)
-    return lambda web: Starlette(routes=[Mount("/app", miniapp), Mount("/", web)])
+    miniapp, api = build_miniapp(settings, factory), build_api(settings, factory)
+    return lambda web: Starlette(
+        routes=[Mount("/app", miniapp), Mount(API_PATH, api), Mount("/", web)]
+    )
 
 
 def miniapp_line(agency: Any, settings: Settings) -> str:

@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     # (changing either voids every link given out). No key or no PUBLIC_BASE_URL: no link.
     statement_link_secret: SecretStr | None = None
     statement_link_hours: int = Field(default=24, ge=1, le=24 * 7)
+    # The JSON API (api/): calls one API key may make in a minute before a 429.
+    api_rate_per_minute: int = Field(default=120, ge=1, le=100_000)
 
     @field_validator("database_url")
     @classmethod

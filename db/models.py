@@ -489,6 +489,51 @@ class AuditEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=_now, index=True)
 
 
+class ApiKey(Base):
+    """A key for the JSON API (api/): it acts as its staff member, limited by its scopes.
+
+    Only the sha256 of the token is kept (the token is random, 256 bits: no slow hash needed);
+    the prefix is shown in lists. Reads are counted per day here rather than audited one by
+    one (writes are audited per call); rate limiting counts calls per minute here too.
+    """
+
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    name: Mapped[str] = mapped_column(String(60))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(200))  # space-separated ApiScope values
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    # Calls in the current rate window (one minute from window_started_at).
+    window_started_at: Mapped[datetime | None]
+    window_calls: Mapped[int] = mapped_column(Integer, default=0)
+    # Reads (GET) on reads_day, and in all; a new day audits the finished day's count.
+    reads_day: Mapped[date | None] = mapped_column(Date)
+    reads_on_day: Mapped[int] = mapped_column(Integer, default=0)
+    reads_total: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class IdempotencyKey(Base):
+    """The first answer to a write sent with an Idempotency-Key header, to replay on retries."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("api_key_id", "key", name="uq_idempotency_key_api_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_key.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response_status: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
 class Broadcast(Base):
     __tablename__ = "broadcast"
 

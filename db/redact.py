@@ -6,7 +6,7 @@ not enough. install() wraps the process's log record factory: every record, from
 logger, has its message (and traceback) rendered and masked before any handler sees it.
 Masked: the secrets registered with protect() (bot token, Twilio auth token, webhook
 secret, the database password) and, whoever's they are, passwords in URLs and strings
-shaped like a Telegram bot token.
+shaped like a Telegram bot token or one of our API keys.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^/\s:@]*:)(?P<pw>[^@
 # A Telegram bot token: <bot id>:<35 characters>, alone or in a Bot API URL (.../bot<token>/),
 # where no word boundary comes before it.
 _BOT_TOKEN = re.compile(r"(?:\b|(?<=/bot))\d{5,15}:[A-Za-z0-9_-]{30,}")
+# An API key for the JSON API (db/services/staff/api_keys.py): vsk_ and 43 characters.
+_API_KEY = re.compile(r"\bvsk_[A-Za-z0-9_-]{40,}")
 # Shorter values are too likely to be ordinary words or numbers to mask everywhere.
 _MIN_SECRET = 6
 
@@ -40,7 +42,7 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
-    return _BOT_TOKEN.sub(MASK, text)
+    return _API_KEY.sub(MASK, _BOT_TOKEN.sub(MASK, text))
 
 
 def mask_url(url: str) -> str:

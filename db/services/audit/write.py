@@ -53,6 +53,10 @@ class AuditAction(StrEnum):
     LOAN_PAUSED = "loan_paused"  # hardship, until a date
     HOLD_RESOLVED = "hold_resolved"
     PAYMENT_DENIED = "payment_denied"  # the borrower replied NO to a receipt
+    API_KEY_CREATED = "api_key_created"
+    API_KEY_REVOKED = "api_key_revoked"
+    API_CALL = "api_call"  # a write through the JSON API (reads are counted per day instead)
+    API_READS = "api_reads"  # one key's reads on one finished day
     # Not staff actions, but changes all the same: a borrower's SMS, the sample-data seeder.
     BORROWER_OPTED_OUT = "borrower_opted_out"
     BORROWER_OPTED_IN = "borrower_opted_in"
