@@ -119,8 +119,9 @@ class LoanActions(RuleBasedStateMachine):
         audits = self.s.scalar(select(func.count(AuditEvent.id)))
         return tuple(loans_now), tuple(sorted(queued)), audits
 
-    def _do(self, fn, *, audit_action: str | None):
-        """fn() in a SAVEPOINT; its audit row must follow, a refusal must change nothing."""
+    def _do(self, fn, *, audit_action: str | tuple[str, ...] | None):
+        """fn() in a SAVEPOINT; its audit row (one of audit_action) must follow, a refusal
+        must change nothing."""
         before = self._snapshot()
         last_audit = self.s.scalar(select(func.max(AuditEvent.id))) or 0
         try:
@@ -132,7 +133,8 @@ class LoanActions(RuleBasedStateMachine):
             return None
         if audit_action is not None:
             actions = self.s.scalars(select(AuditEvent.action).where(AuditEvent.id > last_audit))
-            assert audit_action in set(actions), f"no {audit_action} audit row"
+            wanted = {audit_action} if isinstance(audit_action, str) else set(audit_action)
+            assert wanted & set(actions), f"no {audit_action} audit row"
         return result
 
     def _held(self, loan_id: int) -> bool:
@@ -253,7 +255,8 @@ class LoanActions(RuleBasedStateMachine):
                 today=TODAY,
                 reason="salary date moved",
             ),
-            audit_action="loan_edited",
+            # An agent's due-date move of more than 30 days is a request for approval (issue 11).
+            audit_action=("loan_edited", "approval_requested"),
         )
 
     @rule(number=loans)
